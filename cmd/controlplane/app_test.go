@@ -1,0 +1,491 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"sort"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/laracopilot/controlplane/config"
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/migrations"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+)
+
+// bundle is one control plane, wired exactly as serve wires it, on a
+// throwaway catalog database, behind a real HTTP server.
+type bundle struct {
+	t   *testing.T
+	app *App
+	srv *httptest.Server
+	db  pgtest.DB
+	cfg config.Config
+}
+
+func setup(t *testing.T, isolation controlplane.Isolation) *bundle {
+	t.Helper()
+	db := pgtest.New(t)
+	cfg, err := config.Load([]string{
+		"DATABASE_URL=" + db.URL,
+		"TENANT_ISOLATION=" + string(isolation),
+		"TENANT_DB_PREFIX=" + db.Prefix,
+	}, nil)
+	require.NoError(t, err)
+	app, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(app.Close)
+	srv := httptest.NewServer(app.Handler)
+	t.Cleanup(srv.Close)
+	return &bundle{t: t, app: app, srv: srv, db: db, cfg: cfg}
+}
+
+// do sends a request; body is sent as is when it is a string, as JSON
+// otherwise. It returns the status and the decoded JSON body.
+func (b *bundle) do(method, path string, body any) (int, map[string]any) {
+	b.t.Helper()
+	var r io.Reader
+	switch v := body.(type) {
+	case nil:
+	case string:
+		r = bytes.NewBufferString(v)
+	case []byte:
+		r = bytes.NewReader(v)
+	default:
+		buf, err := json.Marshal(v)
+		require.NoError(b.t, err)
+		r = bytes.NewReader(buf)
+	}
+	req, err := http.NewRequest(method, b.srv.URL+path, r)
+	require.NoError(b.t, err)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(b.t, err)
+	var out map[string]any
+	if len(raw) > 0 {
+		require.NoError(b.t, json.Unmarshal(raw, &out), "body: %s", raw)
+	}
+	return resp.StatusCode, out
+}
+
+// create posts a tenant and requires 201.
+func (b *bundle) create(body map[string]any) map[string]any {
+	b.t.Helper()
+	status, got := b.do("POST", "/api/tenants", body)
+	require.Equal(b.t, http.StatusCreated, status, "body: %v", got)
+	return got
+}
+
+// tenantTables lists the tables in a tenant's database or schema, apart
+// from the migrations table; nil when the database or schema is absent.
+func (b *bundle) tenantTables(t map[string]any) []string {
+	b.t.Helper()
+	name := t["db_name"].(string)
+	dbURL, schema := b.db.URL, name
+	if t["isolation"] == "database" {
+		if !contains(pgtest.TenantDatabases(b.t, b.db.Prefix), name) {
+			return nil
+		}
+		dbURL, schema = pgtest.WithDatabase(b.t, b.db.URL, name), "public"
+	}
+	db := pgtest.Open(b.t, dbURL)
+	rows, err := db.Query(`SELECT table_name FROM information_schema.tables WHERE table_schema = $1 AND table_name <> $2 ORDER BY 1`, schema, migrations.Table)
+	require.NoError(b.t, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var n string
+		require.NoError(b.t, rows.Scan(&n))
+		out = append(out, n)
+	}
+	require.NoError(b.t, db.Close())
+	return out
+}
+
+var allTenantTables = []string{"cdrs", "contact_emails", "contact_phones", "contacts", "dids", "extensions", "queue_members", "queues", "rates"}
+
+func contains(list []string, s string) bool {
+	i := sort.SearchStrings(list, s)
+	return i < len(list) && list[i] == s
+}
+
+func seed() map[string]any {
+	return map[string]any{
+		"name": "Acme Corp", "slug": "acme-corp", "domain": "acme.example.com", "status": "active",
+		"timezone": "America/New_York", "max_extensions": 50, "settings": []any{},
+	}
+}
+
+func bothModes(t *testing.T, fn func(t *testing.T, b *bundle)) {
+	for _, mode := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationSchema} {
+		t.Run(string(mode), func(t *testing.T) {
+			t.Parallel()
+			fn(t, setup(t, mode))
+		})
+	}
+}
+
+func TestSeedExample(t *testing.T) {
+	t.Parallel()
+	latest, err := migrations.Latest(migrations.Tenant)
+	require.NoError(t, err)
+	bothModes(t, func(t *testing.T, b *bundle) {
+		created := b.create(seed())
+		require.EqualValues(t, 1, created["id"])
+		for k, v := range map[string]any{
+			"name": "Acme Corp", "slug": "acme-corp", "domain": "acme.example.com", "status": "active",
+			"timezone": "America/New_York", "max_extensions": 50.0, "settings": []any{},
+			"isolation": string(b.cfg.TenantIsolation), "db_name": b.db.Prefix + "1",
+			"provisioning": "ready", "schema_version": float64(latest), "last_error": "",
+		} {
+			require.Equal(t, v, created[k], "field %s", k)
+		}
+		require.NotEmpty(t, created["created_at"])
+		require.NotEmpty(t, created["updated_at"])
+		require.Equal(t, allTenantTables, b.tenantTables(created))
+
+		status, got := b.do("GET", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, created, got)
+	})
+}
+
+func TestIsolationOverride(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase)
+	body := seed()
+	body["isolation"] = "schema"
+	created := b.create(body)
+	require.Equal(t, "schema", created["isolation"])
+	require.Equal(t, allTenantTables, b.tenantTables(created))
+	require.Empty(t, pgtest.TenantDatabases(t, b.db.Prefix), "a schema tenant must not get a database")
+}
+
+func TestCreateValidation(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	with := func(k string, v any) map[string]any {
+		s := seed()
+		if v == nil {
+			delete(s, k)
+		} else {
+			s[k] = v
+		}
+		return s
+	}
+	cases := []struct {
+		name  string
+		body  any
+		field string
+	}{
+		{"missing name", with("name", nil), "name"},
+		{"blank name", with("name", "   "), "name"},
+		{"long name", with("name", string(bytes.Repeat([]byte("n"), 201))), "name"},
+		{"missing slug", with("slug", nil), "slug"},
+		{"upper-case slug", with("slug", "Acme"), "slug"},
+		{"double hyphen slug", with("slug", "acme--corp"), "slug"},
+		{"trailing hyphen slug", with("slug", "acme-"), "slug"},
+		{"long slug", with("slug", string(bytes.Repeat([]byte("a"), 64))), "slug"},
+		{"missing domain", with("domain", nil), "domain"},
+		{"domain with port", with("domain", "acme.example.com:8080"), "domain"},
+		{"domain with scheme", with("domain", "https://acme.example.com"), "domain"},
+		{"domain with underscore", with("domain", "ac_me.example.com"), "domain"},
+		{"ip address", with("domain", "10.0.0.1"), "domain"},
+		{"label too long", with("domain", string(bytes.Repeat([]byte("a"), 64))+".com"), "domain"},
+		{"bad status", with("status", "deleted"), "status"},
+		{"bad timezone", with("timezone", "Mars/Olympus"), "timezone"},
+		{"fixed offset timezone", with("timezone", "+05:00"), "timezone"},
+		{"Local timezone", with("timezone", "Local"), "timezone"},
+		{"negative cap", with("max_extensions", -1), "max_extensions"},
+		{"huge cap", with("max_extensions", 100001), "max_extensions"},
+		{"fractional cap", with("max_extensions", 1.5), "max_extensions"},
+		{"string cap", with("max_extensions", "50"), "max_extensions"},
+		{"settings object", with("settings", map[string]any{"a": 1}), "settings"},
+		{"settings null", `{"name":"A","slug":"a","domain":"a.example.com","settings":null}`, "settings"},
+		{"bad isolation", with("isolation", "table"), "isolation"},
+		{"unknown field", with("colour", "blue"), "colour"},
+		{"read-only field", with("provisioning", "ready"), "provisioning"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			status, got := b.do("POST", "/api/tenants", tc.body)
+			require.Equal(t, http.StatusUnprocessableEntity, status, "body: %v", got)
+			e := got["error"].(map[string]any)
+			require.Equal(t, "invalid", e["code"])
+			require.Contains(t, e["fields"], tc.field, "error: %v", e)
+			require.NotEmpty(t, e["message"])
+		})
+	}
+
+	t.Run("malformed JSON is 400", func(t *testing.T) {
+		for _, body := range []string{`{"name": "x"`, `{name: 1}`, ``, `[1,2]`, `{"name":"a"} {"name":"b"}`} {
+			status, got := b.do("POST", "/api/tenants", body)
+			require.Equal(t, http.StatusBadRequest, status, "body %q: %v", body, got)
+			require.Equal(t, "bad_request", got["error"].(map[string]any)["code"])
+		}
+	})
+	t.Run("body over 1 MiB is 413", func(t *testing.T) {
+		s := seed()
+		s["settings"] = []string{string(bytes.Repeat([]byte("x"), 1<<20))}
+		status, got := b.do("POST", "/api/tenants", s)
+		require.Equal(t, http.StatusRequestEntityTooLarge, status, "%v", got)
+		require.Equal(t, "too_large", got["error"].(map[string]any)["code"])
+	})
+
+	// Nothing of the above reached the catalog.
+	status, got := b.do("GET", "/api/tenants", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.EqualValues(t, 0, got["total"])
+}
+
+func TestDefaultsAndNormalisation(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	got := b.create(map[string]any{"name": "  Beta  ", "slug": "beta", "domain": "Beta.Example.COM."})
+	require.Equal(t, "Beta", got["name"])
+	require.Equal(t, "beta.example.com", got["domain"])
+	require.Equal(t, "active", got["status"])
+	require.Equal(t, "UTC", got["timezone"])
+	require.EqualValues(t, controlplane.DefaultMaxExtensions, got["max_extensions"])
+	require.Equal(t, []any{}, got["settings"])
+	require.Equal(t, "schema", got["isolation"])
+
+	// Settings come back as given.
+	settings := []any{map[string]any{"key": "moh", "value": "jazz"}, 42.0, "x", []any{true, nil}}
+	body := seed()
+	body["settings"] = settings
+	got = b.create(body)
+	require.Equal(t, settings, got["settings"])
+}
+
+func TestUniqueSlugAndDomain(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	b.create(seed())
+
+	dupSlug := seed()
+	dupSlug["domain"] = "other.example.com"
+	status, got := b.do("POST", "/api/tenants", dupSlug)
+	require.Equal(t, http.StatusConflict, status)
+	require.Equal(t, "conflict", got["error"].(map[string]any)["code"])
+	require.Contains(t, got["error"].(map[string]any)["fields"], "slug")
+
+	dupDomain := seed()
+	dupDomain["slug"] = "other"
+	dupDomain["domain"] = "ACME.example.com"
+	status, got = b.do("POST", "/api/tenants", dupDomain)
+	require.Equal(t, http.StatusConflict, status)
+	require.Contains(t, got["error"].(map[string]any)["fields"], "domain")
+}
+
+func TestConcurrentDuplicateCreates(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, b *bundle) {
+		const n = 10
+		statuses := make(chan int, n)
+		start := make(chan struct{})
+		for i := 0; i < n; i++ {
+			go func() {
+				<-start
+				body, _ := json.Marshal(seed())
+				resp, err := http.Post(b.srv.URL+"/api/tenants", "application/json", bytes.NewReader(body))
+				if err != nil {
+					statuses <- 0
+					return
+				}
+				_ = resp.Body.Close()
+				statuses <- resp.StatusCode
+			}()
+		}
+		close(start)
+		count := map[int]int{}
+		for i := 0; i < n; i++ {
+			count[<-statuses]++
+		}
+		require.Equal(t, map[int]int{http.StatusCreated: 1, http.StatusConflict: n - 1}, count)
+
+		_, list := b.do("GET", "/api/tenants", nil)
+		require.EqualValues(t, 1, list["total"])
+		if b.cfg.TenantIsolation == "database" {
+			require.Len(t, pgtest.TenantDatabases(t, b.db.Prefix), 1, "losers must not leave databases behind")
+		}
+	})
+}
+
+func TestListTenants(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	for _, s := range []struct{ name, slug, domain, status string }{
+		{"Alpha Telecom", "alpha", "alpha.example.com", "active"},
+		{"Bravo Voice", "bravo", "voice.bravo.net", "suspended"},
+		{"Charlie 100% Co", "charlie", "charlie.example.org", "active"},
+	} {
+		b.create(map[string]any{"name": s.name, "slug": s.slug, "domain": s.domain, "status": s.status})
+	}
+	slugs := func(body map[string]any) []string {
+		var out []string
+		for _, t := range body["data"].([]any) {
+			out = append(out, t.(map[string]any)["slug"].(string))
+		}
+		return out
+	}
+	cases := []struct {
+		query string
+		slugs []string
+		total float64
+	}{
+		{"", []string{"alpha", "bravo", "charlie"}, 3},
+		{"?status=active", []string{"alpha", "charlie"}, 2},
+		{"?status=suspended", []string{"bravo"}, 1},
+		{"?q=VOICE", []string{"bravo"}, 1},
+		{"?q=example", []string{"alpha", "charlie"}, 2},
+		{"?q=100%25", []string{"charlie"}, 1},
+		{"?q=_", nil, 0},
+		{"?limit=2", []string{"alpha", "bravo"}, 3},
+		{"?limit=2&offset=2", []string{"charlie"}, 3},
+		{"?status=active&q=charlie", []string{"charlie"}, 1},
+	}
+	for _, tc := range cases {
+		status, got := b.do("GET", "/api/tenants"+tc.query, nil)
+		require.Equal(t, http.StatusOK, status, tc.query)
+		require.Equal(t, tc.slugs, slugs(got), tc.query)
+		require.Equal(t, tc.total, got["total"], tc.query)
+	}
+	for query, field := range map[string]string{
+		"?status=gone": "status", "?limit=0x": "limit", "?limit=501": "limit", "?limit=-1": "limit", "?offset=-3": "offset",
+	} {
+		status, got := b.do("GET", "/api/tenants"+query, nil)
+		require.Equal(t, http.StatusUnprocessableEntity, status, query)
+		require.Contains(t, got["error"].(map[string]any)["fields"], field, query)
+	}
+}
+
+func TestUpdateTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	acme := b.create(seed())
+	other := seed()
+	other["slug"], other["domain"] = "other", "other.example.com"
+	b.create(other)
+
+	status, got := b.do("PATCH", "/api/tenants/1", map[string]any{"max_extensions": 60})
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	require.EqualValues(t, 60, got["max_extensions"])
+	require.Equal(t, "Acme Corp", got["name"], "PATCH keeps fields it does not name")
+	require.Equal(t, "America/New_York", got["timezone"])
+
+	status, got = b.do("PATCH", "/api/tenants/1", map[string]any{"slug": "acme", "domain": "Acme.Example.net", "settings": []any{"x"}})
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	require.Equal(t, "acme", got["slug"])
+	require.Equal(t, "acme.example.net", got["domain"])
+	require.Equal(t, []any{"x"}, got["settings"])
+	require.Equal(t, acme["db_name"], got["db_name"], "the database name never changes")
+
+	// PUT replaces: what is left out takes its default.
+	status, got = b.do("PUT", "/api/tenants/1", map[string]any{"name": "Acme Inc", "slug": "acme-inc", "domain": "acme.example.com", "timezone": "Asia/Kolkata"})
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	require.Equal(t, "Acme Inc", got["name"])
+	require.Equal(t, "Asia/Kolkata", got["timezone"])
+	require.EqualValues(t, controlplane.DefaultMaxExtensions, got["max_extensions"])
+	require.Equal(t, []any{}, got["settings"])
+	require.Equal(t, acme["db_name"], got["db_name"])
+	require.Equal(t, acme["created_at"], got["created_at"])
+
+	errs := []struct {
+		method string
+		body   any
+		status int
+		field  string
+	}{
+		{"PATCH", map[string]any{"slug": "other"}, http.StatusConflict, "slug"},
+		{"PATCH", map[string]any{"domain": "OTHER.example.com"}, http.StatusConflict, "domain"},
+		{"PATCH", map[string]any{"isolation": "database"}, http.StatusUnprocessableEntity, "isolation"},
+		{"PATCH", map[string]any{"max_extensions": -5}, http.StatusUnprocessableEntity, "max_extensions"},
+		{"PATCH", map[string]any{"timezone": "EST+5"}, http.StatusUnprocessableEntity, "timezone"},
+		{"PATCH", map[string]any{"db_name": "tenant_2"}, http.StatusUnprocessableEntity, "db_name"},
+		{"PATCH", map[string]any{"id": 2}, http.StatusUnprocessableEntity, "id"},
+		{"PUT", map[string]any{"name": "No slug", "domain": "x.example.com"}, http.StatusUnprocessableEntity, "slug"},
+		{"PUT", map[string]any{"name": "X", "slug": "other", "domain": "x.example.com"}, http.StatusConflict, "slug"},
+	}
+	for _, tc := range errs {
+		status, got := b.do(tc.method, "/api/tenants/1", tc.body)
+		require.Equal(t, tc.status, status, "%s %v: %v", tc.method, tc.body, got)
+		require.Contains(t, got["error"].(map[string]any)["fields"], tc.field, "%s %v", tc.method, tc.body)
+	}
+	// The failed updates changed nothing.
+	_, now := b.do("GET", "/api/tenants/1", nil)
+	require.Equal(t, "acme-inc", now["slug"])
+
+	for _, m := range []string{"PATCH", "PUT"} {
+		status, got := b.do(m, "/api/tenants/99", map[string]any{"name": "x", "slug": "x", "domain": "x.example.com"})
+		require.Equal(t, http.StatusNotFound, status, "%s: %v", m, got)
+	}
+	status, _ = b.do("PATCH", "/api/tenants/1", `{"max_extensions": 60`)
+	require.Equal(t, http.StatusBadRequest, status)
+}
+
+func TestDeleteTenant(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, b *bundle) {
+		acme := b.create(seed())
+
+		status, got := b.do("DELETE", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusConflict, status, "an active tenant is not deleted: %v", got)
+		require.Contains(t, got["error"].(map[string]any)["message"], "suspend")
+		require.Equal(t, allTenantTables, b.tenantTables(acme), "refused delete leaves data alone")
+
+		status, _ = b.do("PATCH", "/api/tenants/1", map[string]any{"status": "suspended"})
+		require.Equal(t, http.StatusOK, status)
+		status, _ = b.do("DELETE", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusNoContent, status)
+
+		require.Nil(t, b.tenantTables(acme), "database or schema is dropped")
+		status, _ = b.do("GET", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusNotFound, status)
+		status, _ = b.do("DELETE", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusNotFound, status)
+
+		// The slug and domain are free again; the new tenant gets a new database.
+		again := b.create(seed())
+		require.NotEqual(t, acme["db_name"], again["db_name"])
+	})
+}
+
+func TestErrorsAndHealth(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	status, got := b.do("GET", "/api/tenants/42", nil)
+	require.Equal(t, http.StatusNotFound, status)
+	require.Equal(t, map[string]any{"code": "not_found", "message": "tenant 42 not found"}, got["error"])
+
+	status, got = b.do("GET", "/api/tenants/abc", nil)
+	require.Equal(t, http.StatusBadRequest, status)
+	require.Contains(t, got["error"].(map[string]any)["fields"], "id")
+
+	status, got = b.do("GET", "/nowhere", nil)
+	require.Equal(t, http.StatusNotFound, status)
+	require.Equal(t, "not_found", got["error"].(map[string]any)["code"])
+
+	status, got = b.do("DELETE", "/api/tenants", nil)
+	require.Equal(t, http.StatusMethodNotAllowed, status)
+	require.Equal(t, "method_not_allowed", got["error"].(map[string]any)["code"])
+
+	status, got = b.do("POST", "/api/tenants/1/provision", nil)
+	require.Equal(t, http.StatusNotFound, status, "%v", got)
+
+	status, got = b.do("GET", "/healthz", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Equal(t, "ok", got["status"])
+	status, got = b.do("GET", "/readyz", nil)
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	require.Equal(t, "ready", got["status"])
+}

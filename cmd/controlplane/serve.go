@@ -1,0 +1,152 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/spf13/cobra"
+	"gorm.io/gorm"
+
+	"github.com/laracopilot/controlplane/config"
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/catalog"
+	"github.com/laracopilot/controlplane/controlplane/httpapi"
+	"github.com/laracopilot/controlplane/migrations"
+	"github.com/laracopilot/controlplane/tenantdb"
+)
+
+func newServe() *cobra.Command {
+	return &cobra.Command{
+		Use:   "serve",
+		Short: "Serve the operator and tenant HTTP API",
+		Long: `Serve migrates the catalog (unless MIGRATE_CATALOG=false), finishes any
+tenant provisioning a previous process left half-done, and serves the HTTP API
+on LISTEN_ADDR until SIGINT/SIGTERM, then drains in-flight requests.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg, log, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			return serve(cmd.Context(), cfg, log)
+		},
+	}
+}
+
+// App is the wired control plane: what serve runs, and what tests start.
+type App struct {
+	Catalog     *gorm.DB
+	Provisioner *tenantdb.Provisioner
+	Tenants     *controlplane.Tenants
+	Handler     http.Handler
+}
+
+// Close releases the app's connections.
+func (a *App) Close() {
+	if a.Provisioner != nil {
+		_ = a.Provisioner.Close()
+	}
+	if a.Catalog != nil {
+		if db, err := a.Catalog.DB(); err == nil {
+			_ = db.Close()
+		}
+	}
+}
+
+// newApp connects to the catalog and the tenant server and wires the domain
+// and the HTTP API. It migrates the catalog first when cfg asks for it.
+func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	if cfg.MigrateCatalog {
+		v, err := catalog.Migrate(cfg.DatabaseURL.Value())
+		if err != nil {
+			return nil, err
+		}
+		log.Info("catalog migrated", "version", v)
+	}
+	app := &App{}
+	var err error
+	if app.Catalog, err = catalog.Open(ctx, cfg.DatabaseURL.Value()); err != nil {
+		return nil, err
+	}
+	store := catalog.NewStore(app.Catalog)
+	owner, err := store.Identity(ctx)
+	if err != nil {
+		app.Close()
+		return nil, fmt.Errorf("read catalog identity (is the catalog migrated?): %w", err)
+	}
+	app.Provisioner, err = tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{
+		URL:        cfg.TenantDatabaseURL.Value(),
+		Prefix:     cfg.TenantDBPrefix,
+		Owner:      owner,
+		Migrations: migrations.Tenant,
+	})
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	app.Tenants = &controlplane.Tenants{
+		Catalog:          store,
+		Provisioner:      app.Provisioner,
+		DefaultIsolation: controlplane.Isolation(cfg.TenantIsolation),
+		ProvisionTimeout: cfg.ProvisionTimeout,
+		Log:              log,
+	}
+	srv := &httpapi.Server{
+		Tenants: app.Tenants,
+		Ready:   func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
+		Log:     log,
+	}
+	app.Handler = srv.Handler()
+	return app, nil
+}
+
+func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	app, err := newApp(ctx, cfg, log)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+
+	// Finish what a previous process left half-done. It runs beside the
+	// listener: tenants it works on are locked, and a request for one of
+	// them gets a clear conflict rather than a long wait.
+	go func() {
+		if err := app.Tenants.Reconcile(ctx); err != nil {
+			log.Error("reconcile: some tenants could not be finished", "err", err)
+		}
+	}()
+
+	ln, err := net.Listen("tcp", cfg.ListenAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
+	}
+	httpSrv := &http.Server{
+		Handler:           app.Handler,
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       time.Minute,
+		// Creating a tenant waits for its database: leave room for it.
+		WriteTimeout:   cfg.ProvisionTimeout + 30*time.Second,
+		IdleTimeout:    2 * time.Minute,
+		MaxHeaderBytes: 64 << 10,
+	}
+	log.Info("serving", "addr", ln.Addr().String(), "default_isolation", cfg.TenantIsolation, "admin_token_set", cfg.AdminToken != "")
+	errc := make(chan error, 1)
+	go func() { errc <- httpSrv.Serve(ln) }()
+	select {
+	case err := <-errc:
+		return err
+	case <-ctx.Done():
+	}
+	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
+	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
+	defer cancel()
+	if err := httpSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}

@@ -1,0 +1,192 @@
+// Package config is the control plane's configuration: one typed struct,
+// its defaults, reading it from the environment and command-line flags, and
+// validating it before anything starts. Nothing else reads the environment.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+	"github.com/jackc/pgx/v5"
+	"github.com/spf13/pflag"
+)
+
+// Config is everything the control plane can be told. Flags override
+// environment variables, which override the defaults in the tags.
+type Config struct {
+	// DatabaseURL is the catalog database (tenants, identity). Required.
+	DatabaseURL Secret `env:"DATABASE_URL"`
+	// ListenAddr is the HTTP listen address of serve.
+	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080"`
+	// TenantDatabaseURL is the server tenant databases are created on, and
+	// the database schema-mode tenants live in. Defaults to DatabaseURL.
+	TenantDatabaseURL Secret `env:"TENANT_DATABASE_URL"`
+	// TenantIsolation is the default isolation of new tenants.
+	TenantIsolation string `env:"TENANT_ISOLATION" envDefault:"database"`
+	// TenantDBPrefix prefixes tenant database/schema names (prefix + id).
+	// Two catalogs sharing a tenant server need different prefixes.
+	TenantDBPrefix string `env:"TENANT_DB_PREFIX" envDefault:"tenant_"`
+	// AdminToken guards the operator API (enforced from a later release on).
+	AdminToken Secret `env:"ADMIN_TOKEN"`
+	// MigrateCatalog runs the catalog migrations when serve starts.
+	MigrateCatalog bool `env:"MIGRATE_CATALOG" envDefault:"true"`
+	// ProvisionTimeout bounds creating (or dropping) one tenant database.
+	ProvisionTimeout time.Duration `env:"PROVISION_TIMEOUT" envDefault:"2m"`
+	// ShutdownTimeout bounds draining in-flight requests on SIGTERM.
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
+}
+
+// Secret is a string that never prints: a connection string with its
+// password, or a token. Use Value to read it.
+type Secret string
+
+// Value returns the secret itself.
+func (s Secret) Value() string { return string(s) }
+
+// String masks the secret.
+func (s Secret) String() string {
+	if s == "" {
+		return ""
+	}
+	return "****"
+}
+
+// LogValue masks the secret in slog output.
+func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
+
+// flag binds one command-line flag to the field its environment variable
+// fills; the flag wins when given.
+type flag struct {
+	name, env, usage string
+	set              func(c *Config, v string) error
+}
+
+var flags = []flag{
+	{"listen", "LISTEN_ADDR", "HTTP listen address", func(c *Config, v string) error { c.ListenAddr = v; return nil }},
+	{"database-url", "DATABASE_URL", "catalog database URL", func(c *Config, v string) error { c.DatabaseURL = Secret(v); return nil }},
+	{"tenant-database-url", "TENANT_DATABASE_URL", "tenant server URL (default: DATABASE_URL)", func(c *Config, v string) error { c.TenantDatabaseURL = Secret(v); return nil }},
+	{"isolation", "TENANT_ISOLATION", "default isolation of new tenants: database or schema", func(c *Config, v string) error { c.TenantIsolation = v; return nil }},
+	{"log-level", "LOG_LEVEL", "debug, info, warn or error", func(c *Config, v string) error { c.LogLevel = v; return nil }},
+}
+
+// BindFlags declares the flags on fs. Their defaults are empty on purpose:
+// a default taken from the environment would print a secret in --help.
+func BindFlags(fs *pflag.FlagSet) {
+	for _, f := range flags {
+		fs.String(f.name, "", fmt.Sprintf("%s (env %s)", f.usage, f.env))
+	}
+}
+
+// Load reads the environment (environ, as from os.Environ), lays the flags
+// that were given on fs over it (fs may be nil), and validates the result.
+// The error names the offending variable in one line.
+func Load(environ []string, fs *pflag.FlagSet) (Config, error) {
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: env.ToMap(environ)}); err != nil {
+		return c, envError(err)
+	}
+	if fs != nil {
+		for _, f := range flags {
+			if fl := fs.Lookup(f.name); fl != nil && fl.Changed {
+				if err := f.set(&c, fl.Value.String()); err != nil {
+					return c, err
+				}
+			}
+		}
+	}
+	if c.TenantDatabaseURL == "" {
+		c.TenantDatabaseURL = c.DatabaseURL
+	}
+	return c, c.Validate()
+}
+
+var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+// Validate checks every field and names the first bad one by its variable.
+func (c *Config) Validate() error {
+	bad := func(name, format string, args ...any) error {
+		return fmt.Errorf("config: %s: %s", name, fmt.Sprintf(format, args...))
+	}
+	if c.DatabaseURL == "" {
+		return bad("DATABASE_URL", "is required (e.g. postgres://postgres@127.0.0.1:5432/controlplane?sslmode=disable)")
+	}
+	if err := checkURL(c.DatabaseURL.Value()); err != nil {
+		return bad("DATABASE_URL", "%v", err)
+	}
+	if err := checkURL(c.TenantDatabaseURL.Value()); err != nil {
+		return bad("TENANT_DATABASE_URL", "%v", err)
+	}
+	if _, port, err := net.SplitHostPort(c.ListenAddr); err != nil || port == "" {
+		return bad("LISTEN_ADDR", "must be host:port or :port, got %q", c.ListenAddr)
+	}
+	if c.TenantIsolation != "database" && c.TenantIsolation != "schema" {
+		return bad("TENANT_ISOLATION", "must be database or schema, got %q", c.TenantIsolation)
+	}
+	if !prefixPattern.MatchString(c.TenantDBPrefix) {
+		return bad("TENANT_DB_PREFIX", "must be lower-case letters, digits and underscores, starting with a letter or underscore, at most 40 characters; got %q", c.TenantDBPrefix)
+	}
+	if c.ProvisionTimeout <= 0 {
+		return bad("PROVISION_TIMEOUT", "must be positive")
+	}
+	if c.ShutdownTimeout <= 0 {
+		return bad("SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		return bad("LOG_LEVEL", "must be debug, info, warn or error, got %q", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		return bad("LOG_FORMAT", "must be text or json, got %q", c.LogFormat)
+	}
+	return nil
+}
+
+// SlogLevel returns LogLevel as a slog.Level.
+func (c *Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}
+
+// checkURL parses a connection string without ever echoing it: parse
+// errors of the driver quote the string, password included.
+func checkURL(s string) error {
+	if s == "" {
+		return errors.New("is empty")
+	}
+	if strings.Contains(s, "://") {
+		if _, err := url.Parse(s); err != nil {
+			return errors.New("is not a valid URL")
+		}
+	}
+	if _, err := pgx.ParseConfig(s); err != nil {
+		return errors.New("is not a valid PostgreSQL connection string")
+	}
+	return nil
+}
+
+// envError names the variable behind a parse error of the env library,
+// which itself names only the Go field.
+func envError(err error) error {
+	var agg env.AggregateError
+	if errors.As(err, &agg) && len(agg.Errors) > 0 {
+		err = agg.Errors[0]
+	}
+	var pe env.ParseError
+	if errors.As(err, &pe) {
+		if f, ok := reflect.TypeOf(Config{}).FieldByName(pe.Name); ok {
+			return fmt.Errorf("config: %s: %s", f.Tag.Get("env"), strings.Join(strings.Fields(pe.Err.Error()), " "))
+		}
+	}
+	return fmt.Errorf("config: %s", strings.Join(strings.Fields(err.Error()), " "))
+}

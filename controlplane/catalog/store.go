@@ -1,0 +1,305 @@
+// Package catalog is the tenant catalog on PostgreSQL (gorm): the
+// implementation of controlplane.Catalog, plus opening and migrating the
+// catalog database.
+package catalog
+
+import (
+	"context"
+	"database/sql/driver"
+	"encoding/json"
+	"errors"
+	"strings"
+	"time"
+
+	"gorm.io/gorm"
+	"gorm.io/gorm/clause"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/sqlerr"
+)
+
+// Store implements controlplane.Catalog.
+type Store struct {
+	db *gorm.DB
+}
+
+// NewStore returns a store on an open catalog database.
+func NewStore(db *gorm.DB) *Store { return &Store{db: db} }
+
+var _ controlplane.Catalog = (*Store)(nil)
+
+// tenantRow is the tenants table as gorm sees it. The domain type stays free
+// of gorm; the two are converted at this boundary only.
+type tenantRow struct {
+	ID            int64     `gorm:"column:id;primaryKey"`
+	Name          string    `gorm:"column:name"`
+	Slug          string    `gorm:"column:slug"`
+	Domain        string    `gorm:"column:domain"`
+	Status        string    `gorm:"column:status"`
+	Timezone      string    `gorm:"column:timezone"`
+	MaxExtensions int       `gorm:"column:max_extensions"`
+	Settings      string    `gorm:"column:settings;type:jsonb"`
+	Isolation     string    `gorm:"column:isolation"`
+	DBName        string    `gorm:"column:db_name"`
+	Provisioning  string    `gorm:"column:provisioning"`
+	SchemaVersion int64     `gorm:"column:schema_version"`
+	LastError     string    `gorm:"column:last_error"`
+	CreatedAt     time.Time `gorm:"column:created_at"`
+	UpdatedAt     time.Time `gorm:"column:updated_at"`
+}
+
+func (tenantRow) TableName() string { return "tenants" }
+
+func (r *tenantRow) tenant() controlplane.Tenant {
+	return controlplane.Tenant{
+		ID:            r.ID,
+		Name:          r.Name,
+		Slug:          r.Slug,
+		Domain:        r.Domain,
+		Status:        controlplane.Status(r.Status),
+		Timezone:      r.Timezone,
+		MaxExtensions: r.MaxExtensions,
+		Settings:      json.RawMessage(r.Settings),
+		Isolation:     controlplane.Isolation(r.Isolation),
+		DBName:        r.DBName,
+		Provisioning:  controlplane.ProvisionState(r.Provisioning),
+		SchemaVersion: uint(r.SchemaVersion),
+		LastError:     r.LastError,
+		CreatedAt:     r.CreatedAt,
+		UpdatedAt:     r.UpdatedAt,
+	}
+}
+
+func rowOf(t *controlplane.Tenant) tenantRow {
+	return tenantRow{
+		ID:            t.ID,
+		Name:          t.Name,
+		Slug:          t.Slug,
+		Domain:        t.Domain,
+		Status:        string(t.Status),
+		Timezone:      t.Timezone,
+		MaxExtensions: t.MaxExtensions,
+		Settings:      string(t.Settings),
+		Isolation:     string(t.Isolation),
+		DBName:        t.DBName,
+		Provisioning:  string(t.Provisioning),
+		SchemaVersion: int64(t.SchemaVersion),
+		LastError:     t.LastError,
+	}
+}
+
+// NextTenantID reserves an id from the tenants sequence.
+func (s *Store) NextTenantID(ctx context.Context) (int64, error) {
+	var id int64
+	err := s.db.WithContext(ctx).Raw(`SELECT nextval(pg_get_serial_sequence('tenants', 'id'))`).Scan(&id).Error
+	return id, translate(err)
+}
+
+// CreateTenant inserts t (with its reserved id) and fills its timestamps.
+func (s *Store) CreateTenant(ctx context.Context, t *controlplane.Tenant) error {
+	row := rowOf(t)
+	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+		return translate(err)
+	}
+	*t = row.tenant()
+	return nil
+}
+
+// Tenant returns tenant id.
+func (s *Store) Tenant(ctx context.Context, id int64) (*controlplane.Tenant, error) {
+	var row tenantRow
+	if err := s.db.WithContext(ctx).First(&row, id).Error; err != nil {
+		return nil, translateTenant(err, id)
+	}
+	t := row.tenant()
+	return &t, nil
+}
+
+// ListTenants returns a page of tenants ordered by id, and the total.
+func (s *Store) ListTenants(ctx context.Context, f controlplane.TenantFilter) ([]controlplane.Tenant, int, error) {
+	q := s.db.WithContext(ctx).Model(&tenantRow{})
+	if f.Status != "" {
+		q = q.Where("status = ?", string(f.Status))
+	}
+	if f.Query != "" {
+		like := "%" + escapeLike(strings.ToLower(f.Query)) + "%"
+		q = q.Where("(lower(name) LIKE ? OR slug LIKE ? OR domain LIKE ?)", like, like, like)
+	}
+	var total int64
+	if err := q.Count(&total).Error; err != nil {
+		return nil, 0, translate(err)
+	}
+	var rows []tenantRow
+	if err := q.Order("id").Limit(f.Limit).Offset(f.Offset).Find(&rows).Error; err != nil {
+		return nil, 0, translate(err)
+	}
+	out := make([]controlplane.Tenant, len(rows))
+	for i := range rows {
+		out[i] = rows[i].tenant()
+	}
+	return out, int(total), nil
+}
+
+// UpdateTenant applies fn to the row under SELECT ... FOR UPDATE.
+func (s *Store) UpdateTenant(ctx context.Context, id int64, fn func(*controlplane.Tenant) error) (*controlplane.Tenant, error) {
+	var out controlplane.Tenant
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var row tenantRow
+		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
+			return translateTenant(err, id)
+		}
+		t := row.tenant()
+		if err := fn(&t); err != nil {
+			return err
+		}
+		next := rowOf(&t)
+		err := tx.Model(&row).Updates(map[string]any{
+			"name":           next.Name,
+			"slug":           next.Slug,
+			"domain":         next.Domain,
+			"status":         next.Status,
+			"timezone":       next.Timezone,
+			"max_extensions": next.MaxExtensions,
+			"settings":       next.Settings,
+			"provisioning":   next.Provisioning,
+			"updated_at":     gorm.Expr("now()"),
+		}).Error
+		if err != nil {
+			return translate(err)
+		}
+		if err := tx.First(&row, id).Error; err != nil {
+			return translate(err)
+		}
+		out = row.tenant()
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &out, nil
+}
+
+// SetProvisioning records a provisioning state, version and error.
+func (s *Store) SetProvisioning(ctx context.Context, id int64, state controlplane.ProvisionState, version uint, lastError string) (*controlplane.Tenant, error) {
+	var row tenantRow
+	res := s.db.WithContext(ctx).Model(&row).Clauses(clause.Returning{}).Where("id = ?", id).Updates(map[string]any{
+		"provisioning":   string(state),
+		"schema_version": int64(version),
+		"last_error":     lastError,
+		"updated_at":     gorm.Expr("now()"),
+	})
+	if res.Error != nil {
+		return nil, translate(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return nil, controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
+	}
+	t := row.tenant()
+	return &t, nil
+}
+
+// DeleteTenant removes the catalog row.
+func (s *Store) DeleteTenant(ctx context.Context, id int64) error {
+	res := s.db.WithContext(ctx).Delete(&tenantRow{}, id)
+	if res.Error != nil {
+		return translate(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
+	}
+	return nil
+}
+
+// TenantsByProvisioning returns every tenant in one of states, by id.
+func (s *Store) TenantsByProvisioning(ctx context.Context, states ...controlplane.ProvisionState) ([]controlplane.Tenant, error) {
+	names := make([]string, len(states))
+	for i, st := range states {
+		names[i] = string(st)
+	}
+	var rows []tenantRow
+	if err := s.db.WithContext(ctx).Where("provisioning IN ?", names).Order("id").Find(&rows).Error; err != nil {
+		return nil, translate(err)
+	}
+	out := make([]controlplane.Tenant, len(rows))
+	for i := range rows {
+		out[i] = rows[i].tenant()
+	}
+	return out, nil
+}
+
+// lockClass is the first key of the two-key advisory locks on tenant
+// lifecycles. Two-key locks live apart from the one-key (bigint) locks that
+// golang-migrate takes, so the two can never collide.
+const lockClass = 0x4c43 // "LC"
+
+// LockTenant takes a session-level advisory lock on a dedicated connection:
+// it is held across the provisioning round trips and released when unlock
+// runs or, if this process dies, when its connection closes.
+func (s *Store) LockTenant(ctx context.Context, id int64) (func(), error) {
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return nil, translate(err)
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return nil, translate(err)
+	}
+	key := int32(id) // ids stay far below 2^31; a wrap would only share a lock
+	var ok bool
+	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, lockClass, key).Scan(&ok); err != nil {
+		_ = conn.Close()
+		return nil, translate(err)
+	}
+	if !ok {
+		_ = conn.Close()
+		return nil, controlplane.Errorf(controlplane.Conflict, "tenant %d is being provisioned or deleted by another request; try again shortly", id)
+	}
+	return func() {
+		// Unlock with a fresh context: the caller's may be done already.
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, $2)`, lockClass, key); err != nil {
+			// Closing a connection whose unlock failed would return a
+			// locked session to the pool; discard it instead.
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
+		_ = conn.Close()
+	}, nil
+}
+
+func escapeLike(s string) string {
+	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
+}
+
+// tenantConstraints names the catalog's constraints by the API field they
+// protect (see migrations/catalog).
+var tenantConstraints = map[string]sqlerr.Constraint{
+	"tenants_slug_key":             {Field: "slug", Reason: "is already taken by another tenant"},
+	"tenants_domain_key":           {Field: "domain", Reason: "is already taken by another tenant"},
+	"tenants_name_length":          {Field: "name", Reason: "must be 1 to 200 characters"},
+	"tenants_slug_format":          {Field: "slug", Reason: "is not a valid slug"},
+	"tenants_domain_lower":         {Field: "domain", Reason: "must be lower-case"},
+	"tenants_status_check":         {Field: "status", Reason: "must be one of: active, suspended"},
+	"tenants_max_extensions_range": {Field: "max_extensions", Reason: "must be between 0 and 100000"},
+	"tenants_settings_array":       {Field: "settings", Reason: "must be a JSON array"},
+	"tenants_isolation_check":      {Field: "isolation", Reason: "must be one of: database, schema"},
+}
+
+func translate(err error) error { return sqlerr.Translate(err, tenantConstraints) }
+
+func translateTenant(err error, id int64) error {
+	if errors.Is(err, gorm.ErrRecordNotFound) {
+		return controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
+	}
+	return translate(err)
+}
+
+// Identity returns the catalog's unique id, created by its first migration.
+func (s *Store) Identity(ctx context.Context) (string, error) {
+	var id string
+	err := s.db.WithContext(ctx).Raw(`SELECT id::text FROM catalog_identity`).Scan(&id).Error
+	if err == nil && id == "" {
+		err = errors.New("catalog_identity is empty")
+	}
+	return id, translate(err)
+}

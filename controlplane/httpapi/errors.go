@@ -1,0 +1,79 @@
+package httpapi
+
+import (
+	"errors"
+	"log/slog"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// statusOf is the one table from error code to HTTP status.
+var statusOf = map[controlplane.Code]int{
+	controlplane.Invalid:            http.StatusUnprocessableEntity,
+	controlplane.BadRequest:         http.StatusBadRequest,
+	controlplane.TooLarge:           http.StatusRequestEntityTooLarge,
+	controlplane.NotFound:           http.StatusNotFound,
+	controlplane.Conflict:           http.StatusConflict,
+	controlplane.QuotaExceeded:      http.StatusConflict,
+	controlplane.TenantSuspended:    http.StatusForbidden,
+	controlplane.Unavailable:        http.StatusServiceUnavailable,
+	controlplane.Unauthorized:       http.StatusUnauthorized,
+	controlplane.Forbidden:          http.StatusForbidden,
+	controlplane.ProvisioningFailed: http.StatusInternalServerError,
+	controlplane.Internal:           http.StatusInternalServerError,
+}
+
+// errorBody is the shape of every error response.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    controlplane.Code `json:"code"`
+	Message string            `json:"message"`
+	Fields  map[string]string `json:"fields,omitempty"`
+}
+
+// handle adapts a handler that returns an error; writeErrors renders it.
+func handle(fn func(c *gin.Context) error) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		if err := fn(c); err != nil {
+			_ = c.Error(err)
+		}
+	}
+}
+
+// writeErrors is the middleware that turns the last error a handler
+// recorded into the JSON error body. Errors that are not domain errors are
+// bugs or outages: the client gets a generic message, the log the details.
+func writeErrors(log *slog.Logger) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		c.Next()
+		if len(c.Errors) == 0 {
+			return
+		}
+		err := c.Errors.Last().Err
+		var de *controlplane.Error
+		if !errors.As(err, &de) {
+			de = &controlplane.Error{Code: controlplane.Internal, Err: err}
+		}
+		status, ok := statusOf[de.Code]
+		if !ok {
+			status = http.StatusInternalServerError
+		}
+		msg := de.Message
+		if de.Code == controlplane.Internal || msg == "" {
+			msg = "internal error; the details are in the server log"
+		}
+		if status >= 500 {
+			log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "request_id", c.GetString(requestIDKey), "err", err)
+		}
+		if de.Code == controlplane.Unavailable {
+			c.Header("Retry-After", "5")
+		}
+		c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: de.Code, Message: msg, Fields: de.Fields}})
+	}
+}

@@ -1,0 +1,103 @@
+// Package httpapi is the control plane's HTTP surface (gin): the router,
+// the middleware every request passes (request id, logging, body limit,
+// panic recovery, error rendering) and thin handlers over the domain.
+package httpapi
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+const requestIDKey = "request_id"
+
+// Server holds what the handlers need.
+type Server struct {
+	Tenants *controlplane.Tenants
+	// Ready reports whether the service can take traffic (catalog reachable
+	// and migrated); it backs /readyz.
+	Ready func(ctx context.Context) error
+	Log   *slog.Logger
+}
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// Handler builds the router.
+func (s *Server) Handler() http.Handler {
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.Use(requestID, s.logRequests, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log))
+	r.NoRoute(handle(func(c *gin.Context) error {
+		return controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path)
+	}))
+	r.NoMethod(func(c *gin.Context) {
+		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, errorBody{Error: errorDetail{Code: "method_not_allowed", Message: c.Request.Method + " is not allowed on " + c.Request.URL.Path}})
+	})
+
+	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	r.GET("/readyz", s.readyz)
+
+	api := r.Group("/api")
+	s.tenantRoutes(api)
+	return r
+}
+
+func (s *Server) readyz(c *gin.Context) {
+	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
+	defer cancel()
+	if err := s.Ready(ctx); err != nil {
+		s.Log.Warn("not ready", "err", err)
+		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": "catalog unreachable or not at the expected migration; see the server log"})
+		return
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+}
+
+// requestID tags each request with an id, taken from X-Request-ID when the
+// client sends a sane one, so log lines and client reports can be matched.
+func requestID(c *gin.Context) {
+	id := c.GetHeader("X-Request-ID")
+	if len(id) == 0 || len(id) > 64 {
+		var b [8]byte
+		_, _ = rand.Read(b[:])
+		id = hex.EncodeToString(b[:])
+	}
+	c.Set(requestIDKey, id)
+	c.Header("X-Request-ID", id)
+	c.Next()
+}
+
+// logRequests logs one line per request: no headers, no bodies, no query
+// strings, since those are where tokens and passwords travel.
+func (s *Server) logRequests(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	s.Log.Info("request",
+		"method", c.Request.Method,
+		"path", c.Request.URL.Path,
+		"status", c.Writer.Status(),
+		"duration", time.Since(start).Round(time.Microsecond),
+		"request_id", c.GetString(requestIDKey),
+	)
+}
+
+func (s *Server) recovered(c *gin.Context, v any) {
+	s.Log.Error("panic serving request", "path", c.Request.URL.Path, "request_id", c.GetString(requestIDKey), "panic", v)
+	c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: errorDetail{Code: controlplane.Internal, Message: "internal error; the details are in the server log"}})
+}
+
+// limitBody caps every request body at MaxBodyBytes.
+func limitBody(c *gin.Context) {
+	if c.Request.Body != nil {
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+	}
+	c.Next()
+}

@@ -1,0 +1,135 @@
+package httpapi
+
+import (
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// tenantList is the body of GET /api/tenants.
+type tenantList struct {
+	Data   []controlplane.Tenant `json:"data"`
+	Total  int                   `json:"total"`
+	Limit  int                   `json:"limit"`
+	Offset int                   `json:"offset"`
+}
+
+func (s *Server) tenantRoutes(api *gin.RouterGroup) {
+	api.POST("/tenants", handle(s.createTenant))
+	api.GET("/tenants", handle(s.listTenants))
+	api.GET("/tenants/:id", handle(s.getTenant))
+	api.PUT("/tenants/:id", handle(s.replaceTenant))
+	api.PATCH("/tenants/:id", handle(s.patchTenant))
+	api.DELETE("/tenants/:id", handle(s.deleteTenant))
+	api.POST("/tenants/:id/provision", handle(s.provisionTenant))
+}
+
+func (s *Server) createTenant(c *gin.Context) error {
+	spec := controlplane.NewTenantSpec()
+	if err := decodeJSON(c, &spec); err != nil {
+		return err
+	}
+	t, err := s.Tenants.Create(c.Request.Context(), spec)
+	if err != nil {
+		return err
+	}
+	c.Header("Location", "/api/tenants/"+itoa(t.ID))
+	c.JSON(http.StatusCreated, t)
+	return nil
+}
+
+func (s *Server) listTenants(c *gin.Context) error {
+	fields := controlplane.FieldErrors{}
+	f := controlplane.TenantFilter{
+		Status: controlplane.Status(c.Query("status")),
+		Query:  c.Query("q"),
+		Limit:  queryInt(c, "limit", fields),
+		Offset: queryInt(c, "offset", fields),
+	}
+	if err := fields.Err(); err != nil {
+		return err
+	}
+	ts, total, err := s.Tenants.List(c.Request.Context(), f)
+	if err != nil {
+		return err
+	}
+	if f.Limit == 0 {
+		f.Limit = controlplane.DefaultPageSize
+	}
+	c.JSON(http.StatusOK, tenantList{Data: ts, Total: total, Limit: f.Limit, Offset: f.Offset})
+	return nil
+}
+
+func (s *Server) getTenant(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	t, err := s.Tenants.Get(c.Request.Context(), id)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, t)
+	return nil
+}
+
+func (s *Server) replaceTenant(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	spec := controlplane.NewTenantSpec()
+	if err := decodeJSON(c, &spec); err != nil {
+		return err
+	}
+	t, err := s.Tenants.Replace(c.Request.Context(), id, spec)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, t)
+	return nil
+}
+
+func (s *Server) patchTenant(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	var patch controlplane.TenantPatch
+	if err := decodeJSON(c, &patch); err != nil {
+		return err
+	}
+	t, err := s.Tenants.Patch(c.Request.Context(), id, patch)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, t)
+	return nil
+}
+
+func (s *Server) deleteTenant(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	if err := s.Tenants.Delete(c.Request.Context(), id); err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
+func (s *Server) provisionTenant(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	t, err := s.Tenants.Retry(c.Request.Context(), id)
+	if err != nil {
+		return err
+	}
+	c.JSON(http.StatusOK, t)
+	return nil
+}

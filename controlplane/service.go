@@ -1,0 +1,305 @@
+package controlplane
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+)
+
+// Catalog stores tenants. Implementations translate their database errors
+// into *Error once (unique violation → Conflict naming the field, no row →
+// NotFound), so nothing above them sees a driver error.
+type Catalog interface {
+	// NextTenantID reserves the id of a tenant about to be created, so that
+	// its database name can be derived from it before the row is written.
+	NextTenantID(ctx context.Context) (int64, error)
+	CreateTenant(ctx context.Context, t *Tenant) error
+	Tenant(ctx context.Context, id int64) (*Tenant, error)
+	ListTenants(ctx context.Context, f TenantFilter) ([]Tenant, int, error)
+	// UpdateTenant runs fn on the current row, locked against concurrent
+	// writers, and stores what fn leaves in it: writable fields and the
+	// provisioning state. An error from fn aborts the update.
+	UpdateTenant(ctx context.Context, id int64, fn func(*Tenant) error) (*Tenant, error)
+	// SetProvisioning records the outcome of a provisioning step.
+	SetProvisioning(ctx context.Context, id int64, state ProvisionState, version uint, lastError string) (*Tenant, error)
+	DeleteTenant(ctx context.Context, id int64) error
+	TenantsByProvisioning(ctx context.Context, states ...ProvisionState) ([]Tenant, error)
+	// LockTenant takes an exclusive lock on the tenant's lifecycle (create,
+	// retry, delete), held across processes until unlock is called. It does
+	// not wait: a held lock is a Conflict.
+	LockTenant(ctx context.Context, id int64) (unlock func(), err error)
+}
+
+// Provisioner creates, migrates and drops tenant databases or schemas.
+// Every method is idempotent, so an interrupted step can simply run again.
+type Provisioner interface {
+	// DBName is the database or schema name of tenant id.
+	DBName(id int64) string
+	// Provision creates the tenant's database or schema if it does not
+	// exist and migrates it to the latest version, which it returns.
+	Provision(ctx context.Context, t *Tenant) (uint, error)
+	// Deprovision drops the tenant's database or schema if it exists.
+	Deprovision(ctx context.Context, t *Tenant) error
+}
+
+// Tenants is the tenant lifecycle: create, change, provision, delete. The
+// HTTP handlers are thin wrappers around it.
+type Tenants struct {
+	Catalog          Catalog
+	Provisioner      Provisioner
+	DefaultIsolation Isolation
+	// ProvisionTimeout bounds one provisioning or deprovisioning run. The
+	// run is detached from the request's context: a client that hangs up
+	// must not leave a half-made database behind.
+	ProvisionTimeout time.Duration
+	Log              *slog.Logger
+}
+
+// Create validates spec, records the tenant as pending, and provisions its
+// database. It returns only once the database exists at the latest
+// migration, or with a ProvisioningFailed error after undoing what was made.
+func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, error) {
+	spec.Normalize(s.DefaultIsolation)
+	if err := spec.Validate(); err != nil {
+		return nil, err
+	}
+	id, err := s.Catalog.NextTenantID(ctx)
+	if err != nil {
+		return nil, err
+	}
+	// The lock is taken on the reserved id before the row exists, so a
+	// reconciler starting elsewhere can never pick up this pending tenant
+	// while this request is still provisioning it.
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	unlock, err := s.Catalog.LockTenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	t := &Tenant{ID: id, DBName: s.Provisioner.DBName(id), Provisioning: ProvisionPending}
+	t.apply(spec)
+	t.Isolation = spec.Isolation
+	if err := s.Catalog.CreateTenant(ctx, t); err != nil {
+		return nil, err
+	}
+	return s.provisionLocked(ctx, t)
+}
+
+// Get returns one tenant.
+func (s *Tenants) Get(ctx context.Context, id int64) (*Tenant, error) {
+	return s.Catalog.Tenant(ctx, id)
+}
+
+// List returns a page of tenants and the total matching f.
+func (s *Tenants) List(ctx context.Context, f TenantFilter) ([]Tenant, int, error) {
+	fields := FieldErrors{}
+	if f.Status != "" && f.Status != StatusActive && f.Status != StatusSuspended {
+		fields.Add("status", "must be one of: active, suspended")
+	}
+	if f.Limit == 0 {
+		f.Limit = DefaultPageSize
+	}
+	if f.Limit < 1 || f.Limit > MaxPageSize {
+		fields.Add("limit", fmt.Sprintf("must be between 1 and %d", MaxPageSize))
+	}
+	if f.Offset < 0 {
+		fields.Add("offset", "must be at least 0")
+	}
+	if err := fields.Err(); err != nil {
+		return nil, 0, err
+	}
+	return s.Catalog.ListTenants(ctx, f)
+}
+
+// Replace sets every writable field of tenant id to spec (PUT): fields left
+// out take their defaults, as on create.
+func (s *Tenants) Replace(ctx context.Context, id int64, spec TenantSpec) (*Tenant, error) {
+	return s.update(ctx, id, func(TenantSpec) TenantSpec { return spec })
+}
+
+// Patch changes only the fields present in p (PATCH).
+func (s *Tenants) Patch(ctx context.Context, id int64, p TenantPatch) (*Tenant, error) {
+	return s.update(ctx, id, p.Apply)
+}
+
+// update applies change to the tenant's current spec under the row lock, so
+// two concurrent patches never lose each other's fields.
+func (s *Tenants) update(ctx context.Context, id int64, change func(TenantSpec) TenantSpec) (*Tenant, error) {
+	return s.Catalog.UpdateTenant(ctx, id, func(t *Tenant) error {
+		if t.Provisioning == ProvisionDeleting {
+			return Errorf(Conflict, "tenant %d is being deleted", id)
+		}
+		spec := change(t.Spec())
+		spec.Normalize(t.Isolation)
+		if err := spec.Validate(); err != nil {
+			return err
+		}
+		if spec.Isolation != t.Isolation {
+			return FieldError("isolation", "cannot be changed after creation (it is "+string(t.Isolation)+")")
+		}
+		t.apply(spec)
+		return nil
+	})
+}
+
+// Retry provisions a tenant whose provisioning failed (or was interrupted).
+func (s *Tenants) Retry(ctx context.Context, id int64) (*Tenant, error) {
+	t, err := s.Catalog.Tenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	switch t.Provisioning {
+	case ProvisionReady:
+		return nil, Errorf(Conflict, "tenant %d is already provisioned", id)
+	case ProvisionDeleting:
+		return nil, Errorf(Conflict, "tenant %d is being deleted", id)
+	}
+	return s.provision(ctx, id)
+}
+
+// Delete drops a suspended tenant's database and then its catalog row. The
+// tenant is marked deleting first, so an interrupted delete is finished by
+// the reconciler (or by calling Delete again) instead of leaving a row that
+// points at a dropped database.
+func (s *Tenants) Delete(ctx context.Context, id int64) error {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	unlock, err := s.Catalog.LockTenant(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	t, err := s.Catalog.UpdateTenant(ctx, id, func(t *Tenant) error {
+		if t.Status != StatusSuspended {
+			return Errorf(Conflict, `tenant %d is %s: suspend it first (PATCH {"status": "suspended"}), so that no live tenant loses its data by one call`, id, t.Status)
+		}
+		t.Provisioning = ProvisionDeleting
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	return s.finishDelete(ctx, t)
+}
+
+func (s *Tenants) finishDelete(ctx context.Context, t *Tenant) error {
+	if err := s.Provisioner.Deprovision(ctx, t); err != nil {
+		return &Error{Code: Unavailable, Message: fmt.Sprintf("tenant %d: dropping %s %q failed; the tenant stays marked deleting and the delete can be retried", t.ID, t.Isolation, t.DBName), Err: err}
+	}
+	return s.Catalog.DeleteTenant(ctx, t.ID)
+}
+
+// provision runs (or re-runs) provisioning of tenant id under its lifecycle
+// lock. On failure it drops whatever was created and records the error.
+func (s *Tenants) provision(ctx context.Context, id int64) (*Tenant, error) {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	unlock, err := s.Catalog.LockTenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	t, err := s.Catalog.SetProvisioning(ctx, id, ProvisionPending, 0, "")
+	if err != nil {
+		return nil, err
+	}
+	return s.provisionLocked(ctx, t)
+}
+
+// provisionLocked provisions t; the caller holds t's lifecycle lock.
+func (s *Tenants) provisionLocked(ctx context.Context, t *Tenant) (*Tenant, error) {
+	id := t.ID
+	start := time.Now()
+	version, err := s.Provisioner.Provision(ctx, t)
+	if err == nil {
+		s.Log.Info("tenant provisioned", "tenant_id", id, "isolation", t.Isolation, "db_name", t.DBName, "schema_version", version, "duration", time.Since(start).Round(time.Millisecond))
+		return s.Catalog.SetProvisioning(ctx, id, ProvisionReady, version, "")
+	}
+	cause := err.Error()
+	if dropErr := s.Provisioner.Deprovision(ctx, t); dropErr != nil {
+		// The row says failed either way; retry and delete are idempotent
+		// and will find whatever is left.
+		err = errors.Join(err, fmt.Errorf("cleanup: %w", dropErr))
+		cause += " (cleanup also failed: " + dropErr.Error() + ")"
+	}
+	s.Log.Error("tenant provisioning failed", "tenant_id", id, "isolation", t.Isolation, "db_name", t.DBName, "err", err)
+	if _, recErr := s.Catalog.SetProvisioning(ctx, id, ProvisionFailed, 0, truncate(cause, 1000)); recErr != nil {
+		err = errors.Join(err, recErr)
+	}
+	return nil, &Error{
+		Code: ProvisioningFailed,
+		Message: fmt.Sprintf("tenant %d could not be provisioned: %s. It is recorded as failed with nothing left behind; fix the cause, then POST /api/tenants/%d/provision to retry",
+			id, truncate(cause, 300), id),
+		Err: err,
+	}
+}
+
+// Reconcile finishes what a crash left half-done: tenants still pending are
+// provisioned (or cleaned up and marked failed), tenants being deleted are
+// deleted. Tenants whose lock is held elsewhere are in progress and skipped.
+// It is called when serve starts.
+func (s *Tenants) Reconcile(ctx context.Context) error {
+	ts, err := s.Catalog.TenantsByProvisioning(ctx, ProvisionPending, ProvisionDeleting)
+	if err != nil {
+		return err
+	}
+	var errs []error
+	for i := range ts {
+		t := &ts[i]
+		switch t.Provisioning {
+		case ProvisionPending:
+			s.Log.Info("reconcile: finishing interrupted provisioning", "tenant_id", t.ID)
+			_, err = s.provision(ctx, t.ID)
+		case ProvisionDeleting:
+			s.Log.Info("reconcile: finishing interrupted delete", "tenant_id", t.ID)
+			err = s.reconcileDelete(ctx, t.ID)
+		}
+		if err != nil && ErrorCode(err) != Conflict {
+			errs = append(errs, fmt.Errorf("tenant %d: %w", t.ID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (s *Tenants) reconcileDelete(ctx context.Context, id int64) error {
+	unlock, err := s.Catalog.LockTenant(ctx, id)
+	if err != nil {
+		return err
+	}
+	defer unlock()
+	t, err := s.Catalog.Tenant(ctx, id)
+	if err != nil {
+		return err
+	}
+	return s.finishDelete(ctx, t)
+}
+
+func (s *Tenants) detach(ctx context.Context) (context.Context, context.CancelFunc) {
+	timeout := s.ProvisionTimeout
+	if timeout <= 0 {
+		timeout = 2 * time.Minute
+	}
+	return context.WithTimeout(context.WithoutCancel(ctx), timeout)
+}
+
+// apply copies the writable fields of spec (all but isolation) into t.
+func (t *Tenant) apply(spec TenantSpec) {
+	t.Name = spec.Name
+	t.Slug = spec.Slug
+	t.Domain = spec.Domain
+	t.Status = spec.Status
+	t.Timezone = spec.Timezone
+	t.MaxExtensions = spec.MaxExtensions
+	t.Settings = spec.Settings
+}
+
+func truncate(s string, n int) string {
+	r := []rune(s)
+	if len(r) <= n {
+		return s
+	}
+	return string(r[:n]) + "…"
+}

@@ -1,0 +1,148 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"time"
+)
+
+// Status is the operator's switch on a tenant.
+type Status string
+
+// Tenant statuses. A suspended tenant keeps its data but its traffic is
+// refused; only a suspended tenant can be deleted.
+const (
+	StatusActive    Status = "active"
+	StatusSuspended Status = "suspended"
+)
+
+// Isolation says where a tenant's data lives.
+type Isolation string
+
+// Isolation modes: a dedicated database (hard physical isolation, the
+// default) or a dedicated schema in a shared database (cheaper).
+const (
+	IsolationDatabase Isolation = "database"
+	IsolationSchema   Isolation = "schema"
+)
+
+// ProvisionState tracks the creation of a tenant's database. It is
+// read-only for operators and separate from Status.
+type ProvisionState string
+
+// Provisioning states. Only a ready tenant has a usable database. pending and
+// deleting are intermediate: a process that dies in them leaves work that the
+// reconciler finishes at the next start.
+const (
+	ProvisionPending  ProvisionState = "pending"
+	ProvisionReady    ProvisionState = "ready"
+	ProvisionFailed   ProvisionState = "failed"
+	ProvisionDeleting ProvisionState = "deleting"
+)
+
+// Tenant is one customer account, as kept in the catalog.
+type Tenant struct {
+	ID            int64           `json:"id"`
+	Name          string          `json:"name"`
+	Slug          string          `json:"slug"`
+	Domain        string          `json:"domain"`
+	Status        Status          `json:"status"`
+	Timezone      string          `json:"timezone"`
+	MaxExtensions int             `json:"max_extensions"`
+	Settings      json.RawMessage `json:"settings"`
+	Isolation     Isolation       `json:"isolation"`
+	// DBName is the tenant's database (database mode) or schema (schema
+	// mode), derived from ID at creation and never changed afterwards.
+	DBName        string         `json:"db_name"`
+	Provisioning  ProvisionState `json:"provisioning"`
+	SchemaVersion uint           `json:"schema_version"`
+	LastError     string         `json:"last_error"`
+	CreatedAt     time.Time      `json:"created_at"`
+	UpdatedAt     time.Time      `json:"updated_at"`
+}
+
+// Spec returns the writable fields of t.
+func (t *Tenant) Spec() TenantSpec {
+	return TenantSpec{
+		Name:          t.Name,
+		Slug:          t.Slug,
+		Domain:        t.Domain,
+		Status:        t.Status,
+		Timezone:      t.Timezone,
+		MaxExtensions: t.MaxExtensions,
+		Settings:      t.Settings,
+		Isolation:     t.Isolation,
+	}
+}
+
+// TenantSpec is what an operator writes: the fields of a create (POST) or a
+// full replace (PUT); start from NewTenantSpec for the defaults. Isolation
+// may be given on create only; on update it must equal the tenant's.
+type TenantSpec struct {
+	Name          string          `json:"name" validate:"required,max=200"`
+	Slug          string          `json:"slug" validate:"required,max=63,slug"`
+	Domain        string          `json:"domain" validate:"required,max=253,hostname_strict"`
+	Status        Status          `json:"status" validate:"oneof=active suspended"`
+	Timezone      string          `json:"timezone" validate:"required,iana_tz"`
+	MaxExtensions int             `json:"max_extensions" validate:"min=0,max=100000"`
+	Settings      json.RawMessage `json:"settings" validate:"json_array"`
+	Isolation     Isolation       `json:"isolation" validate:"oneof=database schema"`
+}
+
+// Defaults for fields a create or a replace leaves out.
+const (
+	DefaultTimezone      = "UTC"
+	DefaultMaxExtensions = 100
+)
+
+// TenantPatch is a partial update (PATCH): nil fields are left as they are.
+type TenantPatch struct {
+	Name          *string          `json:"name"`
+	Slug          *string          `json:"slug"`
+	Domain        *string          `json:"domain"`
+	Status        *Status          `json:"status"`
+	Timezone      *string          `json:"timezone"`
+	MaxExtensions *int             `json:"max_extensions"`
+	Settings      *json.RawMessage `json:"settings"`
+	Isolation     *Isolation       `json:"isolation"`
+}
+
+// Apply returns spec with the patch's fields laid over it.
+func (p TenantPatch) Apply(spec TenantSpec) TenantSpec {
+	set := func(dst *string, src *string) {
+		if src != nil {
+			*dst = *src
+		}
+	}
+	set(&spec.Name, p.Name)
+	set(&spec.Slug, p.Slug)
+	set(&spec.Domain, p.Domain)
+	set(&spec.Timezone, p.Timezone)
+	if p.Status != nil {
+		spec.Status = *p.Status
+	}
+	if p.MaxExtensions != nil {
+		spec.MaxExtensions = *p.MaxExtensions
+	}
+	if p.Settings != nil {
+		spec.Settings = *p.Settings
+	}
+	if p.Isolation != nil {
+		spec.Isolation = *p.Isolation
+	}
+	return spec
+}
+
+// TenantFilter selects and pages the tenant list. The order is always by id,
+// so pages are stable while tenants are added.
+type TenantFilter struct {
+	Status Status // "" for any
+	Query  string // substring of name, slug or domain, case-insensitive
+	Limit  int
+	Offset int
+}
+
+// Page limits for lists.
+const (
+	DefaultPageSize = 50
+	MaxPageSize     = 500
+)

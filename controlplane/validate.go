@@ -1,0 +1,156 @@
+package controlplane
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"reflect"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/go-playground/validator/v10"
+)
+
+// validate checks struct tags; the custom tags below carry the rules of
+// DOMAIN.md that the library does not know.
+var validate = newValidator()
+
+var slugPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+
+// hostLabel is one RFC 1123 label, already lower-cased.
+var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+func newValidator() *validator.Validate {
+	v := validator.New(validator.WithRequiredStructEnabled())
+	// Report fields by their JSON names: they are what the client sent.
+	v.RegisterTagNameFunc(func(f reflect.StructField) string {
+		name, _, _ := strings.Cut(f.Tag.Get("json"), ",")
+		if name == "-" {
+			return ""
+		}
+		return name
+	})
+	must := func(err error) {
+		if err != nil {
+			panic(err)
+		}
+	}
+	must(v.RegisterValidation("slug", func(fl validator.FieldLevel) bool {
+		return slugPattern.MatchString(fl.Field().String())
+	}))
+	must(v.RegisterValidation("hostname_strict", func(fl validator.FieldLevel) bool {
+		return ValidHostname(fl.Field().String())
+	}))
+	must(v.RegisterValidation("iana_tz", func(fl validator.FieldLevel) bool {
+		return ValidTimezone(fl.Field().String())
+	}))
+	must(v.RegisterValidation("json_array", func(fl validator.FieldLevel) bool {
+		raw := bytes.TrimSpace(fl.Field().Bytes())
+		return len(raw) > 0 && raw[0] == '[' && json.Valid(raw)
+	}))
+	return v
+}
+
+// ValidHostname reports whether h is a lower-case DNS hostname made of RFC
+// 1123 labels: no scheme, port, path, trailing dot or IP address.
+func ValidHostname(h string) bool {
+	if h == "" || len(h) > 253 {
+		return false
+	}
+	labels := strings.Split(h, ".")
+	for _, l := range labels {
+		if !hostLabel.MatchString(l) {
+			return false
+		}
+	}
+	// An all-numeric last label would make an IPv4 address a "domain".
+	return strings.Trim(labels[len(labels)-1], "0123456789") != ""
+}
+
+// ValidTimezone reports whether name is an IANA zone of the tz database.
+// "Local" is refused: it means the server's zone, which is not the tenant's.
+func ValidTimezone(name string) bool {
+	if name == "" || name == "Local" {
+		return false
+	}
+	_, err := time.LoadLocation(name)
+	return err == nil
+}
+
+// NewTenantSpec returns a spec holding the defaults of every optional
+// field; a create or replace decodes the client's JSON over it, so what the
+// client leaves out takes the default and what it sends, even an explicit
+// empty value, is validated as sent.
+func NewTenantSpec() TenantSpec {
+	return TenantSpec{
+		Status:        StatusActive,
+		Timezone:      DefaultTimezone,
+		MaxExtensions: DefaultMaxExtensions,
+		Settings:      json.RawMessage("[]"),
+	}
+}
+
+// Normalize canonicalises a spec before validation: a name is trimmed, a
+// domain is lower-cased and loses one trailing dot (DNS's root), and an
+// unset isolation takes defaultIsolation. Nothing else is silently changed:
+// a port or scheme in the domain is an error, not something to strip.
+func (s *TenantSpec) Normalize(defaultIsolation Isolation) {
+	s.Name = strings.TrimSpace(s.Name)
+	s.Domain = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s.Domain)), ".")
+	if s.Isolation == "" {
+		s.Isolation = defaultIsolation
+	}
+}
+
+// Validate returns an Invalid *Error naming every field that breaks a rule.
+func (s *TenantSpec) Validate() error {
+	return validateStruct(s)
+}
+
+func validateStruct(s any) error {
+	err := validate.Struct(s)
+	if err == nil {
+		return nil
+	}
+	var verrs validator.ValidationErrors
+	if !errors.As(err, &verrs) {
+		return &Error{Code: Internal, Message: "validation failed", Err: err}
+	}
+	fields := FieldErrors{}
+	for _, fe := range verrs {
+		fields.Add(fe.Field(), reason(fe))
+	}
+	return fields.Err()
+}
+
+// reason turns a failed tag into a sentence a client can act on.
+func reason(fe validator.FieldError) string {
+	isString := fe.Kind() == reflect.String
+	switch fe.Tag() {
+	case "required":
+		return "is required"
+	case "max":
+		if isString {
+			return "must be at most " + fe.Param() + " characters"
+		}
+		return "must be at most " + fe.Param()
+	case "min":
+		if isString {
+			return "must be at least " + fe.Param() + " characters"
+		}
+		return "must be at least " + fe.Param()
+	case "oneof":
+		return "must be one of: " + strings.Join(strings.Fields(fe.Param()), ", ")
+	case "slug":
+		return "must be lower-case letters and digits in words joined by single hyphens, e.g. acme-corp"
+	case "hostname_strict":
+		return "must be a hostname such as acme.example.com (letters, digits and hyphens; no scheme, port or path)"
+	case "iana_tz":
+		return "must be an IANA time zone name such as America/New_York"
+	case "json_array":
+		return "must be a JSON array"
+	}
+	return fmt.Sprintf("is invalid (%s)", fe.Tag())
+}

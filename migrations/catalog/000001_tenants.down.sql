@@ -1,0 +1,2 @@
+DROP TABLE IF EXISTS catalog_identity;
+DROP TABLE IF EXISTS tenants;

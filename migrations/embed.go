@@ -1,0 +1,30 @@
+// Package migrations holds the SQL that shapes the catalog database and every
+// tenant database (or schema), embedded into the binary so a deployed
+// control plane always carries exactly the migrations it was built with.
+//
+// Files follow golang-migrate's naming: NNNNNN_title.up.sql / .down.sql. A
+// file runs as one implicit transaction; a statement that cannot run inside a
+// transaction (CREATE INDEX CONCURRENTLY) gets a file of its own.
+package migrations
+
+import (
+	"embed"
+	"io/fs"
+)
+
+//go:embed catalog/*.sql tenant/*.sql
+var files embed.FS
+
+// Catalog is the migration source of the catalog database.
+var Catalog = mustSub("catalog")
+
+// Tenant is the migration source applied to every tenant database or schema.
+var Tenant = mustSub("tenant")
+
+func mustSub(dir string) fs.FS {
+	sub, err := fs.Sub(files, dir)
+	if err != nil {
+		panic(err) // unreachable: the directory is embedded above
+	}
+	return sub
+}

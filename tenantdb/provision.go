@@ -1,0 +1,217 @@
+// Package tenantdb owns the tenants' own databases: their names, creating
+// and dropping them (a database or a schema per tenant), migrating them with
+// golang-migrate, and (later) routing a tenant's requests to them.
+package tenantdb
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/migrations"
+)
+
+// Provisioner implements controlplane.Provisioner on one PostgreSQL server
+// (TENANT_DATABASE_URL). Database-mode tenants get a database on that
+// server; schema-mode tenants get a schema inside the database the URL
+// names.
+type Provisioner struct {
+	server     *pgx.ConnConfig
+	admin      *sql.DB // the URL's own database: CREATE/DROP DATABASE, schemas
+	prefix     string
+	owner      string
+	migrations fs.FS
+}
+
+var _ controlplane.Provisioner = (*Provisioner)(nil)
+
+// ProvisionerConfig configures a Provisioner.
+type ProvisionerConfig struct {
+	URL    string // the tenant server
+	Prefix string // database/schema name prefix, e.g. "tenant_"
+	// Owner identifies the catalog. Each database or schema is marked with
+	// it, and one not carrying this catalog's mark is never adopted or
+	// dropped: a name clash with another catalog's leftovers fails loudly.
+	Owner      string
+	Migrations fs.FS // the tenant migrations (migrations.Tenant)
+}
+
+// NewProvisioner connects to the tenant server.
+func NewProvisioner(ctx context.Context, c ProvisionerConfig) (*Provisioner, error) {
+	cfg, err := pgx.ParseConfig(c.URL)
+	if err != nil {
+		return nil, errors.New("tenant server: invalid connection string")
+	}
+	admin := stdlib.OpenDB(*cfg)
+	admin.SetMaxOpenConns(4)
+	if err := admin.PingContext(ctx); err != nil {
+		_ = admin.Close()
+		return nil, fmt.Errorf("connect to tenant server: %w", err)
+	}
+	return &Provisioner{server: cfg, admin: admin, prefix: c.Prefix, owner: c.Owner, migrations: c.Migrations}, nil
+}
+
+// Close closes the connection to the tenant server.
+func (p *Provisioner) Close() error { return p.admin.Close() }
+
+// DBName derives the database or schema name from the immutable tenant id,
+// never from user text, so it is always a safe identifier.
+func (p *Provisioner) DBName(id int64) string {
+	return p.prefix + strconv.FormatInt(id, 10)
+}
+
+// mark is the COMMENT a tenant's database or schema carries.
+func (p *Provisioner) mark(t *controlplane.Tenant) string {
+	return fmt.Sprintf("laracopilot tenant %d of catalog %s", t.ID, p.owner)
+}
+
+// Provision creates the tenant's database or schema unless it exists (and
+// is this tenant's), then migrates it to the latest version.
+func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (uint, error) {
+	if err := p.checkName(t); err != nil {
+		return 0, err
+	}
+	switch t.Isolation {
+	case controlplane.IsolationDatabase:
+		if err := p.createDatabase(ctx, t); err != nil {
+			return 0, err
+		}
+		return migrations.Up(p.open(t.DBName, ""), p.migrations, "")
+	case controlplane.IsolationSchema:
+		if err := p.createSchema(ctx, t); err != nil {
+			return 0, err
+		}
+		return migrations.Up(p.open(p.server.Database, t.DBName), p.migrations, t.DBName)
+	}
+	return 0, fmt.Errorf("unknown isolation %q", t.Isolation)
+}
+
+// Deprovision drops the tenant's database or schema if it exists and is
+// this tenant's. Connections still open to a tenant database are
+// terminated: the tenant is being deleted.
+func (p *Provisioner) Deprovision(ctx context.Context, t *controlplane.Tenant) error {
+	if err := p.checkName(t); err != nil {
+		return err
+	}
+	id := quote(t.DBName)
+	switch t.Isolation {
+	case controlplane.IsolationDatabase:
+		exists, err := p.checkOwner(ctx, t, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`)
+		if err != nil || !exists {
+			return err
+		}
+		_, err = p.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+id+` WITH (FORCE)`)
+		return err
+	case controlplane.IsolationSchema:
+		exists, err := p.checkOwner(ctx, t, `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`)
+		if err != nil || !exists {
+			return err
+		}
+		_, err = p.admin.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+id+` CASCADE`)
+		return err
+	}
+	return fmt.Errorf("unknown isolation %q", t.Isolation)
+}
+
+// Exists reports whether the tenant's database or schema exists.
+func (p *Provisioner) Exists(ctx context.Context, t *controlplane.Tenant) (bool, error) {
+	q := `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`
+	if t.Isolation == controlplane.IsolationSchema {
+		q = `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`
+	}
+	var ok bool
+	err := p.admin.QueryRowContext(ctx, q, t.DBName).Scan(&ok)
+	return ok, err
+}
+
+// createDatabase creates the database and marks it. CREATE DATABASE cannot
+// run in a transaction, so a crash between the two statements leaves an
+// unmarked database, which the next attempt refuses to adopt; the error
+// says how to clear it.
+func (p *Provisioner) createDatabase(ctx context.Context, t *controlplane.Tenant) error {
+	exists, err := p.checkOwner(ctx, t, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`)
+	if err != nil || exists {
+		return err
+	}
+	if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+quote(t.DBName)); err != nil {
+		return fmt.Errorf("create database %s: %w", t.DBName, err)
+	}
+	_, err = p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+quote(t.DBName)+` IS `+literal(p.mark(t)))
+	return err
+}
+
+// createSchema creates and marks the schema in one transaction.
+func (p *Provisioner) createSchema(ctx context.Context, t *controlplane.Tenant) error {
+	exists, err := p.checkOwner(ctx, t, `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`)
+	if err != nil || exists {
+		return err
+	}
+	tx, err := p.admin.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = tx.Rollback() }()
+	if _, err := tx.ExecContext(ctx, `CREATE SCHEMA `+quote(t.DBName)); err != nil {
+		return fmt.Errorf("create schema %s: %w", t.DBName, err)
+	}
+	if _, err := tx.ExecContext(ctx, `COMMENT ON SCHEMA `+quote(t.DBName)+` IS `+literal(p.mark(t))); err != nil {
+		return err
+	}
+	return tx.Commit()
+}
+
+// checkOwner looks the object up with query (which selects its comment) and
+// reports whether it exists; one that exists without this tenant's mark is
+// an error, so it is neither adopted nor dropped.
+func (p *Provisioner) checkOwner(ctx context.Context, t *controlplane.Tenant, query string) (bool, error) {
+	var comment sql.NullString
+	err := p.admin.QueryRowContext(ctx, query, t.DBName).Scan(&comment)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if comment.String != p.mark(t) {
+		return true, fmt.Errorf("%s %q already exists on the tenant server but does not belong to tenant %d of this catalog; "+
+			"refusing to adopt or drop it (inspect it, then drop or rename it by hand)", t.Isolation, t.DBName, t.ID)
+	}
+	return true, nil
+}
+
+// checkName guards the one place user-reachable data meets SQL identifiers:
+// the name must be the one derived from the id.
+func (p *Provisioner) checkName(t *controlplane.Tenant) error {
+	if t.DBName != p.DBName(t.ID) {
+		return fmt.Errorf("tenant %d has db_name %q, expected %q (was TENANT_DB_PREFIX changed?)", t.ID, t.DBName, p.DBName(t.ID))
+	}
+	return nil
+}
+
+// open returns a small pool on the tenant server's database dbname; with a
+// schema, its connections use that schema as search_path, which only this
+// pool's connections ever see.
+func (p *Provisioner) open(dbname, schema string) *sql.DB {
+	cfg := p.server.Copy()
+	cfg.Database = dbname
+	if schema != "" {
+		cfg.RuntimeParams["search_path"] = quote(schema)
+	}
+	db := stdlib.OpenDB(*cfg)
+	db.SetMaxOpenConns(2)
+	return db
+}
+
+func quote(ident string) string { return pgx.Identifier{ident}.Sanitize() }
+
+// literal quotes a string literal for the few statements (COMMENT ON) that
+// take no bind parameters. Only our own text reaches it.
+func literal(s string) string { return "'" + strings.ReplaceAll(s, "'", "''") + "'" }
