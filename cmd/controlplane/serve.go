@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"log/slog"
 	"net"
 	"net/http"
@@ -61,6 +62,12 @@ func (a *App) Close() {
 // newApp connects to the catalog and the tenant server and wires the domain
 // and the HTTP API. It migrates the catalog first when cfg asks for it.
 func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, error) {
+	return newAppWith(ctx, cfg, log, migrations.Tenant)
+}
+
+// newAppWith is newApp with another set of tenant migrations (tests inject
+// broken ones).
+func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMigrations fs.FS) (*App, error) {
 	if cfg.MigrateCatalog {
 		v, err := catalog.Migrate(cfg.DatabaseURL.Value())
 		if err != nil {
@@ -83,7 +90,7 @@ func newApp(ctx context.Context, cfg config.Config, log *slog.Logger) (*App, err
 		URL:        cfg.TenantDatabaseURL.Value(),
 		Prefix:     cfg.TenantDBPrefix,
 		Owner:      owner,
-		Migrations: migrations.Tenant,
+		Migrations: tenantMigrations,
 	})
 	if err != nil {
 		app.Close()

@@ -1,0 +1,166 @@
+package main
+
+import (
+	"context"
+	"io"
+	"io/fs"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"strconv"
+	"testing"
+	"testing/fstest"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/catalog"
+	"github.com/laracopilot/controlplane/migrations"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+)
+
+// brokenMigrations is the real tenant history plus a version whose second
+// statement fails: the first statement's table must not survive anywhere.
+func brokenMigrations(t *testing.T) fs.FS {
+	t.Helper()
+	out := fstest.MapFS{}
+	entries, err := fs.ReadDir(migrations.Tenant, ".")
+	require.NoError(t, err)
+	for _, e := range entries {
+		data, err := fs.ReadFile(migrations.Tenant, e.Name())
+		require.NoError(t, err)
+		out[e.Name()] = &fstest.MapFile{Data: data}
+	}
+	out["000900_broken.up.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE half_done (id int);\nSELECT no_such_function();\n")}
+	out["000900_broken.down.sql"] = &fstest.MapFile{Data: []byte("DROP TABLE IF EXISTS half_done;\n")}
+	return out
+}
+
+// restart wires a second control plane on b's catalog, as a new process (or
+// a fixed binary) would be, with the given tenant migrations.
+func (b *bundle) restart(tenantMigrations fs.FS) *bundle {
+	b.t.Helper()
+	app, err := newAppWith(context.Background(), b.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), tenantMigrations)
+	require.NoError(b.t, err)
+	b.t.Cleanup(app.Close)
+	srv := httptest.NewServer(app.Handler)
+	b.t.Cleanup(srv.Close)
+	return &bundle{t: b.t, app: app, srv: srv, db: b.db, cfg: b.cfg}
+}
+
+func TestProvisioningFailureLeavesNothingAndRetryWorks(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, good *bundle) {
+		broken := good.restart(brokenMigrations(t))
+
+		status, got := broken.do("POST", "/api/tenants", seed())
+		require.Equal(t, http.StatusInternalServerError, status, "%v", got)
+		e := got["error"].(map[string]any)
+		require.Equal(t, "provisioning_failed", e["code"])
+		require.Contains(t, e["message"], "no_such_function")
+		require.Contains(t, e["message"], "POST /api/tenants/1/provision")
+
+		status, tenant := good.do("GET", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, "failed", tenant["provisioning"])
+		require.Contains(t, tenant["last_error"], "no_such_function")
+		require.Nil(t, good.tenantTables(tenant), "no database or schema is left behind")
+		require.Empty(t, pgtest.TenantDatabases(t, good.db.Prefix))
+
+		// The slug stays reserved by the failed tenant.
+		status, _ = good.do("POST", "/api/tenants", seed())
+		require.Equal(t, http.StatusConflict, status)
+
+		// A fixed binary retries it.
+		status, tenant = good.do("POST", "/api/tenants/1/provision", nil)
+		require.Equal(t, http.StatusOK, status, "%v", tenant)
+		require.Equal(t, "ready", tenant["provisioning"])
+		require.Equal(t, "", tenant["last_error"])
+		require.Equal(t, allTenantTables, good.tenantTables(tenant))
+
+		status, got = good.do("POST", "/api/tenants/1/provision", nil)
+		require.Equal(t, http.StatusConflict, status, "a ready tenant is not re-provisioned: %v", got)
+	})
+}
+
+// TestReconcileAfterCrash simulates a process killed at each point of the
+// tenant lifecycle and checks that the next start finishes or cleans up.
+func TestReconcileAfterCrash(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, b *bundle) {
+		ctx := context.Background()
+		store := catalog.NewStore(b.app.Catalog)
+		isolation := controlplane.Isolation(b.cfg.TenantIsolation)
+		// insert writes a catalog row as Create does before provisioning.
+		insert := func(slug string, state controlplane.ProvisionState) *controlplane.Tenant {
+			id, err := store.NextTenantID(ctx)
+			require.NoError(t, err)
+			spec := controlplane.NewTenantSpec()
+			tn := &controlplane.Tenant{
+				ID: id, Name: slug, Slug: slug, Domain: slug + ".example.com", Status: spec.Status,
+				Timezone: spec.Timezone, MaxExtensions: spec.MaxExtensions, Settings: spec.Settings,
+				Isolation: isolation, DBName: b.app.Provisioner.DBName(id), Provisioning: state,
+			}
+			require.NoError(t, store.CreateTenant(ctx, tn))
+			return tn
+		}
+
+		// 1. Killed right after the row was written.
+		bare := insert("bare", controlplane.ProvisionPending)
+		// 2. Killed after the database was migrated, before it was marked ready.
+		migrated := insert("migrated", controlplane.ProvisionPending)
+		_, err := b.app.Provisioner.Provision(ctx, migrated)
+		require.NoError(t, err)
+		// 3. Killed in the middle of a delete.
+		deleting := insert("deleting", controlplane.ProvisionReady)
+		_, err = b.app.Provisioner.Provision(ctx, deleting)
+		require.NoError(t, err)
+		_, err = store.UpdateTenant(ctx, deleting.ID, func(t *controlplane.Tenant) error {
+			t.Status, t.Provisioning = controlplane.StatusSuspended, controlplane.ProvisionDeleting
+			return nil
+		})
+		require.NoError(t, err)
+		// 4. Pending, but its name is taken by a database or schema this
+		// catalog did not make: it must be neither adopted nor dropped.
+		foreign := insert("foreign", controlplane.ProvisionPending)
+		admin := pgtest.Open(t, b.db.URL)
+		createForeign := `CREATE SCHEMA ` + pgx.Identifier{foreign.DBName}.Sanitize()
+		if isolation == controlplane.IsolationDatabase {
+			createForeign = `CREATE DATABASE ` + pgx.Identifier{foreign.DBName}.Sanitize()
+		}
+		_, err = admin.Exec(createForeign)
+		require.NoError(t, err)
+
+		next := b.restart(migrations.Tenant)
+		err = next.app.Tenants.Reconcile(ctx)
+		require.Error(t, err, "the foreign name is reported")
+		require.Contains(t, err.Error(), "refusing to adopt or drop it")
+
+		for _, tn := range []*controlplane.Tenant{bare, migrated} {
+			status, got := next.do("GET", "/api/tenants/"+itoa(tn.ID), nil)
+			require.Equal(t, http.StatusOK, status)
+			require.Equal(t, "ready", got["provisioning"], tn.Slug)
+			require.Equal(t, allTenantTables, next.tenantTables(got), tn.Slug)
+		}
+		status, _ := next.do("GET", "/api/tenants/"+itoa(deleting.ID), nil)
+		require.Equal(t, http.StatusNotFound, status, "the interrupted delete is finished")
+		require.Nil(t, next.tenantTables(map[string]any{"db_name": deleting.DBName, "isolation": string(isolation)}))
+
+		status, got := next.do("GET", "/api/tenants/"+itoa(foreign.ID), nil)
+		require.Equal(t, http.StatusOK, status)
+		require.Equal(t, "failed", got["provisioning"])
+		require.Contains(t, got["last_error"], "refusing to adopt or drop it")
+		exists, err := next.app.Provisioner.Exists(ctx, foreign)
+		require.NoError(t, err)
+		require.True(t, exists, "a database this catalog did not make is never dropped")
+
+		// Nothing is left pending, and a second start has nothing to do.
+		left, err := store.TenantsByProvisioning(ctx, controlplane.ProvisionPending, controlplane.ProvisionDeleting)
+		require.NoError(t, err)
+		require.Empty(t, left)
+		require.NoError(t, next.app.Tenants.Reconcile(ctx))
+	})
+}
+
+func itoa(n int64) string { return strconv.FormatInt(n, 10) }
