@@ -1,0 +1,72 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/spf13/pflag"
+	"github.com/stretchr/testify/require"
+)
+
+const testURL = "postgres://cp:s3cret@db.internal:5432/controlplane?sslmode=disable"
+
+func TestDefaults(t *testing.T) {
+	c, err := Load([]string{"DATABASE_URL=" + testURL}, nil)
+	require.NoError(t, err)
+	require.Equal(t, ":8080", c.ListenAddr)
+	require.Equal(t, "database", c.TenantIsolation)
+	require.Equal(t, "tenant_", c.TenantDBPrefix)
+	require.Equal(t, Secret(testURL), c.TenantDatabaseURL, "the tenant server defaults to the catalog's")
+	require.Equal(t, 2*time.Minute, c.ProvisionTimeout)
+	require.True(t, c.MigrateCatalog)
+}
+
+func TestFlagsOverrideEnvironment(t *testing.T) {
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--listen", "127.0.0.1:9000", "--isolation", "schema"}))
+	c, err := Load([]string{"DATABASE_URL=" + testURL, "LISTEN_ADDR=:7000", "TENANT_ISOLATION=database", "LOG_LEVEL=debug"}, fs)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9000", c.ListenAddr)
+	require.Equal(t, "schema", c.TenantIsolation)
+	require.Equal(t, "debug", c.LogLevel, "environment is kept where no flag is given")
+}
+
+func TestInvalidValuesNameTheVariable(t *testing.T) {
+	cases := map[string][]string{
+		"DATABASE_URL":        {},
+		"TENANT_DATABASE_URL": {"TENANT_DATABASE_URL=postgres://x:pw@h:notaport/db"},
+		"LISTEN_ADDR":         {"LISTEN_ADDR=8080"},
+		"TENANT_ISOLATION":    {"TENANT_ISOLATION=table"},
+		"TENANT_DB_PREFIX":    {"TENANT_DB_PREFIX=Tenant-"},
+		"PROVISION_TIMEOUT":   {"PROVISION_TIMEOUT=soon"},
+		"SHUTDOWN_TIMEOUT":    {"SHUTDOWN_TIMEOUT=-1s"},
+		"MIGRATE_CATALOG":     {"MIGRATE_CATALOG=perhaps"},
+		"LOG_LEVEL":           {"LOG_LEVEL=loud"},
+		"LOG_FORMAT":          {"LOG_FORMAT=xml"},
+	}
+	for name, env := range cases {
+		t.Run(name, func(t *testing.T) {
+			if name != "DATABASE_URL" {
+				env = append(env, "DATABASE_URL="+testURL)
+			}
+			_, err := Load(env, nil)
+			require.Error(t, err)
+			msg := err.Error()
+			require.True(t, strings.HasPrefix(msg, "config: "+name+": "), msg)
+			require.NotContains(t, msg, "\n")
+			require.NotContains(t, msg, "s3cret")
+			require.NotContains(t, msg, "pw@")
+		})
+	}
+}
+
+func TestSecretsDoNotPrint(t *testing.T) {
+	c, err := Load([]string{"DATABASE_URL=" + testURL, "ADMIN_TOKEN=tok"}, nil)
+	require.NoError(t, err)
+	for _, s := range []string{c.DatabaseURL.String(), c.AdminToken.String(), c.TenantDatabaseURL.LogValue().String()} {
+		require.Equal(t, "****", s)
+	}
+	require.Equal(t, testURL, c.DatabaseURL.Value())
+}

@@ -1,0 +1,94 @@
+package controlplane
+
+import (
+	"encoding/json"
+	"maps"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+func TestValidHostname(t *testing.T) {
+	for h, want := range map[string]bool{
+		"acme.example.com":                true,
+		"a.b":                             true,
+		"localhost":                       true,
+		"xn--bcher-kva.example":           true,
+		"1password.com":                   true,
+		"acme-corp.example.com":           true,
+		"":                                false,
+		"Acme.example.com":                false, // callers lower-case first
+		"acme.example.com.":               false, // callers strip the root dot first
+		"-acme.example.com":               false,
+		"acme-.example.com":               false,
+		"acme..example.com":               false,
+		"acme.example.com:8080":           false,
+		"http://acme.example.com":         false,
+		"acme.example.com/path":           false,
+		"ac me.example.com":               false,
+		"10.0.0.1":                        false,
+		"[::1]":                           false,
+		strings.Repeat("a", 64) + ".com":  false,
+		strings.Repeat("a.", 127) + "com": false, // 257 characters
+	} {
+		require.Equal(t, want, ValidHostname(h), "%q", h)
+	}
+}
+
+func TestValidTimezone(t *testing.T) {
+	for tz, want := range map[string]bool{
+		"America/New_York": true, "Asia/Kolkata": true, "Australia/Lord_Howe": true, "UTC": true,
+		"": false, "Local": false, "+05:30": false, "EST+5": false, "Mars/Olympus": false, "../../etc/passwd": false,
+	} {
+		require.Equal(t, want, ValidTimezone(tz), "%q", tz)
+	}
+}
+
+func TestSpecValidationNamesEveryBadField(t *testing.T) {
+	spec := NewTenantSpec()
+	spec.Slug = "Bad Slug"
+	spec.MaxExtensions = -1
+	spec.Settings = json.RawMessage(`{}`)
+	spec.Normalize(IsolationDatabase)
+	err := spec.Validate()
+	var e *Error
+	require.ErrorAs(t, err, &e)
+	require.Equal(t, Invalid, e.Code)
+	require.Equal(t, []string{"domain", "max_extensions", "name", "settings", "slug"}, slices.Sorted(maps.Keys(e.Fields)))
+}
+
+func TestPatchApply(t *testing.T) {
+	base := NewTenantSpec()
+	base.Name, base.Slug, base.Domain = "A", "a", "a.example.com"
+	cap := 7
+	name := "B"
+	got := TenantPatch{Name: &name, MaxExtensions: &cap}.Apply(base)
+	want := base
+	want.Name, want.MaxExtensions = "B", 7
+	require.Equal(t, want, got)
+}
+
+// FuzzTenantSpec: no JSON a client can send makes validation panic, and
+// whatever passes validation satisfies the catalog's own constraints.
+func FuzzTenantSpec(f *testing.F) {
+	f.Add(`{"name":"Acme Corp","slug":"acme-corp","domain":"acme.example.com","status":"active","timezone":"America/New_York","max_extensions":50,"settings":[]}`)
+	f.Add(`{"name":"x","slug":"x","domain":"X.COM.","settings":[{"a":1}]}`)
+	f.Add(`{"name":"\u0000","slug":"-","domain":"..","timezone":"Local","settings":"[]"}`)
+	f.Fuzz(func(t *testing.T, body string) {
+		spec := NewTenantSpec()
+		if json.Unmarshal([]byte(body), &spec) != nil {
+			return
+		}
+		spec.Normalize(IsolationSchema)
+		if spec.Validate() != nil {
+			return
+		}
+		require.True(t, slugPattern.MatchString(spec.Slug) && len(spec.Slug) <= 63)
+		require.True(t, ValidHostname(spec.Domain))
+		require.Equal(t, strings.ToLower(spec.Domain), spec.Domain)
+		require.True(t, json.Valid(spec.Settings))
+		require.True(t, spec.MaxExtensions >= 0 && spec.MaxExtensions <= 100000)
+	})
+}
