@@ -46,6 +46,15 @@ func handle(fn func(c *gin.Context) error) gin.HandlerFunc {
 	}
 }
 
+// reply writes v with status, or hands err to writeErrors.
+func reply(c *gin.Context, status int, v any, err error) error {
+	if err != nil {
+		return err
+	}
+	c.JSON(status, v)
+	return nil
+}
+
 // writeErrors is the middleware that turns the last error a handler
 // recorded into the JSON error body. Errors that are not domain errors are
 // bugs or outages: the client gets a generic message, the log the details.

@@ -51,15 +51,11 @@ func (s *Server) listTenants(c *gin.Context) error {
 	if err := fields.Err(); err != nil {
 		return err
 	}
-	ts, total, err := s.Tenants.List(c.Request.Context(), f)
-	if err != nil {
-		return err
-	}
 	if f.Limit == 0 {
 		f.Limit = controlplane.DefaultPageSize
 	}
-	c.JSON(http.StatusOK, tenantList{Data: ts, Total: total, Limit: f.Limit, Offset: f.Offset})
-	return nil
+	ts, total, err := s.Tenants.List(c.Request.Context(), f)
+	return reply(c, http.StatusOK, tenantList{Data: ts, Total: total, Limit: f.Limit, Offset: f.Offset}, err)
 }
 
 func (s *Server) getTenant(c *gin.Context) error {
@@ -68,11 +64,7 @@ func (s *Server) getTenant(c *gin.Context) error {
 		return err
 	}
 	t, err := s.Tenants.Get(c.Request.Context(), id)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, t)
-	return nil
+	return reply(c, http.StatusOK, t, err)
 }
 
 func (s *Server) replaceTenant(c *gin.Context) error {
@@ -85,11 +77,7 @@ func (s *Server) replaceTenant(c *gin.Context) error {
 		return err
 	}
 	t, err := s.Tenants.Replace(c.Request.Context(), id, spec)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, t)
-	return nil
+	return reply(c, http.StatusOK, t, err)
 }
 
 func (s *Server) patchTenant(c *gin.Context) error {
@@ -102,11 +90,7 @@ func (s *Server) patchTenant(c *gin.Context) error {
 		return err
 	}
 	t, err := s.Tenants.Patch(c.Request.Context(), id, patch)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, t)
-	return nil
+	return reply(c, http.StatusOK, t, err)
 }
 
 func (s *Server) deleteTenant(c *gin.Context) error {
@@ -127,9 +111,5 @@ func (s *Server) provisionTenant(c *gin.Context) error {
 		return err
 	}
 	t, err := s.Tenants.Retry(c.Request.Context(), id)
-	if err != nil {
-		return err
-	}
-	c.JSON(http.StatusOK, t)
-	return nil
+	return reply(c, http.StatusOK, t, err)
 }
