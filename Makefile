@@ -1,0 +1,82 @@
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+# Fresh machines and CI images often have Go only in /usr/local/go/bin.
+ifeq ($(shell command -v go 2>/dev/null),)
+ifneq ($(wildcard /usr/local/go/bin/go),)
+export PATH := /usr/local/go/bin:$(PATH)
+endif
+endif
+
+# Local development database (see scripts/pg.sh). Override on the command
+# line, e.g. `make run PGPORT_DEV=55432`.
+PGPORT_DEV ?= 54329
+PGDATA_DEV ?= .data/postgres
+
+# Extra flags for go test, e.g. `make test TESTFLAGS='-run TestTenant -v'`.
+TESTFLAGS ?=
+
+# Every Go file except those under .data (the Postgres data directory may not
+# even be readable by us), .git and bin.
+GO_FILES = $(shell find . \( -path ./.data -o -path ./.git -o -path ./bin \) -prune -o -type f -name '*.go' -print)
+
+.PHONY: help
+help: ## Show this help
+	@c=""; r=""; if [[ -t 1 ]]; then c=$$'\033[36m'; r=$$'\033[0m'; fi; \
+	grep -hE '^[a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | \
+		awk -v c="$$c" -v r="$$r" 'BEGIN {FS = ":.*?## "}; {printf "%s%-12s%s %s\n", c, $$1, r, $$2}'
+
+.PHONY: run
+run: ## Run the control plane (starts a local Postgres in .data/postgres unless DATABASE_URL is set)
+	@if [[ -z "$${DATABASE_URL:-}" ]]; then \
+		bash scripts/pg.sh start $(PGDATA_DEV) $(PGPORT_DEV) && \
+		DATABASE_URL="$$(bash scripts/pg.sh url $(PGPORT_DEV))" go run ./cmd/controlplane serve; \
+	else \
+		go run ./cmd/controlplane serve; \
+	fi
+
+.PHONY: build
+build: ## Build bin/controlplane
+	go build -o bin/controlplane ./cmd/controlplane
+
+.PHONY: test
+test: ## Run the tests (against a throwaway Postgres unless DATABASE_URL is set)
+	bash scripts/test.sh $(TESTFLAGS)
+
+.PHONY: test-race
+test-race: ## Run the tests with the race detector
+	bash scripts/test.sh -race $(TESTFLAGS)
+
+.PHONY: vet
+vet: ## Run go vet
+	go vet ./...
+
+.PHONY: fmt
+fmt: ## Check formatting with gofmt (fails if a file needs formatting)
+	@# </dev/null: with no Go files at all, gofmt would read stdin.
+	@files="$$(gofmt -l $(GO_FILES) </dev/null)" || exit 1; \
+	if [[ -n "$$files" ]]; then \
+		echo "These files need formatting (run: gofmt -w <file>):"; \
+		echo "$$files"; \
+		exit 1; \
+	fi
+
+.PHONY: lint
+lint: vet fmt ## Run go vet and the gofmt check
+
+.PHONY: db-start
+db-start: ## Start the local development Postgres (.data/postgres, port 54329 by default)
+	bash scripts/pg.sh start $(PGDATA_DEV) $(PGPORT_DEV)
+
+.PHONY: db-stop
+db-stop: ## Stop the local development Postgres
+	bash scripts/pg.sh stop $(PGDATA_DEV)
+
+.PHONY: db-reset
+db-reset: ## Stop and delete the local development Postgres, then start a fresh one
+	bash scripts/pg.sh destroy $(PGDATA_DEV)
+	bash scripts/pg.sh start $(PGDATA_DEV) $(PGPORT_DEV)
+
+.PHONY: clean
+clean: ## Remove build output (bin/)
+	rm -rf bin
