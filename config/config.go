@@ -34,6 +34,22 @@ type Config struct {
 	// TenantDBPrefix prefixes tenant database/schema names (prefix + id).
 	// Two catalogs sharing a tenant server need different prefixes.
 	TenantDBPrefix string `env:"TENANT_DB_PREFIX" envDefault:"tenant_"`
+	// AdminHosts serve the operator API (comma-separated, normalised like a
+	// Host header); "*" allows any host that is not a tenant's domain.
+	AdminHosts []string `env:"ADMIN_HOSTS" envDefault:"localhost,127.0.0.1,::1" envSeparator:","`
+	// TenantPoolsMax bounds the tenant databases with an open pool at once.
+	TenantPoolsMax int `env:"TENANT_POOLS_MAX" envDefault:"100"`
+	// TenantPoolMaxConns is the size of one tenant database's pool.
+	TenantPoolMaxConns int `env:"TENANT_POOL_MAX_CONNS" envDefault:"4"`
+	// TenantPoolIdleTimeout closes a tenant database's pool unused that long.
+	TenantPoolIdleTimeout time.Duration `env:"TENANT_POOL_IDLE_TIMEOUT" envDefault:"5m"`
+	// TenantSchemaPoolConns is the size of the pool schema tenants share.
+	TenantSchemaPoolConns int `env:"TENANT_SCHEMA_POOL_CONNS" envDefault:"20"`
+	// TenantServerMaxConns caps all routed connections to the tenant server.
+	TenantServerMaxConns int `env:"TENANT_SERVER_MAX_CONNS" envDefault:"60"`
+	// TenantAcquireTimeout is how long a request waits for a connection slot
+	// when the budget is spent, before it gets 503.
+	TenantAcquireTimeout time.Duration `env:"TENANT_ACQUIRE_TIMEOUT" envDefault:"5s"`
 	// AdminToken guards the operator API (enforced from a later release on).
 	AdminToken Secret `env:"ADMIN_TOKEN"`
 	// MigrateCatalog runs the catalog migrations when serve starts.
@@ -135,6 +151,30 @@ func (c *Config) Validate() error {
 	}
 	if !prefixPattern.MatchString(c.TenantDBPrefix) {
 		return bad("TENANT_DB_PREFIX", "must be lower-case letters, digits and underscores, starting with a letter or underscore, at most 40 characters; got %q", c.TenantDBPrefix)
+	}
+	for name, v := range map[string]int{
+		"TENANT_POOLS_MAX": c.TenantPoolsMax, "TENANT_POOL_MAX_CONNS": c.TenantPoolMaxConns,
+		"TENANT_SCHEMA_POOL_CONNS": c.TenantSchemaPoolConns, "TENANT_SERVER_MAX_CONNS": c.TenantServerMaxConns,
+	} {
+		if v < 1 {
+			return bad(name, "must be at least 1, got %d", v)
+		}
+	}
+	if c.TenantPoolMaxConns > c.TenantServerMaxConns || c.TenantSchemaPoolConns > c.TenantServerMaxConns {
+		return bad("TENANT_SERVER_MAX_CONNS", "must be at least TENANT_POOL_MAX_CONNS and TENANT_SCHEMA_POOL_CONNS (%d)", c.TenantServerMaxConns)
+	}
+	for name, d := range map[string]time.Duration{
+		"TENANT_POOL_IDLE_TIMEOUT": c.TenantPoolIdleTimeout, "TENANT_ACQUIRE_TIMEOUT": c.TenantAcquireTimeout,
+	} {
+		if d <= 0 {
+			return bad(name, "must be positive")
+		}
+	}
+	if len(c.AdminHosts) == 0 {
+		return bad("ADMIN_HOSTS", "must name at least one host (or *)")
+	}
+	for i, h := range c.AdminHosts {
+		c.AdminHosts[i] = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
 	}
 	if c.ProvisionTimeout <= 0 {
 		return bad("PROVISION_TIMEOUT", "must be positive")

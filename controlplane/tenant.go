@@ -58,6 +58,8 @@ type Tenant struct {
 	LastError     string         `json:"last_error"`
 	CreatedAt     time.Time      `json:"created_at"`
 	UpdatedAt     time.Time      `json:"updated_at"`
+	// Version orders the writes of the catalog (see catalog.Cache).
+	Version int64 `json:"-"`
 }
 
 // Spec returns the writable fields of t.

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net"
 	"reflect"
 	"regexp"
 	"strings"
@@ -17,7 +18,11 @@ import (
 // DOMAIN.md that the library does not know.
 var validate = newValidator()
 
-var slugPattern = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+var (
+	slugPattern   = regexp.MustCompile(`^[a-z0-9]+(-[a-z0-9]+)*$`)
+	e164Pattern   = regexp.MustCompile(`^\+[1-9][0-9]{1,14}$`)
+	extNumPattern = regexp.MustCompile(`^[0-9]{2,7}$`)
+)
 
 // hostLabel is one RFC 1123 label, already lower-cased.
 var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
@@ -45,6 +50,12 @@ func newValidator() *validator.Validate {
 	}))
 	must(v.RegisterValidation("iana_tz", func(fl validator.FieldLevel) bool {
 		return ValidTimezone(fl.Field().String())
+	}))
+	must(v.RegisterValidation("e164", func(fl validator.FieldLevel) bool {
+		return e164Pattern.MatchString(fl.Field().String())
+	}))
+	must(v.RegisterValidation("ext_number", func(fl validator.FieldLevel) bool {
+		return extNumPattern.MatchString(fl.Field().String())
 	}))
 	must(v.RegisterValidation("json_array", func(fl validator.FieldLevel) bool {
 		raw := bytes.TrimSpace(fl.Field().Bytes())
@@ -106,10 +117,14 @@ func (s *TenantSpec) Normalize(defaultIsolation Isolation) {
 
 // Validate returns an Invalid *Error naming every field that breaks a rule.
 func (s *TenantSpec) Validate() error {
-	return validateStruct(s)
+	return ValidateStruct(s)
 }
 
-func validateStruct(s any) error {
+// ValidateStruct checks s's `validate` tags, with the custom rules of this
+// package (slug, hostname_strict, iana_tz, json_array, e164, ext_number),
+// and returns an Invalid *Error naming every bad field by its JSON name.
+// Every resource validates through it, so the messages read alike.
+func ValidateStruct(s any) error {
 	err := validate.Struct(s)
 	if err == nil {
 		return nil
@@ -151,6 +166,22 @@ func reason(fe validator.FieldError) string {
 		return "must be an IANA time zone name such as America/New_York"
 	case "json_array":
 		return "must be a JSON array"
+	case "e164":
+		return "must be an E.164 number: + and 2 to 15 digits, the first not 0, e.g. +15551234567"
+	case "ext_number":
+		return "must be 2 to 7 digits"
 	}
 	return fmt.Sprintf("is invalid (%s)", fe.Tag())
+}
+
+// NormalizeHost reduces a Host header to the form domains are stored in:
+// lower-case, without port, brackets or trailing dot. "ACME.example.com.:8080"
+// and "acme.example.com" are the same tenant.
+func NormalizeHost(h string) string {
+	if host, _, err := net.SplitHostPort(h); err == nil {
+		h = host
+	} else if strings.HasPrefix(h, "[") && strings.HasSuffix(h, "]") {
+		h = h[1 : len(h)-1]
+	}
+	return strings.TrimSuffix(strings.ToLower(h), ".")
 }

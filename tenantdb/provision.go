@@ -29,6 +29,9 @@ type Provisioner struct {
 	prefix     string
 	owner      string
 	migrations fs.FS
+	// BeforeDrop, if set, runs before a tenant's database or schema is
+	// dropped: the Router closes the tenant's pool there.
+	BeforeDrop func(t *controlplane.Tenant)
 }
 
 var _ controlplane.Provisioner = (*Provisioner)(nil)
@@ -100,6 +103,9 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 func (p *Provisioner) Deprovision(ctx context.Context, t *controlplane.Tenant) error {
 	if err := p.checkName(t); err != nil {
 		return err
+	}
+	if p.BeforeDrop != nil {
+		p.BeforeDrop(t)
 	}
 	id := quote(t.DBName)
 	switch t.Isolation {

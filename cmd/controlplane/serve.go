@@ -42,13 +42,18 @@ on LISTEN_ADDR until SIGINT/SIGTERM, then drains in-flight requests.`,
 // App is the wired control plane: what serve runs, and what tests start.
 type App struct {
 	Catalog     *gorm.DB
+	Store       *catalog.Store
 	Provisioner *tenantdb.Provisioner
+	Router      *tenantdb.Router
 	Tenants     *controlplane.Tenants
 	Handler     http.Handler
 }
 
 // Close releases the app's connections.
 func (a *App) Close() {
+	if a.Router != nil {
+		_ = a.Router.Close()
+	}
 	if a.Provisioner != nil {
 		_ = a.Provisioner.Close()
 	}
@@ -81,10 +86,28 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		return nil, err
 	}
 	store := catalog.NewStore(app.Catalog)
+	app.Store = store
 	owner, err := store.Identity(ctx)
 	if err != nil {
 		app.Close()
 		return nil, fmt.Errorf("read catalog identity (is the catalog migrated?): %w", err)
+	}
+	if err := store.LoadCache(ctx); err != nil {
+		app.Close()
+		return nil, fmt.Errorf("load the tenant catalog: %w", err)
+	}
+	app.Router, err = tenantdb.NewRouter(tenantdb.RouterConfig{
+		URL:             cfg.TenantDatabaseURL.Value(),
+		PoolsMax:        cfg.TenantPoolsMax,
+		PoolMaxConns:    cfg.TenantPoolMaxConns,
+		PoolIdleTimeout: cfg.TenantPoolIdleTimeout,
+		SchemaPoolConns: cfg.TenantSchemaPoolConns,
+		ServerMaxConns:  cfg.TenantServerMaxConns,
+		AcquireTimeout:  cfg.TenantAcquireTimeout,
+	})
+	if err != nil {
+		app.Close()
+		return nil, err
 	}
 	app.Provisioner, err = tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{
 		URL:        cfg.TenantDatabaseURL.Value(),
@@ -96,6 +119,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		app.Close()
 		return nil, err
 	}
+	app.Provisioner.BeforeDrop = app.Router.Forget
 	app.Tenants = &controlplane.Tenants{
 		Catalog:          store,
 		Provisioner:      app.Provisioner,
@@ -104,9 +128,12 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Log:              log,
 	}
 	srv := &httpapi.Server{
-		Tenants: app.Tenants,
-		Ready:   func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
-		Log:     log,
+		Tenants:    app.Tenants,
+		Directory:  store.Cache(),
+		Router:     app.Router,
+		AdminHosts: cfg.AdminHosts,
+		Ready:      func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
+		Log:        log,
 	}
 	app.Handler = srv.Handler()
 	return app, nil

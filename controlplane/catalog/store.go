@@ -18,13 +18,33 @@ import (
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
 )
 
-// Store implements controlplane.Catalog.
+// Store implements controlplane.Catalog. It keeps its Cache current with
+// every write it commits.
 type Store struct {
-	db *gorm.DB
+	db    *gorm.DB
+	cache *Cache
 }
 
-// NewStore returns a store on an open catalog database.
-func NewStore(db *gorm.DB) *Store { return &Store{db: db} }
+// NewStore returns a store on an open catalog database, with an empty
+// cache; LoadCache fills it.
+func NewStore(db *gorm.DB) *Store { return &Store{db: db, cache: NewCache()} }
+
+// Cache returns the in-memory catalog the store keeps current.
+func (s *Store) Cache() *Cache { return s.cache }
+
+// LoadCache reads the whole catalog into the cache.
+func (s *Store) LoadCache(ctx context.Context) error {
+	var rows []tenantRow
+	if err := s.db.WithContext(ctx).Order("id").Find(&rows).Error; err != nil {
+		return translate(err)
+	}
+	ts := make([]controlplane.Tenant, len(rows))
+	for i := range rows {
+		ts[i] = rows[i].tenant()
+	}
+	s.cache.load(ts)
+	return nil
+}
 
 var _ controlplane.Catalog = (*Store)(nil)
 
@@ -44,6 +64,7 @@ type tenantRow struct {
 	Provisioning  string    `gorm:"column:provisioning"`
 	SchemaVersion int64     `gorm:"column:schema_version"`
 	LastError     string    `gorm:"column:last_error"`
+	Version       int64     `gorm:"column:version;default:(-)"`
 	CreatedAt     time.Time `gorm:"column:created_at"`
 	UpdatedAt     time.Time `gorm:"column:updated_at"`
 }
@@ -67,6 +88,7 @@ func (r *tenantRow) tenant() controlplane.Tenant {
 		LastError:     r.LastError,
 		CreatedAt:     r.CreatedAt,
 		UpdatedAt:     r.UpdatedAt,
+		Version:       r.Version,
 	}
 }
 
@@ -102,6 +124,7 @@ func (s *Store) CreateTenant(ctx context.Context, t *controlplane.Tenant) error 
 		return translate(err)
 	}
 	*t = row.tenant()
+	s.cache.put(*t)
 	return nil
 }
 
@@ -163,6 +186,7 @@ func (s *Store) UpdateTenant(ctx context.Context, id int64, fn func(*controlplan
 			"settings":       next.Settings,
 			"provisioning":   next.Provisioning,
 			"updated_at":     gorm.Expr("now()"),
+			"version":        gorm.Expr("nextval('tenant_versions')"),
 		}).Error
 		if err != nil {
 			return translate(err)
@@ -176,6 +200,7 @@ func (s *Store) UpdateTenant(ctx context.Context, id int64, fn func(*controlplan
 	if err != nil {
 		return nil, err
 	}
+	s.cache.put(out)
 	return &out, nil
 }
 
@@ -187,6 +212,7 @@ func (s *Store) SetProvisioning(ctx context.Context, id int64, state controlplan
 		"schema_version": int64(version),
 		"last_error":     lastError,
 		"updated_at":     gorm.Expr("now()"),
+		"version":        gorm.Expr("nextval('tenant_versions')"),
 	})
 	if res.Error != nil {
 		return nil, translate(res.Error)
@@ -195,6 +221,7 @@ func (s *Store) SetProvisioning(ctx context.Context, id int64, state controlplan
 		return nil, controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
 	}
 	t := row.tenant()
+	s.cache.put(t)
 	return &t, nil
 }
 
@@ -207,6 +234,7 @@ func (s *Store) DeleteTenant(ctx context.Context, id int64) error {
 	if res.RowsAffected == 0 {
 		return controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
 	}
+	s.cache.remove(id)
 	return nil
 }
 

@@ -18,7 +18,9 @@ var statusOf = map[controlplane.Code]int{
 	controlplane.NotFound:           http.StatusNotFound,
 	controlplane.Conflict:           http.StatusConflict,
 	controlplane.QuotaExceeded:      http.StatusConflict,
+	controlplane.UnknownTenant:      http.StatusNotFound,
 	controlplane.TenantSuspended:    http.StatusForbidden,
+	controlplane.TenantUnavailable:  http.StatusServiceUnavailable,
 	controlplane.Unavailable:        http.StatusServiceUnavailable,
 	controlplane.Unauthorized:       http.StatusUnauthorized,
 	controlplane.Forbidden:          http.StatusForbidden,
@@ -80,7 +82,7 @@ func writeErrors(log *slog.Logger) gin.HandlerFunc {
 		if status >= 500 {
 			log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "request_id", c.GetString(requestIDKey), "err", err)
 		}
-		if de.Code == controlplane.Unavailable {
+		if status == http.StatusServiceUnavailable {
 			c.Header("Retry-After", "5")
 		}
 		c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: de.Code, Message: msg, Fields: de.Fields}})

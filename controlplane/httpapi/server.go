@@ -20,7 +20,12 @@ const requestIDKey = "request_id"
 
 // Server holds what the handlers need.
 type Server struct {
-	Tenants *controlplane.Tenants
+	Tenants   *controlplane.Tenants
+	Directory Directory
+	Router    DBRouter
+	// AdminHosts are the hosts (normalised) that serve the operator API;
+	// "*" means any host that is not a tenant's domain.
+	AdminHosts []string
 	// Ready reports whether the service can take traffic (catalog reachable
 	// and migrated); it backs /readyz.
 	Ready func(ctx context.Context) error
@@ -34,7 +39,7 @@ func (s *Server) Handler() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	r.Use(requestID, s.logRequests, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log))
+	r.Use(requestID, s.logRequests, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log), s.resolveTenant)
 	r.NoRoute(handle(func(c *gin.Context) error {
 		return controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path)
 	}))
@@ -45,9 +50,9 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
 
-	api := r.Group("/api")
-	s.tenantRoutes(api)
-	return r
+	s.tenantRoutes(r.Group("/api", s.operatorOnly))
+	s.extensionRoutes(r.Group("/api", s.tenantOnly))
+	return stripSlug(r)
 }
 
 func (s *Server) readyz(c *gin.Context) {

@@ -41,19 +41,11 @@ func (s *Server) createTenant(c *gin.Context) error {
 }
 
 func (s *Server) listTenants(c *gin.Context) error {
-	fields := controlplane.FieldErrors{}
-	f := controlplane.TenantFilter{
-		Status: controlplane.Status(c.Query("status")),
-		Query:  c.Query("q"),
-		Limit:  queryInt(c, "limit", fields),
-		Offset: queryInt(c, "offset", fields),
-	}
-	if err := fields.Err(); err != nil {
+	limit, offset, err := pageParams(c)
+	if err != nil {
 		return err
 	}
-	if f.Limit == 0 {
-		f.Limit = controlplane.DefaultPageSize
-	}
+	f := controlplane.TenantFilter{Status: controlplane.Status(c.Query("status")), Query: c.Query("q"), Limit: limit, Offset: offset}
 	ts, total, err := s.Tenants.List(c.Request.Context(), f)
 	return reply(c, http.StatusOK, tenantList{Data: ts, Total: total, Limit: f.Limit, Offset: f.Offset}, err)
 }

@@ -1,2 +1,3 @@
 DROP TABLE IF EXISTS catalog_identity;
 DROP TABLE IF EXISTS tenants;
+DROP SEQUENCE IF EXISTS tenant_versions;

@@ -2,6 +2,8 @@
 -- every tenant request through this table (cached in memory), so its
 -- uniqueness rules are enforced here, by indexes, and not only in Go: two
 -- concurrent creates of the same slug or domain resolve to exactly one row.
+CREATE SEQUENCE tenant_versions;
+
 CREATE TABLE tenants (
     id             bigserial PRIMARY KEY,
     name           text        NOT NULL,
@@ -19,6 +21,11 @@ CREATE TABLE tenants (
     provisioning   text        NOT NULL DEFAULT 'pending',
     schema_version bigint      NOT NULL DEFAULT 0,
     last_error     text        NOT NULL DEFAULT '',
+    -- Set from one catalog-wide sequence by every write: the in-memory
+    -- tenant cache keeps the highest version it has seen, so an older write
+    -- can never overwrite a newer one, of this tenant or of another tenant
+    -- that took over its slug or domain.
+    version        bigint      NOT NULL DEFAULT nextval('tenant_versions'),
     created_at     timestamptz NOT NULL DEFAULT now(),
     updated_at     timestamptz NOT NULL DEFAULT now(),
 

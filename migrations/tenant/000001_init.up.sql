@@ -40,6 +40,10 @@ CREATE TABLE extensions (
     -- mistake: only lower-case hex digests of the right length pass.
     ha1_md5            text,
     ha1_sha256         text,
+    -- The realm (the tenant's domain) the digests were computed with. After
+    -- a domain rename the digests are stale; comparing this with the current
+    -- domain says so, until the password is set again.
+    ha1_realm          text,
     outbound_caller_id text,
     enabled            boolean     NOT NULL DEFAULT true,
     created_at         timestamptz NOT NULL DEFAULT now(),
@@ -50,6 +54,9 @@ CREATE TABLE extensions (
     CONSTRAINT extensions_number_format CHECK (number ~ '^[0-9]{2,7}$'),
     CONSTRAINT extensions_ha1_md5_format CHECK (ha1_md5 ~ '^[0-9a-f]{32}$'),
     CONSTRAINT extensions_ha1_sha256_format CHECK (ha1_sha256 ~ '^[0-9a-f]{64}$'),
+    -- Both digests and their realm are set together or not at all.
+    CONSTRAINT extensions_ha1_complete CHECK (
+        (ha1_md5 IS NULL) = (ha1_sha256 IS NULL) AND (ha1_md5 IS NULL) = (ha1_realm IS NULL)),
     CONSTRAINT extensions_outbound_caller_id_format
         CHECK (outbound_caller_id ~ '^\+[1-9][0-9]{1,14}$')
 );

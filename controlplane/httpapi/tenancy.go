@@ -1,0 +1,149 @@
+package httpapi
+
+import (
+	"context"
+	"net/http"
+	"strings"
+
+	"github.com/gin-gonic/gin"
+	"gorm.io/gorm"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// Directory resolves tenants in memory (catalog.Cache): no query per request.
+type Directory interface {
+	ByDomain(host string) (*controlplane.Tenant, bool)
+	BySlug(slug string) (*controlplane.Tenant, bool)
+}
+
+// DBRouter hands out a tenant's database handle (tenantdb.Router). The
+// handle is opaque here: only the resource stores query it.
+type DBRouter interface {
+	Acquire(t *controlplane.Tenant) (*gorm.DB, func(), error)
+}
+
+type ctxKey int
+
+const slugKey ctxKey = iota
+
+const (
+	tenantKey   = "tenant"
+	tenantDBKey = "tenant_db"
+)
+
+// slugPrefix routes by slug: /t/{slug}/api/... is the same request as
+// /api/... on the tenant's own domain.
+const slugPrefix = "/t/"
+
+// stripSlug is the outermost handler: it moves a /t/{slug} prefix out of
+// the path into the request context before gin routes the rest, so one set
+// of tenant routes serves both forms.
+func stripSlug(next http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if rest, ok := strings.CutPrefix(r.URL.Path, slugPrefix); ok {
+			slug, tail, _ := strings.Cut(rest, "/")
+			r = r.WithContext(context.WithValue(r.Context(), slugKey, slug))
+			r.URL.Path = "/" + tail
+			r.URL.RawPath = ""
+		}
+		next.ServeHTTP(w, r)
+	})
+}
+
+// resolveTenant finds the request's tenant, if any: by Host first, then by
+// the /t/{slug} prefix. When both name a tenant and they differ the request
+// is refused (400), so a request is never served with one tenant's host and
+// another's data. X-Forwarded-Host is ignored: only trusted proxies may set
+// it (a later release).
+func (s *Server) resolveTenant(c *gin.Context) {
+	host := controlplane.NormalizeHost(c.Request.Host)
+	byHost, hostOK := s.Directory.ByDomain(host)
+	slug, slugGiven := c.Request.Context().Value(slugKey).(string)
+	switch {
+	case hostOK && slugGiven && slug != byHost.Slug:
+		_ = c.Error(controlplane.Errorf(controlplane.BadRequest,
+			"the Host header names tenant %q but the path names tenant %q; send one or make them agree", byHost.Slug, slug))
+		c.Abort()
+		return
+	case hostOK:
+		c.Set(tenantKey, byHost)
+	case slugGiven:
+		t, ok := s.Directory.BySlug(slug)
+		if !ok {
+			_ = c.Error(controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the slug %q", slug))
+			c.Abort()
+			return
+		}
+		c.Set(tenantKey, t)
+	}
+	c.Next()
+}
+
+// requestTenant returns the tenant resolved for c, or nil.
+func requestTenant(c *gin.Context) *controlplane.Tenant {
+	t, _ := c.Get(tenantKey)
+	tn, _ := t.(*controlplane.Tenant)
+	return tn
+}
+
+// operatorOnly guards the operator API: it is reachable only on an admin
+// host, never through a tenant's domain or slug path.
+func (s *Server) operatorOnly(c *gin.Context) {
+	if requestTenant(c) != nil {
+		_ = c.Error(controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path))
+		c.Abort()
+		return
+	}
+	if !s.isAdminHost(controlplane.NormalizeHost(c.Request.Host)) {
+		_ = c.Error(controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q", controlplane.NormalizeHost(c.Request.Host)))
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+func (s *Server) isAdminHost(host string) bool {
+	for _, h := range s.AdminHosts {
+		if h == "*" || h == host {
+			return true
+		}
+	}
+	return false
+}
+
+// tenantOnly gates tenant routes: the tenant must exist, be active and be
+// provisioned; then its database handle is acquired for the request and
+// released after it.
+func (s *Server) tenantOnly(c *gin.Context) {
+	t := requestTenant(c)
+	var err error
+	switch {
+	case t == nil:
+		err = controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q; use the tenant's domain as Host or the path /t/{slug}%s", controlplane.NormalizeHost(c.Request.Host), c.Request.URL.Path)
+	case t.Status == controlplane.StatusSuspended:
+		err = controlplane.Errorf(controlplane.TenantSuspended, "tenant %s is suspended", t.Slug)
+	case t.Provisioning != controlplane.ProvisionReady:
+		err = controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is not available (provisioning: %s)", t.Slug, t.Provisioning)
+	}
+	if err != nil {
+		_ = c.Error(err)
+		c.Abort()
+		return
+	}
+	db, release, err := s.Router.Acquire(t)
+	if err != nil {
+		_ = c.Error(err)
+		c.Abort()
+		return
+	}
+	defer release()
+	c.Set(tenantDBKey, db)
+	c.Next()
+}
+
+// tenantDB returns the request's tenant and its database handle.
+func tenantDB(c *gin.Context) (*controlplane.Tenant, *gorm.DB) {
+	db, _ := c.Get(tenantDBKey)
+	return requestTenant(c), db.(*gorm.DB)
+}

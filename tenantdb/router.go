@@ -1,0 +1,324 @@
+package tenantdb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"golang.org/x/sync/semaphore"
+	"gorm.io/driver/postgres"
+	"gorm.io/gorm"
+	"gorm.io/gorm/logger"
+	"gorm.io/gorm/schema"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// RouterConfig bounds what the router may hold open on the tenant server.
+type RouterConfig struct {
+	URL string // the tenant server, as for the Provisioner
+	// PoolsMax is how many tenant databases keep a pool open at once
+	// (database mode); the least recently used one is closed beyond it.
+	PoolsMax int
+	// PoolMaxConns is the size of one tenant database's pool.
+	PoolMaxConns int
+	// PoolIdleTimeout closes the pool of a tenant database unused that long.
+	PoolIdleTimeout time.Duration
+	// SchemaPoolConns is the size of the one pool shared by every
+	// schema-mode tenant.
+	SchemaPoolConns int
+	// ServerMaxConns caps the connections all routed pools together hold to
+	// the server, whatever the number of tenants. A request that finds the
+	// budget spent waits up to AcquireTimeout for a connection to free up.
+	ServerMaxConns int
+	AcquireTimeout time.Duration
+}
+
+// Router hands each tenant request a *gorm.DB bound to that tenant's
+// database or schema.
+//
+// Database mode: one small pool per tenant database, in an LRU of at most
+// PoolsMax, closed when evicted or idle. Schema mode: one pool per server
+// shared by all schema tenants; each tenant's *gorm.DB writes
+// schema-qualified table names ("tenant_42"."extensions"), so a connection
+// carries no tenant state at all (no SET search_path that could leak to the
+// next request) and a read is one statement.
+//
+// One round trip per routed read: gorm's default transaction around writes
+// is off (a single statement is atomic anyway); the shared schema pool uses
+// pgx's exec mode (unnamed statement: parse, bind and execute in one round
+// trip, no per-connection statement cache to thrash across thousands of
+// schemas); tenant database pools cache prepared statements, so a warm
+// connection also runs a query in one round trip.
+type Router struct {
+	cfg    RouterConfig
+	server *pgx.ConnConfig
+	dialer net.Dialer
+	budget *semaphore.Weighted
+	open   atomic.Int64 // connections open to the server through the router
+
+	shared  *sql.DB                      // schema mode
+	schemas *lru.Cache[string, *gorm.DB] // schema mode handles, by schema name
+
+	mu    sync.Mutex // guards pools' refs and eviction
+	pools *lru.Cache[string, *pool]
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// pool is one tenant database's connection pool.
+type pool struct {
+	sql      *sql.DB
+	gorm     *gorm.DB
+	refs     int  // requests using it (guarded by Router.mu)
+	evicted  bool // out of the LRU: close when refs drops to 0
+	lastUsed atomic.Int64
+}
+
+// NewRouter starts a router on the tenant server. Close it when done.
+func NewRouter(c RouterConfig) (*Router, error) {
+	cfg, err := pgx.ParseConfig(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("tenant server: invalid connection string")
+	}
+	r := &Router{
+		cfg:    c,
+		server: cfg,
+		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 5 * time.Minute},
+		budget: semaphore.NewWeighted(int64(c.ServerMaxConns)),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	r.server.DialFunc = r.dial
+	if r.pools, err = lru.NewWithEvict(c.PoolsMax, r.evicted); err != nil {
+		return nil, err
+	}
+	// A schema handle holds no connection, only gorm's per-instance state
+	// (callbacks, parsed models): cheap to rebuild, so keep a generous bound.
+	if r.schemas, err = lru.New[string, *gorm.DB](10 * c.PoolsMax); err != nil {
+		return nil, err
+	}
+
+	shared := r.server.Copy()
+	shared.DefaultQueryExecMode = pgx.QueryExecModeExec
+	r.shared = stdlib.OpenDB(*shared)
+	r.shared.SetMaxOpenConns(c.SchemaPoolConns)
+	r.shared.SetMaxIdleConns(c.SchemaPoolConns)
+	// A backend caches the metadata of every relation it touches; one that
+	// serves thousands of schemas grows without bound. Recycle them.
+	r.shared.SetConnMaxLifetime(10 * time.Minute)
+	r.shared.SetConnMaxIdleTime(c.PoolIdleTimeout)
+
+	go r.janitor()
+	return r, nil
+}
+
+// Acquire returns the *gorm.DB of tenant t and a release func, to be called
+// once the request no longer uses it: a pool is never closed under a
+// request that holds it.
+func (r *Router) Acquire(t *controlplane.Tenant) (*gorm.DB, func(), error) {
+	switch t.Isolation {
+	case controlplane.IsolationSchema:
+		db, err := r.schemaDB(t.DBName)
+		return db, func() {}, err
+	case controlplane.IsolationDatabase:
+		return r.databaseDB(t.DBName)
+	}
+	return nil, nil, fmt.Errorf("tenant %d: unknown isolation %q", t.ID, t.Isolation)
+}
+
+func (r *Router) schemaDB(name string) (*gorm.DB, error) {
+	if db, ok := r.schemas.Get(name); ok {
+		return db, nil
+	}
+	db, err := openGorm(r.shared, name+".")
+	if err != nil {
+		return nil, err
+	}
+	r.schemas.Add(name, db)
+	return db, nil
+}
+
+func (r *Router) databaseDB(name string) (*gorm.DB, func(), error) {
+	r.mu.Lock()
+	p, ok := r.pools.Get(name)
+	if !ok {
+		cfg := r.server.Copy()
+		cfg.Database = name
+		sqlDB := stdlib.OpenDB(*cfg) // connects lazily
+		sqlDB.SetMaxOpenConns(r.cfg.PoolMaxConns)
+		sqlDB.SetMaxIdleConns(r.cfg.PoolMaxConns)
+		sqlDB.SetConnMaxIdleTime(r.cfg.PoolIdleTimeout)
+		db, err := openGorm(sqlDB, "")
+		if err != nil {
+			r.mu.Unlock()
+			_ = sqlDB.Close()
+			return nil, nil, err
+		}
+		p = &pool{sql: sqlDB, gorm: db}
+		r.pools.Add(name, p) // may evict (and close) the least recently used
+	}
+	p.refs++
+	p.lastUsed.Store(time.Now().UnixNano())
+	r.mu.Unlock()
+
+	var once sync.Once
+	return p.gorm, func() {
+		once.Do(func() {
+			r.mu.Lock()
+			p.refs--
+			p.lastUsed.Store(time.Now().UnixNano())
+			closeNow := p.evicted && p.refs == 0
+			r.mu.Unlock()
+			if closeNow {
+				_ = p.sql.Close()
+			}
+		})
+	}, nil
+}
+
+// evicted runs (under r.mu) when the LRU drops a pool.
+func (r *Router) evicted(_ string, p *pool) {
+	p.evicted = true
+	if p.refs == 0 {
+		go p.sql.Close()
+	}
+}
+
+// openGorm wraps conn in a gorm handle; prefix, if any, qualifies every
+// table name with the tenant's schema.
+func openGorm(conn gorm.ConnPool, prefix string) (*gorm.DB, error) {
+	return gorm.Open(postgres.New(postgres.Config{Conn: conn}), &gorm.Config{
+		NamingStrategy:         schema.NamingStrategy{TablePrefix: prefix},
+		SkipDefaultTransaction: true,
+		DisableAutomaticPing:   true,
+		Logger:                 logger.Discard,
+	})
+}
+
+// Forget closes the pool of a tenant database that is about to be dropped
+// (or was), and forgets a schema handle.
+func (r *Router) Forget(t *controlplane.Tenant) {
+	r.schemas.Remove(t.DBName)
+	r.mu.Lock()
+	r.pools.Remove(t.DBName)
+	r.mu.Unlock()
+}
+
+// dial opens a connection to the server within the budget. When it is
+// spent, idle connections of every pool are closed first (they hold budget
+// without doing work), then the dial waits for a slot.
+func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, error) {
+	if !r.budget.TryAcquire(1) {
+		r.shedIdle()
+		wctx, cancel := context.WithTimeout(ctx, r.cfg.AcquireTimeout)
+		defer cancel()
+		if err := r.budget.Acquire(wctx, 1); err != nil {
+			return nil, &controlplane.Error{
+				Code:    controlplane.Unavailable,
+				Message: fmt.Sprintf("the tenant database server is at its connection budget (%d); retry shortly", r.cfg.ServerMaxConns),
+				Err:     err,
+			}
+		}
+	}
+	c, err := r.dialer.DialContext(ctx, network, addr)
+	if err != nil {
+		r.budget.Release(1)
+		return nil, err
+	}
+	r.open.Add(1)
+	return &budgetConn{Conn: c, release: func() { r.open.Add(-1); r.budget.Release(1) }}, nil
+}
+
+// shedIdle closes the idle connections of every pool.
+func (r *Router) shedIdle() {
+	r.mu.Lock()
+	pools := r.pools.Values()
+	r.mu.Unlock()
+	for _, p := range append(pools, &pool{sql: r.shared}) {
+		if p.sql == r.shared {
+			p.sql.SetMaxIdleConns(0)
+			p.sql.SetMaxIdleConns(r.cfg.SchemaPoolConns)
+			continue
+		}
+		p.sql.SetMaxIdleConns(0)
+		p.sql.SetMaxIdleConns(r.cfg.PoolMaxConns)
+	}
+}
+
+// budgetConn gives its budget slot back when closed.
+type budgetConn struct {
+	net.Conn
+	once    sync.Once
+	release func()
+}
+
+func (c *budgetConn) Close() error {
+	err := c.Conn.Close()
+	c.once.Do(c.release)
+	return err
+}
+
+// janitor closes tenant database pools left unused for PoolIdleTimeout.
+func (r *Router) janitor() {
+	defer close(r.done)
+	every := max(r.cfg.PoolIdleTimeout/4, 100*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+		}
+		cutoff := time.Now().Add(-r.cfg.PoolIdleTimeout).UnixNano()
+		r.mu.Lock()
+		for _, name := range r.pools.Keys() { // oldest first
+			if p, ok := r.pools.Peek(name); ok && p.refs == 0 && p.lastUsed.Load() < cutoff {
+				r.pools.Remove(name)
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Stats describes what the router holds, for metrics.
+type Stats struct {
+	DatabasePools  int // open tenant database pools
+	SchemaHandles  int // cached schema-mode handles
+	OpenConns      int // connections open to the server
+	InUse          int // of which serving a query now
+	ServerMaxConns int
+}
+
+// Stats returns a snapshot of the router's pools.
+func (r *Router) Stats() Stats {
+	r.mu.Lock()
+	pools := r.pools.Values()
+	r.mu.Unlock()
+	s := Stats{DatabasePools: len(pools), SchemaHandles: r.schemas.Len(), OpenConns: int(r.open.Load()), ServerMaxConns: r.cfg.ServerMaxConns}
+	s.InUse = r.shared.Stats().InUse
+	for _, p := range pools {
+		s.InUse += p.sql.Stats().InUse
+	}
+	return s
+}
+
+// Close closes every pool.
+func (r *Router) Close() error {
+	close(r.stop)
+	<-r.done
+	r.mu.Lock()
+	r.pools.Purge() // evicts: closes pools not in use
+	r.mu.Unlock()
+	r.schemas.Purge()
+	return r.shared.Close()
+}
