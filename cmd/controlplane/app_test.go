@@ -43,7 +43,19 @@ func setup(t *testing.T, isolation controlplane.Isolation) *bundle {
 	t.Cleanup(app.Close)
 	srv := httptest.NewServer(app.Handler)
 	t.Cleanup(srv.Close)
+	listen(t, app, cfg)
 	return &bundle{t: t, app: app, srv: srv, db: db, cfg: cfg}
+}
+
+// listen runs the app's catalog listener, as serve does, until the test ends.
+func listen(t *testing.T, app *App, cfg config.Config) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		app.Store.Listen(ctx, cfg.DatabaseURL.Value(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	}()
+	t.Cleanup(func() { cancel(); <-done })
 }
 
 // do sends a request; body is sent as is when it is a string, as JSON

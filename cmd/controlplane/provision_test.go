@@ -46,6 +46,7 @@ func (b *bundle) restart(tenantMigrations fs.FS) *bundle {
 	b.t.Cleanup(app.Close)
 	srv := httptest.NewServer(app.Handler)
 	b.t.Cleanup(srv.Close)
+	listen(b.t, app, b.cfg)
 	return &bundle{t: b.t, app: app, srv: srv, db: b.db, cfg: b.cfg}
 }
 

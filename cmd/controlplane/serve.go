@@ -146,6 +146,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}
 	defer app.Close()
 
+	// Keep the routing cache coherent with other replicas' changes.
+	go app.Store.Listen(ctx, cfg.DatabaseURL.Value(), log)
+
 	// Finish what a previous process left half-done. It runs beside the
 	// listener: tenants it works on are locked, and a request for one of
 	// them gets a clear conflict rather than a long wait.

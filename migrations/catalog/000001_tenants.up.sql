@@ -49,6 +49,26 @@ CREATE UNIQUE INDEX tenants_db_name_key ON tenants (db_name);
 -- The reconciler looks for unfinished work at every start.
 CREATE INDEX tenants_provisioning_idx ON tenants (provisioning) WHERE provisioning <> 'ready';
 
+-- Every committed change of a tenant is announced to every control plane
+-- listening (LISTEN tenant_changed), which reloads that tenant into its
+-- in-memory routing cache: replicas stay coherent without a query per
+-- request. The payload is the tenant id only.
+CREATE FUNCTION notify_tenant_changed() RETURNS trigger
+LANGUAGE plpgsql AS $$
+BEGIN
+    IF TG_OP = 'DELETE' THEN
+        PERFORM pg_notify('tenant_changed', OLD.id::text);
+    ELSE
+        PERFORM pg_notify('tenant_changed', NEW.id::text);
+    END IF;
+    RETURN NULL;
+END
+$$;
+
+CREATE TRIGGER tenants_notify_changed
+    AFTER INSERT OR UPDATE OR DELETE ON tenants
+    FOR EACH ROW EXECUTE FUNCTION notify_tenant_changed();
+
 -- The catalog's identity. Every tenant database or schema this catalog
 -- creates is marked with it (COMMENT ON), so the provisioner never adopts,
 -- nor drops, a database of the same name that another catalog (or an older

@@ -23,11 +23,11 @@ import (
 // Extension is what the API returns. The password is write-only: only
 // whether a usable one is set is shown.
 type Extension struct {
-	ID               int64     `json:"id"`
-	Number           string    `json:"number"`
-	Name             string    `json:"name"`
-	Enabled          bool      `json:"enabled"`
-	OutboundCallerID *string   `json:"outbound_caller_id"`
+	ID               int64   `json:"id"`
+	Number           string  `json:"number"`
+	Name             string  `json:"name"`
+	Enabled          bool    `json:"enabled"`
+	OutboundCallerID *string `json:"outbound_caller_id"`
 	// PasswordSet is true when digests exist for the tenant's current
 	// domain. A domain rename makes it false until the password is set again.
 	PasswordSet bool      `json:"password_set"`
