@@ -448,3 +448,29 @@ func TestTenantsCannotReachEachOther(t *testing.T) {
 		require.EqualValues(t, 1, got["total"])
 	})
 }
+
+func TestMetrics(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase)
+	b.twoTenants()
+	b.req("GET", "acme.example.com", "/api/extensions", nil)
+	b.req("GET", "acme.example.com", "/api/extensions/9", nil)
+	resp, err := http.Get(b.srv.URL + "/metrics")
+	require.NoError(t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(t, err)
+	text := string(raw)
+	for _, want := range []string{
+		`controlplane_http_requests_total{method="GET",route="/api/extensions",status="200"} 1`,
+		`controlplane_http_requests_total{method="GET",route="/api/extensions/:id",status="404"} 1`,
+		`controlplane_http_requests_total{method="POST",route="/api/tenants",status="201"} 2`,
+		`controlplane_tenants{provisioning="ready",status="active"} 2`,
+		`controlplane_tenant_pools_open 1`,
+		`controlplane_tenant_connections_max 60`,
+		`controlplane_http_request_duration_seconds_bucket`,
+	} {
+		require.Contains(t, text, want)
+	}
+	require.NotContains(t, text, "acme", "no tenant in any label")
+}

@@ -131,6 +131,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Tenants:    app.Tenants,
 		Directory:  store.Cache(),
 		Router:     app.Router,
+		Gauges:     gauges{cache: store.Cache(), router: app.Router},
 		AdminHosts: cfg.AdminHosts,
 		Ready:      func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
 		Log:        log,
@@ -186,4 +187,21 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// gauges adapts the catalog cache and the router to what /metrics shows.
+type gauges struct {
+	cache  *catalog.Cache
+	router *tenantdb.Router
+}
+
+func (g gauges) TenantCounts() map[[2]string]int {
+	counts := map[[2]string]int{}
+	g.cache.Each(func(t *controlplane.Tenant) { counts[[2]string{string(t.Status), string(t.Provisioning)}]++ })
+	return counts
+}
+
+func (g gauges) PoolStats() httpapi.PoolStats {
+	s := g.router.Stats()
+	return httpapi.PoolStats{DatabasePools: s.DatabasePools, SchemaHandles: s.SchemaHandles, OpenConns: s.OpenConns, InUse: s.InUse, ServerMaxConns: s.ServerMaxConns}
 }

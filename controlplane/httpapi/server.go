@@ -23,6 +23,8 @@ type Server struct {
 	Tenants   *controlplane.Tenants
 	Directory Directory
 	Router    DBRouter
+	// Gauges feed /metrics with tenant and pool state.
+	Gauges Gauges
 	// AdminHosts are the hosts (normalised) that serve the operator API;
 	// "*" means any host that is not a tenant's domain.
 	AdminHosts []string
@@ -39,7 +41,8 @@ func (s *Server) Handler() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	r.ContextWithFallback = true
-	r.Use(requestID, s.logRequests, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log), s.resolveTenant)
+	m := newMetrics(s.Gauges)
+	r.Use(requestID, s.logRequests, m.observe, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log), s.resolveTenant)
 	r.NoRoute(handle(func(c *gin.Context) error {
 		return controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path)
 	}))
@@ -49,6 +52,7 @@ func (s *Server) Handler() http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", m.handler())
 
 	s.tenantRoutes(r.Group("/api", s.operatorOnly))
 	s.extensionRoutes(r.Group("/api", s.tenantOnly))
@@ -85,12 +89,18 @@ func requestID(c *gin.Context) {
 func (s *Server) logRequests(c *gin.Context) {
 	start := time.Now()
 	c.Next()
+	tenant := ""
+	if t := requestTenant(c); t != nil {
+		tenant = t.Slug
+	}
 	s.Log.Info("request",
-		"method", c.Request.Method,
-		"path", c.Request.URL.Path,
-		"status", c.Writer.Status(),
-		"duration", time.Since(start).Round(time.Microsecond),
 		"request_id", c.GetString(requestIDKey),
+		"method", c.Request.Method,
+		"route", c.FullPath(),
+		"path", c.Request.URL.Path,
+		"tenant", tenant,
+		"status", c.Writer.Status(),
+		"latency_ms", float64(time.Since(start).Microseconds())/1000,
 	)
 }
 

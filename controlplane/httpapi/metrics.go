@@ -1,0 +1,102 @@
+package httpapi
+
+import (
+	"strconv"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// Gauges reports the state the /metrics endpoint shows besides request
+// counts: tenants by state (from the in-memory catalog) and the router's
+// pools. Labels never carry a tenant: per-tenant series would grow with the
+// fleet.
+type Gauges interface {
+	TenantCounts() map[[2]string]int // (status, provisioning) → count
+	PoolStats() PoolStats
+}
+
+// PoolStats is what the tenant database router holds.
+type PoolStats struct {
+	DatabasePools, SchemaHandles, OpenConns, InUse, ServerMaxConns int
+}
+
+type metrics struct {
+	requests *prometheus.CounterVec
+	latency  *prometheus.HistogramVec
+	registry *prometheus.Registry
+}
+
+func newMetrics(g Gauges) *metrics {
+	m := &metrics{
+		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "controlplane_http_requests_total",
+			Help: "HTTP requests by route pattern, method and status.",
+		}, []string{"route", "method", "status"}),
+		latency: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "controlplane_http_request_duration_seconds",
+			Help:    "HTTP request latency by route pattern and method.",
+			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
+		}, []string{"route", "method"}),
+		registry: prometheus.NewRegistry(),
+	}
+	m.registry.MustRegister(m.requests, m.latency, &stateCollector{g: g},
+		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	return m
+}
+
+// observe is the middleware that counts and times every request.
+func (m *metrics) observe(c *gin.Context) {
+	start := time.Now()
+	c.Next()
+	route := c.FullPath()
+	if route == "" {
+		route = "unmatched"
+	}
+	m.requests.WithLabelValues(route, c.Request.Method, strconv.Itoa(c.Writer.Status())).Inc()
+	m.latency.WithLabelValues(route, c.Request.Method).Observe(time.Since(start).Seconds())
+}
+
+func (m *metrics) handler() gin.HandlerFunc {
+	h := promhttp.HandlerFor(m.registry, promhttp.HandlerOpts{})
+	return func(c *gin.Context) { h.ServeHTTP(c.Writer, c.Request) }
+}
+
+var (
+	tenantsDesc = prometheus.NewDesc("controlplane_tenants", "Tenants in the catalog by status and provisioning state.", []string{"status", "provisioning"}, nil)
+	poolsDesc   = prometheus.NewDesc("controlplane_tenant_pools_open", "Tenant database connection pools open (database mode).", nil, nil)
+	handlesDesc = prometheus.NewDesc("controlplane_tenant_schema_handles", "Cached schema-mode tenant handles (they hold no connection).", nil, nil)
+	connsDesc   = prometheus.NewDesc("controlplane_tenant_connections_open", "Connections open to the tenant server by the router.", nil, nil)
+	inUseDesc   = prometheus.NewDesc("controlplane_tenant_connections_in_use", "Router connections serving a query now.", nil, nil)
+	budgetDesc  = prometheus.NewDesc("controlplane_tenant_connections_max", "The router's connection budget on the tenant server.", nil, nil)
+)
+
+// stateCollector reads tenants and pools at scrape time.
+type stateCollector struct{ g Gauges }
+
+func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{tenantsDesc, poolsDesc, handlesDesc, connsDesc, inUseDesc, budgetDesc} {
+		ch <- d
+	}
+}
+
+func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
+	counts := s.g.TenantCounts()
+	for _, st := range []controlplane.Status{controlplane.StatusActive, controlplane.StatusSuspended} {
+		for _, pr := range []controlplane.ProvisionState{controlplane.ProvisionPending, controlplane.ProvisionReady, controlplane.ProvisionFailed, controlplane.ProvisionDeleting} {
+			n := counts[[2]string{string(st), string(pr)}]
+			ch <- prometheus.MustNewConstMetric(tenantsDesc, prometheus.GaugeValue, float64(n), string(st), string(pr))
+		}
+	}
+	p := s.g.PoolStats()
+	ch <- prometheus.MustNewConstMetric(poolsDesc, prometheus.GaugeValue, float64(p.DatabasePools))
+	ch <- prometheus.MustNewConstMetric(handlesDesc, prometheus.GaugeValue, float64(p.SchemaHandles))
+	ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(p.OpenConns))
+	ch <- prometheus.MustNewConstMetric(inUseDesc, prometheus.GaugeValue, float64(p.InUse))
+	ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, float64(p.ServerMaxConns))
+}

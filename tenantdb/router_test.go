@@ -1,0 +1,203 @@
+package tenantdb_test
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/sqlerr"
+	"github.com/laracopilot/controlplane/migrations"
+	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/extensions"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+)
+
+// fixture provisions n tenants of one isolation on a throwaway database.
+type fixture struct {
+	t       *testing.T
+	db      pgtest.DB
+	tenants []*controlplane.Tenant
+}
+
+func newFixture(t *testing.T, isolation controlplane.Isolation, n int) *fixture {
+	t.Helper()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	prov, err := tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{URL: db.URL, Prefix: db.Prefix, Owner: "router-test", Migrations: migrations.Tenant})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = prov.Close() })
+	f := &fixture{t: t, db: db}
+	for i := 1; i <= n; i++ {
+		tn := &controlplane.Tenant{
+			ID: int64(i), Slug: fmt.Sprintf("t%d", i), Domain: fmt.Sprintf("t%d.example.com", i),
+			Isolation: isolation, DBName: prov.DBName(int64(i)), MaxExtensions: 100,
+			Status: controlplane.StatusActive, Provisioning: controlplane.ProvisionReady,
+		}
+		_, err := prov.Provision(ctx, tn)
+		require.NoError(t, err)
+		f.tenants = append(f.tenants, tn)
+	}
+	return f
+}
+
+func (f *fixture) router(c tenantdb.RouterConfig) *tenantdb.Router {
+	f.t.Helper()
+	c.URL = f.db.URL
+	r, err := tenantdb.NewRouter(c)
+	require.NoError(f.t, err)
+	f.t.Cleanup(func() { _ = r.Close() })
+	return r
+}
+
+// backends counts the server connections open to the tenants' databases.
+func (f *fixture) backends() int {
+	f.t.Helper()
+	admin := pgtest.Open(f.t, f.db.URL)
+	defer admin.Close()
+	var n int
+	require.NoError(f.t, admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE starts_with(datname, $1)`, f.db.Prefix).Scan(&n))
+	return n
+}
+
+// numbers lists a tenant's extension numbers through the router.
+func numbers(t *testing.T, r *tenantdb.Router, tn *controlplane.Tenant) []string {
+	db, release, err := r.Acquire(tn)
+	require.NoError(t, err)
+	defer release()
+	list, _, err := (&extensions.Store{DB: db, Tenant: tn}).List(context.Background(), 100, 0)
+	require.NoError(t, err)
+	var out []string
+	for _, e := range list {
+		out = append(out, e.Number)
+	}
+	return out
+}
+
+func create(t *testing.T, r *tenantdb.Router, tn *controlplane.Tenant, number string) {
+	db, release, err := r.Acquire(tn)
+	require.NoError(t, err)
+	defer release()
+	_, err = (&extensions.Store{DB: db, Tenant: tn}).Create(context.Background(), extensions.Spec{Number: number, Enabled: true})
+	require.NoError(t, err)
+}
+
+// TestSchemaPoolCarriesNoTenantState interleaves two schema tenants over a
+// shared pool of one connection: each sees only its own rows, and the
+// connection itself never points at a tenant.
+func TestSchemaPoolCarriesNoTenantState(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, controlplane.IsolationSchema, 2)
+	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 1, AcquireTimeout: 5 * time.Second})
+	a, b := f.tenants[0], f.tenants[1]
+	create(t, r, a, "10")
+	create(t, r, a, "11")
+	create(t, r, b, "20")
+
+	// Sequential interleaving, then concurrent: all over one connection.
+	for i := 0; i < 50; i++ {
+		require.Equal(t, []string{"10", "11"}, numbers(t, r, a))
+		require.Equal(t, []string{"20"}, numbers(t, r, b))
+	}
+	var wg sync.WaitGroup
+	for i := 0; i < 8; i++ {
+		wg.Add(1)
+		go func(tn *controlplane.Tenant, want []string) {
+			defer wg.Done()
+			for j := 0; j < 25; j++ {
+				require.Equal(t, want, numbers(t, r, tn))
+			}
+		}(f.tenants[i%2], map[int][]string{0: {"10", "11"}, 1: {"20"}}[i%2])
+	}
+	wg.Wait()
+
+	db, release, err := r.Acquire(a)
+	require.NoError(t, err)
+	defer release()
+	var path string
+	require.NoError(t, db.Raw(`SHOW search_path`).Scan(&path).Error)
+	require.Equal(t, `"$user", public`, path, "no request left a search_path behind")
+	err = db.Exec(`SELECT count(*) FROM extensions`).Error
+	require.Error(t, err, "an unqualified name resolves to no tenant at all")
+	require.Equal(t, 1, r.Stats().OpenConns)
+}
+
+func TestDatabasePoolsAreBoundedAndEvicted(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, controlplane.IsolationDatabase, 3)
+	r := f.router(tenantdb.RouterConfig{PoolsMax: 2, PoolMaxConns: 2, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 10, AcquireTimeout: 5 * time.Second})
+	t1, t2, t3 := f.tenants[0], f.tenants[1], f.tenants[2]
+
+	// t1's handle stays in use while t2 and t3 push its pool out of the LRU:
+	// the pool must not close under it.
+	held, release, err := r.Acquire(t1)
+	require.NoError(t, err)
+	create(t, r, t2, "20")
+	create(t, r, t3, "30")
+	require.Equal(t, 2, r.Stats().DatabasePools)
+	var n int64
+	require.NoError(t, held.Raw(`SELECT count(*) FROM extensions`).Scan(&n).Error, "an evicted pool still serves the request holding it")
+	release()
+	require.Eventually(t, func() bool { return f.backends() <= 2 }, 5*time.Second, 20*time.Millisecond,
+		"the evicted pool is closed once released")
+
+	// A cold tenant gets a fresh pool.
+	require.Empty(t, numbers(t, r, t1))
+	require.Equal(t, []string{"30"}, numbers(t, r, t3))
+	require.LessOrEqual(t, r.Stats().DatabasePools, 2)
+}
+
+func TestIdlePoolsAreClosed(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, controlplane.IsolationDatabase, 2)
+	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 2, PoolIdleTimeout: 200 * time.Millisecond, SchemaPoolConns: 1, ServerMaxConns: 10, AcquireTimeout: time.Second})
+	numbers(t, r, f.tenants[0])
+	numbers(t, r, f.tenants[1])
+	require.Equal(t, 2, r.Stats().DatabasePools)
+	require.Eventually(t, func() bool { return r.Stats().DatabasePools == 0 && f.backends() == 0 }, 5*time.Second, 50*time.Millisecond)
+	require.Equal(t, 0, r.Stats().OpenConns)
+}
+
+// TestConnectionBudget: many tenant databases, few connections allowed.
+func TestConnectionBudget(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, controlplane.IsolationDatabase, 4)
+	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 2, AcquireTimeout: 300 * time.Millisecond})
+
+	// Round after round over all four tenants: idle connections of other
+	// pools are shed to make room, and the server never sees more than two.
+	for round := 0; round < 3; round++ {
+		for _, tn := range f.tenants {
+			require.Empty(t, numbers(t, r, tn))
+			require.LessOrEqual(t, f.backends(), 2)
+			require.LessOrEqual(t, r.Stats().OpenConns, 2)
+		}
+	}
+
+	// Two requests hold both connections (open transactions); a third
+	// tenant's request waits, then gets a clear 503-class error.
+	ctx := context.Background()
+	var releases []func()
+	for _, tn := range f.tenants[:2] {
+		db, release, err := r.Acquire(tn)
+		require.NoError(t, err)
+		tx := db.WithContext(ctx).Begin()
+		require.NoError(t, tx.Error)
+		releases = append(releases, func() { tx.Rollback(); release() })
+	}
+	db, release, err := r.Acquire(f.tenants[2])
+	require.NoError(t, err)
+	err = db.Exec(`SELECT 1`).Error
+	release()
+	require.Error(t, err)
+	require.Equal(t, controlplane.Unavailable, controlplane.ErrorCode(sqlerr.Translate(err, nil)), "%v", err)
+
+	for _, rel := range releases {
+		rel()
+	}
+	require.Empty(t, numbers(t, r, f.tenants[2]), "works again once connections are free")
+}
