@@ -60,7 +60,7 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat string `env:"LOG_FORMAT" envDefault:"text"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
 }
 
 // Secret is a string that never prints: a connection string with its
