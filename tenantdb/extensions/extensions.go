@@ -118,7 +118,10 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Extension, error) {
 	if err := controlplane.ValidateStruct(&spec); err != nil {
 		return nil, err
 	}
-	row := extension{Number: spec.Number, Name: spec.Name, Enabled: spec.Enabled, OutboundCallerID: spec.OutboundCallerID}
+	// Timestamps at the database's precision, so the create response and a
+	// later read show the same instant.
+	now := time.Now().UTC().Truncate(time.Microsecond)
+	row := extension{Number: spec.Number, Name: spec.Name, Enabled: spec.Enabled, OutboundCallerID: spec.OutboundCallerID, CreatedAt: now, UpdatedAt: now}
 	if spec.Password != nil {
 		row.setPassword(*spec.Password, s.Tenant.Domain)
 	}
@@ -217,7 +220,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 		if spec.Password != nil {
 			row.setPassword(*spec.Password, s.Tenant.Domain)
 		}
-		row.UpdatedAt = time.Now()
+		row.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
 		return tx.Select("*").Omit("id", "created_at").Updates(&row).Error
 	})
 	if err != nil {
