@@ -5,6 +5,7 @@ import (
 	"database/sql"
 	"fmt"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -321,4 +322,15 @@ func (r *Router) Close() error {
 	r.mu.Unlock()
 	r.schemas.Purge()
 	return r.shared.Close()
+}
+
+// Table returns the quoted name of table as raw SQL on db must write it:
+// "tenant_42"."rates" on a schema-mode handle, "rates" on a database-mode
+// one. gorm's own queries qualify names by themselves; raw SQL must use
+// this, or it would resolve through search_path to no tenant at all.
+func Table(db *gorm.DB, table string) string {
+	if ns, ok := db.NamingStrategy.(schema.NamingStrategy); ok && ns.TablePrefix != "" {
+		return pgx.Identifier{strings.TrimSuffix(ns.TablePrefix, "."), table}.Sanitize()
+	}
+	return pgx.Identifier{table}.Sanitize()
 }

@@ -2,7 +2,6 @@ package tenantdb_test
 
 import (
 	"context"
-	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -11,58 +10,31 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
-	"github.com/laracopilot/controlplane/migrations"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/extensions"
-	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
-// fixture provisions n tenants of one isolation on a throwaway database.
+// fixture adapts tenanttest to these tests: a router of their own config.
 type fixture struct {
-	t       *testing.T
-	db      pgtest.DB
-	tenants []*controlplane.Tenant
+	t *testing.T
+	*tenanttest.Fixture
 }
 
 func newFixture(t *testing.T, isolation controlplane.Isolation, n int) *fixture {
-	t.Helper()
-	db := pgtest.New(t)
-	ctx := context.Background()
-	prov, err := tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{URL: db.URL, Prefix: db.Prefix, Owner: "router-test", Migrations: migrations.Tenant})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = prov.Close() })
-	f := &fixture{t: t, db: db}
-	for i := 1; i <= n; i++ {
-		tn := &controlplane.Tenant{
-			ID: int64(i), Slug: fmt.Sprintf("t%d", i), Domain: fmt.Sprintf("t%d.example.com", i),
-			Isolation: isolation, DBName: prov.DBName(int64(i)), MaxExtensions: 100,
-			Status: controlplane.StatusActive, Provisioning: controlplane.ProvisionReady,
-		}
-		_, err := prov.Provision(ctx, tn)
-		require.NoError(t, err)
-		f.tenants = append(f.tenants, tn)
-	}
-	return f
+	return &fixture{t: t, Fixture: tenanttest.New(t, isolation, n, tenantdb.RouterConfig{})}
 }
 
 func (f *fixture) router(c tenantdb.RouterConfig) *tenantdb.Router {
 	f.t.Helper()
-	c.URL = f.db.URL
+	c.URL = f.Server.URL
 	r, err := tenantdb.NewRouter(c)
 	require.NoError(f.t, err)
 	f.t.Cleanup(func() { _ = r.Close() })
 	return r
 }
 
-// backends counts the server connections open to the tenants' databases.
-func (f *fixture) backends() int {
-	f.t.Helper()
-	admin := pgtest.Open(f.t, f.db.URL)
-	defer admin.Close()
-	var n int
-	require.NoError(f.t, admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE starts_with(datname, $1)`, f.db.Prefix).Scan(&n))
-	return n
-}
+func (f *fixture) backends() int { return f.Backends(f.t) }
 
 // numbers lists a tenant's extension numbers through the router.
 func numbers(t *testing.T, r *tenantdb.Router, tn *controlplane.Tenant) []string {
@@ -93,7 +65,7 @@ func TestSchemaPoolCarriesNoTenantState(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, controlplane.IsolationSchema, 2)
 	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 1, AcquireTimeout: 5 * time.Second})
-	a, b := f.tenants[0], f.tenants[1]
+	a, b := f.Tenants[0], f.Tenants[1]
 	create(t, r, a, "10")
 	create(t, r, a, "11")
 	create(t, r, b, "20")
@@ -111,7 +83,7 @@ func TestSchemaPoolCarriesNoTenantState(t *testing.T) {
 			for j := 0; j < 25; j++ {
 				require.Equal(t, want, numbers(t, r, tn))
 			}
-		}(f.tenants[i%2], map[int][]string{0: {"10", "11"}, 1: {"20"}}[i%2])
+		}(f.Tenants[i%2], map[int][]string{0: {"10", "11"}, 1: {"20"}}[i%2])
 	}
 	wg.Wait()
 
@@ -130,7 +102,7 @@ func TestDatabasePoolsAreBoundedAndEvicted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, controlplane.IsolationDatabase, 3)
 	r := f.router(tenantdb.RouterConfig{PoolsMax: 2, PoolMaxConns: 2, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 10, AcquireTimeout: 5 * time.Second})
-	t1, t2, t3 := f.tenants[0], f.tenants[1], f.tenants[2]
+	t1, t2, t3 := f.Tenants[0], f.Tenants[1], f.Tenants[2]
 
 	// t1's handle stays in use while t2 and t3 push its pool out of the LRU:
 	// the pool must not close under it.
@@ -155,8 +127,8 @@ func TestIdlePoolsAreClosed(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, controlplane.IsolationDatabase, 2)
 	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 2, PoolIdleTimeout: 200 * time.Millisecond, SchemaPoolConns: 1, ServerMaxConns: 10, AcquireTimeout: time.Second})
-	numbers(t, r, f.tenants[0])
-	numbers(t, r, f.tenants[1])
+	numbers(t, r, f.Tenants[0])
+	numbers(t, r, f.Tenants[1])
 	require.Equal(t, 2, r.Stats().DatabasePools)
 	require.Eventually(t, func() bool { return r.Stats().DatabasePools == 0 && f.backends() == 0 }, 5*time.Second, 50*time.Millisecond)
 	require.Equal(t, 0, r.Stats().OpenConns)
@@ -171,7 +143,7 @@ func TestConnectionBudget(t *testing.T) {
 	// Round after round over all four tenants: idle connections of other
 	// pools are shed to make room, and the server never sees more than two.
 	for round := 0; round < 3; round++ {
-		for _, tn := range f.tenants {
+		for _, tn := range f.Tenants {
 			require.Empty(t, numbers(t, r, tn))
 			require.LessOrEqual(t, f.backends(), 2)
 			require.LessOrEqual(t, r.Stats().OpenConns, 2)
@@ -182,14 +154,14 @@ func TestConnectionBudget(t *testing.T) {
 	// tenant's request waits, then gets a clear 503-class error.
 	ctx := context.Background()
 	var releases []func()
-	for _, tn := range f.tenants[:2] {
+	for _, tn := range f.Tenants[:2] {
 		db, release, err := r.Acquire(tn)
 		require.NoError(t, err)
 		tx := db.WithContext(ctx).Begin()
 		require.NoError(t, tx.Error)
 		releases = append(releases, func() { tx.Rollback(); release() })
 	}
-	db, release, err := r.Acquire(f.tenants[2])
+	db, release, err := r.Acquire(f.Tenants[2])
 	require.NoError(t, err)
 	err = db.Exec(`SELECT 1`).Error
 	release()
@@ -199,5 +171,5 @@ func TestConnectionBudget(t *testing.T) {
 	for _, rel := range releases {
 		rel()
 	}
-	require.Empty(t, numbers(t, r, f.tenants[2]), "works again once connections are free")
+	require.Empty(t, numbers(t, r, f.Tenants[2]), "works again once connections are free")
 }
