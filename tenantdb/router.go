@@ -334,3 +334,16 @@ func Table(db *gorm.DB, table string) string {
 	}
 	return pgx.Identifier{table}.Sanitize()
 }
+
+// numberSpaceLock keys the advisory lock of a tenant's dial-number space.
+const numberSpaceLock = 0x4e53 // "NS"
+
+// LockNumberSpace takes, inside transaction tx, the lock that serialises a
+// tenant's writes to its dial numbers: extension numbers and queue dial
+// numbers share one space (no clash between them) and creating an extension
+// counts against the cap, both checks that a unique index cannot make.
+// Schema tenants share a database, so the tenant id is part of the key; the
+// lock is released when tx ends.
+func LockNumberSpace(tx *gorm.DB, tenantID int64) error {
+	return tx.Exec(`SELECT pg_advisory_xact_lock(?, ?)`, numberSpaceLock, int32(tenantID)).Error
+}

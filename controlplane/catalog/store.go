@@ -145,7 +145,7 @@ func (s *Store) ListTenants(ctx context.Context, f controlplane.TenantFilter) ([
 		q = q.Where("status = ?", string(f.Status))
 	}
 	if f.Query != "" {
-		like := "%" + escapeLike(strings.ToLower(f.Query)) + "%"
+		like := sqlerr.LikeContains(strings.ToLower(f.Query))
 		q = q.Where("(lower(name) LIKE ? OR slug LIKE ? OR domain LIKE ?)", like, like, like)
 	}
 	var total int64
@@ -293,10 +293,6 @@ func (s *Store) LockTenant(ctx context.Context, id int64) (func(), error) {
 		}
 		_ = conn.Close()
 	}, nil
-}
-
-func escapeLike(s string) string {
-	return strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s)
 }
 
 // tenantConstraints names the catalog's constraints by the API field they

@@ -57,6 +57,15 @@ func reply(c *gin.Context, status int, v any, err error) error {
 	return nil
 }
 
+// noContent answers 204, or hands err to writeErrors.
+func noContent(c *gin.Context, err error) error {
+	if err != nil {
+		return err
+	}
+	c.Status(http.StatusNoContent)
+	return nil
+}
+
 // writeErrors is the middleware that turns the last error a handler
 // recorded into the JSON error body. Errors that are not domain errors are
 // bugs or outages: the client gets a generic message, the log the details.

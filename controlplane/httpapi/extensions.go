@@ -94,11 +94,7 @@ func deleteExtension(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := extensionStore(c).Delete(c.Request.Context(), id); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	return noContent(c, extensionStore(c).Delete(c.Request.Context(), id))
 }
 
 // pageParams reads ?limit= (1..MaxPageSize, default DefaultPageSize) and

@@ -55,7 +55,10 @@ func (s *Server) Handler() http.Handler {
 	r.GET("/metrics", m.handler())
 
 	s.tenantRoutes(r.Group("/api", s.operatorOnly))
-	s.extensionRoutes(r.Group("/api", s.tenantOnly))
+	tenant := r.Group("/api", s.tenantOnly)
+	s.extensionRoutes(tenant)
+	s.queueRoutes(tenant)
+	s.contactRoutes(tenant)
 	return stripSlug(r)
 }
 

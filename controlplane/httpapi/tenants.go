@@ -90,11 +90,7 @@ func (s *Server) deleteTenant(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	if err := s.Tenants.Delete(c.Request.Context(), id); err != nil {
-		return err
-	}
-	c.Status(http.StatusNoContent)
-	return nil
+	return noContent(c, s.Tenants.Delete(c.Request.Context(), id))
 }
 
 func (s *Server) provisionTenant(c *gin.Context) error {

@@ -6,6 +6,7 @@ package sqlerr
 import (
 	"context"
 	"errors"
+	"strings"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
@@ -60,4 +61,21 @@ func Translate(err error, constraints map[string]Constraint) error {
 		return &controlplane.Error{Code: controlplane.Unavailable, Message: "the database did not answer in time", Err: err}
 	}
 	return &controlplane.Error{Code: controlplane.Internal, Message: "internal error", Err: err}
+}
+
+// Referenced turns the Invalid a foreign key gives when a delete hits a row
+// that is still referenced (ON DELETE RESTRICT) into a Conflict: the input
+// is fine, the state of the data is not.
+func Referenced(err error) error {
+	var de *controlplane.Error
+	if errors.As(err, &de) && de.Code == controlplane.Invalid {
+		return &controlplane.Error{Code: controlplane.Conflict, Message: de.Message, Fields: de.Fields, Err: de.Err}
+	}
+	return err
+}
+
+// LikeContains returns the LIKE pattern matching s anywhere, with LIKE's
+// own wildcards in s escaped, so "100%" searches for a literal percent.
+func LikeContains(s string) string {
+	return "%" + strings.NewReplacer(`\`, `\\`, `%`, `\%`, `_`, `\_`).Replace(s) + "%"
 }

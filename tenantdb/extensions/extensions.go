@@ -18,6 +18,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
+	"github.com/laracopilot/controlplane/tenantdb"
 )
 
 // Extension is what the API returns. The password is write-only: only
@@ -106,14 +107,10 @@ func translate(err error, id int64) error {
 	return sqlerr.Translate(err, constraints)
 }
 
-// capLockClass keys the advisory lock that serialises creates against the
-// cap. Schema tenants share a database, so the tenant id is the second key.
-const capLockClass = 0x4558 // "EX"
-
-// Create adds an extension unless the tenant is at its cap. The count and
-// the insert run under a transaction-scoped advisory lock of this tenant,
-// so concurrent creates at cap−1 give exactly one success; disabled
-// extensions count.
+// Create adds an extension unless the tenant is at its cap or the number is
+// a queue's dial number. The checks and the insert run under the tenant's
+// number-space lock, so concurrent creates at cap−1 give exactly one
+// success; disabled extensions count.
 func (s *Store) Create(ctx context.Context, spec Spec) (*Extension, error) {
 	if err := controlplane.ValidateStruct(&spec); err != nil {
 		return nil, err
@@ -126,7 +123,10 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Extension, error) {
 		row.setPassword(*spec.Password, s.Tenant.Domain)
 	}
 	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Exec(`SELECT pg_advisory_xact_lock(?, ?)`, capLockClass, int32(s.Tenant.ID)).Error; err != nil {
+		if err := tenantdb.LockNumberSpace(tx, s.Tenant.ID); err != nil {
+			return err
+		}
+		if err := checkQueueClash(tx, spec.Number); err != nil {
 			return err
 		}
 		var n int64
@@ -213,8 +213,16 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 		if err := controlplane.ValidateStruct(&spec); err != nil {
 			return err
 		}
-		if spec.Number != row.Number && spec.Password == nil && row.HA1MD5 != nil {
-			return controlplane.FieldError("password", "is required when the number changes: the SIP digest covers the number")
+		if spec.Number != row.Number {
+			if spec.Password == nil && row.HA1MD5 != nil {
+				return controlplane.FieldError("password", "is required when the number changes: the SIP digest covers the number")
+			}
+			if err := tenantdb.LockNumberSpace(tx, s.Tenant.ID); err != nil {
+				return err
+			}
+			if err := checkQueueClash(tx, spec.Number); err != nil {
+				return err
+			}
 		}
 		row.Number, row.Name, row.Enabled, row.OutboundCallerID = spec.Number, spec.Name, spec.Enabled, spec.OutboundCallerID
 		if spec.Password != nil {
@@ -235,16 +243,24 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&extension{}, id)
 	if res.Error != nil {
-		err := translate(res.Error, id)
-		if controlplane.ErrorCode(err) == controlplane.Invalid {
-			var de *controlplane.Error
-			errors.As(err, &de)
-			de.Code = controlplane.Conflict
-		}
-		return err
+		return sqlerr.Referenced(translate(res.Error, id))
 	}
 	if res.RowsAffected == 0 {
 		return controlplane.Errorf(controlplane.NotFound, "extension %d not found", id)
+	}
+	return nil
+}
+
+// checkQueueClash refuses an extension number that is a queue's dial
+// number; the caller holds the number-space lock.
+func checkQueueClash(tx *gorm.DB, number string) error {
+	var n int64
+	if err := tx.Raw(`SELECT count(*) FROM `+tenantdb.Table(tx, "queues")+` WHERE extension = ?`, number).Scan(&n).Error; err != nil {
+		return err
+	}
+	if n > 0 {
+		return &controlplane.Error{Code: controlplane.Conflict, Message: "number " + number + " is the dial number of a call queue",
+			Fields: map[string]string{"number": "is the dial number of a call queue"}}
 	}
 	return nil
 }
