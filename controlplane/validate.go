@@ -135,7 +135,10 @@ func ValidateStruct(s any) error {
 	}
 	fields := FieldErrors{}
 	for _, fe := range verrs {
-		fields.Add(fe.Field(), reason(fe))
+		// The namespace names nested fields by path (phones[0].number);
+		// its first element is the Go type, which the client never saw.
+		_, path, _ := strings.Cut(fe.Namespace(), ".")
+		fields.Add(path, reason(fe))
 	}
 	return fields.Err()
 }

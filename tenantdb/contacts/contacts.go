@@ -225,7 +225,13 @@ func (s *Store) Get(ctx context.Context, id int64) (*Contact, error) {
 func (s *Store) List(ctx context.Context, f Filter) ([]Contact, int, error) {
 	q := s.DB.WithContext(ctx).Model(&contact{})
 	if f.Phone != "" {
-		q = q.Where("id IN (SELECT contact_id FROM "+tenantdb.Table(s.DB, "contact_phones")+" WHERE number = ?)", NormalizeNumber(f.Phone))
+		phone := f.Phone
+		// An unencoded "+" in a query string arrives as a space
+		// (?phone=+1555...): read a leading space as the plus it was.
+		if strings.HasPrefix(phone, " ") {
+			phone = "+" + strings.TrimLeft(phone, " ")
+		}
+		q = q.Where("id IN (SELECT contact_id FROM "+tenantdb.Table(s.DB, "contact_phones")+" WHERE number = ?)", NormalizeNumber(phone))
 	}
 	if f.Query != "" {
 		like := sqlerr.LikeContains(strings.ToLower(f.Query))
