@@ -188,3 +188,21 @@ func NormalizeHost(h string) string {
 	}
 	return strings.TrimSuffix(strings.ToLower(h), ".")
 }
+
+// ValidE164 reports whether s is an E.164 number: "+", then 2 to 15 digits,
+// the first not 0.
+func ValidE164(s string) bool { return e164Pattern.MatchString(s) }
+
+// NormalizeE164 removes the spaces, dashes, dots and parentheses people
+// write phone numbers with ("+1 (555) 123-4567" → "+15551234567"). The
+// result is validated as E.164 afterwards; nothing else is rewritten (no
+// country code is guessed, a missing "+" stays missing and is refused).
+func NormalizeE164(s string) string {
+	return strings.Map(func(r rune) rune {
+		switch r {
+		case ' ', '-', '.', '(', ')', '\t':
+			return -1
+		}
+		return r
+	}, strings.TrimSpace(s))
+}

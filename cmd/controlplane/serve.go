@@ -19,6 +19,7 @@ import (
 	"github.com/laracopilot/controlplane/controlplane/httpapi"
 	"github.com/laracopilot/controlplane/migrations"
 	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/dids"
 )
 
 func newServe() *cobra.Command {
@@ -130,6 +131,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	srv := &httpapi.Server{
 		Tenants:    app.Tenants,
 		Directory:  store.Cache(),
+		DIDIndex:   store,
 		Router:     app.Router,
 		Gauges:     gauges{cache: store.Cache(), router: app.Router},
 		AdminHosts: cfg.AdminHosts,
@@ -159,6 +161,8 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		}
 	}()
 
+	go app.reconcileDIDs(ctx, log)
+
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
@@ -187,6 +191,42 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// didGrace is how old an index row in flight must be before the reconciler
+// touches it: younger ones belong to requests still running.
+const didGrace = time.Minute
+
+// reconcileDIDs settles DID index rows left in flight, at start and then
+// every half minute, until ctx ends.
+func (a *App) reconcileDIDs(ctx context.Context, log *slog.Logger) {
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		if err := a.ReconcileDIDs(ctx, didGrace); err != nil && ctx.Err() == nil {
+			log.Error("reconcile DIDs", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// ReconcileDIDs settles the DID index rows in flight for longer than grace.
+func (a *App) ReconcileDIDs(ctx context.Context, grace time.Duration) error {
+	return dids.Reconcile(ctx, a.Store, grace, func(tenantID int64) (*dids.Store, func(), error) {
+		t, ok := a.Store.Cache().ByID(tenantID)
+		if !ok || t.Provisioning != controlplane.ProvisionReady {
+			return nil, nil, nil
+		}
+		db, release, err := a.Router.Acquire(t)
+		if err != nil {
+			return nil, nil, err
+		}
+		return &dids.Store{DB: db, Tenant: t}, release, nil
+	})
 }
 
 // gauges adapts the catalog cache and the router to what /metrics shows.

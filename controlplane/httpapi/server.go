@@ -22,7 +22,9 @@ const requestIDKey = "request_id"
 type Server struct {
 	Tenants   *controlplane.Tenants
 	Directory Directory
-	Router    DBRouter
+	// DIDIndex is the global DID → tenant index (catalog).
+	DIDIndex controlplane.DIDIndex
+	Router   DBRouter
 	// Gauges feed /metrics with tenant and pool state.
 	Gauges Gauges
 	// AdminHosts are the hosts (normalised) that serve the operator API;
@@ -59,6 +61,8 @@ func (s *Server) Handler() http.Handler {
 	s.extensionRoutes(tenant)
 	s.queueRoutes(tenant)
 	s.contactRoutes(tenant)
+	s.didRoutes(tenant)
+	s.didLookupRoute(r)
 	return stripSlug(r)
 }
 

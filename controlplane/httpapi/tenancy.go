@@ -90,17 +90,22 @@ func requestTenant(c *gin.Context) *controlplane.Tenant {
 // operatorOnly guards the operator API: it is reachable only on an admin
 // host, never through a tenant's domain or slug path.
 func (s *Server) operatorOnly(c *gin.Context) {
-	if requestTenant(c) != nil {
-		_ = c.Error(controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path))
-		c.Abort()
-		return
-	}
-	if !s.isAdminHost(controlplane.NormalizeHost(c.Request.Host)) {
-		_ = c.Error(controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q", controlplane.NormalizeHost(c.Request.Host)))
+	if err := s.operatorAllowed(c); err != nil {
+		_ = c.Error(err)
 		c.Abort()
 		return
 	}
 	c.Next()
+}
+
+func (s *Server) operatorAllowed(c *gin.Context) error {
+	if requestTenant(c) != nil {
+		return controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path)
+	}
+	if host := controlplane.NormalizeHost(c.Request.Host); !s.isAdminHost(host) {
+		return controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q", host)
+	}
+	return nil
 }
 
 func (s *Server) isAdminHost(host string) bool {
@@ -116,30 +121,55 @@ func (s *Server) isAdminHost(host string) bool {
 // provisioned; then its database handle is acquired for the request and
 // released after it.
 func (s *Server) tenantOnly(c *gin.Context) {
-	t := requestTenant(c)
-	var err error
-	switch {
-	case t == nil:
-		err = controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q; use the tenant's domain as Host or the path /t/{slug}%s", controlplane.NormalizeHost(c.Request.Host), c.Request.URL.Path)
-	case t.Status == controlplane.StatusSuspended:
-		err = controlplane.Errorf(controlplane.TenantSuspended, "tenant %s is suspended", t.Slug)
-	case t.Provisioning != controlplane.ProvisionReady:
-		err = controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is not available (provisioning: %s)", t.Slug, t.Provisioning)
-	}
-	if err != nil {
-		_ = c.Error(err)
-		c.Abort()
-		return
-	}
-	db, release, err := s.Router.Acquire(t)
+	release, err := s.enterTenant(c)
 	if err != nil {
 		_ = c.Error(err)
 		c.Abort()
 		return
 	}
 	defer release()
-	c.Set(tenantDBKey, db)
 	c.Next()
+}
+
+// enterTenant applies the tenant gates and acquires the tenant's database
+// handle into c; the caller must call release when the request is done.
+func (s *Server) enterTenant(c *gin.Context) (release func(), err error) {
+	t := requestTenant(c)
+	switch {
+	case t == nil:
+		return nil, controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q; use the tenant's domain as Host or the path /t/{slug}%s", controlplane.NormalizeHost(c.Request.Host), c.Request.URL.Path)
+	case t.Status == controlplane.StatusSuspended:
+		return nil, controlplane.Errorf(controlplane.TenantSuspended, "tenant %s is suspended", t.Slug)
+	case t.Provisioning != controlplane.ProvisionReady:
+		return nil, controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is not available (provisioning: %s)", t.Slug, t.Provisioning)
+	}
+	db, release, err := s.Router.Acquire(t)
+	if err != nil {
+		return nil, err
+	}
+	c.Set(tenantDBKey, db)
+	return release, nil
+}
+
+// operatorOrTenant serves one path that both APIs use with different
+// meanings (GET /api/dids/{x}: an operator's lookup by number, a tenant's
+// read by id). gin allows one handler per method and path, so the audience
+// is decided here, with the same gates as the two groups.
+func (s *Server) operatorOrTenant(operator, tenant func(*gin.Context) error) gin.HandlerFunc {
+	return handle(func(c *gin.Context) error {
+		if requestTenant(c) == nil {
+			if err := s.operatorAllowed(c); err != nil {
+				return err
+			}
+			return operator(c)
+		}
+		release, err := s.enterTenant(c)
+		if err != nil {
+			return err
+		}
+		defer release()
+		return tenant(c)
+	})
 }
 
 // tenantDB returns the request's tenant and its database handle.

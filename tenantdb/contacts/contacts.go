@@ -133,25 +133,12 @@ func translate(err error, id int64) error {
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
 
-// NormalizeNumber removes the spaces, dashes, dots and parentheses people
-// write phone numbers with ("+1 (555) 123-4567" → "+15551234567"); the
-// result must still be E.164.
-func NormalizeNumber(s string) string {
-	return strings.Map(func(r rune) rune {
-		switch r {
-		case ' ', '-', '.', '(', ')', '\t':
-			return -1
-		}
-		return r
-	}, strings.TrimSpace(s))
-}
-
 // normalize canonicalises a spec before validation.
 func (s *Spec) normalize() {
 	s.Name = strings.TrimSpace(s.Name)
 	s.Email = strings.TrimSpace(s.Email)
 	for i := range s.Phones {
-		s.Phones[i].Number = NormalizeNumber(s.Phones[i].Number)
+		s.Phones[i].Number = controlplane.NormalizeE164(s.Phones[i].Number)
 	}
 	for i := range s.Emails {
 		s.Emails[i].Email = strings.TrimSpace(s.Emails[i].Email)
@@ -231,7 +218,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Contact, int, error) {
 		if strings.HasPrefix(phone, " ") {
 			phone = "+" + strings.TrimLeft(phone, " ")
 		}
-		q = q.Where("id IN (SELECT contact_id FROM "+tenantdb.Table(s.DB, "contact_phones")+" WHERE number = ?)", NormalizeNumber(phone))
+		q = q.Where("id IN (SELECT contact_id FROM "+tenantdb.Table(s.DB, "contact_phones")+" WHERE number = ?)", controlplane.NormalizeE164(phone))
 	}
 	if f.Query != "" {
 		like := sqlerr.LikeContains(strings.ToLower(f.Query))
