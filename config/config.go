@@ -93,6 +93,7 @@ var flags = []flag{
 	{"database-url", "DATABASE_URL", "catalog database URL", func(c *Config, v string) error { c.DatabaseURL = Secret(v); return nil }},
 	{"tenant-database-url", "TENANT_DATABASE_URL", "tenant server URL (default: DATABASE_URL)", func(c *Config, v string) error { c.TenantDatabaseURL = Secret(v); return nil }},
 	{"isolation", "TENANT_ISOLATION", "default isolation of new tenants: database or schema", func(c *Config, v string) error { c.TenantIsolation = v; return nil }},
+	{"tenant-db-prefix", "TENANT_DB_PREFIX", "prefix of tenant database/schema names", func(c *Config, v string) error { c.TenantDBPrefix = v; return nil }},
 	{"log-level", "LOG_LEVEL", "debug, info, warn or error", func(c *Config, v string) error { c.LogLevel = v; return nil }},
 }
 

@@ -55,9 +55,15 @@ type Tenant struct {
 	DBName        string         `json:"db_name"`
 	Provisioning  ProvisionState `json:"provisioning"`
 	SchemaVersion uint           `json:"schema_version"`
-	LastError     string         `json:"last_error"`
-	CreatedAt     time.Time      `json:"created_at"`
-	UpdatedAt     time.Time      `json:"updated_at"`
+	// SchemaDirty mirrors the dirty flag of the tenant's migrations table:
+	// a migration failed half-way and the tenant needs a repair (see
+	// docs/MIGRATIONS.md).
+	SchemaDirty    bool       `json:"schema_dirty"`
+	MigratedAt     *time.Time `json:"migrated_at"`
+	MigrationError string     `json:"migration_error"`
+	LastError      string     `json:"last_error"`
+	CreatedAt      time.Time  `json:"created_at"`
+	UpdatedAt      time.Time  `json:"updated_at"`
 	// Version orders the writes of the catalog (see catalog.Cache).
 	Version int64 `json:"-"`
 }
@@ -139,6 +145,10 @@ func (p TenantPatch) Apply(spec TenantSpec) TenantSpec {
 type TenantFilter struct {
 	Status Status // "" for any
 	Query  string // substring of name, slug or domain, case-insensitive
+	// SchemaVersionLT, if set, selects tenants whose schema is older.
+	SchemaVersionLT *uint
+	// Dirty, if set, selects tenants by their schema's dirty flag.
+	Dirty  *bool
 	Limit  int
 	Offset int
 }

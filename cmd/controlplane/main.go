@@ -24,7 +24,8 @@ func main() {
 	if err := newRoot().ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(os.Stderr, "controlplane:", err)
 		var ce configError
-		if errors.As(err, &ce) {
+		var ue usageError
+		if errors.As(err, &ce) || errors.As(err, &ue) {
 			os.Exit(2)
 		}
 		os.Exit(1)
@@ -39,7 +40,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	config.BindFlags(root.PersistentFlags())
-	root.AddCommand(newServe())
+	root.AddCommand(newServe(), newMigrate())
 	return root
 }
 

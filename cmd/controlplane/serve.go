@@ -47,7 +47,9 @@ type App struct {
 	Provisioner *tenantdb.Provisioner
 	Router      *tenantdb.Router
 	Tenants     *controlplane.Tenants
-	Handler     http.Handler
+	// LatestTenantSchema is the newest tenant migration this binary has.
+	LatestTenantSchema uint
+	Handler            http.Handler
 }
 
 // Close releases the app's connections.
@@ -63,6 +65,54 @@ func (a *App) Close() {
 			_ = db.Close()
 		}
 	}
+}
+
+// openCore connects to the catalog (which must be migrated) and the tenant
+// server, loads the tenant catalog and wires the tenant lifecycle: what
+// every command needs. serve adds the router and the HTTP API.
+func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMigrations fs.FS) (*App, error) {
+	app := &App{}
+	var err error
+	if app.Catalog, err = catalog.Open(ctx, cfg.DatabaseURL.Value()); err != nil {
+		return nil, err
+	}
+	if err := catalog.CheckMigrated(ctx, app.Catalog); err != nil {
+		app.Close()
+		return nil, fmt.Errorf("%w (run: controlplane migrate catalog up)", err)
+	}
+	store := catalog.NewStore(app.Catalog)
+	app.Store = store
+	owner, err := store.Identity(ctx)
+	if err != nil {
+		app.Close()
+		return nil, fmt.Errorf("read catalog identity: %w", err)
+	}
+	if err := store.LoadCache(ctx); err != nil {
+		app.Close()
+		return nil, fmt.Errorf("load the tenant catalog: %w", err)
+	}
+	app.Provisioner, err = tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{
+		URL:        cfg.TenantDatabaseURL.Value(),
+		Prefix:     cfg.TenantDBPrefix,
+		Owner:      owner,
+		Migrations: tenantMigrations,
+	})
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	if app.LatestTenantSchema, err = migrations.Latest(tenantMigrations); err != nil {
+		app.Close()
+		return nil, err
+	}
+	app.Tenants = &controlplane.Tenants{
+		Catalog:          store,
+		Provisioner:      app.Provisioner,
+		DefaultIsolation: controlplane.Isolation(cfg.TenantIsolation),
+		ProvisionTimeout: cfg.ProvisionTimeout,
+		Log:              log,
+	}
+	return app, nil
 }
 
 // newApp connects to the catalog and the tenant server and wires the domain
@@ -81,21 +131,9 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		}
 		log.Info("catalog migrated", "version", v)
 	}
-	app := &App{}
-	var err error
-	if app.Catalog, err = catalog.Open(ctx, cfg.DatabaseURL.Value()); err != nil {
-		return nil, err
-	}
-	store := catalog.NewStore(app.Catalog)
-	app.Store = store
-	owner, err := store.Identity(ctx)
+	app, err := openCore(ctx, cfg, log, tenantMigrations)
 	if err != nil {
-		app.Close()
-		return nil, fmt.Errorf("read catalog identity (is the catalog migrated?): %w", err)
-	}
-	if err := store.LoadCache(ctx); err != nil {
-		app.Close()
-		return nil, fmt.Errorf("load the tenant catalog: %w", err)
+		return nil, err
 	}
 	app.Router, err = tenantdb.NewRouter(tenantdb.RouterConfig{
 		URL:             cfg.TenantDatabaseURL.Value(),
@@ -110,33 +148,19 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		app.Close()
 		return nil, err
 	}
-	app.Provisioner, err = tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{
-		URL:        cfg.TenantDatabaseURL.Value(),
-		Prefix:     cfg.TenantDBPrefix,
-		Owner:      owner,
-		Migrations: tenantMigrations,
-	})
-	if err != nil {
-		app.Close()
-		return nil, err
-	}
 	app.Provisioner.BeforeDrop = app.Router.Forget
-	app.Tenants = &controlplane.Tenants{
-		Catalog:          store,
-		Provisioner:      app.Provisioner,
-		DefaultIsolation: controlplane.Isolation(cfg.TenantIsolation),
-		ProvisionTimeout: cfg.ProvisionTimeout,
-		Log:              log,
-	}
+	store := app.Store
 	srv := &httpapi.Server{
-		Tenants:    app.Tenants,
-		Directory:  store.Cache(),
-		DIDIndex:   store,
-		Router:     app.Router,
-		Gauges:     gauges{cache: store.Cache(), router: app.Router},
-		AdminHosts: cfg.AdminHosts,
-		Ready:      func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
-		Log:        log,
+		Tenants:            app.Tenants,
+		Directory:          store.Cache(),
+		DIDIndex:           store,
+		Router:             app.Router,
+		Gauges:             gauges{cache: store.Cache(), router: app.Router},
+		AdminHosts:         cfg.AdminHosts,
+		Fleet:              store,
+		LatestTenantSchema: app.LatestTenantSchema,
+		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
+		Log:                log,
 	}
 	app.Handler = srv.Handler()
 	return app, nil

@@ -5,6 +5,7 @@ package catalog
 
 import (
 	"context"
+	"database/sql"
 	"database/sql/driver"
 	"encoding/json"
 	"errors"
@@ -51,44 +52,50 @@ var _ controlplane.Catalog = (*Store)(nil)
 // tenantRow is the tenants table as gorm sees it. The domain type stays free
 // of gorm; the two are converted at this boundary only.
 type tenantRow struct {
-	ID            int64     `gorm:"column:id;primaryKey"`
-	Name          string    `gorm:"column:name"`
-	Slug          string    `gorm:"column:slug"`
-	Domain        string    `gorm:"column:domain"`
-	Status        string    `gorm:"column:status"`
-	Timezone      string    `gorm:"column:timezone"`
-	MaxExtensions int       `gorm:"column:max_extensions"`
-	Settings      string    `gorm:"column:settings;type:jsonb"`
-	Isolation     string    `gorm:"column:isolation"`
-	DBName        string    `gorm:"column:db_name"`
-	Provisioning  string    `gorm:"column:provisioning"`
-	SchemaVersion int64     `gorm:"column:schema_version"`
-	LastError     string    `gorm:"column:last_error"`
-	Version       int64     `gorm:"column:version;default:(-)"`
-	CreatedAt     time.Time `gorm:"column:created_at"`
-	UpdatedAt     time.Time `gorm:"column:updated_at"`
+	ID            int64      `gorm:"column:id;primaryKey"`
+	Name          string     `gorm:"column:name"`
+	Slug          string     `gorm:"column:slug"`
+	Domain        string     `gorm:"column:domain"`
+	Status        string     `gorm:"column:status"`
+	Timezone      string     `gorm:"column:timezone"`
+	MaxExtensions int        `gorm:"column:max_extensions"`
+	Settings      string     `gorm:"column:settings;type:jsonb"`
+	Isolation     string     `gorm:"column:isolation"`
+	DBName        string     `gorm:"column:db_name"`
+	Provisioning  string     `gorm:"column:provisioning"`
+	SchemaVersion int64      `gorm:"column:schema_version"`
+	LastError     string     `gorm:"column:last_error"`
+	SchemaDirty   bool       `gorm:"column:schema_dirty"`
+	MigratedAt    *time.Time `gorm:"column:migrated_at"`
+	MigrationErr  string     `gorm:"column:migration_error"`
+	Version       int64      `gorm:"column:version;default:(-)"`
+	CreatedAt     time.Time  `gorm:"column:created_at"`
+	UpdatedAt     time.Time  `gorm:"column:updated_at"`
 }
 
 func (tenantRow) TableName() string { return "tenants" }
 
 func (r *tenantRow) tenant() controlplane.Tenant {
 	return controlplane.Tenant{
-		ID:            r.ID,
-		Name:          r.Name,
-		Slug:          r.Slug,
-		Domain:        r.Domain,
-		Status:        controlplane.Status(r.Status),
-		Timezone:      r.Timezone,
-		MaxExtensions: r.MaxExtensions,
-		Settings:      json.RawMessage(r.Settings),
-		Isolation:     controlplane.Isolation(r.Isolation),
-		DBName:        r.DBName,
-		Provisioning:  controlplane.ProvisionState(r.Provisioning),
-		SchemaVersion: uint(r.SchemaVersion),
-		LastError:     r.LastError,
-		CreatedAt:     r.CreatedAt,
-		UpdatedAt:     r.UpdatedAt,
-		Version:       r.Version,
+		ID:             r.ID,
+		Name:           r.Name,
+		Slug:           r.Slug,
+		Domain:         r.Domain,
+		Status:         controlplane.Status(r.Status),
+		Timezone:       r.Timezone,
+		MaxExtensions:  r.MaxExtensions,
+		Settings:       json.RawMessage(r.Settings),
+		Isolation:      controlplane.Isolation(r.Isolation),
+		DBName:         r.DBName,
+		Provisioning:   controlplane.ProvisionState(r.Provisioning),
+		SchemaVersion:  uint(r.SchemaVersion),
+		LastError:      r.LastError,
+		SchemaDirty:    r.SchemaDirty,
+		MigratedAt:     r.MigratedAt,
+		MigrationError: r.MigrationErr,
+		CreatedAt:      r.CreatedAt,
+		UpdatedAt:      r.UpdatedAt,
+		Version:        r.Version,
 	}
 }
 
@@ -143,6 +150,12 @@ func (s *Store) ListTenants(ctx context.Context, f controlplane.TenantFilter) ([
 	q := s.db.WithContext(ctx).Model(&tenantRow{})
 	if f.Status != "" {
 		q = q.Where("status = ?", string(f.Status))
+	}
+	if f.SchemaVersionLT != nil {
+		q = q.Where("schema_version < ?", int64(*f.SchemaVersionLT))
+	}
+	if f.Dirty != nil {
+		q = q.Where("schema_dirty = ?", *f.Dirty)
 	}
 	if f.Query != "" {
 		like := sqlerr.LikeContains(strings.ToLower(f.Query))
@@ -207,13 +220,18 @@ func (s *Store) UpdateTenant(ctx context.Context, id int64, fn func(*controlplan
 // SetProvisioning records a provisioning state, version and error.
 func (s *Store) SetProvisioning(ctx context.Context, id int64, state controlplane.ProvisionState, version uint, lastError string) (*controlplane.Tenant, error) {
 	var row tenantRow
-	res := s.db.WithContext(ctx).Model(&row).Clauses(clause.Returning{}).Where("id = ?", id).Updates(map[string]any{
+	changes := map[string]any{
 		"provisioning":   string(state),
 		"schema_version": int64(version),
 		"last_error":     lastError,
 		"updated_at":     gorm.Expr("now()"),
 		"version":        gorm.Expr("nextval('tenant_versions')"),
-	})
+	}
+	if state == controlplane.ProvisionReady {
+		// A fresh database is migrated and clean.
+		changes["schema_dirty"], changes["migration_error"], changes["migrated_at"] = false, "", gorm.Expr("now()")
+	}
+	res := s.db.WithContext(ctx).Model(&row).Clauses(clause.Returning{}).Where("id = ?", id).Updates(changes)
 	if res.Error != nil {
 		return nil, translate(res.Error)
 	}
@@ -262,8 +280,19 @@ const lockClass = 0x4c43 // "LC"
 
 // LockTenant takes a session-level advisory lock on a dedicated connection:
 // it is held across the provisioning round trips and released when unlock
-// runs or, if this process dies, when its connection closes.
+// runs or, if this process dies, when its connection closes. It does not
+// wait: a lock held elsewhere is a Conflict.
 func (s *Store) LockTenant(ctx context.Context, id int64) (func(), error) {
+	return s.lockTenant(ctx, id, false)
+}
+
+// LockTenantWait is LockTenant that waits for the lock (until ctx ends):
+// the fleet migrator queues behind whoever works on the tenant.
+func (s *Store) LockTenantWait(ctx context.Context, id int64) (func(), error) {
+	return s.lockTenant(ctx, id, true)
+}
+
+func (s *Store) lockTenant(ctx context.Context, id int64, wait bool) (func(), error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return nil, translate(err)
@@ -274,8 +303,16 @@ func (s *Store) LockTenant(ctx context.Context, id int64) (func(), error) {
 	}
 	key := int32(id) // ids stay far below 2^31; a wrap would only share a lock
 	var ok bool
-	if err := conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, lockClass, key).Scan(&ok); err != nil {
-		_ = conn.Close()
+	if wait {
+		_, err = conn.ExecContext(ctx, `SELECT pg_advisory_lock($1, $2)`, lockClass, key)
+		ok = err == nil
+	} else {
+		err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, lockClass, key).Scan(&ok)
+	}
+	if err != nil {
+		// Whether the lock was taken is unknown (a wait cut short by ctx):
+		// drop the connection rather than return a locked session to the pool.
+		discard(conn)
 		return nil, translate(err)
 	}
 	if !ok {
@@ -289,10 +326,18 @@ func (s *Store) LockTenant(ctx context.Context, id int64) (func(), error) {
 		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, $2)`, lockClass, key); err != nil {
 			// Closing a connection whose unlock failed would return a
 			// locked session to the pool; discard it instead.
-			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+			discard(conn)
+			return
 		}
 		_ = conn.Close()
 	}, nil
+}
+
+// discard closes conn's session for good instead of returning it to the
+// pool (database/sql drops a connection whose Raw returns ErrBadConn).
+func discard(conn *sql.Conn) {
+	_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+	_ = conn.Close()
 }
 
 // tenantConstraints names the catalog's constraints by the API field they
@@ -326,4 +371,47 @@ func (s *Store) Identity(ctx context.Context) (string, error) {
 		err = errors.New("catalog_identity is empty")
 	}
 	return id, translate(err)
+}
+
+// RecordMigration stores what a migration run found and left in a tenant's
+// migrations table: its version, dirty flag and error (empty on success).
+func (s *Store) RecordMigration(ctx context.Context, id int64, version uint, dirty bool, migErr string) error {
+	var row tenantRow
+	res := s.db.WithContext(ctx).Model(&row).Clauses(clause.Returning{}).Where("id = ?", id).Updates(map[string]any{
+		"schema_version":  int64(version),
+		"schema_dirty":    dirty,
+		"migration_error": migErr,
+		"migrated_at":     gorm.Expr("now()"),
+		"version":         gorm.Expr("nextval('tenant_versions')"),
+	})
+	if res.Error != nil {
+		return translate(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
+	}
+	s.cache.put(row.tenant())
+	return nil
+}
+
+// SchemaVersions counts ready tenants by schema version, and the dirty ones.
+func (s *Store) SchemaVersions(ctx context.Context) (map[uint]int, int, error) {
+	var rows []struct {
+		SchemaVersion int64
+		Dirty         bool
+		N             int
+	}
+	err := s.db.WithContext(ctx).Raw(`SELECT schema_version, schema_dirty AS dirty, count(*) AS n FROM tenants
+		WHERE provisioning = 'ready' GROUP BY 1, 2`).Scan(&rows).Error
+	if err != nil {
+		return nil, 0, translate(err)
+	}
+	counts, dirty := map[uint]int{}, 0
+	for _, r := range rows {
+		counts[uint(r.SchemaVersion)] += r.N
+		if r.Dirty {
+			dirty += r.N
+		}
+	}
+	return counts, dirty, nil
 }

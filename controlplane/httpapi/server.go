@@ -25,6 +25,11 @@ type Server struct {
 	// DIDIndex is the global DID → tenant index (catalog).
 	DIDIndex controlplane.DIDIndex
 	Router   DBRouter
+	// LatestTenantSchema is the newest tenant migration this binary knows;
+	// tenants whose schema is newer are refused (503).
+	LatestTenantSchema uint
+	// Fleet reports the tenants' schema versions (catalog).
+	Fleet FleetState
 	// Gauges feed /metrics with tenant and pool state.
 	Gauges Gauges
 	// AdminHosts are the hosts (normalised) that serve the operator API;

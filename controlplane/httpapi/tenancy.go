@@ -142,6 +142,10 @@ func (s *Server) enterTenant(c *gin.Context) (release func(), err error) {
 		return nil, controlplane.Errorf(controlplane.TenantSuspended, "tenant %s is suspended", t.Slug)
 	case t.Provisioning != controlplane.ProvisionReady:
 		return nil, controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is not available (provisioning: %s)", t.Slug, t.Provisioning)
+	case t.SchemaVersion > s.LatestTenantSchema:
+		// Its database was migrated by a newer release: this binary's code
+		// could misread it, so it refuses rather than serve it wrongly.
+		return nil, controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is at schema version %d, newer than this server knows (%d)", t.Slug, t.SchemaVersion, s.LatestTenantSchema)
 	}
 	db, release, err := s.Router.Acquire(t)
 	if err != nil {

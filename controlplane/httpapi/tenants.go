@@ -1,7 +1,9 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
+	"strconv"
 
 	"github.com/gin-gonic/gin"
 
@@ -24,6 +26,7 @@ func (s *Server) tenantRoutes(api *gin.RouterGroup) {
 	api.PATCH("/tenants/:id", handle(s.patchTenant))
 	api.DELETE("/tenants/:id", handle(s.deleteTenant))
 	api.POST("/tenants/:id/provision", handle(s.provisionTenant))
+	api.GET("/migrations/status", handle(s.migrationStatus))
 }
 
 func (s *Server) createTenant(c *gin.Context) error {
@@ -46,6 +49,21 @@ func (s *Server) listTenants(c *gin.Context) error {
 		return err
 	}
 	f := controlplane.TenantFilter{Status: controlplane.Status(c.Query("status")), Query: c.Query("q"), Limit: limit, Offset: offset}
+	fields := controlplane.FieldErrors{}
+	if _, ok := c.GetQuery("schema_version_lt"); ok {
+		v := uint(max(0, queryInt(c, "schema_version_lt", fields)))
+		f.SchemaVersionLT = &v
+	}
+	if d, ok := c.GetQuery("dirty"); ok {
+		dirty, err := strconv.ParseBool(d)
+		if err != nil {
+			fields.Add("dirty", "must be true or false")
+		}
+		f.Dirty = &dirty
+	}
+	if err := fields.Err(); err != nil {
+		return err
+	}
 	ts, total, err := s.Tenants.List(c.Request.Context(), f)
 	return reply(c, http.StatusOK, tenantList{Data: ts, Total: total, Limit: f.Limit, Offset: f.Offset}, err)
 }
@@ -100,4 +118,36 @@ func (s *Server) provisionTenant(c *gin.Context) error {
 	}
 	t, err := s.Tenants.Retry(c.Request.Context(), id)
 	return reply(c, http.StatusOK, t, err)
+}
+
+// FleetState counts ready tenants by schema version (catalog.Store).
+type FleetState interface {
+	SchemaVersions(ctx context.Context) (map[uint]int, int, error)
+}
+
+// migrationStatus is the body of GET /api/migrations/status.
+type migrationStatus struct {
+	Latest   uint           `json:"latest"`
+	Versions map[string]int `json:"versions"` // schema version → ready tenants
+	AtLatest int            `json:"at_latest"`
+	Behind   int            `json:"behind"`
+	Ahead    int            `json:"ahead"`
+	Dirty    int            `json:"dirty"`
+}
+
+func (s *Server) migrationStatus(c *gin.Context) error {
+	counts, dirty, err := s.Fleet.SchemaVersions(c.Request.Context())
+	st := migrationStatus{Latest: s.LatestTenantSchema, Versions: map[string]int{}, Dirty: dirty}
+	for v, n := range counts {
+		st.Versions[strconv.FormatUint(uint64(v), 10)] = n
+		switch {
+		case v == s.LatestTenantSchema:
+			st.AtLatest += n
+		case v < s.LatestTenantSchema:
+			st.Behind += n
+		default:
+			st.Ahead += n
+		}
+	}
+	return reply(c, http.StatusOK, st, err)
 }

@@ -1,0 +1,235 @@
+package main
+
+import (
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"strconv"
+
+	"github.com/golang-migrate/migrate/v4"
+	"github.com/spf13/cobra"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/catalog"
+	"github.com/laracopilot/controlplane/migrations"
+)
+
+func newMigrate() *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "migrate",
+		Short: "Migrate the catalog or the tenants' databases",
+	}
+	cmd.AddCommand(newMigrateCatalog(), newMigrateTenants())
+	return cmd
+}
+
+func newMigrateCatalog() *cobra.Command {
+	return &cobra.Command{
+		Use:   "catalog up | down N | version",
+		Short: "Migrate the catalog database",
+		Long: `Migrate the catalog database (migrations/catalog). serve runs "up" itself at
+start unless MIGRATE_CATALOG=false.`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, _, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			switch {
+			case args[0] == "up" && len(args) == 1:
+				v, err := catalog.Migrate(cfg.DatabaseURL.Value())
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "catalog at version %d\n", v)
+				return nil
+			case args[0] == "down" && len(args) == 2:
+				n, err := strconv.Atoi(args[1])
+				if err != nil || n < 1 {
+					return usageError{fmt.Errorf("down takes a positive number of steps, got %q", args[1])}
+				}
+				return catalogRun(cmd, cfg.DatabaseURL.Value(), func(m *migrate.Migrate) error { return m.Steps(-n) })
+			case args[0] == "version" && len(args) == 1:
+				return catalogRun(cmd, cfg.DatabaseURL.Value(), func(*migrate.Migrate) error { return nil })
+			}
+			return usageError{fmt.Errorf("expected: up | down N | version")}
+		},
+	}
+}
+
+// catalogRun runs fn on the catalog's migrations and prints the version.
+func catalogRun(cmd *cobra.Command, url string, fn func(*migrate.Migrate) error) error {
+	db, err := sql.Open("pgx", url)
+	if err != nil {
+		return err
+	}
+	m, err := migrations.Open(db, migrations.Catalog, "")
+	if err != nil {
+		_ = db.Close()
+		return err
+	}
+	defer m.Close()
+	if err := fn(m); err != nil && !errors.Is(err, migrate.ErrNoChange) {
+		return err
+	}
+	v, dirty, err := m.Version()
+	if errors.Is(err, migrate.ErrNilVersion) {
+		v, err = 0, nil
+	}
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(cmd.OutOrStdout(), "catalog at version %d (dirty: %t)\n", v, dirty)
+	return nil
+}
+
+// tenantsFlags are the selection and output flags of `migrate tenants`.
+type tenantsFlags struct {
+	slugs       []string
+	all         bool
+	status      string
+	concurrency int
+	dryRun      bool
+	json        bool
+}
+
+// defaultConcurrency is per tenant server: enough to keep a server busy on
+// the round trips of many small migrations without crowding its
+// connections (each worker holds two). One server today.
+const defaultConcurrency = 4
+
+func newMigrateTenants() *cobra.Command {
+	var f tenantsFlags
+	cmd := &cobra.Command{
+		Use:   "tenants up | down N | goto V | force V | version | status",
+		Short: "Migrate every tenant's database (or a selection)",
+		Long: `Run golang-migrate on the tenants' own databases or schemas (migrations/tenant),
+with a bounded pool of workers. One tenant's failure never stops the others;
+the exit status is 0 only if every selected tenant succeeded. Tenants already
+at the target version (per the catalog) are skipped without being opened.
+Ctrl-C stops starting new tenants, lets running ones finish, and prints the
+summary. "status" reports the fleet from the catalog, with the exact command
+that repairs each dirty tenant.
+
+Select tenants with --tenant SLUG (repeatable) or --all, optionally narrowed
+by --status.`,
+		Example: `  controlplane migrate tenants status
+  controlplane migrate tenants up --tenant acme-corp --tenant beta --dry-run
+  controlplane migrate tenants up --all --concurrency 8
+  controlplane migrate tenants force 1 --tenant acme-corp`,
+		Args: cobra.RangeArgs(1, 2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			op, err := parseOp(args)
+			if err != nil {
+				return err
+			}
+			if args[0] != "status" && !f.all && len(f.slugs) == 0 {
+				return usageError{errors.New("choose the tenants: --tenant SLUG (repeatable) or --all")}
+			}
+			if f.status != "" && f.status != "active" && f.status != "suspended" {
+				return usageError{fmt.Errorf("--status must be active or suspended, got %q", f.status)}
+			}
+			cfg, log, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			app, err := openCore(cmd.Context(), cfg, log, migrations.Tenant)
+			if err != nil {
+				return err
+			}
+			defer app.Close()
+			tenants, err := selectTenants(app, f)
+			if err != nil {
+				return err
+			}
+			rep := newReporter(cmd.OutOrStdout(), os.Stderr, f.json, len(tenants), app.LatestTenantSchema)
+			if args[0] == "status" {
+				return rep.status(tenants)
+			}
+			fleet := &controlplane.Fleet{Migrator: app.Provisioner, Catalog: app.Store, Latest: app.LatestTenantSchema, Concurrency: f.concurrency}
+			if f.dryRun {
+				return rep.dryRun(fleet, tenants, op)
+			}
+			return rep.run(cmd.Context(), fleet, tenants, op)
+		},
+	}
+	cmd.Flags().StringArrayVar(&f.slugs, "tenant", nil, "a tenant slug (repeatable)")
+	cmd.Flags().BoolVar(&f.all, "all", false, "every tenant")
+	cmd.Flags().StringVar(&f.status, "status", "", "only tenants with this status: active or suspended")
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", defaultConcurrency, "tenants migrated at once")
+	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would run for each tenant, change nothing")
+	cmd.Flags().BoolVar(&f.json, "json", false, "one JSON object per tenant, then a summary object")
+	return cmd
+}
+
+func parseOp(args []string) (controlplane.MigrationOp, error) {
+	arg := func() (int, error) {
+		if len(args) != 2 {
+			return 0, usageError{fmt.Errorf("%s takes one number", args[0])}
+		}
+		n, err := strconv.Atoi(args[1])
+		if err != nil || n < 0 {
+			return 0, usageError{fmt.Errorf("%s takes a number ≥ 0, got %q", args[0], args[1])}
+		}
+		return n, nil
+	}
+	switch args[0] {
+	case "up", "version", "status":
+		if len(args) != 1 {
+			return controlplane.MigrationOp{}, usageError{fmt.Errorf("%s takes no argument", args[0])}
+		}
+		kind := controlplane.MigrationKind(args[0])
+		if args[0] == "status" {
+			kind = controlplane.MigrateVersion
+		}
+		return controlplane.MigrationOp{Kind: kind}, nil
+	case "down":
+		n, err := arg()
+		if err == nil && n == 0 {
+			err = usageError{errors.New("down takes at least 1 step")}
+		}
+		return controlplane.MigrationOp{Kind: controlplane.MigrateDown, N: n}, err
+	case "goto", "force":
+		v, err := arg()
+		return controlplane.MigrationOp{Kind: controlplane.MigrationKind(args[0]), Version: uint(v)}, err
+	}
+	return controlplane.MigrationOp{}, usageError{fmt.Errorf("unknown operation %q: expected up, down N, goto V, force V, version or status", args[0])}
+}
+
+// selectTenants picks the tenants of the run from the catalog, by id.
+func selectTenants(app *App, f tenantsFlags) ([]*controlplane.Tenant, error) {
+	var out []*controlplane.Tenant
+	if len(f.slugs) > 0 && !f.all {
+		for _, slug := range f.slugs {
+			t, ok := app.Store.Cache().BySlug(slug)
+			if !ok {
+				return nil, usageError{fmt.Errorf("no tenant has the slug %q", slug)}
+			}
+			out = append(out, t)
+		}
+	} else {
+		app.Store.Cache().Each(func(t *controlplane.Tenant) { out = append(out, t) })
+	}
+	kept := out[:0]
+	for _, t := range out {
+		if f.status == "" || string(t.Status) == f.status {
+			kept = append(kept, t)
+		}
+	}
+	controlplane.SortBySlug(kept)
+	return kept, nil
+}
+
+// usageError marks a mistake on the command line (exit status 2).
+type usageError struct{ error }
+
+func (e usageError) Unwrap() error { return e.error }
+
+// failedError makes the exit status 1 after a run that printed its own
+// report.
+type failedError struct{ failed, total int }
+
+func (e failedError) Error() string {
+	return fmt.Sprintf("%d of %d tenants failed", e.failed, e.total)
+}

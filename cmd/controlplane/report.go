@@ -1,0 +1,209 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"golang.org/x/term"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// reporter prints a fleet run: on a terminal one live progress line (and
+// the failures as they happen), otherwise a plain line per tenant, or with
+// --json one JSON object per tenant; then a summary.
+type reporter struct {
+	out, errw io.Writer
+	json, tty bool
+	total     int
+	latest    uint
+
+	start        time.Time
+	done, failed int
+}
+
+func newReporter(out, errw io.Writer, asJSON bool, total int, latest uint) *reporter {
+	tty := false
+	if f, ok := errw.(*os.File); ok && !asJSON {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &reporter{out: out, errw: errw, json: asJSON, tty: tty, total: total, latest: latest}
+}
+
+// jsonResult is one tenant's line with --json.
+type jsonResult struct {
+	Tenant     string  `json:"tenant"`
+	Isolation  string  `json:"isolation"`
+	From       uint    `json:"from"`
+	To         uint    `json:"to"`
+	Dirty      bool    `json:"dirty"`
+	Skipped    string  `json:"skipped,omitempty"`
+	DurationMS float64 `json:"duration_ms"`
+	Error      *string `json:"error"`
+	Repair     string  `json:"repair,omitempty"`
+}
+
+func (r *reporter) result(res controlplane.MigrationResult) {
+	r.done++
+	if res.Err != nil {
+		r.failed++
+	}
+	switch {
+	case r.json:
+		j := jsonResult{Tenant: res.Tenant.Slug, Isolation: string(res.Tenant.Isolation), From: res.From, To: res.To, Dirty: res.Dirty,
+			Skipped: res.Skipped, DurationMS: float64(res.Duration.Microseconds()) / 1000}
+		if res.Err != nil {
+			msg := res.Err.Error()
+			j.Error = &msg
+		}
+		if res.Dirty {
+			j.Repair = controlplane.RepairCommand(&controlplane.Tenant{Slug: res.Tenant.Slug, SchemaVersion: res.To})
+		}
+		r.writeJSON(j)
+	case r.tty:
+		if res.Err != nil {
+			fmt.Fprintf(r.errw, "\r\033[K%s\n", line(res))
+		}
+		r.progress()
+	default:
+		fmt.Fprintln(r.out, line(res))
+	}
+}
+
+// line is the plain report of one tenant: slug, from → to, duration, outcome.
+func line(res controlplane.MigrationResult) string {
+	outcome := "ok"
+	switch {
+	case res.Err != nil:
+		outcome = "FAILED: " + oneLine(res.Err.Error())
+		if res.Dirty {
+			outcome += " (dirty; repair: " + controlplane.RepairCommand(&controlplane.Tenant{Slug: res.Tenant.Slug, SchemaVersion: res.To}) + ")"
+		}
+	case res.Skipped != "":
+		outcome = "skipped: " + res.Skipped
+	}
+	return fmt.Sprintf("%-32s %-8s %4d → %-4d %9s  %s", res.Tenant.Slug, res.Tenant.Isolation, res.From, res.To, res.Duration.Round(time.Millisecond), outcome)
+}
+
+func (r *reporter) progress() {
+	elapsed := time.Since(r.start).Seconds()
+	rate := float64(r.done) / max(elapsed, 1e-9)
+	eta := "?"
+	if rate > 0 {
+		eta = (time.Duration(float64(r.total-r.done)/rate) * time.Second).Round(time.Second).String()
+	}
+	fmt.Fprintf(r.errw, "\r\033[Kmigrating: %d/%d done, %d failed, %.1f tenants/s, ETA %s", r.done, r.total, r.failed, rate, eta)
+}
+
+// run migrates and reports; the error is non-nil if any tenant failed.
+func (r *reporter) run(ctx context.Context, fleet *controlplane.Fleet, tenants []*controlplane.Tenant, op controlplane.MigrationOp) error {
+	r.start = time.Now()
+	results := fleet.Run(ctx, tenants, op, r.result)
+	if r.tty {
+		fmt.Fprintln(r.errw)
+	}
+	var migrated, skipped, interrupted int
+	for _, res := range results {
+		switch {
+		case res.Err != nil:
+		case res.Skipped == "interrupted before it started":
+			interrupted++
+		case res.Skipped != "":
+			skipped++
+		default:
+			migrated++
+		}
+	}
+	summary := fmt.Sprintf("%d tenants in %s: %d migrated, %d skipped, %d failed", len(results), time.Since(r.start).Round(time.Millisecond), migrated, skipped, r.failed)
+	if interrupted > 0 {
+		summary += fmt.Sprintf(", %d not started (interrupted)", interrupted)
+	}
+	if r.json {
+		r.writeJSON(map[string]any{"summary": summary, "tenants": len(results), "migrated": migrated, "skipped": skipped, "failed": r.failed, "interrupted": interrupted})
+	} else {
+		fmt.Fprintln(r.out, summary)
+	}
+	if r.failed > 0 || interrupted > 0 {
+		return failedError{failed: r.failed + interrupted, total: len(results)}
+	}
+	return nil
+}
+
+// dryRun prints what a run would do for each tenant, from the catalog.
+func (r *reporter) dryRun(fleet *controlplane.Fleet, tenants []*controlplane.Tenant, op controlplane.MigrationOp) error {
+	for _, t := range tenants {
+		what := ""
+		switch reason := fleet.Skip(t, op); {
+		case reason != "":
+			what = "skip: " + reason
+		case op.Kind == controlplane.MigrateUp:
+			what = fmt.Sprintf("would migrate up %d → %d", t.SchemaVersion, r.latest)
+		case op.Kind == controlplane.MigrateDown:
+			what = fmt.Sprintf("would migrate down %d step(s) from %d", op.N, t.SchemaVersion)
+		case op.Kind == controlplane.MigrateGoto:
+			what = fmt.Sprintf("would migrate %d → %d", t.SchemaVersion, op.Version)
+		case op.Kind == controlplane.MigrateForce:
+			what = fmt.Sprintf("would force the version to %d (dirty flag cleared, no SQL run)", op.Version)
+		default:
+			what = "would read the version"
+		}
+		if r.json {
+			r.writeJSON(map[string]any{"tenant": t.Slug, "isolation": t.Isolation, "version": t.SchemaVersion, "dirty": t.SchemaDirty, "plan": what})
+		} else {
+			fmt.Fprintf(r.out, "%-32s %-8s %s\n", t.Slug, t.Isolation, what)
+		}
+	}
+	return nil
+}
+
+// status reports the fleet from the catalog, with repair commands.
+func (r *reporter) status(tenants []*controlplane.Tenant) error {
+	for _, t := range tenants {
+		problem := oneLine(t.MigrationError)
+		if t.Provisioning != controlplane.ProvisionReady {
+			problem = "provisioning " + string(t.Provisioning) + " " + oneLine(t.LastError)
+		}
+		if r.json {
+			j := map[string]any{"tenant": t.Slug, "isolation": t.Isolation, "version": t.SchemaVersion, "dirty": t.SchemaDirty, "error": problem, "migrated_at": t.MigratedAt}
+			if t.SchemaDirty {
+				j["repair"] = controlplane.RepairCommand(t)
+			}
+			r.writeJSON(j)
+			continue
+		}
+		dirty := ""
+		if t.SchemaDirty {
+			dirty = "DIRTY"
+		}
+		fmt.Fprintf(r.out, "%-32s %-8s %4d %-5s %s\n", t.Slug, t.Isolation, t.SchemaVersion, dirty, problem)
+	}
+	s := controlplane.Summarize(tenants, r.latest)
+	summary := fmt.Sprintf("%d tenants, latest version %d: %d at latest, %d behind, %d dirty, %d failed, %d not provisioned",
+		len(tenants), r.latest, s.AtLatest, s.Behind, s.Dirty, s.Failed, s.NotReady)
+	if s.Ahead > 0 {
+		summary += fmt.Sprintf(", %d AHEAD of this binary", s.Ahead)
+	}
+	if r.json {
+		r.writeJSON(map[string]any{"summary": summary, "latest": r.latest, "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead})
+		return nil
+	}
+	fmt.Fprintln(r.out, summary)
+	for _, t := range tenants {
+		if t.SchemaDirty {
+			fmt.Fprintf(r.out, "repair %s: %s\n", t.Slug, controlplane.RepairCommand(t))
+		}
+	}
+	return nil
+}
+
+func (r *reporter) writeJSON(v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintln(r.out, string(b))
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
