@@ -27,12 +27,12 @@ help: ## Show this help
 		awk -v c="$$c" -v r="$$r" 'BEGIN {FS = ":.*?## "}; {printf "%s%-12s%s %s\n", c, $$1, r, $$2}'
 
 .PHONY: run
-run: ## Run the control plane (starts a local Postgres in .data/postgres unless DATABASE_URL is set)
+run: ## Run the control plane on 127.0.0.1:8080 (starts a local Postgres in .data/postgres unless DATABASE_URL is set)
 	@if [[ -z "$${DATABASE_URL:-}" ]]; then \
 		bash scripts/pg.sh start $(PGDATA_DEV) $(PGPORT_DEV) && \
-		DATABASE_URL="$$(bash scripts/pg.sh url $(PGPORT_DEV))" go run ./cmd/controlplane serve; \
+		DATABASE_URL="$$(bash scripts/pg.sh url $(PGPORT_DEV))" LISTEN_ADDR="$${LISTEN_ADDR:-127.0.0.1:8080}" go run ./cmd/controlplane serve; \
 	else \
-		go run ./cmd/controlplane serve; \
+		LISTEN_ADDR="$${LISTEN_ADDR:-127.0.0.1:8080}" go run ./cmd/controlplane serve; \
 	fi
 
 .PHONY: build

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/netip"
 	"net/url"
 	"reflect"
 	"regexp"
@@ -50,8 +51,12 @@ type Config struct {
 	// TenantAcquireTimeout is how long a request waits for a connection slot
 	// when the budget is spent, before it gets 503.
 	TenantAcquireTimeout time.Duration `env:"TENANT_ACQUIRE_TIMEOUT" envDefault:"5s"`
-	// AdminToken guards the operator API (enforced from a later release on).
+	// AdminToken guards the operator API (and may act for any tenant). Unset
+	// is allowed only when serve listens on a loopback address.
 	AdminToken Secret `env:"ADMIN_TOKEN"`
+	// TrustedProxies are the CIDRs (or IPs) of reverse proxies whose
+	// X-Forwarded-For and X-Forwarded-Host headers are honoured.
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
 	// MigrateCatalog runs the catalog migrations when serve starts.
 	MigrateCatalog bool `env:"MIGRATE_CATALOG" envDefault:"true"`
 	// ProvisionTimeout bounds creating (or dropping) one tenant database.
@@ -171,6 +176,12 @@ func (c *Config) Validate() error {
 			return bad(name, "must be positive")
 		}
 	}
+	if c.AdminToken != "" && len(c.AdminToken) < 16 {
+		return bad("ADMIN_TOKEN", "must be at least 16 characters (e.g. openssl rand -hex 32)")
+	}
+	if _, err := c.TrustedProxyPrefixes(); err != nil {
+		return bad("TRUSTED_PROXIES", "%v", err)
+	}
 	if len(c.AdminHosts) == 0 {
 		return bad("ADMIN_HOSTS", "must name at least one host (or *)")
 	}
@@ -190,6 +201,41 @@ func (c *Config) Validate() error {
 		return bad("LOG_FORMAT", "must be text or json, got %q", c.LogFormat)
 	}
 	return nil
+}
+
+// TrustedProxyPrefixes parses TrustedProxies; a bare IP is a /32 (/128).
+func (c *Config) TrustedProxyPrefixes() ([]netip.Prefix, error) {
+	var out []netip.Prefix
+	for _, s := range c.TrustedProxies {
+		s = strings.TrimSpace(s)
+		if s == "" {
+			continue
+		}
+		if p, err := netip.ParsePrefix(s); err == nil {
+			out = append(out, p.Masked())
+			continue
+		}
+		a, err := netip.ParseAddr(s)
+		if err != nil {
+			return nil, fmt.Errorf("%q is neither a CIDR nor an IP address", s)
+		}
+		out = append(out, netip.PrefixFrom(a, a.BitLen()))
+	}
+	return out, nil
+}
+
+// LoopbackListener reports whether ListenAddr accepts only local
+// connections (127.0.0.0/8, ::1 or localhost); ":8080" listens everywhere.
+func (c *Config) LoopbackListener() bool {
+	host, _, err := net.SplitHostPort(c.ListenAddr)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
 }
 
 // SlogLevel returns LogLevel as a slog.Level.

@@ -1,6 +1,7 @@
 package config
 
 import (
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -45,6 +46,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"MIGRATE_CATALOG":     {"MIGRATE_CATALOG=perhaps"},
 		"LOG_LEVEL":           {"LOG_LEVEL=loud"},
 		"LOG_FORMAT":          {"LOG_FORMAT=xml"},
+		"ADMIN_TOKEN":         {"ADMIN_TOKEN=short"},
+		"TRUSTED_PROXIES":     {"TRUSTED_PROXIES=10.0.0.0/8,proxy.internal"},
 	}
 	for name, env := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -63,10 +66,26 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 }
 
 func TestSecretsDoNotPrint(t *testing.T) {
-	c, err := Load([]string{"DATABASE_URL=" + testURL, "ADMIN_TOKEN=tok"}, nil)
+	c, err := Load([]string{"DATABASE_URL=" + testURL, "ADMIN_TOKEN=0123456789abcdef-token"}, nil)
 	require.NoError(t, err)
 	for _, s := range []string{c.DatabaseURL.String(), c.AdminToken.String(), c.TenantDatabaseURL.LogValue().String()} {
 		require.Equal(t, "****", s)
 	}
 	require.Equal(t, testURL, c.DatabaseURL.Value())
+}
+
+func TestTrustedProxiesAndLoopback(t *testing.T) {
+	c, err := Load([]string{"DATABASE_URL=" + testURL, "TRUSTED_PROXIES=10.0.0.0/8, 192.168.1.7,::1"}, nil)
+	require.NoError(t, err)
+	ps, err := c.TrustedProxyPrefixes()
+	require.NoError(t, err)
+	require.Equal(t, "[10.0.0.0/8 192.168.1.7/32 ::1/128]", fmt.Sprint(ps))
+
+	for addr, want := range map[string]bool{
+		":8080": false, "0.0.0.0:8080": false, "[::]:8080": false, "10.1.2.3:80": false,
+		"127.0.0.1:8080": true, "127.9.9.9:1": true, "[::1]:8080": true, "localhost:8080": true,
+	} {
+		c.ListenAddr = addr
+		require.Equal(t, want, c.LoopbackListener(), addr)
+	}
 }

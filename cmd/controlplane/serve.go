@@ -150,6 +150,11 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	}
 	app.Provisioner.BeforeDrop = app.Router.Forget
 	store := app.Store
+	proxies, err := cfg.TrustedProxyPrefixes()
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
 	srv := &httpapi.Server{
 		Tenants:            app.Tenants,
 		Directory:          store.Cache(),
@@ -157,6 +162,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Router:             app.Router,
 		Gauges:             gauges{cache: store.Cache(), router: app.Router},
 		AdminHosts:         cfg.AdminHosts,
+		Auth:               httpapi.Auth{AdminToken: cfg.AdminToken.Value(), TrustedProxies: proxies},
 		Fleet:              store,
 		LatestTenantSchema: app.LatestTenantSchema,
 		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
@@ -167,6 +173,12 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	if cfg.AdminToken == "" && !cfg.LoopbackListener() {
+		return configError{fmt.Errorf("config: ADMIN_TOKEN: required when LISTEN_ADDR (%s) is not a loopback address: set ADMIN_TOKEN, or listen on 127.0.0.1", cfg.ListenAddr)}
+	}
+	if cfg.AdminToken == "" {
+		log.Warn("development mode: no ADMIN_TOKEN, so the operator API and tenant routes accept requests without credentials on this loopback listener")
+	}
 	app, err := newApp(ctx, cfg, log)
 	if err != nil {
 		return err

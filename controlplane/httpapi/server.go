@@ -32,6 +32,9 @@ type Server struct {
 	Fleet FleetState
 	// Gauges feed /metrics with tenant and pool state.
 	Gauges Gauges
+	// Auth is the operator token, the tenant key directory and the
+	// trusted proxies.
+	Auth Auth
 	// AdminHosts are the hosts (normalised) that serve the operator API;
 	// "*" means any host that is not a tenant's domain.
 	AdminHosts []string
@@ -47,6 +50,14 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 func (s *Server) Handler() http.Handler {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
+	// Client IPs (in logs) come from X-Forwarded-For only via trusted proxies.
+	proxies := make([]string, len(s.Auth.TrustedProxies))
+	for i, p := range s.Auth.TrustedProxies {
+		proxies[i] = p.String()
+	}
+	if err := r.SetTrustedProxies(proxies); err != nil {
+		panic(err) // unreachable: the prefixes were parsed already
+	}
 	r.ContextWithFallback = true
 	m := newMetrics(s.Gauges)
 	r.Use(requestID, s.logRequests, m.observe, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log), s.resolveTenant)
@@ -111,6 +122,7 @@ func (s *Server) logRequests(c *gin.Context) {
 		"route", c.FullPath(),
 		"path", c.Request.URL.Path,
 		"tenant", tenant,
+		"actor", actor(c),
 		"status", c.Writer.Status(),
 		"latency_ms", float64(time.Since(start).Microseconds())/1000,
 	)

@@ -54,10 +54,9 @@ func stripSlug(next http.Handler) http.Handler {
 // resolveTenant finds the request's tenant, if any: by Host first, then by
 // the /t/{slug} prefix. When both name a tenant and they differ the request
 // is refused (400), so a request is never served with one tenant's host and
-// another's data. X-Forwarded-Host is ignored: only trusted proxies may set
-// it (a later release).
+// another's data. X-Forwarded-Host counts only from a trusted proxy.
 func (s *Server) resolveTenant(c *gin.Context) {
-	host := controlplane.NormalizeHost(c.Request.Host)
+	host := s.requestHost(c)
 	byHost, hostOK := s.Directory.ByDomain(host)
 	slug, slugGiven := c.Request.Context().Value(slugKey).(string)
 	switch {
@@ -102,10 +101,10 @@ func (s *Server) operatorAllowed(c *gin.Context) error {
 	if requestTenant(c) != nil {
 		return controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path)
 	}
-	if host := controlplane.NormalizeHost(c.Request.Host); !s.isAdminHost(host) {
+	if host := s.requestHost(c); !s.isAdminHost(host) {
 		return controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q", host)
 	}
-	return nil
+	return s.authOperator(c)
 }
 
 func (s *Server) isAdminHost(host string) bool {
@@ -135,9 +134,13 @@ func (s *Server) tenantOnly(c *gin.Context) {
 // handle into c; the caller must call release when the request is done.
 func (s *Server) enterTenant(c *gin.Context) (release func(), err error) {
 	t := requestTenant(c)
+	if t == nil {
+		return nil, controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q; use the tenant's domain as Host or the path /t/{slug}%s", s.requestHost(c), c.Request.URL.Path)
+	}
+	if err := s.authTenant(c, t); err != nil {
+		return nil, err
+	}
 	switch {
-	case t == nil:
-		return nil, controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q; use the tenant's domain as Host or the path /t/{slug}%s", controlplane.NormalizeHost(c.Request.Host), c.Request.URL.Path)
 	case t.Status == controlplane.StatusSuspended:
 		return nil, controlplane.Errorf(controlplane.TenantSuspended, "tenant %s is suspended", t.Slug)
 	case t.Provisioning != controlplane.ProvisionReady:
