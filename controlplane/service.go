@@ -30,6 +30,11 @@ type Catalog interface {
 	// retry, delete), held across processes until unlock is called. It does
 	// not wait: a held lock is a Conflict.
 	LockTenant(ctx context.Context, id int64) (unlock func(), err error)
+	// Record appends an entry to the audit trail (the writes above record
+	// their own, in their transaction).
+	Record(ctx context.Context, action string, tenantID int64, target string, diff map[string]Change) error
+	// Audit lists the audit trail, newest first.
+	Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, int, error)
 }
 
 // Provisioner creates, migrates and drops tenant databases or schemas.
@@ -48,6 +53,7 @@ type Provisioner interface {
 // HTTP handlers are thin wrappers around it.
 type Tenants struct {
 	Catalog          Catalog
+	Keys             KeyStore
 	Provisioner      Provisioner
 	DefaultIsolation Isolation
 	// ProvisionTimeout bounds one provisioning or deprovisioning run. The
@@ -60,7 +66,21 @@ type Tenants struct {
 // Create validates spec, records the tenant as pending, and provisions its
 // database. It returns only once the database exists at the latest
 // migration, or with a ProvisioningFailed error after undoing what was made.
-func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, error) {
+// A ready tenant comes with its first API key, shown this once.
+func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPIKey, error) {
+	t, err := s.create(ctx, spec)
+	if err != nil {
+		return nil, nil, err
+	}
+	key, err := s.CreateKey(ctx, t.ID, KeySpec{Name: "initial"})
+	if err != nil {
+		// The tenant is fine; an operator can issue a key at any time.
+		s.Log.Error("tenant created without its initial API key", "tenant_id", t.ID, "err", err)
+	}
+	return t, key, nil
+}
+
+func (s *Tenants) create(ctx context.Context, spec TenantSpec) (*Tenant, error) {
 	spec.Normalize(s.DefaultIsolation)
 	if err := spec.Validate(); err != nil {
 		return nil, err
@@ -157,7 +177,45 @@ func (s *Tenants) Retry(ctx context.Context, id int64) (*Tenant, error) {
 	case ProvisionDeleting:
 		return nil, Errorf(Conflict, "tenant %d is being deleted", id)
 	}
+	if err := s.Catalog.Record(ctx, "tenant.provision", id, t.Slug, nil); err != nil {
+		return nil, err
+	}
 	return s.provision(ctx, id)
+}
+
+// CreateKey issues a new API key for tenant id; its secret is returned
+// this once and only its hash is stored.
+func (s *Tenants) CreateKey(ctx context.Context, id int64, spec KeySpec) (*NewAPIKey, error) {
+	if err := ValidateStruct(&spec); err != nil {
+		return nil, err
+	}
+	if _, err := s.Catalog.Tenant(ctx, id); err != nil {
+		return nil, err
+	}
+	key, hash, prefix := GenerateKey()
+	k, err := s.Keys.CreateAPIKey(ctx, id, spec.Name, prefix, hash)
+	if err != nil {
+		return nil, err
+	}
+	return &NewAPIKey{APIKey: *k, Key: key}, nil
+}
+
+// ListKeys lists tenant id's keys, without secrets.
+func (s *Tenants) ListKeys(ctx context.Context, id int64) ([]APIKey, error) {
+	if _, err := s.Catalog.Tenant(ctx, id); err != nil {
+		return nil, err
+	}
+	return s.Keys.APIKeys(ctx, id)
+}
+
+// RevokeKey deletes a key; it stops working on the next request.
+func (s *Tenants) RevokeKey(ctx context.Context, id, keyID int64) error {
+	return s.Keys.DeleteAPIKey(ctx, id, keyID)
+}
+
+// Audit lists the operators' actions, newest first.
+func (s *Tenants) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, int, error) {
+	return s.Catalog.Audit(ctx, f)
 }
 
 // Delete drops a suspended tenant's database and then its catalog row. The

@@ -29,14 +29,14 @@ type bundle struct {
 	cfg config.Config
 }
 
-func setup(t *testing.T, isolation controlplane.Isolation) *bundle {
+func setup(t *testing.T, isolation controlplane.Isolation, env ...string) *bundle {
 	t.Helper()
 	db := pgtest.New(t)
-	cfg, err := config.Load([]string{
+	cfg, err := config.Load(append([]string{
 		"DATABASE_URL=" + db.URL,
 		"TENANT_ISOLATION=" + string(isolation),
 		"TENANT_DB_PREFIX=" + db.Prefix,
-	}, nil)
+	}, env...), nil)
 	require.NoError(t, err)
 	app, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
@@ -164,6 +164,13 @@ func TestSeedExample(t *testing.T) {
 		require.NotEmpty(t, created["created_at"])
 		require.NotEmpty(t, created["updated_at"])
 		require.Equal(t, allTenantTables, b.tenantTables(created))
+
+		// The first API key comes with the create, its secret shown once.
+		key := created["api_key"].(map[string]any)
+		require.Regexp(t, `^lc_[0-9a-f]{64}$`, key["key"])
+		require.Equal(t, key["key"].(string)[:11], key["prefix"])
+		require.Equal(t, "initial", key["name"])
+		delete(created, "api_key")
 
 		status, got := b.do("GET", "/api/tenants/1", nil)
 		require.Equal(t, http.StatusOK, status)

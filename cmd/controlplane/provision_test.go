@@ -41,6 +41,9 @@ func brokenMigrations(t *testing.T) fs.FS {
 // a fixed binary) would be, with the given tenant migrations.
 func (b *bundle) restart(tenantMigrations fs.FS) *bundle {
 	b.t.Helper()
+	if tenantMigrations == nil {
+		tenantMigrations = migrations.Tenant
+	}
 	app, err := newAppWith(context.Background(), b.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), tenantMigrations)
 	require.NoError(b.t, err)
 	b.t.Cleanup(app.Close)

@@ -107,6 +107,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 	}
 	app.Tenants = &controlplane.Tenants{
 		Catalog:          store,
+		Keys:             store,
 		Provisioner:      app.Provisioner,
 		DefaultIsolation: controlplane.Isolation(cfg.TenantIsolation),
 		ProvisionTimeout: cfg.ProvisionTimeout,
@@ -162,7 +163,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Router:             app.Router,
 		Gauges:             gauges{cache: store.Cache(), router: app.Router},
 		AdminHosts:         cfg.AdminHosts,
-		Auth:               httpapi.Auth{AdminToken: cfg.AdminToken.Value(), TrustedProxies: proxies},
+		Auth:               httpapi.Auth{AdminToken: cfg.AdminToken.Value(), Keys: store.Keys(), TrustedProxies: proxies},
 		Fleet:              store,
 		LatestTenantSchema: app.LatestTenantSchema,
 		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
@@ -187,6 +188,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 
 	// Keep the routing cache coherent with other replicas' changes.
 	go app.Store.Listen(ctx, cfg.DatabaseURL.Value(), log)
+	go app.flushKeyUse(ctx)
 
 	// Finish what a previous process left half-done. It runs beside the
 	// listener: tenants it works on are locked, and a request for one of
@@ -227,6 +229,24 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		return err
 	}
 	return nil
+}
+
+// flushKeyUse writes API keys' last use to the catalog every half minute
+// (and at shutdown), instead of one write per request.
+func (a *App) flushKeyUse(ctx context.Context) {
+	tick := time.NewTicker(30 * time.Second)
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			flushCtx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			a.Store.FlushKeyUse(flushCtx)
+			cancel()
+			return
+		case <-tick.C:
+			a.Store.FlushKeyUse(ctx)
+		}
+	}
 }
 
 // didGrace is how old an index row in flight must be before the reconciler

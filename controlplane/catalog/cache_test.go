@@ -77,10 +77,10 @@ func BenchmarkResolve(b *testing.B) {
 	for _, n := range []int{100, 10000} {
 		c := NewCache()
 		for i := 1; i <= n; i++ {
-			c.put(tenant(int64(i), int64(i), "t", "tenant"+itoa(i)+".example.com"))
+			c.put(tenant(int64(i), int64(i), "t", "tenant"+strconv.Itoa(i)+".example.com"))
 		}
-		host := "Tenant" + itoa(n/2) + ".example.com:443"
-		b.Run(itoa(n), func(b *testing.B) {
+		host := "Tenant" + strconv.Itoa(n/2) + ".example.com:443"
+		b.Run(strconv.Itoa(n), func(b *testing.B) {
 			b.ReportAllocs()
 			for b.Loop() {
 				if _, ok := c.ByDomain(controlplane.NormalizeHost(host)); !ok {
@@ -90,5 +90,3 @@ func BenchmarkResolve(b *testing.B) {
 		})
 	}
 }
-
-func itoa(i int) string { return strconv.Itoa(i) }

@@ -11,8 +11,11 @@ import (
 	"github.com/laracopilot/controlplane/controlplane"
 )
 
-// changeChannel is the channel the catalog's trigger notifies on.
-const changeChannel = "tenant_changed"
+// The channels the catalog's triggers notify on, with the changed row's id.
+const (
+	changeChannel = "tenant_changed"
+	keyChannel    = "api_key_changed"
+)
 
 // Listen keeps the cache coherent with changes made by other control plane
 // processes: it LISTENs on the catalog and reloads every tenant it is told
@@ -43,7 +46,7 @@ func (s *Store) listenOnce(ctx context.Context, url string) error {
 		return redact(err)
 	}
 	defer conn.Close(context.Background())
-	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel); err != nil {
+	if _, err := conn.Exec(ctx, "LISTEN "+changeChannel+"; LISTEN "+keyChannel); err != nil {
 		return err
 	}
 	// Listening first, then loading, so no change falls between the two.
@@ -59,7 +62,11 @@ func (s *Store) listenOnce(ctx context.Context, url string) error {
 		if err != nil {
 			continue
 		}
-		if err := s.refresh(ctx, id); err != nil {
+		refresh := s.refresh
+		if n.Channel == keyChannel {
+			refresh = s.refreshKey
+		}
+		if err := refresh(ctx, id); err != nil {
 			return err
 		}
 	}

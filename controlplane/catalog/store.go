@@ -24,17 +24,21 @@ import (
 type Store struct {
 	db    *gorm.DB
 	cache *Cache
+	keys  *KeyCache
 }
 
 // NewStore returns a store on an open catalog database, with an empty
 // cache; LoadCache fills it.
-func NewStore(db *gorm.DB) *Store { return &Store{db: db, cache: NewCache()} }
+func NewStore(db *gorm.DB) *Store { return &Store{db: db, cache: NewCache(), keys: newKeyCache()} }
 
 // Cache returns the in-memory catalog the store keeps current.
 func (s *Store) Cache() *Cache { return s.cache }
 
-// LoadCache reads the whole catalog into the cache.
+// LoadCache reads the whole catalog (tenants and API keys) into memory.
 func (s *Store) LoadCache(ctx context.Context) error {
+	if err := s.loadKeys(ctx); err != nil {
+		return err
+	}
 	var rows []tenantRow
 	if err := s.db.WithContext(ctx).Order("id").Find(&rows).Error; err != nil {
 		return translate(err)
@@ -127,7 +131,14 @@ func (s *Store) NextTenantID(ctx context.Context) (int64, error) {
 // CreateTenant inserts t (with its reserved id) and fills its timestamps.
 func (s *Store) CreateTenant(ctx context.Context, t *controlplane.Tenant) error {
 	row := rowOf(t)
-	if err := s.db.WithContext(ctx).Create(&row).Error; err != nil {
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Create(&row).Error; err != nil {
+			return err
+		}
+		created := row.tenant()
+		return audit(ctx, tx, "tenant.create", row.ID, row.Slug, controlplane.TenantDiff(nil, &created))
+	})
+	if err != nil {
 		return translate(err)
 	}
 	*t = row.tenant()
@@ -184,8 +195,12 @@ func (s *Store) UpdateTenant(ctx context.Context, id int64, fn func(*controlplan
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return translateTenant(err, id)
 		}
+		before := row.tenant()
 		t := row.tenant()
 		if err := fn(&t); err != nil {
+			return err
+		}
+		if err := auditUpdate(ctx, tx, &before, &t); err != nil {
 			return err
 		}
 		next := rowOf(&t)
@@ -215,6 +230,25 @@ func (s *Store) UpdateTenant(ctx context.Context, id int64, fn func(*controlplan
 	}
 	s.cache.put(out)
 	return &out, nil
+}
+
+// auditUpdate records what an update changed, named for what it means to
+// an operator: a suspension, a reactivation, the start of a delete, or an
+// update. Nothing changed, nothing recorded.
+func auditUpdate(ctx context.Context, tx *gorm.DB, before, after *controlplane.Tenant) error {
+	diff := controlplane.TenantDiff(before, after)
+	action := "tenant.update"
+	switch {
+	case after.Provisioning == controlplane.ProvisionDeleting && before.Provisioning != controlplane.ProvisionDeleting:
+		action, diff = "tenant.delete", controlplane.TenantDiff(before, nil)
+	case len(diff) == 0:
+		return nil
+	case len(diff) == 1 && before.Status != after.Status && after.Status == controlplane.StatusSuspended:
+		action = "tenant.suspend"
+	case len(diff) == 1 && before.Status != after.Status:
+		action = "tenant.activate"
+	}
+	return audit(ctx, tx, action, after.ID, after.Slug, diff)
 }
 
 // SetProvisioning records a provisioning state, version and error.
@@ -375,20 +409,33 @@ func (s *Store) Identity(ctx context.Context) (string, error) {
 
 // RecordMigration stores what a migration run found and left in a tenant's
 // migrations table: its version, dirty flag and error (empty on success).
+// A run that changed the version, or failed, is also an audit entry.
 func (s *Store) RecordMigration(ctx context.Context, id int64, version uint, dirty bool, migErr string) error {
 	var row tenantRow
-	res := s.db.WithContext(ctx).Model(&row).Clauses(clause.Returning{}).Where("id = ?", id).Updates(map[string]any{
-		"schema_version":  int64(version),
-		"schema_dirty":    dirty,
-		"migration_error": migErr,
-		"migrated_at":     gorm.Expr("now()"),
-		"version":         gorm.Expr("nextval('tenant_versions')"),
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var before tenantRow
+		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&before, id).Error; err != nil {
+			return translateTenant(err, id)
+		}
+		err := tx.Model(&row).Clauses(clause.Returning{}).Where("id = ?", id).Updates(map[string]any{
+			"schema_version":  int64(version),
+			"schema_dirty":    dirty,
+			"migration_error": migErr,
+			"migrated_at":     gorm.Expr("now()"),
+			"version":         gorm.Expr("nextval('tenant_versions')"),
+		}).Error
+		if err != nil || (uint(before.SchemaVersion) == version && migErr == "" && !dirty) {
+			return err
+		}
+		diff := map[string]controlplane.Change{"schema_version": {Before: before.SchemaVersion, After: version}}
+		if migErr != "" || dirty {
+			diff["schema_dirty"] = controlplane.Change{Before: before.SchemaDirty, After: dirty}
+			diff["migration_error"] = controlplane.Change{Before: before.MigrationErr, After: migErr}
+		}
+		return audit(ctx, tx, "tenant.migrate", id, before.Slug, diff)
 	})
-	if res.Error != nil {
-		return translate(res.Error)
-	}
-	if res.RowsAffected == 0 {
-		return controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
+	if err != nil {
+		return translate(err)
 	}
 	s.cache.put(row.tenant())
 	return nil

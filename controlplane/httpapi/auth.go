@@ -29,15 +29,23 @@ type Auth struct {
 
 // KeyDirectory finds the tenant of an API key, from memory.
 type KeyDirectory interface {
-	// KeyTenant returns the tenant id and key id of a presented key, and
-	// records its use.
+	// KeyTenant returns the tenant id and key id of a presented key.
 	KeyTenant(key string) (tenantID, keyID int64, ok bool)
+	// MarkUsed records a successful use of a key (flushed in batches).
+	MarkUsed(keyID int64)
 }
 
 const (
 	hostKey  = "host"
 	actorKey = "actor"
 )
+
+// setActor names who acts, for the request log and, through the request's
+// context, the audit trail.
+func setActor(c *gin.Context, who string) {
+	c.Set(actorKey, who)
+	c.Request = c.Request.WithContext(controlplane.WithActor(c.Request.Context(), who))
+}
 
 // devMode reports whether the server runs without an operator token.
 func (s *Server) devMode() bool { return s.Auth.AdminToken == "" }
@@ -67,10 +75,10 @@ func (s *Server) authOperator(c *gin.Context) error {
 	token := bearer(c)
 	switch {
 	case s.isOperator(token):
-		c.Set(actorKey, "operator")
+		setActor(c, "operator")
 		return nil
 	case s.devMode() && token == "":
-		c.Set(actorKey, "operator (development mode, no ADMIN_TOKEN)")
+		setActor(c, "operator (development mode, no ADMIN_TOKEN)")
 		return nil
 	}
 	return unauthorized(c, "operator", "the operator API needs Authorization: Bearer <ADMIN_TOKEN>")
@@ -82,17 +90,18 @@ func (s *Server) authOperator(c *gin.Context) error {
 func (s *Server) authTenant(c *gin.Context, t *controlplane.Tenant) error {
 	token := bearer(c)
 	if s.isOperator(token) {
-		c.Set(actorKey, "operator")
+		setActor(c, "operator")
 		return nil
 	}
 	if token != "" && s.Auth.Keys != nil {
 		if tenantID, keyID, ok := s.Auth.Keys.KeyTenant(token); ok && tenantID == t.ID {
-			c.Set(actorKey, "key:"+itoa(keyID))
+			s.Auth.Keys.MarkUsed(keyID)
+			setActor(c, "key:"+itoa(keyID))
 			return nil
 		}
 	}
 	if s.devMode() && token == "" {
-		c.Set(actorKey, "anonymous (development mode, no ADMIN_TOKEN)")
+		setActor(c, "anonymous (development mode, no ADMIN_TOKEN)")
 		return nil
 	}
 	return unauthorized(c, t.Domain, "this tenant's API needs Authorization: Bearer <an API key of the tenant>")

@@ -18,6 +18,13 @@ type tenantList struct {
 	Offset int                   `json:"offset"`
 }
 
+// createdTenant is the body of POST /api/tenants: the tenant, and its first
+// API key with the secret, shown this once.
+type createdTenant struct {
+	*controlplane.Tenant
+	APIKey *controlplane.NewAPIKey `json:"api_key"`
+}
+
 func (s *Server) tenantRoutes(api *gin.RouterGroup) {
 	api.POST("/tenants", handle(s.createTenant))
 	api.GET("/tenants", handle(s.listTenants))
@@ -27,6 +34,10 @@ func (s *Server) tenantRoutes(api *gin.RouterGroup) {
 	api.DELETE("/tenants/:id", handle(s.deleteTenant))
 	api.POST("/tenants/:id/provision", handle(s.provisionTenant))
 	api.GET("/migrations/status", handle(s.migrationStatus))
+	api.POST("/tenants/:id/keys", handle(s.createKey))
+	api.GET("/tenants/:id/keys", handle(s.listKeys))
+	api.DELETE("/tenants/:id/keys/:key_id", handle(s.revokeKey))
+	api.GET("/audit", handle(s.listAudit))
 }
 
 func (s *Server) createTenant(c *gin.Context) error {
@@ -34,12 +45,12 @@ func (s *Server) createTenant(c *gin.Context) error {
 	if err := decodeJSON(c, &spec); err != nil {
 		return err
 	}
-	t, err := s.Tenants.Create(c.Request.Context(), spec)
+	t, key, err := s.Tenants.Create(c.Request.Context(), spec)
 	if err != nil {
 		return err
 	}
 	c.Header("Location", "/api/tenants/"+itoa(t.ID))
-	c.JSON(http.StatusCreated, t)
+	c.JSON(http.StatusCreated, createdTenant{Tenant: t, APIKey: key})
 	return nil
 }
 
@@ -150,4 +161,71 @@ func (s *Server) migrationStatus(c *gin.Context) error {
 		}
 	}
 	return reply(c, http.StatusOK, st, err)
+}
+
+func (s *Server) createKey(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	var spec controlplane.KeySpec
+	if c.Request.ContentLength != 0 { // the name is optional, so is the body
+		if err := decodeJSON(c, &spec); err != nil {
+			return err
+		}
+	}
+	key, err := s.Tenants.CreateKey(c.Request.Context(), id, spec)
+	return reply(c, http.StatusCreated, key, err)
+}
+
+// keyList is the body of GET /api/tenants/{id}/keys.
+type keyList struct {
+	Data []controlplane.APIKey `json:"data"`
+}
+
+func (s *Server) listKeys(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	keys, err := s.Tenants.ListKeys(c.Request.Context(), id)
+	return reply(c, http.StatusOK, keyList{Data: keys}, err)
+}
+
+func (s *Server) revokeKey(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	keyID, err := pathID(c, "key_id")
+	if err != nil {
+		return err
+	}
+	return noContent(c, s.Tenants.RevokeKey(c.Request.Context(), id, keyID))
+}
+
+// auditList is the body of GET /api/audit.
+type auditList struct {
+	Data   []controlplane.AuditEntry `json:"data"`
+	Total  int                       `json:"total"`
+	Limit  int                       `json:"limit"`
+	Offset int                       `json:"offset"`
+}
+
+// listAudit lists operator actions, newest first; ?tenant= takes an id.
+func (s *Server) listAudit(c *gin.Context) error {
+	limit, offset, err := pageParams(c)
+	if err != nil {
+		return err
+	}
+	f := controlplane.AuditFilter{Limit: limit, Offset: offset}
+	if v, ok := c.GetQuery("tenant"); ok {
+		id, err := strconv.ParseInt(v, 10, 64)
+		if err != nil || id < 1 {
+			return controlplane.FieldError("tenant", "must be a tenant id")
+		}
+		f.TenantID = &id
+	}
+	entries, total, err := s.Tenants.Audit(c.Request.Context(), f)
+	return reply(c, http.StatusOK, auditList{Data: entries, Total: total, Limit: limit, Offset: offset}, err)
 }
