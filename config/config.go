@@ -54,6 +54,9 @@ type Config struct {
 	// AdminToken guards the operator API (and may act for any tenant). Unset
 	// is allowed only when serve listens on a loopback address.
 	AdminToken Secret `env:"ADMIN_TOKEN"`
+	// TenantRoleSecret derives the passwords of tenant database roles
+	// (HMAC). Unset: derived from the catalog's identity (development only).
+	TenantRoleSecret Secret `env:"TENANT_ROLE_SECRET"`
 	// TrustedProxies are the CIDRs (or IPs) of reverse proxies whose
 	// X-Forwarded-For and X-Forwarded-Host headers are honoured.
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
@@ -178,6 +181,9 @@ func (c *Config) Validate() error {
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return bad("ADMIN_TOKEN", "must be at least 16 characters (e.g. openssl rand -hex 32)")
+	}
+	if c.TenantRoleSecret != "" && len(c.TenantRoleSecret) < 16 {
+		return bad("TENANT_ROLE_SECRET", "must be at least 16 characters (e.g. openssl rand -hex 32)")
 	}
 	if _, err := c.TrustedProxyPrefixes(); err != nil {
 		return bad("TRUSTED_PROXIES", "%v", err)

@@ -68,12 +68,13 @@ func (p *Provisioner) Migrate(ctx context.Context, t *controlplane.Tenant, op co
 	return out
 }
 
-// tenantDB opens a pool of its own on t's database or schema.
+// tenantDB opens a pool of its own on t's database (as t's role) or schema,
+// and returns the schema that holds t's migrations table ("" = public).
 func (p *Provisioner) tenantDB(t *controlplane.Tenant) (*sql.DB, string) {
 	if t.Isolation == controlplane.IsolationSchema {
-		return p.open(p.server.Database, t.DBName), t.DBName
+		return p.open(p.server.Database, t.DBName, ""), t.DBName
 	}
-	return p.open(t.DBName, ""), ""
+	return p.open(t.DBName, "", t.DBName), ""
 }
 
 func version(m *migrate.Migrate) (uint, bool, error) {

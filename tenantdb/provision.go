@@ -28,6 +28,7 @@ type Provisioner struct {
 	admin      *sql.DB // the URL's own database: CREATE/DROP DATABASE, schemas
 	prefix     string
 	owner      string
+	roles      RoleSecret
 	migrations fs.FS
 	// BeforeDrop, if set, runs before a tenant's database or schema is
 	// dropped: the Router closes the tenant's pool there.
@@ -45,6 +46,8 @@ type ProvisionerConfig struct {
 	// dropped: a name clash with another catalog's leftovers fails loudly.
 	Owner      string
 	Migrations fs.FS // the tenant migrations (migrations.Tenant)
+	// RoleSecret derives the passwords of database-mode tenants' roles.
+	RoleSecret RoleSecret
 }
 
 // NewProvisioner connects to the tenant server.
@@ -59,7 +62,7 @@ func NewProvisioner(ctx context.Context, c ProvisionerConfig) (*Provisioner, err
 		_ = admin.Close()
 		return nil, fmt.Errorf("connect to tenant server: %w", err)
 	}
-	return &Provisioner{server: cfg, admin: admin, prefix: c.Prefix, owner: c.Owner, migrations: c.Migrations}, nil
+	return &Provisioner{server: cfg, admin: admin, prefix: c.Prefix, owner: c.Owner, roles: c.RoleSecret, migrations: c.Migrations}, nil
 }
 
 // Close closes the connection to the tenant server.
@@ -84,15 +87,21 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 	}
 	switch t.Isolation {
 	case controlplane.IsolationDatabase:
+		if err := p.ensureRole(ctx, t); err != nil {
+			return 0, err
+		}
 		if err := p.createDatabase(ctx, t); err != nil {
 			return 0, err
 		}
-		return migrations.Up(p.open(t.DBName, ""), p.migrations, "")
+		// As the tenant's role, so that it owns every table it will use.
+		db, _ := p.tenantDB(t)
+		return migrations.Up(db, p.migrations, "")
 	case controlplane.IsolationSchema:
 		if err := p.createSchema(ctx, t); err != nil {
 			return 0, err
 		}
-		return migrations.Up(p.open(p.server.Database, t.DBName), p.migrations, t.DBName)
+		db, schema := p.tenantDB(t)
+		return migrations.Up(db, p.migrations, schema)
 	}
 	return 0, fmt.Errorf("unknown isolation %q", t.Isolation)
 }
@@ -110,14 +119,18 @@ func (p *Provisioner) Deprovision(ctx context.Context, t *controlplane.Tenant) e
 	id := quote(t.DBName)
 	switch t.Isolation {
 	case controlplane.IsolationDatabase:
-		exists, err := p.checkOwner(ctx, t, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`)
-		if err != nil || !exists {
+		exists, err := p.checkOwner(ctx, t, "database", databaseMarkQuery)
+		if err != nil {
 			return err
 		}
-		_, err = p.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+id+` WITH (FORCE)`)
-		return err
+		if exists {
+			if _, err := p.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+id+` WITH (FORCE)`); err != nil {
+				return err
+			}
+		}
+		return p.dropRole(ctx, t)
 	case controlplane.IsolationSchema:
-		exists, err := p.checkOwner(ctx, t, `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`)
+		exists, err := p.checkOwner(ctx, t, "schema", schemaMarkQuery)
 		if err != nil || !exists {
 			return err
 		}
@@ -138,25 +151,38 @@ func (p *Provisioner) Exists(ctx context.Context, t *controlplane.Tenant) (bool,
 	return ok, err
 }
 
-// createDatabase creates the database and marks it. CREATE DATABASE cannot
-// run in a transaction, so a crash between the two statements leaves an
-// unmarked database, which the next attempt refuses to adopt; the error
-// says how to clear it.
+// The queries reading the catalog's mark (a COMMENT) on each kind of object.
+const (
+	databaseMarkQuery = `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`
+	schemaMarkQuery   = `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`
+)
+
+// createDatabase creates the database, owned by the tenant's role, marks it
+// and closes it to everyone else. CREATE DATABASE cannot run in a
+// transaction, so a crash right after it leaves an unmarked database, which
+// the next attempt refuses to adopt; the error says how to clear it.
 func (p *Provisioner) createDatabase(ctx context.Context, t *controlplane.Tenant) error {
-	exists, err := p.checkOwner(ctx, t, `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`)
-	if err != nil || exists {
+	exists, err := p.checkOwner(ctx, t, "database", databaseMarkQuery)
+	if err != nil {
 		return err
 	}
-	if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+quote(t.DBName)); err != nil {
-		return fmt.Errorf("create database %s: %w", t.DBName, err)
+	db := quote(t.DBName)
+	if !exists {
+		if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` OWNER `+db); err != nil {
+			return fmt.Errorf("create database %s: %w", t.DBName, err)
+		}
+		if _, err := p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+db+` IS `+literal(p.mark(t))); err != nil {
+			return err
+		}
 	}
-	_, err = p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+quote(t.DBName)+` IS `+literal(p.mark(t)))
+	// PUBLIC may connect to a new database by default: not to this one.
+	_, err = p.admin.ExecContext(ctx, `REVOKE CONNECT, TEMPORARY ON DATABASE `+db+` FROM PUBLIC`)
 	return err
 }
 
 // createSchema creates and marks the schema in one transaction.
 func (p *Provisioner) createSchema(ctx context.Context, t *controlplane.Tenant) error {
-	exists, err := p.checkOwner(ctx, t, `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`)
+	exists, err := p.checkOwner(ctx, t, "schema", schemaMarkQuery)
 	if err != nil || exists {
 		return err
 	}
@@ -174,10 +200,11 @@ func (p *Provisioner) createSchema(ctx context.Context, t *controlplane.Tenant) 
 	return tx.Commit()
 }
 
-// checkOwner looks the object up with query (which selects its comment) and
-// reports whether it exists; one that exists without this tenant's mark is
-// an error, so it is neither adopted nor dropped.
-func (p *Provisioner) checkOwner(ctx context.Context, t *controlplane.Tenant, query string) (bool, error) {
+// checkOwner looks the object (a database, schema or role named like the
+// tenant) up with query, which selects its comment, and reports whether it
+// exists; one that exists without this tenant's mark is an error, so it is
+// neither adopted nor dropped.
+func (p *Provisioner) checkOwner(ctx context.Context, t *controlplane.Tenant, kind, query string) (bool, error) {
 	var comment sql.NullString
 	err := p.admin.QueryRowContext(ctx, query, t.DBName).Scan(&comment)
 	if errors.Is(err, sql.ErrNoRows) {
@@ -188,7 +215,7 @@ func (p *Provisioner) checkOwner(ctx context.Context, t *controlplane.Tenant, qu
 	}
 	if comment.String != p.mark(t) {
 		return true, fmt.Errorf("%s %q already exists on the tenant server but does not belong to tenant %d of this catalog; "+
-			"refusing to adopt or drop it (inspect it, then drop or rename it by hand)", t.Isolation, t.DBName, t.ID)
+			"refusing to adopt or drop it (inspect it, then drop or rename it by hand)", kind, t.DBName, t.ID)
 	}
 	return true, nil
 }
@@ -202,12 +229,15 @@ func (p *Provisioner) checkName(t *controlplane.Tenant) error {
 	return nil
 }
 
-// open returns a small pool on the tenant server's database dbname; with a
-// schema, its connections use that schema as search_path, which only this
-// pool's connections ever see.
-func (p *Provisioner) open(dbname, schema string) *sql.DB {
+// open returns a small pool on the tenant server's database dbname, as the
+// admin or, with a role, as that role; with a schema, its connections use
+// that schema as search_path, which only this pool's connections ever see.
+func (p *Provisioner) open(dbname, schema, role string) *sql.DB {
 	cfg := p.server.Copy()
 	cfg.Database = dbname
+	if role != "" {
+		cfg.User, cfg.Password = role, p.roles.Password(role)
+	}
 	if schema != "" {
 		cfg.RuntimeParams["search_path"] = quote(schema)
 	}

@@ -40,6 +40,9 @@ type RouterConfig struct {
 	// budget spent waits up to AcquireTimeout for a connection to free up.
 	ServerMaxConns int
 	AcquireTimeout time.Duration
+	// RoleSecret gives the passwords of tenant database roles: a tenant
+	// database's pool connects as that tenant's role only.
+	RoleSecret RoleSecret
 }
 
 // Router hands each tenant request a *gorm.DB bound to that tenant's
@@ -154,6 +157,7 @@ func (r *Router) databaseDB(name string) (*gorm.DB, func(), error) {
 	if !ok {
 		cfg := r.server.Copy()
 		cfg.Database = name
+		cfg.User, cfg.Password = name, r.cfg.RoleSecret.Password(name)
 		sqlDB := stdlib.OpenDB(*cfg) // connects lazily
 		sqlDB.SetMaxOpenConns(r.cfg.PoolMaxConns)
 		sqlDB.SetMaxIdleConns(r.cfg.PoolMaxConns)

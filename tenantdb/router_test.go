@@ -28,6 +28,7 @@ func newFixture(t *testing.T, isolation controlplane.Isolation, n int) *fixture 
 func (f *fixture) router(c tenantdb.RouterConfig) *tenantdb.Router {
 	f.t.Helper()
 	c.URL = f.Server.URL
+	c.RoleSecret = tenanttest.Secret
 	r, err := tenantdb.NewRouter(c)
 	require.NoError(f.t, err)
 	f.t.Cleanup(func() { _ = r.Close() })

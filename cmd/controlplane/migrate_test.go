@@ -271,3 +271,17 @@ func TestMigrateCLI(t *testing.T) {
 	require.NoError(t, err)
 	require.Contains(t, out, fmt.Sprintf("catalog at version %d (dirty: false)", latest))
 }
+
+func TestRotateRolePasswords(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase)
+	b.twoTenants()
+	var out bytes.Buffer
+	root := newRoot()
+	root.SetOut(&out)
+	root.SetArgs([]string{"tenants", "rotate-role-passwords", "--database-url", b.db.URL, "--tenant-db-prefix", b.db.Prefix, "--log-level", "error"})
+	require.NoError(t, root.ExecuteContext(context.Background()))
+	require.Equal(t, "2 tenant roles updated, 0 failed\n", out.String())
+	status, _, _ := b.req("GET", "acme.example.com", "/api/extensions", nil)
+	require.Equal(t, http.StatusOK, status)
+}

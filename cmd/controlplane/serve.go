@@ -49,7 +49,9 @@ type App struct {
 	Tenants     *controlplane.Tenants
 	// LatestTenantSchema is the newest tenant migration this binary has.
 	LatestTenantSchema uint
-	Handler            http.Handler
+	// RoleSecret derives tenant database roles' passwords.
+	RoleSecret tenantdb.RoleSecret
+	Handler    http.Handler
 }
 
 // Close releases the app's connections.
@@ -91,11 +93,20 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		app.Close()
 		return nil, fmt.Errorf("load the tenant catalog: %w", err)
 	}
+	app.RoleSecret = tenantdb.RoleSecret(cfg.TenantRoleSecret.Value())
+	if len(app.RoleSecret) == 0 {
+		// Stable without configuration, and unreadable by tenant roles (the
+		// catalog's tables are private), but one secret less to rotate is
+		// one defence less: production sets TENANT_ROLE_SECRET.
+		app.RoleSecret = tenantdb.RoleSecret("catalog-identity:" + owner)
+		log.Warn("TENANT_ROLE_SECRET is not set: tenant role passwords are derived from the catalog's identity; set it in production")
+	}
 	app.Provisioner, err = tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{
 		URL:        cfg.TenantDatabaseURL.Value(),
 		Prefix:     cfg.TenantDBPrefix,
 		Owner:      owner,
 		Migrations: tenantMigrations,
+		RoleSecret: app.RoleSecret,
 	})
 	if err != nil {
 		app.Close()
@@ -144,6 +155,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		SchemaPoolConns: cfg.TenantSchemaPoolConns,
 		ServerMaxConns:  cfg.TenantServerMaxConns,
 		AcquireTimeout:  cfg.TenantAcquireTimeout,
+		RoleSecret:      app.RoleSecret,
 	})
 	if err != nil {
 		app.Close()

@@ -115,6 +115,25 @@ func drop(t testing.TB, server string, d DB) {
 			t.Errorf("drop %s: %v", n, err)
 		}
 	}
+	// Tenant roles are cluster-wide: drop those of this test's tenants.
+	rows, err = admin.QueryContext(ctx, `SELECT rolname FROM pg_roles WHERE starts_with(rolname, $1)`, d.Prefix)
+	if err != nil {
+		t.Errorf("list test roles: %v", err)
+		return
+	}
+	var roles []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err == nil {
+			roles = append(roles, n)
+		}
+	}
+	_ = rows.Close()
+	for _, n := range roles {
+		if _, err := admin.ExecContext(ctx, `DROP ROLE IF EXISTS `+pgx.Identifier{n}.Sanitize()); err != nil {
+			t.Errorf("drop role %s: %v", n, err)
+		}
+	}
 }
 
 // TenantDatabases lists the databases on the server whose name starts with

@@ -18,6 +18,9 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
 
+// Secret derives the test tenants' role passwords.
+var Secret = tenantdb.RoleSecret("tenanttest-role-secret")
+
 // Fixture is n provisioned tenants and a router to them.
 type Fixture struct {
 	Server  pgtest.DB // the throwaway database (and tenant name prefix)
@@ -32,7 +35,7 @@ func New(t testing.TB, isolation controlplane.Isolation, n int, rc tenantdb.Rout
 	t.Helper()
 	db := pgtest.New(t)
 	ctx := context.Background()
-	prov, err := tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{URL: db.URL, Prefix: db.Prefix, Owner: "tenanttest", Migrations: migrations.Tenant})
+	prov, err := tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{URL: db.URL, Prefix: db.Prefix, Owner: "tenanttest", Migrations: migrations.Tenant, RoleSecret: Secret})
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = prov.Close() })
 	f := &Fixture{Server: db}
@@ -47,6 +50,7 @@ func New(t testing.TB, isolation controlplane.Isolation, n int, rc tenantdb.Rout
 		f.Tenants = append(f.Tenants, tn)
 	}
 	rc.URL = db.URL
+	rc.RoleSecret = Secret
 	rc.PoolsMax = or(rc.PoolsMax, 10)
 	rc.PoolMaxConns = or(rc.PoolMaxConns, 4)
 	rc.SchemaPoolConns = or(rc.SchemaPoolConns, 4)

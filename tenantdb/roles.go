@@ -1,0 +1,106 @@
+package tenantdb
+
+import (
+	"context"
+	"crypto/hmac"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+
+	"golang.org/x/crypto/pbkdf2"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// RoleSecret derives the passwords of tenant database roles. Database-mode
+// tenants each get a login role that owns their database and nothing else,
+// with CONNECT revoked from PUBLIC, and the router connects to a tenant
+// database only as that tenant's role: even a bug in our SQL cannot reach
+// another tenant's database.
+//
+// The passwords are never stored: each is HMAC-SHA256(secret, role name),
+// recomputed when needed. Rotation: set a new TENANT_ROLE_SECRET and run
+// `controlplane tenants rotate-role-passwords` (docs/OPERATIONS.md).
+type RoleSecret []byte
+
+// Password returns the password of role.
+func (s RoleSecret) Password(role string) string {
+	m := hmac.New(sha256.New, s)
+	m.Write([]byte("laracopilot tenant role\x00" + role))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// scramVerifier returns the SCRAM-SHA-256 verifier of password (RFC 5802,
+// PostgreSQL's format). Sending the verifier instead of the password keeps
+// the password out of the server's statement log and pg_stat_activity.
+func scramVerifier(password string) string {
+	const iterations = 4096
+	salt := make([]byte, 16)
+	if _, err := rand.Read(salt); err != nil {
+		panic(err) // crypto/rand does not fail on supported platforms
+	}
+	salted := pbkdf2.Key([]byte(password), salt, iterations, sha256.Size, sha256.New)
+	mac := func(key []byte, msg string) []byte {
+		m := hmac.New(sha256.New, key)
+		m.Write([]byte(msg))
+		return m.Sum(nil)
+	}
+	clientKey := mac(salted, "Client Key")
+	storedKey := sha256.Sum256(clientKey)
+	serverKey := mac(salted, "Server Key")
+	b64 := base64.StdEncoding.EncodeToString
+	return fmt.Sprintf("SCRAM-SHA-256$%d:%s$%s:%s", iterations, b64(salt), b64(storedKey[:]), b64(serverKey))
+}
+
+// roleMarkQuery reads a role's comment (the catalog's mark).
+const roleMarkQuery = `SELECT shobj_description(oid, 'pg_authid') FROM pg_roles WHERE rolname = $1`
+
+// ensureRole creates tenant t's login role (named like its database) if it
+// does not exist, or resets its password to the current secret's. The
+// admin is made a member of it, which PostgreSQL requires for creating a
+// database owned by it and lets the admin drop it later.
+func (p *Provisioner) ensureRole(ctx context.Context, t *controlplane.Tenant) error {
+	exists, err := p.checkOwner(ctx, t, "role", roleMarkQuery)
+	if err != nil {
+		return err
+	}
+	role, verifier := quote(t.DBName), literal(scramVerifier(p.roles.Password(t.DBName)))
+	if exists {
+		_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+role+` WITH LOGIN PASSWORD `+verifier)
+		return err
+	}
+	for _, stmt := range []string{
+		`CREATE ROLE ` + role + ` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ` + verifier,
+		`COMMENT ON ROLE ` + role + ` IS ` + literal(p.mark(t)),
+		`GRANT ` + role + ` TO CURRENT_USER`,
+	} {
+		if _, err := p.admin.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("create role %s: %w", t.DBName, err)
+		}
+	}
+	return nil
+}
+
+// dropRole drops tenant t's role, if it exists and is t's.
+func (p *Provisioner) dropRole(ctx context.Context, t *controlplane.Tenant) error {
+	exists, err := p.checkOwner(ctx, t, "role", roleMarkQuery)
+	if err != nil || !exists {
+		return err
+	}
+	_, err = p.admin.ExecContext(ctx, `DROP ROLE IF EXISTS `+quote(t.DBName))
+	return err
+}
+
+// RotateRolePassword sets tenant t's role password to the current
+// secret's (after TENANT_ROLE_SECRET changed).
+func (p *Provisioner) RotateRolePassword(ctx context.Context, t *controlplane.Tenant) error {
+	if t.Isolation != controlplane.IsolationDatabase {
+		return nil
+	}
+	if err := p.checkName(t); err != nil {
+		return err
+	}
+	return p.ensureRole(ctx, t)
+}
