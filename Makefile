@@ -40,12 +40,16 @@ build: ## Build bin/controlplane
 	go build -o bin/controlplane ./cmd/controlplane
 
 .PHONY: test
-test: ## Run the tests (against a throwaway Postgres unless DATABASE_URL is set)
+test: ## Run the tests, then a short fuzz run (against a throwaway Postgres unless DATABASE_URL is set)
 	bash scripts/test.sh $(TESTFLAGS)
 
 .PHONY: test-race
 test-race: ## Run the tests with the race detector
 	bash scripts/test.sh -race $(TESTFLAGS)
+
+.PHONY: fuzz
+fuzz: ## Run every fuzz target for FUZZTIME each (default 1m; make test runs them for 3s)
+	FUZZTIME=$${FUZZTIME:-1m} bash scripts/fuzz.sh
 
 .PHONY: vet
 vet: ## Run go vet

@@ -92,3 +92,37 @@ func FuzzTenantSpec(f *testing.F) {
 		require.True(t, spec.MaxExtensions >= 0 && spec.MaxExtensions <= 100000)
 	})
 }
+
+// FuzzNormalizeHost: any Host header normalises without panicking to a
+// lower-case host, and a valid hostname (the only kind a tenant domain can
+// be) is its own normal form, without a port.
+func FuzzNormalizeHost(f *testing.F) {
+	for _, s := range []string{"acme.example.com", "ACME.Example.COM.:8080", "[::1]:8080", "[::1]", "127.0.0.1:80", "", ":", "a:b:c", "xn--bcher-kva.example", "acme.example.com..", "%2e", "\x00"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, host string) {
+		h := NormalizeHost(host)
+		require.Equal(t, strings.ToLower(h), h)
+		if ValidHostname(h) {
+			require.Equal(t, h, NormalizeHost(h), "a valid hostname is its own normal form")
+			require.NotContains(t, h, ":")
+		}
+	})
+}
+
+// FuzzNormalizeE164: whatever is typed, a normalised number is either valid
+// E.164 or refused; it never keeps a separator.
+func FuzzNormalizeE164(f *testing.F) {
+	for _, s := range []string{"+1 (555) 123-4567", "+44 20 7183 8750", "5551234567", "+0123", "++15551234567", "+1.555.123.4567", "\t+15551234567\n", "+１５５５"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n := NormalizeE164(s)
+		require.NotContains(t, n, " ")
+		require.NotContains(t, n, "-")
+		if ValidE164(n) {
+			require.Regexp(t, `^\+[1-9][0-9]{1,14}$`, n)
+			require.Equal(t, n, NormalizeE164(n))
+		}
+	})
+}

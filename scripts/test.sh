@@ -144,10 +144,15 @@ fi
 go_test=(go test -count=1 -timeout 10m)
 # shellcheck disable=SC2206 # TEST_PACKAGES may list several patterns.
 go_test+=(${TEST_PACKAGES:-./...} "$@")
+# The fuzz smoke run (scripts/fuzz.sh) follows a passing go test, in the same
+# process group, so an interrupt stops it too.
+fuzz_script="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fuzz.sh"
+# shellcheck disable=SC2016 # expanded by the inner bash
+run_tests=(bash -c '"${@:2}" && bash "$1"' run_tests "$fuzz_script" "${go_test[@]}")
 if command -v setsid >/dev/null; then
-	setsid "${go_test[@]}" &
+	setsid "${run_tests[@]}" &
 else
-	"${go_test[@]}" &
+	"${run_tests[@]}" &
 fi
 gotest_pid=$!
 

@@ -1,0 +1,45 @@
+package httpapi
+
+import (
+	"bytes"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+
+	"github.com/gin-gonic/gin"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// FuzzDecodeTenantSpec feeds arbitrary bodies through the strict decoder
+// and the tenant rules, as POST /api/tenants does: every outcome is a
+// domain error with a 4xx status, or a valid spec; never a panic, never a
+// 500.
+func FuzzDecodeTenantSpec(f *testing.F) {
+	for _, s := range []string{
+		`{"name":"Acme Corp","slug":"acme-corp","domain":"acme.example.com","status":"active","timezone":"America/New_York","max_extensions":50,"settings":[]}`,
+		`{"name":1}`, `[]`, `null`, `{"settings":{"a":1}}`, `{"max_extensions":1e309}`, `{"a":1}{"b":2}`, `{"name":"x","name":"y"}`,
+		"{\"name\":\"\\ud800\"}", `{"max_extensions":-0}`, `{"isolation":null}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := httptest.NewRecorder()
+		c, _ := gin.CreateTestContext(w)
+		c.Request = httptest.NewRequest(http.MethodPost, "/api/tenants", bytes.NewReader(body))
+		c.Request.Body = http.MaxBytesReader(w, c.Request.Body, MaxBodyBytes)
+		spec := controlplane.NewTenantSpec()
+		err := decodeJSON(c, &spec)
+		if err == nil {
+			spec.Normalize(controlplane.IsolationDatabase)
+			err = spec.Validate()
+		}
+		if err == nil {
+			return
+		}
+		code := controlplane.ErrorCode(err)
+		status := statusOf[code]
+		require.True(t, status >= 400 && status < 500, "code %s (%d) for %q: %v", code, status, body, err)
+	})
+}
