@@ -146,8 +146,10 @@ func TestConnectionBudget(t *testing.T) {
 	for round := 0; round < 3; round++ {
 		for _, tn := range f.Tenants {
 			require.Empty(t, numbers(t, r, tn))
-			require.LessOrEqual(t, f.backends(), 2)
 			require.LessOrEqual(t, r.Stats().OpenConns, 2)
+			// A backend exits a moment after its client closed the
+			// connection, so the server's count may lag behind.
+			require.Eventually(t, func() bool { return f.backends() <= 2 }, 5*time.Second, 10*time.Millisecond)
 		}
 	}
 

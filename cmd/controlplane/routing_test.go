@@ -474,3 +474,38 @@ func TestMetrics(t *testing.T) {
 	}
 	require.NotContains(t, text, "acme", "no tenant in any label")
 }
+
+// A write's response shows the same instants as the next read: timestamps
+// are kept at the database's precision.
+func TestWriteResponsesMatchReads(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	b.create(seed())
+	h := "acme.example.com"
+	for _, r := range []struct{ create, path string }{
+		{"/api/extensions", "/api/extensions/1"},
+		{"/api/queues", "/api/queues/1"},
+		{"/api/contacts", "/api/contacts/1"},
+		{"/api/dids", "/api/dids/1"},
+	} {
+		body := map[string]any{"number": "1001", "name": "x"}
+		switch r.create {
+		case "/api/queues", "/api/contacts":
+			body = map[string]any{"name": "x"}
+		case "/api/dids":
+			body = map[string]any{"number": "+15551230000"}
+		}
+		status, _, created := b.req("POST", h, r.create, body)
+		require.Equal(t, http.StatusCreated, status, "%s: %v", r.create, created)
+		_, _, got := b.req("GET", h, r.path, nil)
+		require.Equal(t, created, got, r.path)
+		patch := map[string]any{"name": "y"}
+		if r.create == "/api/dids" {
+			patch = map[string]any{"description": "y"}
+		}
+		status, _, patched := b.req("PATCH", h, r.path, patch)
+		require.Equal(t, http.StatusOK, status, "%v", patched)
+		_, _, got = b.req("GET", h, r.path, nil)
+		require.Equal(t, patched, got, r.path)
+	}
+}

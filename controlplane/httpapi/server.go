@@ -78,6 +78,9 @@ func (s *Server) Handler() http.Handler {
 	s.queueRoutes(tenant)
 	s.contactRoutes(tenant)
 	s.didRoutes(tenant)
+	s.rateRoutes(tenant)
+	s.cdrRoutes(tenant)
+	s.reportRoutes(tenant)
 	s.didLookupRoute(r)
 	return stripSlug(r)
 }
@@ -133,10 +136,23 @@ func (s *Server) recovered(c *gin.Context, v any) {
 	c.AbortWithStatusJSON(http.StatusInternalServerError, errorBody{Error: errorDetail{Code: controlplane.Internal, Message: "internal error; the details are in the server log"}})
 }
 
-// limitBody caps every request body at MaxBodyBytes.
+// bodyLimits raises MaxBodyBytes for the few routes that take bulk
+// uploads, by route pattern (so /t/{slug}/... too); every other route keeps
+// MaxBodyBytes.
+var bodyLimits = map[string]int64{
+	"/api/rates/import": MaxImportBytes,
+}
+
+// limitBody caps every request body at MaxBodyBytes, or its route's
+// bodyLimits entry. gin has matched the route before any middleware runs,
+// so FullPath is known here.
 func limitBody(c *gin.Context) {
 	if c.Request.Body != nil {
-		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, MaxBodyBytes)
+		limit := int64(MaxBodyBytes)
+		if n, ok := bodyLimits[c.FullPath()]; ok {
+			limit = n
+		}
+		c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, limit)
 	}
 	c.Next()
 }

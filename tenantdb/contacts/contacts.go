@@ -85,7 +85,7 @@ type contact struct {
 	Tags      pq.StringArray `gorm:"type:text[]"`
 	Notes     string
 	CreatedAt time.Time
-	UpdatedAt time.Time
+	UpdatedAt time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
 func (contact) TableName(n schema.Namer) string { return n.TableName("Contact") }

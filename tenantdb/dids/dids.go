@@ -75,7 +75,7 @@ type did struct {
 	TargetID    *int64
 	Description string
 	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	UpdatedAt   time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
 // TableName qualifies the table through the handle's naming strategy.

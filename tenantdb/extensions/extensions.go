@@ -71,7 +71,7 @@ type extension struct {
 	HA1SHA256        *string `gorm:"column:ha1_sha256"`
 	HA1Realm         *string `gorm:"column:ha1_realm"`
 	CreatedAt        time.Time
-	UpdatedAt        time.Time
+	UpdatedAt        time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
 // TableName qualifies the table through the namer (see extension).

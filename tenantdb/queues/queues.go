@@ -99,7 +99,7 @@ type queue struct {
 	Strategy       string
 	MaxWaitSeconds int
 	CreatedAt      time.Time
-	UpdatedAt      time.Time
+	UpdatedAt      time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
 // TableName qualifies the table through the handle's naming strategy.
@@ -112,7 +112,7 @@ type queueMember struct {
 	Level       int
 	Position    int
 	CreatedAt   time.Time
-	UpdatedAt   time.Time
+	UpdatedAt   time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
 // TableName qualifies the table through the handle's naming strategy.
