@@ -225,16 +225,12 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Contact, int, error) {
 		q = q.Where("(lower(name) LIKE ? OR lower(company) LIKE ? OR lower(email) LIKE ? OR id IN (SELECT contact_id FROM "+
 			tenantdb.Table(s.DB, "contact_emails")+" WHERE lower(email) LIKE ?))", like, like, like, like)
 	}
-	var total int64
-	if err := q.Count(&total).Error; err != nil {
-		return nil, 0, translate(err, 0)
-	}
-	var rows []contact
-	if err := q.Order("lower(name), id").Limit(f.Limit).Offset(f.Offset).Find(&rows).Error; err != nil {
+	rows, total, err := tenantdb.Page[contact](q, "lower(name), id", f.Limit, f.Offset)
+	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
 	out, err := s.withLists(ctx, rows)
-	return out, int(total), err
+	return out, total, err
 }
 
 // Replace sets every field of contact id (PUT).

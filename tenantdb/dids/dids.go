@@ -14,6 +14,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
+	"github.com/laracopilot/controlplane/tenantdb"
 )
 
 // DID is what the API returns.
@@ -124,19 +125,11 @@ func (s *Store) Get(ctx context.Context, id int64) (*DID, error) {
 
 // List returns a page of DIDs ordered by number, and the total.
 func (s *Store) List(ctx context.Context, limit, offset int) ([]DID, int, error) {
-	var total int64
-	if err := s.DB.WithContext(ctx).Model(&did{}).Count(&total).Error; err != nil {
+	rows, total, err := tenantdb.Page[did](s.DB.WithContext(ctx).Model(&did{}), "number", limit, offset)
+	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
-	var rows []did
-	if err := s.DB.WithContext(ctx).Order("number").Limit(limit).Offset(offset).Find(&rows).Error; err != nil {
-		return nil, 0, translate(err, 0)
-	}
-	out := make([]DID, len(rows))
-	for i := range rows {
-		out[i] = *rows[i].public()
-	}
-	return out, int(total), nil
+	return tenantdb.Map(rows, func(d *did) DID { return *d.public() }), total, nil
 }
 
 func (s *Store) get(ctx context.Context, id int64) (*did, error) {

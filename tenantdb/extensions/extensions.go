@@ -158,19 +158,11 @@ func (s *Store) Get(ctx context.Context, id int64) (*Extension, error) {
 
 // List returns a page of extensions ordered by number, and the total.
 func (s *Store) List(ctx context.Context, limit, offset int) ([]Extension, int, error) {
-	var total int64
-	if err := s.DB.WithContext(ctx).Model(&extension{}).Count(&total).Error; err != nil {
+	rows, total, err := tenantdb.Page[extension](s.DB.WithContext(ctx).Model(&extension{}), "number", limit, offset)
+	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
-	var rows []extension
-	if err := s.DB.WithContext(ctx).Order("number").Limit(limit).Offset(offset).Find(&rows).Error; err != nil {
-		return nil, 0, translate(err, 0)
-	}
-	out := make([]Extension, len(rows))
-	for i := range rows {
-		out[i] = rows[i].public(s.Tenant.Domain)
-	}
-	return out, int(total), nil
+	return tenantdb.Map(rows, func(e *extension) Extension { return e.public(s.Tenant.Domain) }), total, nil
 }
 
 // Replace sets every field of extension id to spec (PUT). A password left

@@ -183,19 +183,11 @@ func (s *Store) Get(ctx context.Context, id int64) (*Queue, error) {
 
 // List returns a page of queues ordered by name, and the total.
 func (s *Store) List(ctx context.Context, limit, offset int) ([]Queue, int, error) {
-	var total int64
-	if err := s.DB.WithContext(ctx).Model(&queue{}).Count(&total).Error; err != nil {
+	rows, total, err := tenantdb.Page[queue](s.DB.WithContext(ctx).Model(&queue{}), "name", limit, offset)
+	if err != nil {
 		return nil, 0, translate(err, "queue", 0)
 	}
-	var rows []queue
-	if err := s.DB.WithContext(ctx).Order("name").Limit(limit).Offset(offset).Find(&rows).Error; err != nil {
-		return nil, 0, translate(err, "queue", 0)
-	}
-	out := make([]Queue, len(rows))
-	for i := range rows {
-		out[i] = rows[i].public()
-	}
-	return out, int(total), nil
+	return tenantdb.Map(rows, (*queue).public), total, nil
 }
 
 // Replace sets every field of queue id (PUT); left-out fields take defaults.

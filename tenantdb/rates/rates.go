@@ -19,6 +19,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
+	"github.com/laracopilot/controlplane/tenantdb"
 )
 
 // Rate is what the API returns.
@@ -260,20 +261,11 @@ func (s *Store) List(ctx context.Context, prefix string, limit, offset int) ([]R
 		// Digits only (checked above): no LIKE wildcard to escape.
 		q = q.Where("prefix LIKE ?", prefix+"%")
 	}
-	q = q.Session(&gorm.Session{}) // reused by Count and Find
-	var total int64
-	if err := q.Count(&total).Error; err != nil {
+	rows, total, err := tenantdb.Page[rate](q, "prefix, effective_from", limit, offset)
+	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
-	var rows []rate
-	if err := q.Order("prefix, effective_from").Limit(limit).Offset(offset).Find(&rows).Error; err != nil {
-		return nil, 0, translate(err, 0)
-	}
-	out := make([]Rate, len(rows))
-	for i := range rows {
-		out[i] = rows[i].public()
-	}
-	return out, int(total), nil
+	return tenantdb.Map(rows, (*rate).public), total, nil
 }
 
 // Replace sets every field of rate id (PUT); left-out optional fields take
