@@ -285,3 +285,31 @@ func TestRotateRolePasswords(t *testing.T) {
 	status, _, _ := b.req("GET", "acme.example.com", "/api/extensions", nil)
 	require.Equal(t, http.StatusOK, status)
 }
+
+// Ctrl-C: no tenant is started after the cancel, the ones running finish,
+// and the run reports the rest as not started.
+func TestFleetRunStopsDispatchingOnCancel(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	for _, s := range []string{"a", "b", "c", "d", "e"} {
+		b.create(map[string]any{"name": s, "slug": s, "domain": s + ".example.com"})
+	}
+	app, fleet := b.fleet(withMigrations(t, v2))
+	fleet.Concurrency = 1
+	ctx, cancel := context.WithCancel(context.Background())
+	results := fleet.Run(ctx, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) { cancel() })
+	var done, notStarted int
+	for _, r := range results {
+		switch r.Skipped {
+		case "":
+			require.NoError(t, r.Err)
+			require.Equal(t, uint(2), r.To)
+			done++
+		case "interrupted before it started":
+			notStarted++
+		}
+	}
+	require.GreaterOrEqual(t, done, 1)
+	require.LessOrEqual(t, done, 2, "at most the one running and the one already handed over")
+	require.Equal(t, 5, done+notStarted)
+}

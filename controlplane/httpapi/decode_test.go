@@ -43,3 +43,26 @@ func FuzzDecodeTenantSpec(f *testing.F) {
 		require.True(t, status >= 400 && status < 500, "code %s (%d) for %q: %v", code, status, body, err)
 	})
 }
+
+// FuzzDecodeCDRs: the body of POST /api/cdrs (one CDR or {"cdrs": [...]})
+// decodes or fails with a client error naming what is wrong.
+func FuzzDecodeCDRs(f *testing.F) {
+	for _, s := range []string{
+		`{"uuid":"6f9619ff-8b86-4011-b42d-00c04fc964ff","direction":"outbound","start_at":"2025-11-02T05:30:00Z"}`,
+		`{"cdrs":[{"uuid":"a"},{"billsec":"x"}]}`, `{"cdrs":null}`, `{"cdrs":{}}`, `[{"uuid":"a"}]`, `{"cdrs":[1,2]}`, `{"cdrs":[],"x":1}`,
+	} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, body []byte) {
+		w := httptest.NewRecorder()
+		c, _ := gin.CreateTestContext(w)
+		c.Request = httptest.NewRequest(http.MethodPost, "/api/cdrs", bytes.NewReader(body))
+		c.Request.Body = http.MaxBytesReader(w, c.Request.Body, MaxBodyBytes)
+		_, _, err := decodeCDRs(c)
+		if err == nil {
+			return
+		}
+		status := statusOf[controlplane.ErrorCode(err)]
+		require.True(t, status >= 400 && status < 500, "%q: %v", body, err)
+	})
+}
