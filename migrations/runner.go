@@ -1,13 +1,19 @@
 package migrations
 
 import (
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
+	"regexp"
+	"sort"
+	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
+	"github.com/golang-migrate/migrate/v4/source"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
 )
 
@@ -90,4 +96,62 @@ func Latest(src fs.FS) (uint, error) {
 		}
 		v = next
 	}
+}
+
+// History is every up migration of a source, in order, ready to be applied
+// in one go to an empty database or schema.
+type History struct {
+	Latest uint
+	// Script is the up files concatenated, each ending with a newline.
+	Script string
+	// Transactional is false when a file cannot run inside a transaction
+	// (CREATE INDEX CONCURRENTLY and the like): such a history must be
+	// applied file by file by golang-migrate.
+	Transactional bool
+	// Hash identifies the history's content (names and SQL).
+	Hash string
+}
+
+// nonTransactional spots statements PostgreSQL refuses inside a
+// transaction block, or explicit transaction control in a file.
+var nonTransactional = regexp.MustCompile(`(?i)\b(CONCURRENTLY|VACUUM|ALTER\s+SYSTEM|BEGIN|COMMIT|ROLLBACK)\b`)
+
+// ReadHistory reads src's up migrations.
+func ReadHistory(src fs.FS) (*History, error) {
+	entries, err := fs.ReadDir(src, ".")
+	if err != nil {
+		return nil, err
+	}
+	type up struct {
+		version uint
+		name    string
+	}
+	var ups []up
+	for _, e := range entries {
+		m, err := source.Parse(e.Name())
+		if err != nil || m.Direction != source.Up {
+			continue
+		}
+		ups = append(ups, up{m.Version, e.Name()})
+	}
+	sort.Slice(ups, func(i, j int) bool { return ups[i].version < ups[j].version })
+	h := &History{Transactional: true}
+	sum := sha256.New()
+	var script strings.Builder
+	for _, u := range ups {
+		data, err := fs.ReadFile(src, u.name)
+		if err != nil {
+			return nil, err
+		}
+		if nonTransactional.Match(data) {
+			h.Transactional = false
+		}
+		fmt.Fprintf(sum, "%s\x00%s\x00", u.name, data)
+		script.Write(data)
+		script.WriteString("\n")
+		h.Latest = u.version
+	}
+	h.Script = script.String()
+	h.Hash = hex.EncodeToString(sum.Sum(nil))
+	return h, nil
 }

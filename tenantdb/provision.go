@@ -30,6 +30,7 @@ type Provisioner struct {
 	owner      string
 	roles      RoleSecret
 	migrations fs.FS
+	fresh      freshState
 	// BeforeDrop, if set, runs before a tenant's database or schema is
 	// dropped: the Router closes the tenant's pool there.
 	BeforeDrop func(t *controlplane.Tenant)
@@ -80,9 +81,15 @@ func (p *Provisioner) mark(t *controlplane.Tenant) string {
 }
 
 // Provision creates the tenant's database or schema unless it exists (and
-// is this tenant's), then migrates it to the latest version.
+// is this tenant's), then migrates it to the latest version. A tenant made
+// from nothing takes the fast path of fresh.go; one that exists already (an
+// interrupted attempt) is migrated on by golang-migrate.
 func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (uint, error) {
 	if err := p.checkName(t); err != nil {
+		return 0, err
+	}
+	h, err := p.history()
+	if err != nil {
 		return 0, err
 	}
 	switch t.Isolation {
@@ -90,13 +97,30 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 		if err := p.ensureRole(ctx, t); err != nil {
 			return 0, err
 		}
+		exists, err := p.checkOwner(ctx, t, "database", databaseMarkQuery)
+		if err != nil {
+			return 0, err
+		}
+		if !exists && h.Transactional {
+			return h.Latest, p.cloneDatabase(ctx, t, h)
+		}
 		if err := p.createDatabase(ctx, t); err != nil {
+			return 0, err
+		}
+		if err := p.reassignToTenant(ctx, t); err != nil {
 			return 0, err
 		}
 		// As the tenant's role, so that it owns every table it will use.
 		db, _ := p.tenantDB(t)
 		return migrations.Up(db, p.migrations, "")
 	case controlplane.IsolationSchema:
+		exists, err := p.checkOwner(ctx, t, "schema", schemaMarkQuery)
+		if err != nil {
+			return 0, err
+		}
+		if !exists && h.Transactional {
+			return h.Latest, p.createSchemaFresh(ctx, t, h)
+		}
 		if err := p.createSchema(ctx, t); err != nil {
 			return 0, err
 		}
@@ -241,6 +265,11 @@ func (p *Provisioner) open(dbname, schema, role string) *sql.DB {
 	if schema != "" {
 		cfg.RuntimeParams["search_path"] = quote(schema)
 	}
+	return openConfig(cfg)
+}
+
+// openConfig opens a small pool of its own on cfg.
+func openConfig(cfg *pgx.ConnConfig) *sql.DB {
 	db := stdlib.OpenDB(*cfg)
 	db.SetMaxOpenConns(2)
 	return db

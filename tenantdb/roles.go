@@ -71,14 +71,12 @@ func (p *Provisioner) ensureRole(ctx context.Context, t *controlplane.Tenant) er
 		_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+role+` WITH LOGIN PASSWORD `+verifier)
 		return err
 	}
-	for _, stmt := range []string{
-		`CREATE ROLE ` + role + ` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD ` + verifier,
-		`COMMENT ON ROLE ` + role + ` IS ` + literal(p.mark(t)),
-		`GRANT ` + role + ` TO CURRENT_USER`,
-	} {
-		if _, err := p.admin.ExecContext(ctx, stmt); err != nil {
-			return fmt.Errorf("create role %s: %w", t.DBName, err)
-		}
+	// One round trip, one implicit transaction: all three or none.
+	_, err = p.admin.ExecContext(ctx, `CREATE ROLE `+role+` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD `+verifier+`;
+		COMMENT ON ROLE `+role+` IS `+literal(p.mark(t))+`;
+		GRANT `+role+` TO CURRENT_USER`)
+	if err != nil {
+		return fmt.Errorf("create role %s: %w", t.DBName, err)
 	}
 	return nil
 }

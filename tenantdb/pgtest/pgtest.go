@@ -111,6 +111,8 @@ func drop(t testing.TB, server string, d DB) {
 	}
 	_ = rows.Close()
 	for _, n := range names {
+		// Template databases (the provisioner's) refuse DROP until unmarked.
+		_, _ = admin.ExecContext(ctx, `ALTER DATABASE `+pgx.Identifier{n}.Sanitize()+` WITH IS_TEMPLATE false`)
 		if _, err := admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+pgx.Identifier{n}.Sanitize()+` WITH (FORCE)`); err != nil {
 			t.Errorf("drop %s: %v", n, err)
 		}
@@ -137,12 +139,12 @@ func drop(t testing.TB, server string, d DB) {
 }
 
 // TenantDatabases lists the databases on the server whose name starts with
-// prefix: the tenant databases a test made.
+// prefix: the tenant databases a test made (not the provisioner's template).
 func TenantDatabases(t testing.TB, prefix string) []string {
 	t.Helper()
 	admin := open(t, ServerURL(t), "")
 	defer admin.Close()
-	rows, err := admin.Query(`SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY datname`, prefix)
+	rows, err := admin.Query(`SELECT datname FROM pg_database WHERE starts_with(datname, $1) AND NOT datistemplate ORDER BY datname`, prefix)
 	if err != nil {
 		t.Fatalf("list databases: %v", err)
 	}

@@ -1,0 +1,141 @@
+package tenantdb
+
+import (
+	"context"
+	"database/sql"
+	"fmt"
+	"io/fs"
+	"testing"
+	"testing/fstest"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/migrations"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+)
+
+// shape describes a tenant's database objects, names and definitions, so
+// two tenants made differently can be compared.
+func shape(t *testing.T, db *sql.DB, schema string) []string {
+	t.Helper()
+	rows, err := db.Query(`
+		SELECT 'column ' || table_name || '.' || column_name || ' ' || data_type || ' ' || is_nullable || ' ' || coalesce(column_default, '')
+		  FROM information_schema.columns WHERE table_schema = $1
+		UNION ALL
+		SELECT 'constraint ' || conname || ' ' || replace(pg_get_constraintdef(c.oid), $1 || '.', '')
+		  FROM pg_constraint c JOIN pg_namespace n ON n.oid = c.connamespace WHERE n.nspname = $1
+		UNION ALL
+		SELECT 'index ' || indexname || ' ' || replace(indexdef, $1 || '.', '')
+		  FROM pg_indexes WHERE schemaname = $1
+
+		ORDER BY 1`, schema)
+	require.NoError(t, err)
+	defer rows.Close()
+	var out []string
+	for rows.Next() {
+		var s string
+		require.NoError(t, rows.Scan(&s))
+		out = append(out, s)
+	}
+	return out
+}
+
+func migrationRow(t *testing.T, db *sql.DB, schema string) string {
+	var v int64
+	var dirty bool
+	require.NoError(t, db.QueryRow(fmt.Sprintf(`SELECT version, dirty FROM %q.schema_migrations`, schema)).Scan(&v, &dirty))
+	return fmt.Sprintf("%d %t", v, dirty)
+}
+
+func newTestProvisioner(t *testing.T, db pgtest.DB, src fs.FS) *Provisioner {
+	p, err := NewProvisioner(context.Background(), ProvisionerConfig{URL: db.URL, Prefix: db.Prefix, Owner: "fresh-test", Migrations: src, RoleSecret: RoleSecret("fresh-test-secret")})
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = p.Close() })
+	return p
+}
+
+// The fast paths (a clone of the template, the one-transaction schema)
+// leave exactly what golang-migrate leaves, file by file.
+func TestFreshTenantsEqualMigratedOnes(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	p := newTestProvisioner(t, db, migrations.Tenant)
+	for _, isolation := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationSchema} {
+		fresh := &controlplane.Tenant{ID: 1, Isolation: isolation}
+		slow := &controlplane.Tenant{ID: 2, Isolation: isolation}
+		if isolation == controlplane.IsolationSchema {
+			fresh.ID, slow.ID = 3, 4
+		}
+		fresh.DBName, slow.DBName = p.DBName(fresh.ID), p.DBName(slow.ID)
+
+		// The slow path: the database or schema exists already (as after
+		// an interrupted attempt), so golang-migrate runs every file.
+		if isolation == controlplane.IsolationDatabase {
+			require.NoError(t, p.ensureRole(ctx, slow))
+			require.NoError(t, p.createDatabase(ctx, slow))
+		} else {
+			require.NoError(t, p.createSchema(ctx, slow))
+		}
+		for _, tn := range []*controlplane.Tenant{fresh, slow} {
+			v, err := p.Provision(ctx, tn)
+			require.NoError(t, err)
+			require.Equal(t, uint(1), v)
+		}
+
+		open := func(tn *controlplane.Tenant) (*sql.DB, string) {
+			if isolation == controlplane.IsolationSchema {
+				return pgtest.Open(t, db.URL), tn.DBName
+			}
+			return pgtest.Open(t, pgtest.WithDatabase(t, db.URL, tn.DBName)), "public"
+		}
+		fdb, fschema := open(fresh)
+		sdb, sschema := open(slow)
+		require.Equal(t, shape(t, sdb, sschema), shape(t, fdb, fschema), string(isolation))
+		require.NotEmpty(t, shape(t, fdb, fschema))
+		require.Equal(t, migrationRow(t, sdb, sschema), migrationRow(t, fdb, fschema))
+		if isolation == controlplane.IsolationDatabase {
+			var owners []string
+			rows, err := fdb.Query(`SELECT DISTINCT tableowner FROM pg_tables WHERE schemaname = 'public'`)
+			require.NoError(t, err)
+			for rows.Next() {
+				var o string
+				require.NoError(t, rows.Scan(&o))
+				owners = append(owners, o)
+			}
+			rows.Close()
+			require.Equal(t, []string{fresh.DBName}, owners, "the clone's tables belong to the tenant's role")
+		}
+	}
+}
+
+// A long history provisions as well as a short one (the template and the
+// one-transaction script do not grow in round trips with it).
+func TestFreshTenantsWithALongHistory(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	src := fstest.MapFS{}
+	entries, err := fs.ReadDir(migrations.Tenant, ".")
+	require.NoError(t, err)
+	for _, e := range entries {
+		data, err := fs.ReadFile(migrations.Tenant, e.Name())
+		require.NoError(t, err)
+		src[e.Name()] = &fstest.MapFile{Data: data}
+	}
+	for v := 2; v <= 30; v++ {
+		src[fmt.Sprintf("%06d_step.up.sql", v)] = &fstest.MapFile{Data: []byte(fmt.Sprintf("ALTER TABLE extensions ADD COLUMN c%d int;\n", v))}
+		src[fmt.Sprintf("%06d_step.down.sql", v)] = &fstest.MapFile{Data: []byte(fmt.Sprintf("ALTER TABLE extensions DROP COLUMN c%d;\n", v))}
+	}
+	p := newTestProvisioner(t, db, src)
+	for i, isolation := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationDatabase, controlplane.IsolationSchema} {
+		tn := &controlplane.Tenant{ID: int64(i + 1), Isolation: isolation, DBName: p.DBName(int64(i + 1))}
+		v, err := p.Provision(context.Background(), tn)
+		require.NoError(t, err)
+		require.Equal(t, uint(30), v)
+		out := p.Migrate(context.Background(), tn, controlplane.MigrationOp{Kind: controlplane.MigrateVersion})
+		require.NoError(t, out.Err)
+		require.Equal(t, uint(30), out.To)
+		require.False(t, out.Dirty)
+	}
+}
