@@ -45,6 +45,9 @@ type RouterConfig struct {
 	RoleSecret RoleSecret
 }
 
+// schemaHandles bounds the cached schema-mode handles.
+const schemaHandles = 20000
+
 // Router hands each tenant request a *gorm.DB bound to that tenant's
 // database or schema.
 //
@@ -106,8 +109,9 @@ func NewRouter(c RouterConfig) (*Router, error) {
 		return nil, err
 	}
 	// A schema handle holds no connection, only gorm's per-instance state
-	// (callbacks, parsed models): cheap to rebuild, so keep a generous bound.
-	if r.schemas, err = lru.New[string, *gorm.DB](10 * c.PoolsMax); err != nil {
+	// (callbacks, parsed models, a few KB): keep enough for a large fleet,
+	// since rebuilding one costs a model parse on its next request.
+	if r.schemas, err = lru.New[string, *gorm.DB](max(schemaHandles, 10*c.PoolsMax)); err != nil {
 		return nil, err
 	}
 
@@ -160,7 +164,9 @@ func (r *Router) databaseDB(name string) (*gorm.DB, func(), error) {
 		cfg.User, cfg.Password = name, r.cfg.RoleSecret.Password(name)
 		sqlDB := stdlib.OpenDB(*cfg) // connects lazily
 		sqlDB.SetMaxOpenConns(r.cfg.PoolMaxConns)
-		sqlDB.SetMaxIdleConns(r.cfg.PoolMaxConns)
+		// One warm connection per tenant database: with hundreds of pools,
+		// idle connections beyond it would only crowd the budget.
+		sqlDB.SetMaxIdleConns(1)
 		sqlDB.SetConnMaxIdleTime(r.cfg.PoolIdleTimeout)
 		db, err := openGorm(sqlDB, "")
 		if err != nil {
@@ -222,8 +228,7 @@ func (r *Router) Forget(t *controlplane.Tenant) {
 // spent, idle connections of every pool are closed first (they hold budget
 // without doing work), then the dial waits for a slot.
 func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, error) {
-	if !r.budget.TryAcquire(1) {
-		r.shedIdle()
+	if !r.budget.TryAcquire(1) && !r.shedIdle() {
 		wctx, cancel := context.WithTimeout(ctx, r.cfg.AcquireTimeout)
 		defer cancel()
 		if err := r.budget.Acquire(wctx, 1); err != nil {
@@ -243,20 +248,27 @@ func (r *Router) dial(ctx context.Context, network, addr string) (net.Conn, erro
 	return &budgetConn{Conn: c, release: func() { r.open.Add(-1); r.budget.Release(1) }}, nil
 }
 
-// shedIdle closes the idle connections of every pool.
-func (r *Router) shedIdle() {
+// shedIdle closes idle connections, those of the least recently used
+// tenant database pools first, until a slot of the budget is free (it then
+// holds that slot for the caller) or every pool was shed; the shared schema
+// pool goes last.
+func (r *Router) shedIdle() bool {
 	r.mu.Lock()
-	pools := r.pools.Values()
+	pools := r.pools.Values() // oldest first
 	r.mu.Unlock()
-	for _, p := range append(pools, &pool{sql: r.shared}) {
-		if p.sql == r.shared {
-			p.sql.SetMaxIdleConns(0)
-			p.sql.SetMaxIdleConns(r.cfg.SchemaPoolConns)
+	for _, p := range pools {
+		if p.sql.Stats().Idle == 0 {
 			continue
 		}
 		p.sql.SetMaxIdleConns(0)
-		p.sql.SetMaxIdleConns(r.cfg.PoolMaxConns)
+		p.sql.SetMaxIdleConns(1)
+		if r.budget.TryAcquire(1) {
+			return true
+		}
 	}
+	r.shared.SetMaxIdleConns(0)
+	r.shared.SetMaxIdleConns(r.cfg.SchemaPoolConns)
+	return r.budget.TryAcquire(1)
 }
 
 // budgetConn gives its budget slot back when closed.
