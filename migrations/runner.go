@@ -110,6 +110,15 @@ type History struct {
 	Transactional bool
 	// Hash identifies the history's content (names and SQL).
 	Hash string
+	// Files are the up migrations, in order.
+	Files []File
+}
+
+// File is one up migration.
+type File struct {
+	Version       uint
+	SQL           string
+	Transactional bool
 }
 
 // nonTransactional spots statements PostgreSQL refuses inside a
@@ -143,9 +152,9 @@ func ReadHistory(src fs.FS) (*History, error) {
 		if err != nil {
 			return nil, err
 		}
-		if nonTransactional.Match(data) {
-			h.Transactional = false
-		}
+		tx := !nonTransactional.Match(data)
+		h.Transactional = h.Transactional && tx
+		h.Files = append(h.Files, File{Version: u.version, SQL: string(data), Transactional: tx})
 		fmt.Fprintf(sum, "%s\x00%s\x00", u.name, data)
 		script.Write(data)
 		script.WriteString("\n")

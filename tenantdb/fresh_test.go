@@ -139,3 +139,79 @@ func TestFreshTenantsWithALongHistory(t *testing.T) {
 		require.False(t, out.Dirty)
 	}
 }
+
+// The fleet's fast "up" leaves what golang-migrate leaves, and fails as it
+// does: dirty at the failed version, the schema at the previous one.
+func TestFastUpEqualsGolangMigrate(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	base := newTestProvisioner(t, db, migrations.Tenant)
+	var tenants []*controlplane.Tenant
+	for i, isolation := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationDatabase, controlplane.IsolationSchema, controlplane.IsolationSchema} {
+		tn := &controlplane.Tenant{ID: int64(i + 1), Isolation: isolation, DBName: base.DBName(int64(i + 1))}
+		_, err := base.Provision(ctx, tn)
+		require.NoError(t, err)
+		tenants = append(tenants, tn)
+	}
+	src := fstest.MapFS{}
+	entries, err := fs.ReadDir(migrations.Tenant, ".")
+	require.NoError(t, err)
+	for _, e := range entries {
+		data, err := fs.ReadFile(migrations.Tenant, e.Name())
+		require.NoError(t, err)
+		src[e.Name()] = &fstest.MapFile{Data: data}
+	}
+	src["000002_more.up.sql"] = &fstest.MapFile{Data: []byte("ALTER TABLE extensions ADD COLUMN department text NOT NULL DEFAULT '';\nCREATE TABLE notes (id bigint PRIMARY KEY, body text);\n")}
+	src["000002_more.down.sql"] = &fstest.MapFile{Data: []byte("DROP TABLE notes;\nALTER TABLE extensions DROP COLUMN department;\n")}
+	src["000003_idx.up.sql"] = &fstest.MapFile{Data: []byte("CREATE INDEX notes_body_idx ON notes (body);\n")}
+	src["000003_idx.down.sql"] = &fstest.MapFile{Data: []byte("DROP INDEX notes_body_idx;\n")}
+	p := newTestProvisioner(t, db, src)
+	up := controlplane.MigrationOp{Kind: controlplane.MigrateUp}
+
+	for _, pair := range [][2]*controlplane.Tenant{{tenants[0], tenants[1]}, {tenants[2], tenants[3]}} {
+		fast, slow := pair[0], pair[1]
+		out := p.Migrate(ctx, fast, up)
+		require.NoError(t, out.Err)
+		require.Equal(t, controlplane.MigrationOutcome{From: 1, To: 3}, out)
+		out = p.migrateWithLibrary(ctx, slow, up)
+		require.NoError(t, out.Err)
+		require.Equal(t, uint(3), out.To)
+
+		open := func(tn *controlplane.Tenant) (*sql.DB, string) {
+			if tn.Isolation == controlplane.IsolationSchema {
+				return pgtest.Open(t, db.URL), tn.DBName
+			}
+			return pgtest.Open(t, pgtest.WithDatabase(t, db.URL, tn.DBName)), "public"
+		}
+		fdb, fs := open(fast)
+		sdb, ss := open(slow)
+		require.Equal(t, shape(t, sdb, ss), shape(t, fdb, fs))
+		require.Equal(t, migrationRow(t, sdb, ss), migrationRow(t, fdb, fs))
+		if fast.Isolation == controlplane.IsolationDatabase {
+			var owner string
+			require.NoError(t, fdb.QueryRow(`SELECT tableowner FROM pg_tables WHERE tablename = 'notes'`).Scan(&owner))
+			require.Equal(t, fast.DBName, owner, "a new table belongs to the tenant's role")
+		}
+		// Nothing to do the second time.
+		out = p.Migrate(ctx, fast, up)
+		require.Equal(t, controlplane.MigrationOutcome{From: 3, To: 3}, out)
+	}
+
+	// A failing file: dirty at its version, the schema untouched.
+	src["000004_bad.up.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE half (id int);\nSELECT no_such_function();\n")}
+	src["000004_bad.down.sql"] = &fstest.MapFile{Data: []byte("DROP TABLE IF EXISTS half;\n")}
+	bad := newTestProvisioner(t, db, src)
+	for _, tn := range []*controlplane.Tenant{tenants[0], tenants[2]} {
+		out := bad.Migrate(ctx, tn, up)
+		require.Error(t, out.Err)
+		require.Equal(t, uint(3), out.From)
+		require.Equal(t, uint(4), out.To)
+		require.True(t, out.Dirty)
+		again := bad.Migrate(ctx, tn, up)
+		require.Contains(t, again.Err.Error(), "Dirty database version 4")
+		forced := bad.Migrate(ctx, tn, controlplane.MigrationOp{Kind: controlplane.MigrateForce, Version: 3})
+		require.NoError(t, forced.Err)
+		require.Equal(t, controlplane.MigrationOutcome{From: 4, To: 3, Dirty: false}, forced)
+	}
+}

@@ -25,6 +25,17 @@ func (p *Provisioner) Migrate(ctx context.Context, t *controlplane.Tenant, op co
 		out.Err = err
 		return out
 	}
+	if op.Kind == controlplane.MigrateUp {
+		if out, ok := p.fastUp(ctx, t); ok {
+			return out
+		}
+	}
+	return p.migrateWithLibrary(ctx, t, op)
+}
+
+// migrateWithLibrary runs op with golang-migrate, file by file.
+func (p *Provisioner) migrateWithLibrary(ctx context.Context, t *controlplane.Tenant, op controlplane.MigrationOp) controlplane.MigrationOutcome {
+	out := controlplane.MigrationOutcome{}
 	db, schema := p.tenantDB(t)
 	m, err := migrations.Open(db, p.migrations, schema)
 	if err != nil {

@@ -31,6 +31,7 @@ type Provisioner struct {
 	roles      RoleSecret
 	migrations fs.FS
 	fresh      freshState
+	migPool    migrationPool
 	// BeforeDrop, if set, runs before a tenant's database or schema is
 	// dropped: the Router closes the tenant's pool there.
 	BeforeDrop func(t *controlplane.Tenant)
@@ -66,8 +67,13 @@ func NewProvisioner(ctx context.Context, c ProvisionerConfig) (*Provisioner, err
 	return &Provisioner{server: cfg, admin: admin, prefix: c.Prefix, owner: c.Owner, roles: c.RoleSecret, migrations: c.Migrations}, nil
 }
 
-// Close closes the connection to the tenant server.
-func (p *Provisioner) Close() error { return p.admin.Close() }
+// Close closes the connections to the tenant server.
+func (p *Provisioner) Close() error {
+	if p.migPool.db != nil {
+		_ = p.migPool.db.Close()
+	}
+	return p.admin.Close()
+}
 
 // DBName derives the database or schema name from the immutable tenant id,
 // never from user text, so it is always a safe identifier.

@@ -162,6 +162,23 @@ func TestFleetMigration(t *testing.T) {
 		require.Equal(t, map[string]any{"3": 3.0}, got["versions"])
 		require.EqualValues(t, 0, got["dirty"])
 
+		// The trail has gamma's runs, newest first: 2 → 3, the forced 3 → 2,
+		// the refused re-run, the failure, 1 → 2.
+		_, audit := b.do("GET", "/api/audit?tenant=3", nil)
+		var migrate []map[string]any
+		for _, e := range audit["data"].([]any) {
+			if entry := e.(map[string]any); entry["action"] == "tenant.migrate" {
+				migrate = append(migrate, entry["diff"].(map[string]any))
+			}
+		}
+		require.Len(t, migrate, 5)
+		require.Equal(t, map[string]any{"before": 2.0, "after": 3.0}, migrate[0]["schema_version"])
+		require.Equal(t, map[string]any{"before": 3.0, "after": 2.0}, migrate[1]["schema_version"])
+		require.Contains(t, migrate[2]["migration_error"].(map[string]any)["after"], "Dirty database version 3")
+		require.Contains(t, migrate[3]["migration_error"].(map[string]any)["after"], "extensions_no_666")
+		require.Equal(t, map[string]any{"before": false, "after": true}, migrate[3]["schema_dirty"])
+		require.Equal(t, map[string]any{"before": 1.0, "after": 2.0}, migrate[4]["schema_version"])
+
 		// Down one step, on one tenant.
 		results = fleet.Run(ctx, []*controlplane.Tenant{mustSlug(t, app, "beta")}, controlplane.MigrationOp{Kind: controlplane.MigrateDown, N: 1}, func(controlplane.MigrationResult) {})
 		require.NoError(t, results[0].Err)

@@ -409,33 +409,36 @@ func (s *Store) Identity(ctx context.Context) (string, error) {
 
 // RecordMigration stores what a migration run found and left in a tenant's
 // migrations table: its version, dirty flag and error (empty on success).
-// A run that changed the version, or failed, is also an audit entry.
+// A run that changed the version, or failed, is also an audit entry. One
+// statement (the fleet runs it for every tenant it migrates): the audit
+// insert reads the row as it was before the update.
 func (s *Store) RecordMigration(ctx context.Context, id int64, version uint, dirty bool, migErr string) error {
 	var row tenantRow
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		var before tenantRow
-		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&before, id).Error; err != nil {
-			return translateTenant(err, id)
-		}
-		err := tx.Model(&row).Clauses(clause.Returning{}).Where("id = ?", id).Updates(map[string]any{
-			"schema_version":  int64(version),
-			"schema_dirty":    dirty,
-			"migration_error": migErr,
-			"migrated_at":     gorm.Expr("now()"),
-			"version":         gorm.Expr("nextval('tenant_versions')"),
-		}).Error
-		if err != nil || (uint(before.SchemaVersion) == version && migErr == "" && !dirty) {
-			return err
-		}
-		diff := map[string]controlplane.Change{"schema_version": {Before: before.SchemaVersion, After: version}}
-		if migErr != "" || dirty {
-			diff["schema_dirty"] = controlplane.Change{Before: before.SchemaDirty, After: dirty}
-			diff["migration_error"] = controlplane.Change{Before: before.MigrationErr, After: migErr}
-		}
-		return audit(ctx, tx, "tenant.migrate", id, before.Slug, diff)
-	})
+	// Plain positional parameters ($n), bound by pgx: gorm's own named
+	// parameters do not mix with casts.
+	err := s.db.WithContext(ctx).Raw(`
+		WITH old AS (
+			SELECT id, slug, schema_version, schema_dirty, migration_error FROM tenants WHERE id = $1
+		), upd AS (
+			UPDATE tenants t SET schema_version = $2, schema_dirty = $3, migration_error = $4,
+				migrated_at = now(), version = nextval('tenant_versions')
+			FROM old WHERE t.id = old.id
+			RETURNING t.*
+		), aud AS (
+			INSERT INTO audit_log (at, actor, action, tenant_id, target, diff)
+			SELECT now(), $5, 'tenant.migrate', old.id, old.slug,
+				jsonb_build_object('schema_version', jsonb_build_object('before', old.schema_version, 'after', $2::bigint))
+				|| CASE WHEN $4 <> '' OR $3 THEN jsonb_build_object(
+					'schema_dirty', jsonb_build_object('before', old.schema_dirty, 'after', $3::boolean),
+					'migration_error', jsonb_build_object('before', old.migration_error, 'after', $4::text)) ELSE '{}' END
+			FROM old WHERE old.schema_version <> $2 OR $4 <> '' OR $3
+		)
+		SELECT * FROM upd`, id, int64(version), dirty, migErr, controlplane.ActorFrom(ctx)).Scan(&row).Error
 	if err != nil {
 		return translate(err)
+	}
+	if row.ID == 0 {
+		return controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
 	}
 	s.cache.put(row.tenant())
 	return nil
