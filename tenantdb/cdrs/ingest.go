@@ -304,7 +304,9 @@ func (s *Store) store(ctx context.Context, ins []input) ([]Result, error) {
 		return nil, err
 	}
 	table := tenantdb.Table(s.DB, "cdrs")
-	var created []string // uuids this statement inserted
+	// The inserted rows come back from the INSERT itself; only CDRs that
+	// were stored before (a re-post) are read again, usually none.
+	var inserted []cdr
 	err = s.DB.WithContext(ctx).Raw(`INSERT INTO `+table+` (uuid, direction, src, dst, start_at, answer_at, end_at, duration, billsec,
 			disposition, extension_id, queue_id, rate_id, cost, unrated_reason)
 		SELECT uuid, direction, src, dst, start_at, answer_at, end_at, duration, billsec,
@@ -313,25 +315,30 @@ func (s *Store) store(ctx context.Context, ins []input) ([]Result, error) {
 			answer_at timestamptz, end_at timestamptz, duration integer, billsec integer, disposition text,
 			extension_id bigint, queue_id bigint, rate_id bigint, cost numeric, unrated_reason text)
 		ON CONFLICT ON CONSTRAINT cdrs_uuid_key DO NOTHING
-		RETURNING uuid`, string(doc)).Scan(&created).Error
+		RETURNING *`, string(doc)).Scan(&inserted).Error
 	if err != nil {
 		return nil, translate(err)
 	}
-	uuids := make([]string, len(ins))
+	byUUID := make(map[string]*cdr, len(ins))
+	isNew := make(map[string]bool, len(inserted))
+	for i := range inserted {
+		byUUID[inserted[i].UUID] = &inserted[i]
+		isNew[inserted[i].UUID] = true
+	}
+	var before []string
 	for i := range ins {
-		uuids[i] = ins[i].UUID
+		if !isNew[ins[i].UUID] {
+			before = append(before, ins[i].UUID)
+		}
 	}
-	var rows []cdr
-	if err := s.DB.WithContext(ctx).Where("uuid IN ?", uuids).Find(&rows).Error; err != nil {
-		return nil, translate(err)
-	}
-	byUUID := make(map[string]*cdr, len(rows))
-	for i := range rows {
-		byUUID[rows[i].UUID] = &rows[i]
-	}
-	isNew := make(map[string]bool, len(created))
-	for _, u := range created {
-		isNew[u] = true
+	if len(before) > 0 {
+		var rows []cdr
+		if err := s.DB.WithContext(ctx).Where("uuid IN ?", before).Find(&rows).Error; err != nil {
+			return nil, translate(err)
+		}
+		for i := range rows {
+			byUUID[rows[i].UUID] = &rows[i]
+		}
 	}
 	out := make([]Result, len(ins))
 	for i := range ins {
