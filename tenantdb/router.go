@@ -45,9 +45,6 @@ type RouterConfig struct {
 	RoleSecret RoleSecret
 }
 
-// schemaHandles bounds the cached schema-mode handles.
-const schemaHandles = 20000
-
 // Router hands each tenant request a *gorm.DB bound to that tenant's
 // database or schema.
 //
@@ -109,9 +106,11 @@ func NewRouter(c RouterConfig) (*Router, error) {
 		return nil, err
 	}
 	// A schema handle holds no connection, only gorm's per-instance state
-	// (callbacks, parsed models, a few KB): keep enough for a large fleet,
-	// since rebuilding one costs a model parse on its next request.
-	if r.schemas, err = lru.New[string, *gorm.DB](max(schemaHandles, 10*c.PoolsMax)); err != nil {
+	// (callbacks, parsed models: about 11 KB). Rebuilding one costs a model
+	// parse on its next request; keeping all of a 10,000-tenant fleet would
+	// cost over 100 MB. Measured (docs/BENCHMARKS.md): keeping them all did
+	// not raise throughput across 10,000 tenants, PostgreSQL was the limit.
+	if r.schemas, err = lru.New[string, *gorm.DB](10 * c.PoolsMax); err != nil {
 		return nil, err
 	}
 
