@@ -189,9 +189,6 @@ func (s *Tenants) CreateKey(ctx context.Context, id int64, spec KeySpec) (*NewAP
 	if err := ValidateStruct(&spec); err != nil {
 		return nil, err
 	}
-	if _, err := s.Catalog.Tenant(ctx, id); err != nil {
-		return nil, err
-	}
 	key, hash, prefix := GenerateKey()
 	k, err := s.Keys.CreateAPIKey(ctx, id, spec.Name, prefix, hash)
 	if err != nil {

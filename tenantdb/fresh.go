@@ -3,6 +3,7 @@ package tenantdb
 import (
 	"context"
 	"database/sql"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"hash/crc32"
@@ -184,23 +185,37 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 }
 
 // createSchemaFresh creates t's schema with the whole history and the
-// migrations table, in one transaction: BEGIN, one multi-statement script,
-// COMMIT. SET LOCAL confines the search_path to this transaction.
+// migrations table, in one transaction and one round trip: BEGIN, the
+// script and COMMIT sent as one simple-protocol query on a connection of
+// its own. SET LOCAL confines the search_path to this transaction.
 func (p *Provisioner) createSchemaFresh(ctx context.Context, t *controlplane.Tenant, h *migrations.History) error {
 	s := quote(t.DBName)
-	script := `CREATE SCHEMA ` + s + `;
+	script := `BEGIN;
+CREATE SCHEMA ` + s + `;
 COMMENT ON SCHEMA ` + s + ` IS ` + literal(p.mark(t)) + `;
 SET LOCAL search_path TO ` + s + `;
 ` + h.Script + `
 CREATE TABLE ` + s + `.` + quote(migrations.Table) + ` (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);
-INSERT INTO ` + s + `.` + quote(migrations.Table) + ` (version, dirty) VALUES (` + strconv.FormatUint(uint64(h.Latest), 10) + `, false);`
-	tx, err := p.admin.BeginTx(ctx, nil)
+INSERT INTO ` + s + `.` + quote(migrations.Table) + ` (version, dirty) VALUES (` + strconv.FormatUint(uint64(h.Latest), 10) + `, false);
+COMMIT;`
+	conn, err := p.admin.Conn(ctx)
 	if err != nil {
 		return err
 	}
-	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, script); err != nil {
+	defer conn.Close()
+	if _, err := conn.ExecContext(ctx, script); err != nil {
+		// A failed statement leaves the transaction open and aborted: end
+		// it before the connection goes back to the pool, or drop it.
+		if _, rbErr := conn.ExecContext(context.WithoutCancel(ctx), `ROLLBACK`); rbErr != nil {
+			_ = conn.Raw(func(any) error { return driver.ErrBadConn })
+		}
 		return fmt.Errorf("create schema %s: %w", t.DBName, err)
 	}
-	return tx.Commit()
+	return nil
+}
+
+// isDuplicate reports a "database/schema already exists" error.
+func isDuplicate(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && (pg.Code == "42P04" || pg.Code == "42P06")
 }

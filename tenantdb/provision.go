@@ -103,12 +103,13 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 		if err := p.ensureRole(ctx, t); err != nil {
 			return 0, err
 		}
-		exists, err := p.checkOwner(ctx, t, "database", databaseMarkQuery)
-		if err != nil {
-			return 0, err
-		}
-		if !exists && h.Transactional {
-			return h.Latest, p.cloneDatabase(ctx, t, h)
+		// The common case first: nothing there yet. One that exists (a
+		// retry, a reconcile) is checked and migrated on.
+		if h.Transactional {
+			err := p.cloneDatabase(ctx, t, h)
+			if !isDuplicate(err) {
+				return h.Latest, err
+			}
 		}
 		if err := p.createDatabase(ctx, t); err != nil {
 			return 0, err
@@ -120,12 +121,11 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 		db, _ := p.tenantDB(t)
 		return migrations.Up(db, p.migrations, "")
 	case controlplane.IsolationSchema:
-		exists, err := p.checkOwner(ctx, t, "schema", schemaMarkQuery)
-		if err != nil {
-			return 0, err
-		}
-		if !exists && h.Transactional {
-			return h.Latest, p.createSchemaFresh(ctx, t, h)
+		if h.Transactional {
+			err := p.createSchemaFresh(ctx, t, h)
+			if !isDuplicate(err) {
+				return h.Latest, err
+			}
 		}
 		if err := p.createSchema(ctx, t); err != nil {
 			return 0, err

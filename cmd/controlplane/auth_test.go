@@ -6,6 +6,7 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -78,10 +79,14 @@ func TestTenantKeys(t *testing.T) {
 	status, _, got = b.req("GET", bh, "/api/extensions", nil, bearerAdmin...)
 	require.Equal(t, http.StatusOK, status, "%v", got)
 
+	status, _, _ = b.req("POST", "", "/api/tenants/99/keys", nil, bearerAdmin...)
+	require.Equal(t, http.StatusNotFound, status)
+
 	// Keys: listed without secrets, revoked at once, new ones work.
 	status, _, created := b.req("POST", "", "/api/tenants/1/keys", map[string]any{"name": "crm sync"}, bearerAdmin...)
 	require.Equal(t, http.StatusCreated, status, "%v", created)
 	key2 := created["key"].(string)
+	key2ID := strconv.Itoa(int(created["id"].(float64)))
 	status, _, list := b.req("GET", "", "/api/tenants/1/keys", nil, bearerAdmin...)
 	require.Equal(t, http.StatusOK, status)
 	require.Len(t, list["data"], 2)
@@ -97,14 +102,14 @@ func TestTenantKeys(t *testing.T) {
 	require.Equal(t, http.StatusUnauthorized, status, "revocation takes effect on the next request")
 	status, _, _ = b.req("GET", a, "/api/extensions", nil, bearerOf(key2)...)
 	require.Equal(t, http.StatusOK, status)
-	status, _, _ = b.req("DELETE", "", "/api/tenants/2/keys/3", nil, bearerAdmin...)
+	status, _, _ = b.req("DELETE", "", "/api/tenants/2/keys/"+key2ID, nil, bearerAdmin...)
 	require.Equal(t, http.StatusNotFound, status, "a key is revoked through its own tenant only")
 
 	// Another replica hears of the revocation too.
 	other := b.restart(nil)
 	status, _, _ = other.req("GET", a, "/api/extensions", nil, bearerOf(key2)...)
 	require.Equal(t, http.StatusOK, status)
-	status, _, _ = b.req("DELETE", "", "/api/tenants/1/keys/3", nil, bearerAdmin...)
+	status, _, _ = b.req("DELETE", "", "/api/tenants/1/keys/"+key2ID, nil, bearerAdmin...)
 	require.Equal(t, http.StatusNoContent, status)
 	require.Eventually(t, func() bool {
 		status, _, _ := other.req("GET", a, "/api/extensions", nil, bearerOf(key2)...)

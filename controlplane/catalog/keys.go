@@ -2,11 +2,13 @@ package catalog
 
 import (
 	"context"
+	"errors"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -119,15 +121,25 @@ func (s *Store) refreshKey(ctx context.Context, id int64) error {
 	return nil
 }
 
-// CreateAPIKey stores a new key's hash for the tenant, audited.
+// CreateAPIKey stores a new key's hash for the tenant, audited, in one
+// statement. A tenant that does not exist is NotFound (the foreign key).
 func (s *Store) CreateAPIKey(ctx context.Context, tenantID int64, name, prefix string, hash [32]byte) (*controlplane.APIKey, error) {
-	row := keyRow{TenantID: tenantID, Name: name, Prefix: prefix, Hash: hash[:], CreatedAt: time.Now().UTC().Truncate(time.Microsecond)}
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(&row).Error; err != nil {
-			return err
-		}
-		return audit(ctx, tx, "key.create", tenantID, "key "+itoa(row.ID)+" ("+prefix+"…)", map[string]controlplane.Change{"name": {After: name}})
-	})
+	var row keyRow
+	err := s.db.WithContext(ctx).Raw(`
+		WITH ins AS (
+			INSERT INTO tenant_api_keys (tenant_id, name, prefix, hash, created_at)
+			VALUES ($1, $2, $3, $4, date_trunc('microseconds', now()))
+			RETURNING *
+		), aud AS (
+			INSERT INTO audit_log (at, actor, action, tenant_id, target, diff)
+			SELECT now(), $5, 'key.create', tenant_id, 'key ' || id || ' (' || prefix || '…)', jsonb_build_object('name', jsonb_build_object('before', null, 'after', name))
+			FROM ins
+		)
+		SELECT * FROM ins`, tenantID, name, prefix, hash[:], controlplane.ActorFrom(ctx)).Scan(&row).Error
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.ConstraintName == "tenant_api_keys_tenant_id_fkey" {
+		return nil, controlplane.Errorf(controlplane.NotFound, "tenant %d not found", tenantID)
+	}
 	if err != nil {
 		return nil, translate(err)
 	}

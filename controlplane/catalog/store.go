@@ -130,14 +130,25 @@ func (s *Store) NextTenantID(ctx context.Context) (int64, error) {
 
 // CreateTenant inserts t (with its reserved id) and fills its timestamps.
 func (s *Store) CreateTenant(ctx context.Context, t *controlplane.Tenant) error {
-	row := rowOf(t)
-	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(&row).Error; err != nil {
-			return err
-		}
-		created := row.tenant()
-		return audit(ctx, tx, "tenant.create", row.ID, row.Slug, controlplane.TenantDiff(nil, &created))
-	})
+	diff, err := json.Marshal(controlplane.TenantDiff(nil, t))
+	if err != nil {
+		return err
+	}
+	// The row and its audit entry in one statement: one round trip, one
+	// transaction.
+	var row tenantRow
+	err = s.db.WithContext(ctx).Raw(`
+		WITH ins AS (
+			INSERT INTO tenants (id, name, slug, domain, status, timezone, max_extensions, settings, isolation, db_name, provisioning)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, $10, $11)
+			RETURNING *
+		), aud AS (
+			INSERT INTO audit_log (at, actor, action, tenant_id, target, diff)
+			SELECT now(), $12, 'tenant.create', id, slug, $13::jsonb FROM ins
+		)
+		SELECT * FROM ins`,
+		t.ID, t.Name, t.Slug, t.Domain, string(t.Status), t.Timezone, t.MaxExtensions, string(t.Settings),
+		string(t.Isolation), t.DBName, string(t.Provisioning), controlplane.ActorFrom(ctx), string(diff)).Scan(&row).Error
 	if err != nil {
 		return translate(err)
 	}
