@@ -47,6 +47,14 @@ test: ## Run the tests, then a short fuzz run (against a throwaway Postgres unle
 test-race: ## Run the tests with the race detector
 	bash scripts/test.sh -race $(TESTFLAGS)
 
+.PHONY: bench
+bench: ## Run every benchmark against its baseline on a throwaway Postgres and write docs/BENCHMARKS.md (~10-15 min)
+	bash bench/run.sh
+
+.PHONY: bench-smoke
+bench-smoke: ## Run every benchmark at tiny size, as a test (make test runs it too)
+	bash bench/run.sh smoke
+
 .PHONY: fuzz
 fuzz: ## Run every fuzz target for FUZZTIME each (default 1m; make test runs them for 3s)
 	FUZZTIME=$${FUZZTIME:-1m} bash scripts/fuzz.sh

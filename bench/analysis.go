@@ -1,0 +1,251 @@
+package bench
+
+import (
+	"fmt"
+	"runtime"
+	"strings"
+	"time"
+)
+
+// The explanations of missed targets. Each states first what this run
+// measured (true of the run it is printed with), then the causes found
+// with CPU and heap profiles (`bash bench/run.sh -only NAME -profile DIR`)
+// and PostgreSQL's statement log (log_min_duration_statement = 0), each
+// dated by the product commit it was found at, and the fix proposed. A
+// cause is printed only when the run shows its symptom, so a fixed cause
+// drops out of the report; a cause that outlives a change of its code
+// must be re-diagnosed and its commit updated.
+
+// The product commits the causes below were diagnosed at.
+const (
+	readsDiagnosed     = "31e1249"
+	provisionDiagnosed = "7f8cca2"
+	fleetDiagnosed     = "4e9cd88"
+	rebuildDiagnosed   = "9ecae6f" // the cost of rebuilding a schema handle
+	heapDiagnosed      = "31e1249" // what 10,000 schema handles hold
+	ingestDiagnosed    = "7f8cca2"
+)
+
+// readsAnalysis explains the routed-read targets a run missed.
+func readsAnalysis(modes []*modeResult) string {
+	var b strings.Builder
+	cpus := runtime.NumCPU()
+	for _, m := range modes {
+		bm, pm := medians(m.Base), medians(m.Prod)
+		ratio := pm.rps / bm.rps
+		if m.Target == 0 || ratio >= m.Target {
+			continue
+		}
+		// The load generator, the server and PostgreSQL share the CPUs, so a
+		// closed loop runs at CPUs ÷ (CPU per request, all processes). What
+		// the baseline's rate leaves besides its server and backends is the
+		// load generator and the kernel, the same for both contenders.
+		total := time.Duration(float64(cpus) / bm.rps * float64(time.Second))
+		other := total - bm.cpu - bm.pgCPU
+		predicted := float64(bm.cpu+bm.pgCPU+other) / float64(pm.cpu+pm.pgCPU+other)
+		fmt.Fprintf(&b, "**Why %s misses ≥ %.2f×.** The machine's %d CPUs run the load generator, the server and PostgreSQL together, so a closed loop's "+
+			"throughput follows the CPU a request costs across all of them. The baseline's rate means %s of CPU per request: %s in its server, %s "+
+			"in its PostgreSQL backends, %s in the load generator and the kernel. The product's request costs %s more in serve and %s more in "+
+			"PostgreSQL: from CPU alone its throughput would be %.2f× the baseline's; it measured %.2f×.\n\n",
+			m.Label, m.Target, cpus, us(total), us(bm.cpu), us(bm.pgCPU), us(other), us(pm.cpu-bm.cpu), us(pm.pgCPU-bm.pgCPU), predicted, ratio)
+		if m.Mode == "schema" && m.BaseExec != nil {
+			em := medians([]round{*m.BaseExec})
+			fmt.Fprintf(&b, "The baseline in exec mode splits the difference: exec mode alone costs %s in PostgreSQL and %s in the server per request "+
+				"(one schema, planned at every execution, text results); routing across %d tenants adds %s in PostgreSQL and %s in serve.\n\n",
+				us(em.pgCPU-bm.pgCPU), us(em.cpu-bm.cpu), m.Tenants, us(pm.pgCPU-em.pgCPU), us(pm.cpu-em.cpu))
+			if em.pgCPU > bm.pgCPU*5/4 {
+				b.WriteString("- *PostgreSQL plans every routed read* (diagnosed at " + readsDiagnosed + "). The shared schema pool runs statements in pgx's exec " +
+					"mode (`tenantdb/router.go`, `QueryExecModeExec`), so that no connection keeps a prepared statement per tenant: each read is parsed, " +
+					"analysed and planned again, and its row comes back as text. The baseline prepares its statement once per connection and runs a cached plan.\n")
+			}
+			if pm.pgCPU > em.pgCPU*5/4 {
+				b.WriteString("- *Every backend serves every tenant*: each of the pool's backends meets a given tenant's table and indexes rarely, so many reads " +
+					"find their catalog entries gone from the backend's caches and look them up again; the backends grow with the schemas they visit " +
+					"(benchmark 4).\n")
+			}
+			b.WriteString("- **Fix**: give each tenant an affinity to a few connections of the shared pool (shard it by tenant id, e.g. 5 shards of 4 " +
+				"connections) and let those cache prepared statements (`QueryExecModeCacheStatement`, capacity sized to the shard's tenants × statements): " +
+				"each backend then sees a fifth of the schemas, keeps their catalog entries and runs generic plans as the baseline does, and its memory " +
+				"is bounded by its shard.\n")
+		}
+		if m.Mode == "database" && pm.pgCPU > bm.pgCPU*3/2 {
+			fmt.Fprintf(&b, "- *%d backends instead of 20* (diagnosed at %s). Each request goes to another tenant database, hence to another "+
+				"PostgreSQL process, idle since its last request: waking it with cold caches costs PostgreSQL %s per request against the baseline's %s on "+
+				"20 busy backends, for the same prepared statement. This is the price of a database per tenant with a connection each, and on %d CPUs it "+
+				"alone keeps the ratio under 0.9; nothing in the router removes it.\n", m.Tenants, readsDiagnosed, us(pm.pgCPU), us(bm.pgCPU), cpus)
+		}
+		if pm.cpu > bm.cpu+15*time.Microsecond {
+			fmt.Fprintf(&b, "- *serve's own work* (%s per request against %s, %.0f heap allocations against %.0f; CPU profiles of both under this load, "+
+				"diagnosed at %s): the middleware chain and handler (request id, request log, Prometheus counter and histogram with label lookups, "+
+				"tenant resolution and gates, handle acquisition, JSON) about 8 µs more than the baseline's bare route; ",
+				us(pm.cpu), us(bm.cpu), pm.allocs, bm.allocs, readsDiagnosed)
+			if m.Mode == "schema" {
+				b.WriteString("the exec-mode query path (`PgConn.ExecParams`, then gorm scanning text into the row) about 20 µs more than the prepared " +
+					"one (the exec-mode baseline above measures it); garbage collection of the difference about 10 µs. **Fix**: the prepared statements " +
+					"above (binary rows), Prometheus children resolved once per route instead of `WithLabelValues` per request, no per-request closure for " +
+					"the release.\n")
+			} else {
+				b.WriteString("the query path through 200 separate `database/sql` pools and pgx connections, each used for one request in 200 and so " +
+					"cold in serve's caches as its backend is in PostgreSQL's, about 25 µs more; garbage collection about 7 µs. **Fix**: Prometheus " +
+					"children resolved once per route instead of `WithLabelValues` per request, no per-request closure for the release; the pool part " +
+					"is the price of isolation.\n")
+			}
+		}
+		b.WriteString("\n")
+	}
+	for _, m := range modes {
+		if m.Mode != "database" || m.PoolConns <= 1 || m.NewConns < 1 {
+			continue
+		}
+		pm := medians(m.Prod)
+		fmt.Fprintf(&b, "**Why the default pool size hurts (TENANT_POOL_MAX_CONNS=%d).** A pool may open %d connections but keeps one idle "+
+			"(`SetMaxIdleConns(1)`, `tenantdb/router.go`): a second connection, opened when two requests of a tenant overlap, is closed as soon as it "+
+			"is idle and opened again at the next overlap. The run measured %.0f new connections per second, each a TCP connect, a SCRAM exchange and "+
+			"a backend start (the cold request above), hence the p99 of %s. **Fix**: keep up to TENANT_POOL_MAX_CONNS idle with an idle timeout "+
+			"(`SetConnMaxIdleTime`, e.g. 30 s) and let the budget's least-recently-used shedding reclaim them under pressure, or default "+
+			"TENANT_POOL_MAX_CONNS to 1 when TENANT_POOLS_MAX × 2 exceeds the budget.\n\n",
+			m.PoolConns, m.PoolConns, m.NewConns, ms(pm.p99))
+	}
+	return b.String()
+}
+
+// provisionAnalysis explains the provisioning targets a run missed.
+func provisionAnalysis(modes []*provMode, many uint, files int) string {
+	var b strings.Builder
+	for _, m := range modes {
+		floor, one := m.Floor.Lat.p(0.5), m.One.Lat.p(0.5)
+		if float64(one) <= 1.3*float64(floor) {
+			continue
+		}
+		fmt.Fprintf(&b, "**Why %s mode misses ≤ 1.3× the floor.** The product's p50 is %s above the floor's %s (1.3× allows %s).",
+			m.Mode, ms(one-floor), ms(floor), ms(floor*3/10))
+		if m.One.StmtsOK && m.Floor.StmtsOK {
+			ps := time.Duration(m.One.Stmts.TotalMS / float64(m.One.StmtOps) * float64(time.Millisecond))
+			fs := time.Duration(m.Floor.Stmts.TotalMS / float64(m.Floor.StmtOps) * float64(time.Millisecond))
+			fmt.Fprintf(&b, " Execution inside PostgreSQL accounts for %s of it (%s per tenant against %s); the other %s is spent between statements: "+
+				"%.0f statements per tenant against the floor's %.0f, in the catalog and on the tenant server, plus the HTTP request and serve's work.",
+				ms(ps-fs), ms(ps), ms(fs), ms(one-floor-(ps-fs)), float64(m.One.Stmts.Calls)/float64(m.One.StmtOps), float64(m.Floor.Stmts.Calls)/float64(m.Floor.StmtOps))
+		}
+		b.WriteString("\n\n")
+		switch m.Mode {
+		case "schema":
+			b.WriteString("- *Catalog round trips around the schema* (diagnosed at " + provisionDiagnosed + " from PostgreSQL's statement log of one " +
+				"creation). The schema and the whole history go in one round trip, as in the floor; around it come about a dozen more: reserve the id, " +
+				"take the lifecycle lock, insert the row with its audit entry, read the row back, mark it ready (BEGIN, UPDATE, COMMIT), unlock, read " +
+				"it back again, insert the first key with its audit entry, read the key back, and the pings `database/sql` sends on idle connections. " +
+				"**Fix**: reserve and lock in one statement (`SELECT id, pg_try_advisory_lock(k, id::int) FROM (SELECT nextval(...) AS id) s`), take rows from `RETURNING` instead of " +
+				"reading them back, and mark the row ready and insert the key in one statement after the script: four round trips besides the " +
+				"script (the pings come from pgx's `database/sql` driver checking a connection idle for over a second).\n")
+		case "database":
+			b.WriteString("- *Work besides CREATE DATABASE* (diagnosed at " + provisionDiagnosed + " from PostgreSQL's statement log of one creation). " +
+				"Cloning the template costs what the floor's CREATE DATABASE costs; on top come the role (the SCRAM verifier, 4,096 PBKDF2 rounds in " +
+				"serve, then CREATE ROLE: about 4 ms), COMMENT and REVOKE, a new connection to the new database for REASSIGN OWNED (about 8 ms with " +
+				"the backend's start), and the catalog round trips of schema mode. **Fix**: keep a few spare databases ready, made in the background " +
+				"under ids reserved from the tenants' sequence (role, clone, REASSIGN, marked as spares of this catalog), and claim one per create: " +
+				"insert the catalog row with the spare's id and re-mark the database, a few milliseconds. Ids may have gaps already; a burst beyond the " +
+				"spares falls back to today's path, and the reconciler drops spares a catalog no longer wants.\n")
+		}
+		b.WriteString("\n")
+	}
+	for _, m := range modes {
+		one, mny := m.One.Lat.p(0.5), m.Many.Lat.p(0.5)
+		if float64(mny) > 1.1*float64(one) {
+			fmt.Fprintf(&b, "**%s mode is not flat in migration files**: %d files cost %s more than %d at the p50.\n\n", m.Mode, many, ms(mny-one), files)
+		}
+	}
+	return b.String()
+}
+
+// fleetAnalysis explains the fleet targets a run missed.
+func fleetAnalysis(runs []*fleetRun, all, nSchema, nDB, conc int) string {
+	prod, floor := runs[0], runs[len(runs)-1]
+	tput := func(r *fleetRun) float64 { return float64(all) / r.Took.Seconds() }
+	missed := tput(prod) < 0.5*tput(floor)
+	if len(runs) == 3 && tput(prod) < 10*tput(runs[1]) {
+		missed = true
+	}
+	if !missed {
+		return ""
+	}
+	var b strings.Builder
+	work := (prod.Schema + prod.Database) / time.Duration(conc)
+	fmt.Fprintf(&b, "**Why the fleet run misses.** Its %d workers spent %s on the %d schema tenants and %s on the %d database tenants "+
+		"(per-tenant times ÷ workers); the other %s of the run went to starting the process, loading the catalog and, per tenant, recording the "+
+		"outcome in the catalog and unlocking (which the per-tenant times leave out). The floor needed %s and %s. "+
+		"A schema tenant costs a worker %s against the floor's %s, a database tenant %s against %s.\n\n",
+		conc, ms(prod.Schema/time.Duration(conc)), nSchema, ms(prod.Database/time.Duration(conc)), nDB, ms(max(prod.Took-work, 0)), ms(floor.Schema), ms(floor.Database),
+		ms(prod.Schema/time.Duration(max(nSchema, 1))), ms(floor.Schema*time.Duration(conc)/time.Duration(max(nSchema, 1))),
+		ms(prod.Database/time.Duration(max(nDB, 1))), ms(floor.Database*time.Duration(conc)/time.Duration(max(nDB, 1))))
+	perTenant := 0.0
+	if prod.StmtsOK {
+		perTenant = float64(prod.Stmts.Calls) / float64(all)
+	}
+	fmt.Fprintf(&b, "- *Round trips per tenant* (diagnosed at %s from the statement log of a run): the lifecycle lock in the catalog, BEGIN, the "+
+		"advisory lock, the version read, the script with the version bump, COMMIT, the catalog record with its audit entry, the unlock: %.0f "+
+		"statements in about 8 round trips where the floor sends one, and a database tenant opens a pool (a new connection) to its database and "+
+		"closes it. **Fix**: pipeline a tenant's statements (a pgx batch: lock, version check and script in one round trip, COMMIT in a second), "+
+		"and take the catalog's lifecycle locks, and record the outcomes, a hundred tenants per statement (`SELECT pg_advisory_lock(k, id) FROM "+
+		"unnest($1::int[]) id`; one UPDATE ... FROM unnest for the records) instead of one round trip each.\n\n", fleetDiagnosed, perTenant)
+	return b.String()
+}
+
+// scaleAnalysis explains the scale targets a run missed, and the cost of
+// reads across all the tenants.
+func scaleAnalysis(r *scaleResult, budget int) string {
+	var b strings.Builder
+	gormWhy := "each handle is a `gorm.Open` of its own (callbacks, dialector) with its own cache of parsed models, about 11 to 17 KB per tenant and " +
+		"model used; with every handle kept, `schema.ParseField`, `ParseWithSpecialTableName` and `gorm.Open` hold most of the live heap (heap profile at " +
+		heapDiagnosed + ")"
+	fix := "**Fix**: one gorm handle for all schema tenants, the table qualified per statement (`db.Table(tenantdb.Table(db, \"extensions\"))` in the " +
+		"stores, or a scope setting `Statement.TableExpr`), so that every model is parsed once and what is per tenant is a string: neither memory nor " +
+		"rebuilds then grow with the fleet."
+	if r.RSSWarm > 200*1024 {
+		fmt.Fprintf(&b, "**Why serve's RSS exceeds 200 MB.** With every route warm serve holds %d gorm handles for schema tenants: %s. %s\n\n",
+			r.Handles, gormWhy, fix)
+	}
+	if r.Prod.RPS < 0.5*r.Base.RPS {
+		fmt.Fprintf(&b, "**Reads across all %d tenants** run at %.2f× the baseline: %s of serve CPU and %s of PostgreSQL CPU per request, against %s and %s.",
+			r.Tenants, r.Prod.RPS/r.Base.RPS, us(r.Prod.CPUPerReq), us(r.Prod.PGCPUPerReq), us(r.Base.CPUPerReq), us(r.Base.PGCPUPerReq))
+		if r.Handles >= 0 && r.Handles < r.Tenants {
+			fmt.Fprintf(&b, " serve keeps %d schema handles (10 × TENANT_POOLS_MAX) for %d tenants, so most requests build a handle and parse the model "+
+				"again: `gorm.Open`, the schema parse (with `inflection.Plural` for the table name) and their garbage, about 90 µs of CPU per rebuild "+
+				"(CPU profile at %s). Keeping them all instead costs memory: %s.", r.Handles, r.Tenants, rebuildDiagnosed, gormWhy)
+		}
+		fmt.Fprintf(&b, " In PostgreSQL each of the %d pooled backends meets each tenant's table rarely and looks its catalog entries up again; "+
+			"the backends grow with the schemas they visit (the memory above). %s Tenant affinity in the shared pool (benchmark 1) bounds the PostgreSQL side.\n\n",
+			r.MaxConns, fix)
+	}
+	return b.String()
+}
+
+// ingestAnalysis explains a missed ingest target.
+func ingestAnalysis(r *ingestResult, ratio float64) string {
+	if ratio >= 0.5 {
+		return ""
+	}
+	batches := (r.CDRs + r.Batch - 1) / r.Batch
+	durs := func(ds []time.Duration) time.Duration {
+		xs := make([]float64, len(ds))
+		for i, d := range ds {
+			xs[i] = float64(d)
+		}
+		return time.Duration(median(xs) / float64(batches))
+	}
+	var b strings.Builder
+	fmt.Fprintf(&b, "**Why ingest misses ≥ 0.5×.** A batch takes %s against the plain INSERT's %s; the target needs %s. serve spends %s of CPU on it",
+		ms(durs(r.Prod)), ms(durs(r.Plain)), ms(2*durs(r.Plain)), ms(durs(r.ProdCPU)))
+	if r.StmtsOK {
+		fmt.Fprintf(&b, ", PostgreSQL %s executing its statements", ms(time.Duration(r.Stmts.TotalMS/float64(batches)*float64(time.Millisecond))))
+	}
+	b.WriteString(", one after the other.\n\n")
+	b.WriteString("- *serve's CPU per batch* (CPU profile at " + ingestDiagnosed + ", 1,000-CDR batches): decoding the request twice (the body into " +
+		"`json.RawMessage`s, then each CDR strictly) about 30%; scanning the rows the INSERT returns through gorm's reflection about 20%; " +
+		"marshalling the validated batch to JSON for `jsonb_to_recordset` about 15%; garbage collection about 9%; encoding the answer about 8%; " +
+		"rating itself about 5%. **Fix**: decode once into the typed slice (one `json.Decoder` with `DisallowUnknownFields`), send the rows as typed " +
+		"arrays (`INSERT ... SELECT * FROM unnest($1::uuid[], $2::text[], ...)` with pgx's binary encoding) instead of a JSON document, and scan " +
+		"the returned rows with pgx (`pgx.CollectRows`) rather than gorm.\n")
+	b.WriteString("- *PostgreSQL per batch*: the INSERT from `jsonb_to_recordset` with `RETURNING` costs more than the plain multi-row INSERT of the same " +
+		"rows (it parses the JSON document and returns every row); typed arrays remove the parse, and returning only id, rate and cost instead of " +
+		"whole rows halves what comes back.\n\n")
+	return b.String()
+}

@@ -1,0 +1,170 @@
+package bench
+
+import (
+	"context"
+	"io"
+	"math"
+	"math/rand/v2"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+)
+
+// loadSpec is one closed-loop run: clients goroutines, each sending
+// GET /api/extensions/{id} back to back over its own keep-alive
+// connection, with a random tenant's Host header and a random id each
+// request. Requests that start during warmup are not recorded.
+type loadSpec struct {
+	base     string   // http://addr
+	hosts    []string // the tenants' domains
+	ids      int      // extension ids 1..ids exist in every tenant
+	clients  int
+	warmup   time.Duration
+	duration time.Duration
+}
+
+// loadResult is what a run measured.
+type loadResult struct {
+	Total    int // every request sent, warm-up included (for per-request CPU)
+	Requests int
+	Errors   int // transport errors and non-200 answers
+	FirstErr string
+	RPS      float64
+	P50, P99 time.Duration
+}
+
+// newClient returns an HTTP client for n concurrent keep-alive
+// connections to one server, and no proxy (an HTTP_PROXY in the
+// environment must not sit between the load and the server).
+func newClient(n int) *http.Client {
+	return &http.Client{
+		Timeout: time.Minute,
+		Transport: &http.Transport{
+			Proxy:               nil,
+			MaxIdleConns:        n,
+			MaxIdleConnsPerHost: n,
+			DisableCompression:  true,
+			IdleConnTimeout:     time.Minute,
+		},
+	}
+}
+
+// runLoad runs s and reports throughput and latency. The latencies of each
+// client go to a slice of their own (no lock, no shared histogram on the
+// hot path) and are merged at the end.
+func runLoad(ctx context.Context, s loadSpec) loadResult {
+	client := newClient(s.clients)
+	defer client.CloseIdleConnections()
+	paths := make([]string, s.ids)
+	for i := range paths {
+		paths[i] = s.base + "/api/extensions/" + strconv.Itoa(i+1)
+	}
+	start := time.Now()
+	measureFrom := start.Add(s.warmup)
+	end := measureFrom.Add(s.duration)
+	lat := make([][]time.Duration, s.clients)
+	errs := make([]int, s.clients)
+	total := make([]int, s.clients)
+	firstErr := make([]string, s.clients)
+	var wg sync.WaitGroup
+	for w := range s.clients {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rng := rand.New(rand.NewPCG(uint64(w)+1, uint64(start.UnixNano())))
+			own := make([]time.Duration, 0, 1<<14)
+			for ctx.Err() == nil {
+				t0 := time.Now()
+				if !t0.Before(end) {
+					break
+				}
+				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, paths[rng.IntN(len(paths))], nil)
+				req.Host = s.hosts[rng.IntN(len(s.hosts))]
+				ok := false
+				total[w]++
+				resp, err := client.Do(req)
+				if err == nil {
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					ok = resp.StatusCode == http.StatusOK
+					if !ok && firstErr[w] == "" {
+						firstErr[w] = req.Host + ": HTTP " + strconv.Itoa(resp.StatusCode)
+					}
+				} else if firstErr[w] == "" {
+					firstErr[w] = err.Error()
+				}
+				if t0.Before(measureFrom) {
+					continue
+				}
+				if !ok {
+					errs[w]++
+					continue
+				}
+				own = append(own, time.Since(t0))
+			}
+			lat[w] = own
+		}()
+	}
+	wg.Wait()
+	var r loadResult
+	var all []time.Duration
+	for w := range s.clients {
+		all = append(all, lat[w]...)
+		r.Errors += errs[w]
+		r.Total += total[w]
+		if r.FirstErr == "" {
+			r.FirstErr = firstErr[w]
+		}
+	}
+	r.Requests = len(all)
+	r.RPS = float64(len(all)) / s.duration.Seconds()
+	slices.Sort(all)
+	r.P50, r.P99 = percentile(all, 0.50), percentile(all, 0.99)
+	return r
+}
+
+// percentile returns the p-quantile (nearest rank) of sorted.
+func percentile(sorted []time.Duration, p float64) time.Duration {
+	if len(sorted) == 0 {
+		return 0
+	}
+	i := int(math.Ceil(p*float64(len(sorted)))) - 1
+	return sorted[min(max(i, 0), len(sorted)-1)]
+}
+
+// latencies collects the durations of one-at-a-time operations
+// (provisioning, cold requests) and summarises them.
+type latencies []time.Duration
+
+func (l latencies) sorted() []time.Duration {
+	s := slices.Clone([]time.Duration(l))
+	slices.Sort(s)
+	return s
+}
+
+func (l latencies) p(q float64) time.Duration { return percentile(l.sorted(), q) }
+
+// median returns the median of xs (the mean of the middle two for an even
+// count).
+func median(xs []float64) float64 {
+	if len(xs) == 0 {
+		return math.NaN()
+	}
+	s := slices.Clone(xs)
+	slices.Sort(s)
+	n := len(s)
+	if n%2 == 1 {
+		return s[n/2]
+	}
+	return (s[n/2-1] + s[n/2]) / 2
+}
+
+func medianDur(ds []time.Duration) time.Duration {
+	xs := make([]float64, len(ds))
+	for i, d := range ds {
+		xs[i] = float64(d)
+	}
+	return time.Duration(median(xs))
+}

@@ -1,0 +1,257 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// build compiles pkg (relative to the module root) into out. overlay, if
+// not empty, maps files of the module (relative paths) to files that
+// replace or add them for this build only: `go build -overlay` is how the
+// variants with extra tenant migrations (embedded with go:embed) and the
+// pprof-enabled serve are made without touching the checkout, which other
+// engineers edit at the same time.
+func build(ctx context.Context, root, out, pkg string, overlay map[string]string) error {
+	args := []string{"build", "-o", out}
+	if len(overlay) > 0 {
+		repl := map[string]string{}
+		for rel, file := range overlay {
+			repl[filepath.Join(root, rel)] = file
+		}
+		doc, err := json.Marshal(map[string]any{"Replace": repl})
+		if err != nil {
+			return err
+		}
+		path := out + ".overlay.json"
+		if err := os.WriteFile(path, doc, 0o644); err != nil {
+			return err
+		}
+		args = append(args, "-overlay", path)
+	}
+	args = append(args, pkg)
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = root
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("go %s: %v\n%s", strings.Join(args, " "), err, b)
+	}
+	return nil
+}
+
+// freeAddr returns a loopback address with a port nobody listens on. The
+// port could be taken between this and the server's bind; the server then
+// fails to start and says so.
+func freeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// proc is a server the harness started: the product's serve or the
+// baseline. Its stderr is kept (the tail) for error messages.
+type proc struct {
+	name string
+	cmd  *exec.Cmd
+	addr string
+	base string // http://addr
+	logs *tail
+	done chan struct{}
+	err  error
+}
+
+// baseEnv is the environment every subprocess starts from: nothing of the
+// harness's own environment leaks in (an ADMIN_TOKEN or PG* variables
+// there would change what is measured), only what a process needs to run.
+func baseEnv() []string {
+	var env []string
+	for _, k := range []string{"PATH", "HOME", "TMPDIR", "GOCACHE", "GOPATH", "GOMODCACHE", "GOFLAGS", "GOPROXY", "GOTOOLCHAIN"} {
+		if v, ok := os.LookupEnv(k); ok {
+			env = append(env, k+"="+v)
+		}
+	}
+	return env
+}
+
+// startProc runs bin with args and env (added to baseEnv) and waits until
+// GET /healthz on addr answers 200.
+func startProc(ctx context.Context, name, bin string, args []string, env map[string]string, addr string) (*proc, error) {
+	p := &proc{name: name, addr: addr, base: "http://" + addr, logs: &tail{max: 8 << 10}, done: make(chan struct{})}
+	p.cmd = exec.Command(bin, args...)
+	p.cmd.Env = baseEnv()
+	for k, v := range env {
+		p.cmd.Env = append(p.cmd.Env, k+"="+v)
+	}
+	p.cmd.Stdout = p.logs
+	p.cmd.Stderr = p.logs
+	// Its own process group: a Ctrl-C of make bench reaches the harness,
+	// which stops its servers in order (drain, then exit). Should the
+	// harness die without doing so, the kernel kills them.
+	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	if err := p.cmd.Start(); err != nil {
+		return nil, fmt.Errorf("start %s: %w", name, err)
+	}
+	go func() {
+		p.err = p.cmd.Wait()
+		close(p.done)
+	}()
+	client := &http.Client{Timeout: 2 * time.Second, Transport: &http.Transport{Proxy: nil}}
+	deadline := time.Now().Add(2 * time.Minute)
+	for {
+		select {
+		case <-p.done:
+			return nil, fmt.Errorf("%s exited at start (%v): %s", name, p.err, p.logs.String())
+		case <-ctx.Done():
+			p.stop()
+			return nil, ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+		resp, err := client.Get(p.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return p, nil
+			}
+		}
+		if time.Now().After(deadline) {
+			p.stop()
+			return nil, fmt.Errorf("%s did not answer /healthz within 2 minutes: %s", name, p.logs.String())
+		}
+	}
+}
+
+// stop ends the server: SIGTERM (it drains), SIGKILL after 15 s.
+func (p *proc) stop() {
+	if p == nil || p.cmd.Process == nil {
+		return
+	}
+	select {
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+	case <-time.After(15 * time.Second):
+		_ = p.cmd.Process.Kill()
+		<-p.done
+	}
+}
+
+// status reads a field of /proc/PID/status in kB (VmRSS, VmHWM).
+func (p *proc) status(field string) (int64, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	return procField(b, field)
+}
+
+func procField(status []byte, field string) (int64, error) {
+	for _, line := range strings.Split(string(status), "\n") {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
+			f := strings.Fields(rest)
+			if len(f) == 0 {
+				break
+			}
+			return strconv.ParseInt(f[0], 10, 64)
+		}
+	}
+	return 0, fmt.Errorf("no %s in /proc status", field)
+}
+
+// clockTick is USER_HZ, the unit of /proc/PID/stat's CPU times: 100 on
+// every Linux architecture Go supports.
+const clockTick = 100
+
+// cpu returns the user+system CPU time the process has used so far.
+func (p *proc) cpu() (time.Duration, error) {
+	return procCPU(p.cmd.Process.Pid)
+}
+
+func procCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name (field 2) may hold spaces: count from after ')'.
+	s := string(b)
+	i := strings.LastIndexByte(s, ')')
+	if i < 0 {
+		return 0, errors.New("malformed /proc stat")
+	}
+	f := strings.Fields(s[i+1:])
+	if len(f) < 13 {
+		return 0, errors.New("short /proc stat")
+	}
+	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
+	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * time.Second / clockTick, nil
+}
+
+// runCmd runs a command to completion and returns its stdout and the wall
+// time it took; a failure carries the end of its stderr.
+func runCmd(ctx context.Context, bin string, args []string, env map[string]string) ([]byte, time.Duration, error) {
+	return runCmdDir(ctx, "", bin, args, env)
+}
+
+// runCmdDir is runCmd in directory dir ("" is the current one).
+func runCmdDir(ctx context.Context, dir, bin string, args []string, env map[string]string) ([]byte, time.Duration, error) {
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Dir = dir
+	cmd.Env = baseEnv()
+	for k, v := range env {
+		cmd.Env = append(cmd.Env, k+"="+v)
+	}
+	var out bytes.Buffer
+	errw := &tail{max: 8 << 10}
+	cmd.Stdout, cmd.Stderr = &out, errw
+	start := time.Now()
+	err := cmd.Run()
+	took := time.Since(start)
+	if err != nil {
+		return out.Bytes(), took, fmt.Errorf("%s %s: %v: %s", filepath.Base(bin), strings.Join(args, " "), err, errw.String())
+	}
+	return out.Bytes(), took, nil
+}
+
+// tail keeps the last max bytes written to it.
+type tail struct {
+	mu  sync.Mutex
+	max int
+	buf []byte
+}
+
+func (t *tail) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.buf = append(t.buf, b...)
+	if len(t.buf) > t.max {
+		t.buf = append(t.buf[:0], t.buf[len(t.buf)-t.max:]...)
+	}
+	return len(b), nil
+}
+
+func (t *tail) String() string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return strings.TrimSpace(string(t.buf))
+}
