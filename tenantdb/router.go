@@ -163,10 +163,12 @@ func (r *Router) databaseDB(name string) (*gorm.DB, func(), error) {
 		cfg.User, cfg.Password = name, r.cfg.RoleSecret.Password(name)
 		sqlDB := stdlib.OpenDB(*cfg) // connects lazily
 		sqlDB.SetMaxOpenConns(r.cfg.PoolMaxConns)
-		// One warm connection per tenant database: with hundreds of pools,
-		// idle connections beyond it would only crowd the budget.
-		sqlDB.SetMaxIdleConns(1)
-		sqlDB.SetConnMaxIdleTime(r.cfg.PoolIdleTimeout)
+		// Idle connections stay (reopening one costs a TCP connect, a SCRAM
+		// exchange and a backend start), but not for long, and when the
+		// budget is spent the least recently used pools give theirs up
+		// first (shedIdle).
+		sqlDB.SetMaxIdleConns(r.cfg.PoolMaxConns)
+		sqlDB.SetConnMaxIdleTime(min(r.cfg.PoolIdleTimeout, 30*time.Second))
 		db, err := openGorm(sqlDB, "")
 		if err != nil {
 			r.mu.Unlock()
@@ -260,7 +262,7 @@ func (r *Router) shedIdle() bool {
 			continue
 		}
 		p.sql.SetMaxIdleConns(0)
-		p.sql.SetMaxIdleConns(1)
+		p.sql.SetMaxIdleConns(r.cfg.PoolMaxConns)
 		if r.budget.TryAcquire(1) {
 			return true
 		}
