@@ -154,19 +154,21 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if e.work, err = os.MkdirTemp("", "controlplane-bench-"); err != nil {
 		return nil, err
 	}
-	defer os.RemoveAll(e.work)
-
 	run := "bn" + randomHex(3)
 	if e.pg, err = openPG(ctx, cfg.ServerURL, run); err != nil {
+		_ = os.RemoveAll(e.work)
 		return nil, err
 	}
 	defer e.pg.close()
 	defer func() {
-		// Servers first (they hold connections), then everything the run
-		// made on the server, even when a benchmark failed.
+		// Servers first (they hold connections), the scratch folder next
+		// (quick, and an interrupted run may be killed during what
+		// follows), then everything the run made on the server, even when
+		// a benchmark failed.
 		for _, p := range e.procs {
 			p.stop()
 		}
+		_ = os.RemoveAll(e.work)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
 		defer cancel()
 		e.logf("cleanup: dropping the run's databases and roles (%s*)", run)
