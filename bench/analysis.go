@@ -101,9 +101,9 @@ func readsAnalysis(modes []*modeResult) string {
 		fmt.Fprintf(&b, "**Why the default pool size hurts (TENANT_POOL_MAX_CONNS=%d).** A pool may open %d connections but keeps one idle "+
 			"(`SetMaxIdleConns(1)`, `tenantdb/router.go`): a second connection, opened when two requests of a tenant overlap, is closed as soon as it "+
 			"is idle and opened again at the next overlap. The run measured %.0f new connections per second, each a TCP connect, a SCRAM exchange and "+
-			"a backend start (the cold request above), hence the p99 of %s. **Fix**: keep up to TENANT_POOL_MAX_CONNS idle with an idle timeout "+
-			"(`SetConnMaxIdleTime`, e.g. 30 s) and let the budget's least-recently-used shedding reclaim them under pressure, or default "+
-			"TENANT_POOL_MAX_CONNS to 1 when TENANT_POOLS_MAX × 2 exceeds the budget.\n\n",
+			"a backend start (the cold request above), hence the p99 of %s. **Fix**: size the pools from the budget, TENANT_POOL_MAX_CONNS ≤ "+
+			"TENANT_SERVER_MAX_CONNS ÷ TENANT_POOLS_MAX (here 1), as the default or a check at start; keeping the extra connections idle instead "+
+			"was tried at 4dcd82f and measured worse (ca4da0c: the pools then run into the budget).\n\n",
 			m.PoolConns, m.PoolConns, m.NewConns, ms(pm.p99))
 	}
 	return b.String()

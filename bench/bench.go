@@ -177,7 +177,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		}
 	}()
 
-	rep := &Report{Date: time.Now().UTC(), Size: e.sz.Name, GoMaxProcs: cfg.GoMaxProcs, Machine: machine(), Commit: e.commit(ctx)}
+	rep := &Report{Date: time.Now().UTC(), Size: e.sz.Name, GoMaxProcs: cfg.GoMaxProcs, Machine: machine(), Commit: e.commit(ctx), LoadBefore: loadAverage()}
 	if rep.Server, err = e.pg.info(ctx); err != nil {
 		return nil, err
 	}
@@ -361,6 +361,20 @@ func randomHex(n int) string {
 	b := make([]byte, n)
 	_, _ = rand.Read(b)
 	return hex.EncodeToString(b)
+}
+
+// loadAverage is the machine's 1-minute load average ("" if unknown): a
+// machine busy before the run says its numbers are noisier.
+func loadAverage() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return ""
+	}
+	f := strings.Fields(string(b))
+	if len(f) == 0 {
+		return ""
+	}
+	return f[0]
 }
 
 // machine describes the computer the run is on.

@@ -13,9 +13,12 @@ import (
 // Report is what a run measured: the summary rows and, per benchmark, a
 // section of docs/BENCHMARKS.md.
 type Report struct {
-	Date       time.Time
-	Size       string
-	Commit     string // the checkout measured
+	Date   time.Time
+	Size   string
+	Commit string // the checkout measured
+	// LoadBefore is the 1-minute load average as the run started: other
+	// work on the machine makes every number noisier.
+	LoadBefore string
 	GoMaxProcs int
 	Machine    machineInfo
 	Server     serverInfo
@@ -91,7 +94,8 @@ func (r *Report) Markdown(w io.Writer) {
 	p("run it again on your machine to get yours (see [Reproduce](#reproduce)).")
 	p("")
 	p("- **Date**: %s (%s sizes; the run took %s), commit %s", r.Date.Format("2006-01-02 15:04 MST"), r.Size, r.Took.Round(time.Second), r.Commit)
-	p("- **Machine**: %d CPUs (%s), %.1f GB memory, Linux %s, %s", r.Machine.CPUs, r.Machine.CPU, r.Machine.MemoryGB, r.Machine.Kernel, r.Machine.OS)
+	p("- **Machine**: %d CPUs (%s), %.1f GB memory, Linux %s, %s; load average %s as the run started",
+		r.Machine.CPUs, r.Machine.CPU, r.Machine.MemoryGB, r.Machine.Kernel, r.Machine.OS, r.LoadBefore)
 	p("- **Go**: %s; every server (product and baseline) runs with GOMAXPROCS=%d; the load generator runs in the harness process on the same machine", r.Machine.Go, r.GoMaxProcs)
 	p("- **PostgreSQL**: %s", r.Server.Version)
 	var set []string
@@ -123,7 +127,7 @@ func (r *Report) Markdown(w io.Writer) {
 	p("## Reproduce")
 	p("")
 	p("```sh")
-	p("make bench           # all five at full size, about 9 minutes on 2 CPUs; writes this file")
+	p("make bench           # all five at full size, about 10 minutes on 2 CPUs; writes this file")
 	p("make bench-smoke     # every benchmark at tiny size (also part of make test)")
 	p("bash bench/run.sh -only reads -profile /tmp/prof   # one benchmark, with CPU/heap profiles of serve")
 	p("```")
