@@ -6,12 +6,14 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/extensions"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -175,4 +177,92 @@ func TestConnectionBudget(t *testing.T) {
 		rel()
 	}
 	require.Empty(t, numbers(t, r, f.Tenants[2]), "works again once connections are free")
+}
+
+// TestCachedStatementsSurviveAddedColumn: pools cache prepared statements,
+// and a fleet migration adds columns under live connections. A statement
+// whose result columns changed would fail once per connection ("cached
+// plan must not change result type") if it selected *; the handles name
+// their columns, so the next read on the same warm connection just works.
+func TestCachedStatementsSurviveAddedColumn(t *testing.T) {
+	t.Parallel()
+	bothIsolations(t, func(t *testing.T, isolation controlplane.Isolation) {
+		f := newFixture(t, isolation, 1)
+		r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 4, AcquireTimeout: 5 * time.Second})
+		tn := f.Tenants[0]
+		create(t, r, tn, "10")
+		get := func() {
+			t.Helper()
+			db, release, err := r.Acquire(tn)
+			require.NoError(t, err)
+			defer release()
+			e, err := (&extensions.Store{DB: db, Tenant: tn}).Get(context.Background(), 1)
+			require.NoError(t, err)
+			require.Equal(t, "10", e.Number)
+			require.Equal(t, []string{"10"}, numbers(t, r, tn))
+		}
+		get()
+		get() // the statements are prepared and cached on the pool's one connection
+
+		dsn, table := f.Server.URL, `"`+tn.DBName+`".extensions`
+		if isolation == controlplane.IsolationDatabase {
+			dsn, table = pgtest.WithDatabase(t, f.Server.URL, tn.DBName), "extensions"
+		}
+		admin := pgtest.Open(t, dsn)
+		defer admin.Close()
+		_, err := admin.Exec(`ALTER TABLE ` + table + ` ADD COLUMN added_later text`)
+		require.NoError(t, err)
+		get()
+	})
+}
+
+func bothIsolations(t *testing.T, f func(*testing.T, controlplane.Isolation)) {
+	for _, iso := range []controlplane.Isolation{controlplane.IsolationSchema, controlplane.IsolationDatabase} {
+		t.Run(string(iso), func(t *testing.T) {
+			t.Parallel()
+			f(t, iso)
+		})
+	}
+}
+
+// TestSchemaTenantsKeepToTheirLane: the shared schema connections are split
+// in lanes of 4 and a tenant only ever uses its own lane's backends, however
+// many of its requests run at once.
+func TestSchemaTenantsKeepToTheirLane(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, controlplane.IsolationSchema, 12)
+	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 8, ServerMaxConns: 20, AcquireTimeout: 5 * time.Second})
+	var mu sync.Mutex
+	backends := map[int64]map[int32]bool{} // tenant → backend pids it used
+	var wg sync.WaitGroup
+	for _, tn := range f.Tenants {
+		backends[tn.ID] = map[int32]bool{}
+		for range 8 {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				db, release, err := r.Acquire(tn)
+				if !assert.NoError(t, err) {
+					return
+				}
+				defer release()
+				var pid int32
+				if assert.NoError(t, db.Raw(`SELECT pg_backend_pid() FROM pg_sleep(0.02)`).Scan(&pid).Error) {
+					mu.Lock()
+					backends[tn.ID][pid] = true
+					mu.Unlock()
+				}
+			}()
+		}
+	}
+	wg.Wait()
+	all := map[int32]bool{}
+	for id, pids := range backends {
+		require.LessOrEqual(t, len(pids), 4, "tenant %d used more backends than its lane has", id)
+		for pid := range pids {
+			all[pid] = true
+		}
+	}
+	require.Greater(t, len(all), 4, "12 tenants spread over both lanes")
+	require.LessOrEqual(t, len(all), 8)
 }
