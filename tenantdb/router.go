@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -19,7 +18,7 @@ import (
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/logger"
-	"gorm.io/gorm/schema"
+	"gorm.io/gorm/clause"
 
 	"github.com/laracopilot/controlplane/controlplane"
 )
@@ -78,7 +77,7 @@ type Router struct {
 	budget *semaphore.Weighted
 	open   atomic.Int64 // connections open to the server through the router
 
-	lanes   []*sql.DB                    // schema mode: the shared connections
+	lanes   []lane                       // schema mode: the shared connections
 	schemas *lru.Cache[string, *gorm.DB] // schema mode handles, by schema name
 
 	mu    sync.Mutex // guards pools' refs and eviction
@@ -86,6 +85,13 @@ type Router struct {
 
 	stop chan struct{}
 	done chan struct{}
+}
+
+// lane is a share of the schema tenants' connections and the one gorm
+// handle all its tenants' handles derive from.
+type lane struct {
+	sql  *sql.DB
+	gorm *gorm.DB
 }
 
 // pool is one tenant database's connection pool.
@@ -115,25 +121,33 @@ func NewRouter(c RouterConfig) (*Router, error) {
 	if r.pools, err = lru.NewWithEvict(c.PoolsMax, r.evicted); err != nil {
 		return nil, err
 	}
-	// A schema handle holds no connection, only gorm's per-instance state
-	// (callbacks, parsed models: about 11 KB). Rebuilding one costs a model
-	// parse on its next request; keeping all of a 10,000-tenant fleet would
-	// cost over 100 MB. Measured (docs/BENCHMARKS.md): keeping them all did
-	// not raise throughput across 10,000 tenants, PostgreSQL was the limit.
+	// A schema handle is a gorm session naming its schema (a few hundred
+	// bytes): cheap to rebuild, kept so that a request does not allocate one.
 	if r.schemas, err = lru.New[string, *gorm.DB](10 * c.PoolsMax); err != nil {
 		return nil, err
 	}
 
 	for _, n := range laneSizes(c.SchemaPoolConns) {
-		lane := stdlib.OpenDB(*r.server)
-		lane.SetMaxOpenConns(n)
-		lane.SetMaxIdleConns(n)
+		conns := stdlib.OpenDB(*r.server)
+		conns.SetMaxOpenConns(n)
+		conns.SetMaxIdleConns(n)
 		// A backend caches the metadata of every relation it touches and
 		// the plans of the statements it prepared; recycle them now and
 		// then so that tenants gone or moved do not stay in its memory.
-		lane.SetConnMaxLifetime(10 * time.Minute)
-		lane.SetConnMaxIdleTime(c.PoolIdleTimeout)
-		r.lanes = append(r.lanes, lane)
+		conns.SetConnMaxLifetime(10 * time.Minute)
+		conns.SetConnMaxIdleTime(c.PoolIdleTimeout)
+		db, err := openGorm(conns)
+		if err == nil {
+			err = qualifyTables(db)
+		}
+		if err != nil {
+			_ = conns.Close()
+			for _, l := range r.lanes {
+				_ = l.sql.Close()
+			}
+			return nil, err
+		}
+		r.lanes = append(r.lanes, lane{sql: conns, gorm: db})
 	}
 
 	go r.janitor()
@@ -158,10 +172,9 @@ func (r *Router) schemaDB(name string) (*gorm.DB, error) {
 	if db, ok := r.schemas.Get(name); ok {
 		return db, nil
 	}
-	db, err := openGorm(r.lane(name), name+".")
-	if err != nil {
-		return nil, err
-	}
+	// A session (clone 2): every chain on it starts from a copy of this
+	// statement, setting included, so requests may share it.
+	db := r.lane(name).gorm.Set(schemaSetting, name).Session(&gorm.Session{})
 	r.schemas.Add(name, db)
 	return db, nil
 }
@@ -186,7 +199,7 @@ func laneSizes(total int) []int {
 }
 
 // lane returns the shared connections the schema's tenant always uses.
-func (r *Router) lane(schema string) *sql.DB {
+func (r *Router) lane(schema string) lane {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(schema))
 	return r.lanes[h.Sum32()%uint32(len(r.lanes))]
@@ -207,7 +220,7 @@ func (r *Router) databaseDB(name string) (*gorm.DB, func(), error) {
 		// budget of 300 fell to 0.15× the baseline, keeping 1 gave 0.32×).
 		sqlDB.SetMaxIdleConns(1)
 		sqlDB.SetConnMaxIdleTime(r.cfg.PoolIdleTimeout)
-		db, err := openGorm(sqlDB, "")
+		db, err := openGorm(sqlDB)
 		if err != nil {
 			r.mu.Unlock()
 			_ = sqlDB.Close()
@@ -243,21 +256,58 @@ func (r *Router) evicted(_ string, p *pool) {
 	}
 }
 
-// openGorm wraps conn in a gorm handle; prefix, if any, qualifies every
-// table name with the tenant's schema.
+// openGorm wraps conn in a gorm handle.
 //
 // QueryFields: queries name their columns instead of SELECT *. Connections
 // cache prepared statements, and a migration adding a column changes what
 // SELECT * returns: PostgreSQL then fails the cached statement ("cached
 // plan must not change result type") once on every connection.
-func openGorm(conn gorm.ConnPool, prefix string) (*gorm.DB, error) {
+func openGorm(conn gorm.ConnPool) (*gorm.DB, error) {
 	return gorm.Open(postgres.New(postgres.Config{Conn: conn}), &gorm.Config{
-		NamingStrategy:         schema.NamingStrategy{TablePrefix: prefix},
 		QueryFields:            true,
 		SkipDefaultTransaction: true,
 		DisableAutomaticPing:   true,
 		Logger:                 logger.Discard,
 	})
+}
+
+// schemaSetting is the gorm setting that names a schema-mode handle's
+// schema.
+const schemaSetting = "tenantdb:schema"
+
+// qualifyTables registers, on a lane's handle, the callback that writes the
+// table of every gorm statement with its schema: "tenant_42"."extensions".
+//
+// Why not gorm's NamingStrategy with a table prefix, one handle per tenant:
+// each handle then parses every model for itself (about 11 KB per tenant and
+// model), and with thousands of tenants those parses were most of serve's
+// live heap, and their rebuilds, on eviction, most of its CPU (measured,
+// docs/BENCHMARKS.md). Here a model is parsed once per lane, and what is per
+// tenant is one string.
+func qualifyTables(db *gorm.DB) error {
+	cb := db.Callback()
+	return errors.Join(
+		cb.Create().Before("gorm:create").Register("tenantdb:qualify", qualify),
+		cb.Query().Before("gorm:query").Register("tenantdb:qualify", qualify),
+		cb.Update().Before("gorm:update").Register("tenantdb:qualify", qualify),
+		cb.Delete().Before("gorm:delete").Register("tenantdb:qualify", qualify),
+		cb.Row().Before("gorm:row").Register("tenantdb:qualify", qualify),
+	)
+}
+
+// qualify runs after gorm parsed the statement's model (Statement.Table is
+// the bare table name) and before it builds the SQL: FROM, INSERT INTO,
+// UPDATE and DELETE then name "schema"."table", while columns keep the bare
+// table name as their qualifier, which PostgreSQL resolves to it. A
+// statement without the setting (database mode) is left alone; raw SQL
+// names its tables with Table.
+func qualify(db *gorm.DB) {
+	st := db.Statement
+	s, ok := st.Settings.Load(schemaSetting)
+	if !ok || st.Table == "" || st.TableExpr != nil {
+		return
+	}
+	st.TableExpr = &clause.Expr{SQL: pgx.Identifier{s.(string), st.Table}.Sanitize()}
 }
 
 // Forget closes the pool of a tenant database that is about to be dropped
@@ -312,9 +362,9 @@ func (r *Router) shedIdle() bool {
 		}
 	}
 	for _, lane := range r.lanes {
-		n := lane.Stats().MaxOpenConnections
-		lane.SetMaxIdleConns(0)
-		lane.SetMaxIdleConns(n)
+		n := lane.sql.Stats().MaxOpenConnections
+		lane.sql.SetMaxIdleConns(0)
+		lane.sql.SetMaxIdleConns(n)
 		if r.budget.TryAcquire(1) {
 			return true
 		}
@@ -374,7 +424,7 @@ func (r *Router) Stats() Stats {
 	r.mu.Unlock()
 	s := Stats{DatabasePools: len(pools), SchemaHandles: r.schemas.Len(), OpenConns: int(r.open.Load()), ServerMaxConns: r.cfg.ServerMaxConns}
 	for _, lane := range r.lanes {
-		s.InUse += lane.Stats().InUse
+		s.InUse += lane.sql.Stats().InUse
 	}
 	for _, p := range pools {
 		s.InUse += p.sql.Stats().InUse
@@ -392,7 +442,7 @@ func (r *Router) Close() error {
 	r.schemas.Purge()
 	var errs []error
 	for _, lane := range r.lanes {
-		errs = append(errs, lane.Close())
+		errs = append(errs, lane.sql.Close())
 	}
 	return errors.Join(errs...)
 }
@@ -402,8 +452,8 @@ func (r *Router) Close() error {
 // one. gorm's own queries qualify names by themselves; raw SQL must use
 // this, or it would resolve through search_path to no tenant at all.
 func Table(db *gorm.DB, table string) string {
-	if ns, ok := db.NamingStrategy.(schema.NamingStrategy); ok && ns.TablePrefix != "" {
-		return pgx.Identifier{strings.TrimSuffix(ns.TablePrefix, "."), table}.Sanitize()
+	if s, ok := db.Get(schemaSetting); ok {
+		return pgx.Identifier{s.(string), table}.Sanitize()
 	}
 	return pgx.Identifier{table}.Sanitize()
 }

@@ -79,7 +79,8 @@ type did struct {
 	UpdatedAt   time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
-// TableName qualifies the table through the handle's naming strategy.
+// TableName is the bare table name; the router qualifies it with a schema
+// tenant's schema per statement (tenantdb.qualifyTables).
 func (did) TableName(n schema.Namer) string { return n.TableName("Did") }
 
 func (d *did) public() *DID {

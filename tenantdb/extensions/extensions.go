@@ -58,9 +58,9 @@ type Patch struct {
 	OutboundCallerID *string `json:"outbound_caller_id"`
 }
 
-// extension is the table row. Its table name goes through the handle's
-// naming strategy, which in schema mode qualifies it with the tenant's
-// schema: never hard-code a table name here.
+// extension is the table row. In schema mode the router's handle qualifies
+// its table with the tenant's schema in every gorm statement; raw SQL must
+// name tables with tenantdb.Table: never hard-code a table name here.
 type extension struct {
 	ID               int64
 	Number           string
@@ -74,7 +74,8 @@ type extension struct {
 	UpdatedAt        time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
-// TableName qualifies the table through the namer (see extension).
+// TableName is the bare table name; the router qualifies it with a schema
+// tenant's schema per statement (tenantdb.qualifyTables).
 func (extension) TableName(n schema.Namer) string { return n.TableName("Extension") }
 
 func (e *extension) public(realm string) Extension {

@@ -102,7 +102,8 @@ type queue struct {
 	UpdatedAt      time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
-// TableName qualifies the table through the handle's naming strategy.
+// TableName is the bare table name; the router qualifies it with a schema
+// tenant's schema per statement (tenantdb.qualifyTables).
 func (queue) TableName(n schema.Namer) string { return n.TableName("Queue") }
 
 type queueMember struct {
@@ -115,7 +116,8 @@ type queueMember struct {
 	UpdatedAt   time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
 }
 
-// TableName qualifies the table through the handle's naming strategy.
+// TableName is the bare table name; the router qualifies it with a schema
+// tenant's schema per statement (tenantdb.qualifyTables).
 func (queueMember) TableName(n schema.Namer) string { return n.TableName("QueueMember") }
 
 func (q *queue) public() Queue {

@@ -137,8 +137,8 @@ func addAll(fields controlplane.FieldErrors, err error) {
 	}
 }
 
-// rate is the table row; its name goes through the handle's naming
-// strategy (schema-qualified in schema mode).
+// rate is the table row (its table schema-qualified in schema mode by the
+// router's handle).
 type rate struct {
 	ID               int64
 	Prefix           string
@@ -155,7 +155,8 @@ type rate struct {
 	UpdatedAt time.Time `gorm:"autoUpdateTime:false"`
 }
 
-// TableName qualifies the table through the namer (see rate).
+// TableName is the bare table name; the router qualifies it with a schema
+// tenant's schema per statement (tenantdb.qualifyTables).
 func (rate) TableName(n schema.Namer) string { return n.TableName("Rate") }
 
 func (r *rate) public() Rate {
