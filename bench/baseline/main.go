@@ -14,6 +14,15 @@
 //
 // Environment: DATABASE_URL, BASELINE_SCHEMA, LISTEN_ADDR, POOL_CONNS, and
 // PPROF_ADDR to serve net/http/pprof there (the harness's -profile).
+//
+// Evidence mode (BASELINE_ROUTES="host=name,..." and BASELINE_ISOLATION):
+// the same server picks the tenant by the request's Host in a map, the
+// least a multi-tenant server can do, and reads from that tenant's schema
+// ("schema": one pool of POOL_CONNS shared by all, each tenant its own
+// gorm handle) or database ("database": DATABASE_URL with the database
+// replaced, a pool of POOL_CONNS per tenant). It measures what spreading
+// the reads over many schemas or databases costs PostgreSQL and the
+// driver, without anything of the control plane.
 // GET /debug/mallocs reports the heap allocations so far, for the
 // allocations-per-request comparison (the control plane's /metrics has
 // go_memstats_mallocs_total).
@@ -24,9 +33,11 @@ import (
 	"log"
 	"net/http"
 	_ "net/http/pprof" // on PPROF_ADDR only, never on the measured listener
+	"net/url"
 	"os"
 	"runtime"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -69,20 +80,47 @@ func main() {
 	if err != nil || conns < 1 {
 		conns = 20
 	}
-	db, err := gorm.Open(postgres.Open(os.Getenv("DATABASE_URL")), &gorm.Config{
-		NamingStrategy:         schema.NamingStrategy{TablePrefix: os.Getenv("BASELINE_SCHEMA") + "."},
-		SkipDefaultTransaction: true,
-		Logger:                 logger.Discard,
-	})
+	dsn := os.Getenv("DATABASE_URL")
+	single, err := open(dsn, os.Getenv("BASELINE_SCHEMA"), conns)
 	if err != nil {
 		log.Fatal(err)
 	}
-	sqlDB, err := db.DB()
-	if err != nil {
-		log.Fatal(err)
+	byHost := map[string]*gorm.DB{}
+	if routes := os.Getenv("BASELINE_ROUTES"); routes != "" {
+		var shared gorm.ConnPool
+		for _, route := range strings.Split(routes, ",") {
+			host, name, _ := strings.Cut(route, "=")
+			var db *gorm.DB
+			switch os.Getenv("BASELINE_ISOLATION") {
+			case "schema":
+				if shared == nil {
+					if shared, err = single.DB(); err != nil {
+						log.Fatal(err)
+					}
+				}
+				db, err = gorm.Open(postgres.New(postgres.Config{Conn: shared}), config(name))
+			case "database":
+				u, perr := url.Parse(dsn)
+				if perr != nil {
+					log.Fatal(perr)
+				}
+				u.Path = "/" + name
+				db, err = open(u.String(), "", conns)
+			default:
+				log.Fatal("BASELINE_ISOLATION must be schema or database")
+			}
+			if err != nil {
+				log.Fatal(err)
+			}
+			byHost[host] = db
+		}
 	}
-	sqlDB.SetMaxOpenConns(conns)
-	sqlDB.SetMaxIdleConns(conns)
+	tenantDB := func(c *gin.Context) *gorm.DB {
+		if len(byHost) == 0 {
+			return single
+		}
+		return byHost[c.Request.Host]
+	}
 
 	if addr := os.Getenv("PPROF_ADDR"); addr != "" {
 		go func() { log.Println(http.ListenAndServe(addr, nil)) }()
@@ -102,6 +140,11 @@ func main() {
 			c.JSON(http.StatusBadRequest, gin.H{"error": "bad id"})
 			return
 		}
+		db := tenantDB(c)
+		if db == nil {
+			c.JSON(http.StatusNotFound, gin.H{"error": "unknown host"})
+			return
+		}
 		var row extension
 		if err := db.WithContext(c.Request.Context()).First(&row, id).Error; err != nil {
 			if errors.Is(err, gorm.ErrRecordNotFound) {
@@ -119,4 +162,31 @@ func main() {
 	})
 	srv := &http.Server{Addr: os.Getenv("LISTEN_ADDR"), Handler: r, ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 2 * time.Minute}
 	log.Fatal(srv.ListenAndServe())
+}
+
+func config(schemaName string) *gorm.Config {
+	prefix := ""
+	if schemaName != "" {
+		prefix = schemaName + "."
+	}
+	return &gorm.Config{
+		NamingStrategy:         schema.NamingStrategy{TablePrefix: prefix},
+		SkipDefaultTransaction: true,
+		Logger:                 logger.Discard,
+	}
+}
+
+// open is a gorm handle with its own pool of conns connections.
+func open(dsn, schemaName string, conns int) (*gorm.DB, error) {
+	db, err := gorm.Open(postgres.Open(dsn), config(schemaName))
+	if err != nil {
+		return nil, err
+	}
+	sqlDB, err := db.DB()
+	if err != nil {
+		return nil, err
+	}
+	sqlDB.SetMaxOpenConns(conns)
+	sqlDB.SetMaxIdleConns(conns)
+	return db, nil
 }

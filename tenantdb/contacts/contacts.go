@@ -176,7 +176,7 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Contact, error) {
 		return nil, err
 	}
 	var out *Contact
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		t := now()
 		row := contact{Name: spec.Name, Company: spec.Company, Email: spec.Email, Tags: spec.Tags, Notes: spec.Notes, CreatedAt: t, UpdatedAt: t}
 		if err := tx.Create(&row).Error; err != nil {
@@ -265,7 +265,7 @@ func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Contact, error) 
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Contact, error) {
 	var out *Contact
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		var row contact
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err

@@ -123,7 +123,7 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Extension, error) {
 	if spec.Password != nil {
 		row.setPassword(*spec.Password, s.Tenant.Domain)
 	}
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := tenantdb.LockNumberSpace(tx, s.Tenant.ID); err != nil {
 			return err
 		}
@@ -198,7 +198,7 @@ func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Extension, error
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Extension, error) {
 	var row extension
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err
 		}

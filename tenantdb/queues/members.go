@@ -13,7 +13,7 @@ import (
 // Members lists a queue's members by level, then position, then number.
 func (s *Store) Members(ctx context.Context, queueID int64) ([]Member, error) {
 	var out []Member
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := s.mustExist(tx, queueID); err != nil {
 			return err
 		}
@@ -34,7 +34,7 @@ func (s *Store) AddMember(ctx context.Context, queueID int64, spec MemberSpec) (
 		return nil, err
 	}
 	var out *Member
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := s.mustExist(tx, queueID); err != nil {
 			return err
 		}
@@ -77,7 +77,7 @@ func (s *Store) ReplaceMembers(ctx context.Context, queueID int64, specs []Membe
 		return nil, err
 	}
 	var out []Member
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := s.mustExist(tx, queueID); err != nil {
 			return err
 		}

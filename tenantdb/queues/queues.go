@@ -160,7 +160,7 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Queue, error) {
 	}
 	t := now()
 	row := queue{Name: spec.Name, Extension: spec.Extension, Strategy: spec.Strategy, MaxWaitSeconds: spec.MaxWaitSeconds, CreatedAt: t, UpdatedAt: t}
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := checkExtensionClash(tx, s.Tenant.ID, row.Extension); err != nil {
 			return err
 		}
@@ -221,7 +221,7 @@ func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Queue, error) {
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Queue, error) {
 	var row queue
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err
 		}

@@ -69,7 +69,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (int, error) {
 		return 0, err
 	}
 	rates := tenantdb.Table(s.DB, "rates")
-	err = s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := lockAll(tx); err != nil {
 			return err
 		}

@@ -225,7 +225,7 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Rate, error) {
 	now := time.Now().UTC().Truncate(time.Microsecond)
 	row := rate{CreatedAt: now, UpdatedAt: now}
 	row.set(in)
-	err = s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err = tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := lockPrefixes(tx, in.prefix); err != nil {
 			return err
 		}
@@ -327,7 +327,7 @@ func (p Patch) effectiveTo() (to *string, set bool, err error) {
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Rate, error) {
 	var row rate
-	err := s.DB.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err
 		}
