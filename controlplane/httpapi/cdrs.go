@@ -20,9 +20,9 @@ type cdrBatch struct {
 
 // cdrBatchReply answers a batch: one result per CDR posted, in order.
 type cdrBatchReply struct {
-	Results  []cdrs.Result `json:"results"`
-	Created  int           `json:"created"`
-	Existing int           `json:"existing"`
+	Results  []cdrs.BatchResult `json:"results"`
+	Created  int                `json:"created"`
+	Existing int                `json:"existing"`
 }
 
 // cdrRoutes are tenant routes: they run only behind tenantOnly.
@@ -62,7 +62,7 @@ func postCDRs(c *gin.Context) error {
 	return replyBatch(c, results, err)
 }
 
-func replyBatch(c *gin.Context, results []cdrs.Result, err error) error {
+func replyBatch(c *gin.Context, results []cdrs.BatchResult, err error) error {
 	body := cdrBatchReply{Results: results}
 	for _, r := range results {
 		if r.Created {

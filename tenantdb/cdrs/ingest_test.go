@@ -105,8 +105,22 @@ func TestIngestIsIdempotent(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, res[0].Created)
 		require.False(t, res[1].Created)
-		require.Equal(t, first.CDR.ID, res[1].CDR.ID)
+		require.Equal(t, first.CDR.ID, res[1].ID)
 		require.Equal(t, 2, e.count())
+		// Each result carries the id and rating of the CDR as stored: the
+		// new one's as rated now, the old one's unchanged.
+		stored, err := e.cdrs.Get(ctx, uuid(2))
+		require.NoError(t, err)
+		require.Equal(t, stored.ID, res[0].ID)
+		require.Equal(t, uuid(2), res[0].UUID)
+		require.Equal(t, *stored.RateID, *res[0].RateID)
+		require.Equal(t, "0.0210", res[0].Cost.StringFixed(4), "10 s bills 30 s on 30/6: 0.0150 + 30/60 × 0.0120")
+		require.Equal(t, stored.Cost.StringFixed(4), res[0].Cost.StringFixed(4))
+		require.Nil(t, res[0].UnratedReason)
+		require.Equal(t, spec.UUID, res[1].UUID)
+		require.Equal(t, *first.CDR.RateID, *res[1].RateID)
+		require.Equal(t, "0.0246", res[1].Cost.StringFixed(4))
+		require.Nil(t, res[1].UnratedReason)
 
 		// Concurrent re-posts of one new CDR: exactly one stores it.
 		const n = 8
