@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -120,11 +121,25 @@ func cdrQuery(c *gin.Context) (cdrs.Query, error) {
 }
 
 // decodeCDRs reads the body of POST /api/cdrs: one CDR object, or
-// {"cdrs": [...]}. Each CDR of a batch is decoded on its own, so that a
-// wrongly typed or unknown field is named by its place: cdrs[3].billsec.
+// {"cdrs": [...]}. A batch in the usual shape is read in one pass
+// (decodeBatchFast); any other body is decoded with encoding/json, each CDR
+// of a batch on its own, so that a wrongly typed or unknown field is named
+// by its place: cdrs[3].billsec.
 func decodeCDRs(c *gin.Context) (*cdrs.Spec, []cdrs.Spec, error) {
+	body, err := readBody(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if specs, ok := decodeBatchFast(body); ok {
+		return nil, specs, cdrs.CheckBatchSize(len(specs))
+	}
+	return decodeCDRsStrict(body)
+}
+
+// decodeCDRsStrict is decodeCDRs with encoding/json, for any body.
+func decodeCDRsStrict(body string) (*cdrs.Spec, []cdrs.Spec, error) {
 	var raw json.RawMessage
-	if err := decodeJSON(c, &raw); err != nil {
+	if err := decodeReader(strings.NewReader(body), &raw); err != nil {
 		return nil, nil, err
 	}
 	var probe map[string]json.RawMessage
