@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb"
@@ -235,4 +236,32 @@ func TestIngestValidation(t *testing.T) {
 	require.Contains(t, fieldsOf(t, err), "cdrs")
 	_, err = e.cdrs.IngestBatch(ctx, make([]cdrs.Spec, cdrs.MaxBatch+1))
 	require.Contains(t, fieldsOf(t, err), "cdrs")
+}
+
+// A batch mixing stored and new CDRs inside a caller's transaction: the
+// stored ones are skipped without an error aborting the transaction.
+func TestIngestBatchInTransaction(t *testing.T) {
+	t.Parallel()
+	bothModes(t, "UTC", func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.worked()
+		start := utc("2025-03-01T10:00:00Z")
+		first := e.ingest(answered(1, "+442071838750", start, 3, 47))
+		err := e.db.Transaction(func(tx *gorm.DB) error {
+			s := &cdrs.Store{DB: tx, Tenant: e.cdrs.Tenant}
+			res, err := s.IngestBatch(ctx, []cdrs.Spec{answered(1, "+442071838750", start, 3, 47), missed(2, "+4420", start, 5)})
+			if err != nil {
+				return err
+			}
+			require.False(t, res[0].Created)
+			require.Equal(t, first.CDR.ID, res[0].ID)
+			require.Equal(t, "0.0246", res[0].Cost.StringFixed(4))
+			require.True(t, res[1].Created)
+			require.Equal(t, cdrs.NotAnswered, *res[1].UnratedReason)
+			require.Nil(t, res[1].Cost)
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, 2, e.count())
+	})
 }
