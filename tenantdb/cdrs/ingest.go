@@ -180,12 +180,14 @@ func (spec *Spec) validate() (input, controlplane.FieldErrors) {
 	if spec.Dst == "" {
 		f.Add("dst", "is required")
 	}
-	for name, v := range map[string]string{"src": spec.Src, "dst": spec.Dst} {
-		checkNumber(f, name, v)
-	}
-	for name, id := range map[string]*int64{"extension_id": spec.ExtensionID, "queue_id": spec.QueueID} {
-		if id != nil && *id < 1 {
-			f.Add(name, "must be a positive id")
+	checkNumber(f, "src", spec.Src)
+	checkNumber(f, "dst", spec.Dst)
+	for _, ref := range [...]struct {
+		name string
+		id   *int64
+	}{{"extension_id", spec.ExtensionID}, {"queue_id", spec.QueueID}} {
+		if ref.id != nil && *ref.id < 1 {
+			f.Add(ref.name, "must be a positive id")
 		}
 	}
 	start, startOK := instant(f, "start_at", spec.StartAt)
