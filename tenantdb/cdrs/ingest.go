@@ -76,8 +76,9 @@ type input struct {
 // Ingest stores one CDR, rated; posting a CDR whose uuid is stored returns
 // the stored one unchanged.
 func (s *Store) Ingest(ctx context.Context, spec Spec) (*Result, error) {
+	// One CDR is often a switch's retry: ON CONFLICT at once (see store).
 	all := columnsOf{allColumns, (*cdr).allFields}
-	res, err := s.ingest(ctx, []Spec{spec}, func(int) string { return "" }, all, all)
+	res, err := s.ingest(ctx, []Spec{spec}, func(int) string { return "" }, storing{inserted: all, existing: all})
 	if err != nil {
 		return nil, err
 	}
@@ -94,7 +95,11 @@ func (s *Store) IngestBatch(ctx context.Context, specs []Spec) ([]BatchResult, e
 	if err := CheckBatchSize(len(specs)); err != nil {
 		return nil, err
 	}
-	res, err := s.ingest(ctx, specs, batchPath, columnsOf{keyColumns, (*cdr).keyFields}, columnsOf{ratingColumns, (*cdr).ratingFields})
+	res, err := s.ingest(ctx, specs, batchPath, storing{
+		inserted:   columnsOf{keyColumns, (*cdr).keyFields},
+		existing:   columnsOf{ratingColumns, (*cdr).ratingFields},
+		optimistic: true,
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -134,9 +139,8 @@ func CheckBatchSize(n int) error {
 	return nil
 }
 
-// ingest validates, rates and stores specs; inserted and existing are the
-// columns read back of the CDRs it stores and of those stored before.
-func (s *Store) ingest(ctx context.Context, specs []Spec, path func(int) string, inserted, existing columnsOf) ([]stored, error) {
+// ingest validates, rates and stores specs as how says.
+func (s *Store) ingest(ctx context.Context, specs []Spec, path func(int) string, how storing) ([]stored, error) {
 	fields := controlplane.FieldErrors{}
 	ins := make([]input, len(specs))
 	seen := map[string]int{}
@@ -159,7 +163,7 @@ func (s *Store) ingest(ctx context.Context, specs []Spec, path func(int) string,
 	if err := s.rate(ctx, ins); err != nil {
 		return nil, err
 	}
-	return s.store(ctx, ins, inserted, existing)
+	return s.store(ctx, ins, how)
 }
 
 // validate checks one CDR against DOMAIN.md's rules.

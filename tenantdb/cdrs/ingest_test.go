@@ -265,3 +265,15 @@ func TestIngestBatchInTransaction(t *testing.T) {
 		require.Equal(t, 2, e.count())
 	})
 }
+
+// A re-post of one CDR uses up one id, as docs/BILLING.md shows: the next
+// CDR gets the id after it.
+func TestRepostUsesOneID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, controlplane.IsolationSchema, "UTC")
+	start := utc("2025-03-01T10:00:00Z")
+	first := e.ingest(missed(1, "+4420", start, 5))
+	require.False(t, e.ingest(missed(1, "+4420", start, 5)).Created)
+	next := e.ingest(missed(2, "+4420", start, 5))
+	require.Equal(t, first.CDR.ID+2, next.CDR.ID)
+}

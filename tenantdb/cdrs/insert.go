@@ -59,13 +59,21 @@ type columnsOf struct {
 	fields func(*cdr) []any
 }
 
+// storing says how store writes and what it reads back: inserted rows come
+// back with the columns of inserted, those stored before with the columns
+// of existing.
+type storing struct {
+	inserted, existing columnsOf
+	// optimistic tries a plain INSERT first (see store).
+	optimistic bool
+}
+
 // store inserts the rated CDRs in one statement, skipping those whose uuid
 // is already stored, then reads the skipped ones in one query (usually
 // none). The rows travel as one typed array per column, unnested by
-// PostgreSQL: one round trip and no document to build or parse. Inserted
-// rows come back with the columns of inserted, skipped ones with those of
-// existing.
-func (s *Store) store(ctx context.Context, ins []input, inserted, existing columnsOf) ([]stored, error) {
+// PostgreSQL: one round trip and no document to build or parse.
+func (s *Store) store(ctx context.Context, ins []input, how storing) ([]stored, error) {
+	inserted, existing := how.inserted, how.existing
 	n := len(ins)
 	var (
 		uuids, directions, srcs, dsts, dispositions = make([]string, n), make([]string, n), make([]string, n), make([]string, n), make([]string, n)
@@ -102,12 +110,13 @@ func (s *Store) store(ctx context.Context, ins []input, inserted, existing colum
 	// thirds of what ON CONFLICT DO NOTHING costs PostgreSQL (its
 	// speculative insertion checks and marks every row); when a uuid is
 	// already stored (a retry) it fails as a whole, having stored nothing,
-	// and the batch goes again with ON CONFLICT. Inside a transaction the
-	// failure would abort it, so there only ON CONFLICT is tried.
+	// and the batch goes again with ON CONFLICT. The failed attempt uses up
+	// ids, and inside a transaction it would abort it: so only when asked,
+	// and never in a transaction.
 	var rows []cdr
 	var err error
 	done := false
-	if _, inTx := s.DB.Statement.ConnPool.(gorm.TxCommitter); !inTx {
+	if _, inTx := s.DB.Statement.ConnPool.(gorm.TxCommitter); how.optimistic && !inTx {
 		rows, err = s.query(ctx, inserted, n, insert+` RETURNING `+inserted.list, args...)
 		if err != nil && !uuidTaken(err) {
 			return nil, translate(err)
