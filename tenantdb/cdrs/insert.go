@@ -97,9 +97,9 @@ func (s *Store) store(ctx context.Context, ins []input, how storing) ([]stored, 
 		}
 	}
 	table := tenantdb.Table(s.DB, "cdrs")
-	// uuid and cost go as text[] and are cast by PostgreSQL: pgx encodes a
-	// []string as text[] whatever the statement's parameter types, in every
-	// query mode of the router (prepared or not).
+	// uuid and cost go as text[], cast by PostgreSQL: the first cast makes
+	// the parameter's type the text[] pgx encodes a []string as, in every
+	// query mode of the router (prepared, or exec with types inferred).
 	insert := `INSERT INTO ` + table + ` (uuid, direction, src, dst, start_at, answer_at, end_at, duration, billsec,
 			disposition, extension_id, queue_id, rate_id, cost, unrated_reason)
 		SELECT * FROM unnest($1::text[]::uuid[], $2::text[], $3::text[], $4::text[], $5::timestamptz[], $6::timestamptz[],
