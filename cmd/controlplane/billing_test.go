@@ -249,12 +249,24 @@ func TestCDRsAPI(t *testing.T) {
 		require.Equal(t, http.StatusCreated, status, "%v", got)
 		require.EqualValues(t, 2, got["created"])
 		require.EqualValues(t, 1, got["existing"])
+		// One result per CDR, in order: its id and rating, the stored
+		// CDR's for one that was already there.
 		results := got["results"].([]any)
-		require.Equal(t, false, results[0].(map[string]any)["created"])
-		second := results[1].(map[string]any)["cdr"].(map[string]any)
+		require.Len(t, results, 3)
+		require.Equal(t, map[string]any{"id": c["id"], "uuid": one["uuid"], "created": false, "rate_id": c["rate_id"], "cost": "0.0246", "unrated_reason": nil}, results[0])
+		second := results[1].(map[string]any)
+		require.Equal(t, true, second["created"])
 		require.Nil(t, second["cost"])
+		require.Nil(t, second["rate_id"])
 		require.Equal(t, "no_rate", second["unrated_reason"])
-		require.Equal(t, "not_answered", results[2].(map[string]any)["cdr"].(map[string]any)["unrated_reason"])
+		third := results[2].(map[string]any)
+		require.Equal(t, "not_answered", third["unrated_reason"])
+		require.Equal(t, missed["uuid"], third["uuid"])
+		for _, r := range results[1:] {
+			status, _, stored := b.req("GET", acme, "/api/cdrs/"+fmt.Sprint(r.(map[string]any)["id"]), nil)
+			require.Equal(t, http.StatusOK, status)
+			require.Equal(t, r.(map[string]any)["uuid"], stored["uuid"], "the id answered is the stored CDR's")
+		}
 		status, _, got = b.req("POST", acme, "/api/cdrs", map[string]any{"cdrs": []any{one}})
 		require.Equal(t, http.StatusOK, status, "a batch that stored nothing new is 200: %v", got)
 

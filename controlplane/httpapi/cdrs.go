@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -20,9 +21,9 @@ type cdrBatch struct {
 
 // cdrBatchReply answers a batch: one result per CDR posted, in order.
 type cdrBatchReply struct {
-	Results  []cdrs.Result `json:"results"`
-	Created  int           `json:"created"`
-	Existing int           `json:"existing"`
+	Results  []cdrs.BatchResult `json:"results"`
+	Created  int                `json:"created"`
+	Existing int                `json:"existing"`
 }
 
 // cdrRoutes are tenant routes: they run only behind tenantOnly.
@@ -62,7 +63,7 @@ func postCDRs(c *gin.Context) error {
 	return replyBatch(c, results, err)
 }
 
-func replyBatch(c *gin.Context, results []cdrs.Result, err error) error {
+func replyBatch(c *gin.Context, results []cdrs.BatchResult, err error) error {
 	body := cdrBatchReply{Results: results}
 	for _, r := range results {
 		if r.Created {
@@ -120,11 +121,25 @@ func cdrQuery(c *gin.Context) (cdrs.Query, error) {
 }
 
 // decodeCDRs reads the body of POST /api/cdrs: one CDR object, or
-// {"cdrs": [...]}. Each CDR of a batch is decoded on its own, so that a
-// wrongly typed or unknown field is named by its place: cdrs[3].billsec.
+// {"cdrs": [...]}. A batch in the usual shape is read in one pass
+// (decodeBatchFast); any other body is decoded with encoding/json, each CDR
+// of a batch on its own, so that a wrongly typed or unknown field is named
+// by its place: cdrs[3].billsec.
 func decodeCDRs(c *gin.Context) (*cdrs.Spec, []cdrs.Spec, error) {
+	body, err := readBody(c)
+	if err != nil {
+		return nil, nil, err
+	}
+	if specs, ok := decodeBatchFast(body); ok {
+		return nil, specs, cdrs.CheckBatchSize(len(specs))
+	}
+	return decodeCDRsStrict(body)
+}
+
+// decodeCDRsStrict is decodeCDRs with encoding/json, for any body.
+func decodeCDRsStrict(body string) (*cdrs.Spec, []cdrs.Spec, error) {
 	var raw json.RawMessage
-	if err := decodeJSON(c, &raw); err != nil {
+	if err := decodeReader(strings.NewReader(body), &raw); err != nil {
 		return nil, nil, err
 	}
 	var probe map[string]json.RawMessage

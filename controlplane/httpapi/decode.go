@@ -21,7 +21,12 @@ const MaxBodyBytes = 1 << 20
 // fields and wrongly typed values are 422 naming the field, malformed JSON
 // is 400, a body over MaxBodyBytes is 413.
 func decodeJSON(c *gin.Context, dst any) error {
-	dec := json.NewDecoder(c.Request.Body)
+	return decodeReader(c.Request.Body, dst)
+}
+
+// decodeReader is decodeJSON on any reader.
+func decodeReader(r io.Reader, dst any) error {
+	dec := json.NewDecoder(r)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
@@ -35,6 +40,19 @@ func decodeJSON(c *gin.Context, dst any) error {
 		return controlplane.Errorf(controlplane.BadRequest, "request body must hold a single JSON object")
 	}
 	return nil
+}
+
+// readBody reads the whole body (at most MaxBodyBytes: more is 413) as a
+// string, for decoders that make one pass over it and share its memory.
+func readBody(c *gin.Context) (string, error) {
+	var b strings.Builder
+	if n := c.Request.ContentLength; n > 0 && n <= MaxBodyBytes {
+		b.Grow(int(n))
+	}
+	if _, err := io.Copy(&b, c.Request.Body); err != nil {
+		return "", decodeError(err)
+	}
+	return b.String(), nil
 }
 
 func decodeError(err error) error {

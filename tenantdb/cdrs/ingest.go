@@ -2,10 +2,10 @@ package cdrs
 
 import (
 	"context"
-	"encoding/json"
 	"fmt"
 	"math"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 	"unicode"
@@ -14,6 +14,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/rates"
 )
 
 // MaxBatch is the most CDRs one request may post.
@@ -57,42 +58,74 @@ type Result struct {
 
 // input is a validated Spec, rated before it is stored.
 type input struct {
-	UUID        string     `json:"uuid"`
-	Direction   string     `json:"direction"`
-	Src         string     `json:"src"`
-	Dst         string     `json:"dst"`
-	StartAt     time.Time  `json:"start_at"`
-	AnswerAt    *time.Time `json:"answer_at"`
-	EndAt       time.Time  `json:"end_at"`
-	Duration    int        `json:"duration"`
-	Billsec     int        `json:"billsec"`
-	Disposition string     `json:"disposition"`
-	ExtensionID *int64     `json:"extension_id"`
-	QueueID     *int64     `json:"queue_id"`
+	UUID        string
+	Direction   string
+	Src         string
+	Dst         string
+	StartAt     time.Time
+	AnswerAt    *time.Time
+	EndAt       time.Time
+	Duration    int
+	Billsec     int
+	Disposition string
+	ExtensionID *int64
+	QueueID     *int64
 	rating
 }
 
 // Ingest stores one CDR, rated; posting a CDR whose uuid is stored returns
 // the stored one unchanged.
 func (s *Store) Ingest(ctx context.Context, spec Spec) (*Result, error) {
-	res, err := s.ingest(ctx, []Spec{spec}, func(int) string { return "" })
+	// One CDR is often a switch's retry: ON CONFLICT at once (see store).
+	all := columnsOf{allColumns, (*cdr).allFields}
+	res, err := s.ingest(ctx, []Spec{spec}, func(int) string { return "" }, storing{inserted: all, existing: all})
 	if err != nil {
 		return nil, err
 	}
-	return &res[0], nil
+	return &Result{Created: res[0].created, CDR: res[0].row.public()}, nil
 }
 
-// IngestBatch stores up to MaxBatch CDRs, rated, and returns one Result per
-// spec, in order. It is all or nothing: every CDR is validated first, and
-// if any is invalid nothing is stored and the error names each bad field
-// by its place in the batch (cdrs[3].billsec). CDRs already stored are
-// returned as they are, so a batch can be retried safely.
-func (s *Store) IngestBatch(ctx context.Context, specs []Spec) ([]Result, error) {
+// IngestBatch stores up to MaxBatch CDRs, rated, and returns one
+// BatchResult per spec, in order. It is all or nothing: every CDR is
+// validated first, and if any is invalid nothing is stored and the error
+// names each bad field by its place in the batch (cdrs[3].billsec). CDRs
+// already stored are left as they are and reported with their stored id
+// and rating, so a batch can be retried safely.
+func (s *Store) IngestBatch(ctx context.Context, specs []Spec) ([]BatchResult, error) {
 	if err := CheckBatchSize(len(specs)); err != nil {
 		return nil, err
 	}
-	return s.ingest(ctx, specs, func(i int) string { return fmt.Sprintf("cdrs[%d].", i) })
+	res, err := s.ingest(ctx, specs, batchPath, storing{
+		inserted:   columnsOf{keyColumns, (*cdr).keyFields},
+		existing:   columnsOf{ratingColumns, (*cdr).ratingFields},
+		optimistic: true,
+	})
+	if err != nil {
+		return nil, err
+	}
+	out := make([]BatchResult, len(res))
+	for i, r := range res {
+		b := BatchResult{ID: r.row.ID, UUID: r.row.UUID, Created: r.created, RateID: r.row.RateID, UnratedReason: r.row.UnratedReason}
+		cost := r.row.Cost
+		if r.created {
+			// Only the keys were read back: the rest is what was sent.
+			b.RateID, b.UnratedReason = r.rating.RateID, r.rating.UnratedReason
+			cost = decimal.NullDecimal{}
+			if r.rating.Cost != nil {
+				cost = decimal.NewNullDecimal(*r.rating.Cost)
+			}
+		}
+		if cost.Valid {
+			c := rates.NewMoney(cost.Decimal, rates.CostScale)
+			b.Cost = &c
+		}
+		out[i] = b
+	}
+	return out, nil
 }
+
+// batchPath names the fields of the i-th CDR of a batch: cdrs[3].
+func batchPath(i int) string { return "cdrs[" + strconv.Itoa(i) + "]." }
 
 // CheckBatchSize refuses a batch of n CDRs unless 1 ≤ n ≤ MaxBatch; callers
 // may check before decoding the CDRs themselves.
@@ -106,7 +139,8 @@ func CheckBatchSize(n int) error {
 	return nil
 }
 
-func (s *Store) ingest(ctx context.Context, specs []Spec, path func(int) string) ([]Result, error) {
+// ingest validates, rates and stores specs as how says.
+func (s *Store) ingest(ctx context.Context, specs []Spec, path func(int) string, how storing) ([]stored, error) {
 	fields := controlplane.FieldErrors{}
 	ins := make([]input, len(specs))
 	seen := map[string]int{}
@@ -129,7 +163,7 @@ func (s *Store) ingest(ctx context.Context, specs []Spec, path func(int) string)
 	if err := s.rate(ctx, ins); err != nil {
 		return nil, err
 	}
-	return s.store(ctx, ins)
+	return s.store(ctx, ins, how)
 }
 
 // validate checks one CDR against DOMAIN.md's rules.
@@ -150,12 +184,14 @@ func (spec *Spec) validate() (input, controlplane.FieldErrors) {
 	if spec.Dst == "" {
 		f.Add("dst", "is required")
 	}
-	for name, v := range map[string]string{"src": spec.Src, "dst": spec.Dst} {
-		checkNumber(f, name, v)
-	}
-	for name, id := range map[string]*int64{"extension_id": spec.ExtensionID, "queue_id": spec.QueueID} {
-		if id != nil && *id < 1 {
-			f.Add(name, "must be a positive id")
+	checkNumber(f, "src", spec.Src)
+	checkNumber(f, "dst", spec.Dst)
+	for _, ref := range [...]struct {
+		name string
+		id   *int64
+	}{{"extension_id", spec.ExtensionID}, {"queue_id", spec.QueueID}} {
+		if ref.id != nil && *ref.id < 1 {
+			f.Add(ref.name, "must be a positive id")
 		}
 	}
 	start, startOK := instant(f, "start_at", spec.StartAt)
@@ -294,61 +330,6 @@ func (s *Store) checkRefs(ctx context.Context, ins []input, path func(int) strin
 		}
 	}
 	return nil
-}
-
-// store inserts the rated CDRs in one statement, skipping those whose uuid
-// is already stored, then reads every one back in one query.
-func (s *Store) store(ctx context.Context, ins []input) ([]Result, error) {
-	doc, err := json.Marshal(ins)
-	if err != nil {
-		return nil, err
-	}
-	table := tenantdb.Table(s.DB, "cdrs")
-	// The inserted rows come back from the INSERT itself; only CDRs that
-	// were stored before (a re-post) are read again, usually none.
-	var inserted []cdr
-	err = s.DB.WithContext(ctx).Raw(`INSERT INTO `+table+` (uuid, direction, src, dst, start_at, answer_at, end_at, duration, billsec,
-			disposition, extension_id, queue_id, rate_id, cost, unrated_reason)
-		SELECT uuid, direction, src, dst, start_at, answer_at, end_at, duration, billsec,
-			disposition, extension_id, queue_id, rate_id, cost, unrated_reason
-		FROM jsonb_to_recordset(?::jsonb) AS n(uuid uuid, direction text, src text, dst text, start_at timestamptz,
-			answer_at timestamptz, end_at timestamptz, duration integer, billsec integer, disposition text,
-			extension_id bigint, queue_id bigint, rate_id bigint, cost numeric, unrated_reason text)
-		ON CONFLICT ON CONSTRAINT cdrs_uuid_key DO NOTHING
-		RETURNING *`, string(doc)).Scan(&inserted).Error
-	if err != nil {
-		return nil, translate(err)
-	}
-	byUUID := make(map[string]*cdr, len(ins))
-	isNew := make(map[string]bool, len(inserted))
-	for i := range inserted {
-		byUUID[inserted[i].UUID] = &inserted[i]
-		isNew[inserted[i].UUID] = true
-	}
-	var before []string
-	for i := range ins {
-		if !isNew[ins[i].UUID] {
-			before = append(before, ins[i].UUID)
-		}
-	}
-	if len(before) > 0 {
-		var rows []cdr
-		if err := s.DB.WithContext(ctx).Where("uuid IN ?", before).Find(&rows).Error; err != nil {
-			return nil, translate(err)
-		}
-		for i := range rows {
-			byUUID[rows[i].UUID] = &rows[i]
-		}
-	}
-	out := make([]Result, len(ins))
-	for i := range ins {
-		row, ok := byUUID[ins[i].UUID]
-		if !ok {
-			return nil, fmt.Errorf("cdr %s vanished after its insert", ins[i].UUID)
-		}
-		out[i] = Result{Created: isNew[ins[i].UUID], CDR: row.public()}
-	}
-	return out, nil
 }
 
 // addPrefixed copies errs into fields under prefix (cdrs[3].), up to

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb"
@@ -105,8 +106,22 @@ func TestIngestIsIdempotent(t *testing.T) {
 		require.NoError(t, err)
 		require.True(t, res[0].Created)
 		require.False(t, res[1].Created)
-		require.Equal(t, first.CDR.ID, res[1].CDR.ID)
+		require.Equal(t, first.CDR.ID, res[1].ID)
 		require.Equal(t, 2, e.count())
+		// Each result carries the id and rating of the CDR as stored: the
+		// new one's as rated now, the old one's unchanged.
+		stored, err := e.cdrs.Get(ctx, uuid(2))
+		require.NoError(t, err)
+		require.Equal(t, stored.ID, res[0].ID)
+		require.Equal(t, uuid(2), res[0].UUID)
+		require.Equal(t, *stored.RateID, *res[0].RateID)
+		require.Equal(t, "0.0210", res[0].Cost.StringFixed(4), "10 s bills 30 s on 30/6: 0.0150 + 30/60 × 0.0120")
+		require.Equal(t, stored.Cost.StringFixed(4), res[0].Cost.StringFixed(4))
+		require.Nil(t, res[0].UnratedReason)
+		require.Equal(t, spec.UUID, res[1].UUID)
+		require.Equal(t, *first.CDR.RateID, *res[1].RateID)
+		require.Equal(t, "0.0246", res[1].Cost.StringFixed(4))
+		require.Nil(t, res[1].UnratedReason)
 
 		// Concurrent re-posts of one new CDR: exactly one stores it.
 		const n = 8
@@ -221,4 +236,44 @@ func TestIngestValidation(t *testing.T) {
 	require.Contains(t, fieldsOf(t, err), "cdrs")
 	_, err = e.cdrs.IngestBatch(ctx, make([]cdrs.Spec, cdrs.MaxBatch+1))
 	require.Contains(t, fieldsOf(t, err), "cdrs")
+}
+
+// A batch mixing stored and new CDRs inside a caller's transaction: the
+// stored ones are skipped without an error aborting the transaction.
+func TestIngestBatchInTransaction(t *testing.T) {
+	t.Parallel()
+	bothModes(t, "UTC", func(t *testing.T, e *env) {
+		ctx := context.Background()
+		e.worked()
+		start := utc("2025-03-01T10:00:00Z")
+		first := e.ingest(answered(1, "+442071838750", start, 3, 47))
+		err := e.db.Transaction(func(tx *gorm.DB) error {
+			s := &cdrs.Store{DB: tx, Tenant: e.cdrs.Tenant}
+			res, err := s.IngestBatch(ctx, []cdrs.Spec{answered(1, "+442071838750", start, 3, 47), missed(2, "+4420", start, 5)})
+			if err != nil {
+				return err
+			}
+			require.False(t, res[0].Created)
+			require.Equal(t, first.CDR.ID, res[0].ID)
+			require.Equal(t, "0.0246", res[0].Cost.StringFixed(4))
+			require.True(t, res[1].Created)
+			require.Equal(t, cdrs.NotAnswered, *res[1].UnratedReason)
+			require.Nil(t, res[1].Cost)
+			return nil
+		})
+		require.NoError(t, err)
+		require.Equal(t, 2, e.count())
+	})
+}
+
+// A re-post of one CDR uses up one id, as docs/BILLING.md shows: the next
+// CDR gets the id after it.
+func TestRepostUsesOneID(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t, controlplane.IsolationSchema, "UTC")
+	start := utc("2025-03-01T10:00:00Z")
+	first := e.ingest(missed(1, "+4420", start, 5))
+	require.False(t, e.ingest(missed(1, "+4420", start, 5)).Created)
+	next := e.ingest(missed(2, "+4420", start, 5))
+	require.Equal(t, first.CDR.ID+2, next.CDR.ID)
 }

@@ -3,6 +3,7 @@ package rates
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"slices"
 	"strings"
 	"time"
@@ -101,17 +102,23 @@ func (b *Book) Find(number string, at time.Time) *Rate {
 // prefix of those numbers whose period intersects that window.
 func (s *Store) Book(ctx context.Context, numbers []string, from, to time.Time) (*Book, error) {
 	b := &Book{byPrefix: map[string][]Rate{}}
-	var prefixes []string
+	// A batch calls few distinct numbers, and those share most prefixes:
+	// collect each prefix once. The set holds every prefix of what it
+	// holds, so the first prefix of n found there ends n's walk.
+	set := map[string]struct{}{}
 	for _, n := range numbers {
-		for l := 1; l <= min(len(n), MaxPrefixLen); l++ {
-			prefixes = append(prefixes, n[:l])
+		for l := min(len(n), MaxPrefixLen); l >= 1; l-- {
+			if _, seen := set[n[:l]]; seen {
+				break
+			}
+			set[n[:l]] = struct{}{}
 		}
 	}
-	if len(prefixes) == 0 {
+	if len(set) == 0 {
 		return b, nil
 	}
-	slices.Sort(prefixes)
-	js, err := json.Marshal(slices.Compact(prefixes))
+	prefixes := slices.Sorted(maps.Keys(set))
+	js, err := json.Marshal(prefixes)
 	if err != nil {
 		return nil, err
 	}
