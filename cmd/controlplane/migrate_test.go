@@ -303,8 +303,22 @@ func TestRotateRolePasswords(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 }
 
-// Ctrl-C: no tenant is started after the cancel, the ones running finish,
-// and the run reports the rest as not started.
+// cancelAfterFirst is a Migrator that cancels the run once its first
+// tenant is migrated, as a Ctrl-C during that tenant would.
+type cancelAfterFirst struct {
+	controlplane.Migrator
+	once   sync.Once
+	cancel context.CancelFunc
+}
+
+func (m *cancelAfterFirst) Migrate(ctx context.Context, t *controlplane.Tenant, op controlplane.MigrationOp) controlplane.MigrationOutcome {
+	out := m.Migrator.Migrate(ctx, t, op)
+	m.once.Do(m.cancel)
+	return out
+}
+
+// Ctrl-C: no tenant is started after the cancel, the ones running finish
+// and are recorded, and the run reports the rest as not started.
 func TestFleetRunStopsDispatchingOnCancel(t *testing.T) {
 	t.Parallel()
 	b := setup(t, controlplane.IsolationSchema)
@@ -314,7 +328,9 @@ func TestFleetRunStopsDispatchingOnCancel(t *testing.T) {
 	app, fleet := b.fleet(withMigrations(t, v2))
 	fleet.Concurrency = 1
 	ctx, cancel := context.WithCancel(context.Background())
-	results := fleet.Run(ctx, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) { cancel() })
+	fleet.Migrator = &cancelAfterFirst{Migrator: fleet.Migrator, cancel: cancel}
+	var reported int
+	results := fleet.Run(ctx, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) { reported++ })
 	var done, notStarted int
 	for _, r := range results {
 		switch r.Skipped {
@@ -322,11 +338,15 @@ func TestFleetRunStopsDispatchingOnCancel(t *testing.T) {
 			require.NoError(t, r.Err)
 			require.Equal(t, uint(2), r.To)
 			done++
+			// Recorded in the catalog although the run was cancelled.
+			_, got := b.do("GET", fmt.Sprintf("/api/tenants/%d", r.Tenant.ID), nil)
+			require.EqualValues(t, 2, got["schema_version"], r.Tenant.Slug)
 		case "interrupted before it started":
 			notStarted++
 		}
 	}
 	require.GreaterOrEqual(t, done, 1)
 	require.LessOrEqual(t, done, 2, "at most the one running and the one already handed over")
+	require.Equal(t, done, reported)
 	require.Equal(t, 5, done+notStarted)
 }
