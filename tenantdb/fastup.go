@@ -189,10 +189,6 @@ func pendingScript(h *migrations.History, from uint) (script string, first uint)
 	return b.String(), first
 }
 
-// versionMismatch is the message of the check that stops a one-trip run on
-// a tenant whose migrations table is not where the catalog says.
-const versionMismatch = "fleet: migrations table not at the expected version"
-
 // upOneTrip migrates t from the version the catalog records (first is the
 // first pending file) in one simple-protocol round trip: BEGIN, the lock,
 // a check that the migrations table is at that version and clean, the
@@ -214,16 +210,19 @@ func (p *Provisioner) upOneTrip(ctx context.Context, t *controlplane.Tenant, h *
 	if _, err := strconv.ParseInt(lockID, 10, 64); err != nil {
 		return controlplane.MigrationOutcome{Err: fmt.Errorf("advisory lock id %q: %w", lockID, err)}, true
 	}
-	check := `(SELECT count(*) = 1 AND bool_and(version = ` + strconv.FormatUint(uint64(from), 10) + ` AND NOT dirty) FROM ` + table + `)`
+	// The check is plain SQL (no PL/pgSQL to load in a database tenant's
+	// new backend): a division by zero unless the table holds exactly the
+	// row (from, clean), or no row for version 0.
+	check := `SELECT 1 / (SELECT (count(*) = 1 AND bool_and(version = ` + strconv.FormatUint(uint64(from), 10) + ` AND NOT dirty))::int FROM ` + table + `);`
 	if from == 0 {
-		check = `NOT EXISTS (SELECT FROM ` + table + `)`
+		check = `SELECT 1 / (SELECT (count(*) = 0)::int FROM ` + table + `);`
 	}
 	latest := strconv.FormatUint(uint64(h.Latest), 10)
 	// Statements before the files: BEGIN, the lock, the check.
 	const before = 3
 	q := `BEGIN;
 SELECT pg_advisory_xact_lock(` + lockID + `);
-DO $fleet_check$ BEGIN IF ` + check + ` IS NOT TRUE THEN RAISE EXCEPTION '` + versionMismatch + `'; END IF; END $fleet_check$;
+` + check + `
 ` + setup + "\n" + script +
 		`DELETE FROM ` + table + `; INSERT INTO ` + table + ` (version, dirty) VALUES (` + latest + `, false);
 COMMIT;`

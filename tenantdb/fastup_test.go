@@ -57,18 +57,20 @@ func TestFastUpChecksTheCatalogVersion(t *testing.T) {
 			return ok
 		}
 
-		// The catalog is wrong (2, the table says 1): nothing runs.
-		stale := *tn
-		stale.SchemaVersion = 2
-		script, first := pendingScript(h, 2)
-		_, done := p.upOneTrip(ctx, &stale, h, script, first)
-		require.False(t, done)
-		require.Equal(t, "1 false", migrationRow(t, conn, schema))
-		require.False(t, hasNotes())
+		// The catalog is wrong (0 or 2, the table says 1): nothing runs.
+		for _, v := range []uint{0, 2} {
+			stale := *tn
+			stale.SchemaVersion = v
+			script, first := pendingScript(h, v)
+			_, done := p.upOneTrip(ctx, &stale, h, script, first)
+			require.False(t, done, v)
+			require.Equal(t, "1 false", migrationRow(t, conn, schema))
+			require.False(t, hasNotes())
+		}
 
 		// The catalog is right: one trip from 1 to 3.
 		tn.SchemaVersion = 1
-		script, first = pendingScript(h, 1)
+		script, first := pendingScript(h, 1)
 		out, done := p.upOneTrip(ctx, tn, h, script, first)
 		require.True(t, done)
 		require.Equal(t, controlplane.MigrationOutcome{From: 1, To: 3}, out)
