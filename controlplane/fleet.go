@@ -39,14 +39,37 @@ type Migrator interface {
 	Migrate(ctx context.Context, t *Tenant, op MigrationOp) MigrationOutcome
 }
 
-// FleetCatalog is what a fleet run needs of the catalog.
+// FleetCatalog is what a fleet run needs of the catalog. Every tenant is
+// migrated under its lifecycle lock (one runner at a time per tenant, and
+// never beside its provisioning or deletion) and its outcome recorded
+// before the lock is released; both are done for many tenants per
+// statement.
 type FleetCatalog interface {
-	// LockTenantWait takes the tenant's lifecycle lock, waiting for it: one
-	// runner at a time per tenant, and never beside its provisioning or
-	// deletion.
+	// TryLockTenants takes, without waiting, the lifecycle locks of those
+	// of ids that nobody holds (held[i] for ids[i]), in one statement.
+	TryLockTenants(ctx context.Context, ids []int64) (locks TenantLocks, held []bool, err error)
+	// LockTenantWait takes one tenant's lifecycle lock, waiting for it.
 	LockTenantWait(ctx context.Context, id int64) (unlock func(), err error)
-	// RecordMigration stores the outcome of a tenant's run.
-	RecordMigration(ctx context.Context, id int64, version uint, dirty bool, migErr string) error
+	// RecordMigrations stores the outcomes of many tenants' runs (with
+	// their audit entries) in one statement; found[i] says whether
+	// recs[i]'s tenant exists.
+	RecordMigrations(ctx context.Context, recs []MigrationRecord) (found []bool, err error)
+}
+
+// TenantLocks is a set of lifecycle locks taken by TryLockTenants.
+type TenantLocks interface {
+	// Unlock releases the locks of ids (in one statement).
+	Unlock(ids []int64)
+	// Close releases what is still held and frees the set's session.
+	Close()
+}
+
+// MigrationRecord is what the catalog keeps of one tenant's run.
+type MigrationRecord struct {
+	TenantID int64
+	Version  uint
+	Dirty    bool
+	Error    string // "" on success
 }
 
 // MigrationResult is one line of a fleet run's report.
@@ -61,12 +84,20 @@ type MigrationResult struct {
 
 // Fleet migrates many tenants with a bounded pool of workers. One tenant's
 // failure never stops the others; each tenant's outcome is recorded in the
-// catalog as it completes.
+// catalog (and its lock released) shortly after it completes, many tenants
+// per statement.
 type Fleet struct {
 	Migrator    Migrator
 	Catalog     FleetCatalog
 	Latest      uint // the newest tenant migration this binary carries
 	Concurrency int
+	// LockBatch is how many tenants' locks are taken per statement
+	// (default 32); RecordBatch how many outcomes are recorded per
+	// statement at most (default 64), RecordDelay how long an outcome
+	// waits at most for others to share its statement (default 20 ms).
+	LockBatch   int
+	RecordBatch int
+	RecordDelay time.Duration
 }
 
 // Skip says why t needs no run for op, or "" if it does. A no-op run over
@@ -89,60 +120,220 @@ func (f *Fleet) Skip(t *Tenant, op MigrationOp) string {
 	return ""
 }
 
+// interrupted is the Skipped reason of tenants a cancelled run never
+// started.
+const interrupted = "interrupted before it started"
+
+// lockSet is one TryLockTenants statement's locks, shared by the tenants
+// it locked: closed when the last of them is recorded and unlocked.
+type lockSet struct {
+	locks   TenantLocks
+	mu      sync.Mutex
+	pending int  // tenants handed to workers and not yet released
+	sealed  bool // no more tenants will be handed out
+}
+
+// release unlocks ids (already handed out, or never to be) and closes
+// the set when nothing is left.
+func (s *lockSet) release(ids []int64, handedOut bool) {
+	s.locks.Unlock(ids)
+	s.mu.Lock()
+	if handedOut {
+		s.pending -= len(ids)
+	}
+	done := s.sealed && s.pending == 0
+	s.mu.Unlock()
+	if done {
+		s.locks.Close()
+	}
+}
+
+func (s *lockSet) seal() {
+	s.mu.Lock()
+	s.sealed = true
+	done := s.pending == 0
+	s.mu.Unlock()
+	if done {
+		s.locks.Close()
+	}
+}
+
+// job is one tenant handed to a worker: under a lock of set, or (set nil)
+// to be locked by the worker, waiting for whoever holds it.
+type job struct {
+	i   int
+	set *lockSet
+}
+
+// finished is a worker's result on its way to the catalog.
+type finished struct {
+	i      int
+	r      MigrationResult
+	record bool     // the run took the lock: record it
+	set    *lockSet // release the lock in set, or
+	unlock func()   // with this
+}
+
 // Run applies op to tenants and calls report with each result, from one
-// goroutine at a time, as tenants finish. When ctx ends no new tenant is
-// started; running ones finish their current migration. It returns the
-// results in the order of tenants; tenants never started have Skipped set.
+// goroutine at a time, as tenants finish and are recorded. When ctx ends
+// no new tenant is started; running ones finish their current migration
+// and are recorded. It returns the results in the order of tenants;
+// tenants never started have Skipped set.
+//
+// Tenants are locked in batches (LockBatch per statement, without
+// waiting): a tenant whose lock is held elsewhere (being provisioned,
+// deleted or migrated by another runner) is set aside and, once every
+// other tenant has been handed out, waited for and migrated alone. The
+// runner therefore never waits for a lock while holding others it has
+// not yet worked on, so two runners cannot block each other.
 func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
 	results := make([]MigrationResult, len(tenants))
-	work := make(chan int)
+	started := make([]bool, len(tenants))
 	var mu sync.Mutex
-	var wg sync.WaitGroup
+	publish := func(i int, r MigrationResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		results[i] = r
+		report(r)
+	}
+
+	work := make(chan job)
+	out := make(chan finished, 256)
+	var workers sync.WaitGroup
 	for w := 0; w < max(1, f.Concurrency); w++ {
-		wg.Add(1)
+		workers.Add(1)
 		go func() {
-			defer wg.Done()
-			for i := range work {
-				r := f.one(ctx, tenants[i], op)
-				mu.Lock()
-				results[i] = r
-				report(r)
-				mu.Unlock()
+			defer workers.Done()
+			for j := range work {
+				out <- f.work(ctx, tenants[j.i], op, j)
 			}
 		}()
 	}
-	started := make([]bool, len(tenants))
-dispatch:
-	for i := range tenants {
-		select {
-		case <-ctx.Done():
-			break dispatch
-		case work <- i:
-			started[i] = true
-		}
-	}
+	recorded := make(chan struct{})
+	go func() {
+		defer close(recorded)
+		f.record(ctx, out, publish)
+	}()
+
+	f.dispatch(ctx, tenants, op, work, started, publish)
 	close(work)
-	wg.Wait()
+	workers.Wait()
+	close(out)
+	<-recorded
+
 	for i, ok := range started {
 		if !ok {
-			results[i] = MigrationResult{Tenant: tenants[i], From: tenants[i].SchemaVersion, To: tenants[i].SchemaVersion, Skipped: "interrupted before it started"}
+			results[i] = MigrationResult{Tenant: tenants[i], From: tenants[i].SchemaVersion, To: tenants[i].SchemaVersion, Skipped: interrupted}
 		}
 	}
 	return results
 }
 
-func (f *Fleet) one(ctx context.Context, t *Tenant, op MigrationOp) MigrationResult {
+// dispatch hands tenants to the workers: skipped ones are reported at
+// once, the others locked a batch at a time, then the contested ones.
+func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp, work chan<- job, started []bool, publish func(int, MigrationResult)) {
+	batch := f.LockBatch
+	if batch <= 0 {
+		batch = 32
+	}
+	var deferred []int
+	seen := map[int64]bool{}
+	var chunk []int
+	// handOut locks chunk and hands the tenants it locked to the workers;
+	// false when ctx ended.
+	handOut := func() bool {
+		defer func() { chunk = chunk[:0] }()
+		if len(chunk) == 0 {
+			return ctx.Err() == nil
+		}
+		ids := make([]int64, len(chunk))
+		for k, i := range chunk {
+			ids[k] = tenants[i].ID
+		}
+		locks, held, err := f.Catalog.TryLockTenants(ctx, ids)
+		if err != nil {
+			// Each is tried again alone (and its error reported) later.
+			deferred = append(deferred, chunk...)
+			return ctx.Err() == nil
+		}
+		set := &lockSet{locks: locks}
+		defer set.seal()
+		var mine []int
+		for k, i := range chunk {
+			if held[k] {
+				mine = append(mine, i)
+			} else {
+				deferred = append(deferred, i)
+			}
+		}
+		for k, i := range mine {
+			set.mu.Lock()
+			set.pending++
+			set.mu.Unlock()
+			select {
+			case <-ctx.Done():
+				set.mu.Lock()
+				set.pending--
+				set.mu.Unlock()
+				var rest []int64
+				for _, i := range mine[k:] {
+					rest = append(rest, tenants[i].ID)
+				}
+				set.release(rest, false)
+				return false
+			case work <- job{i: i, set: set}:
+				started[i] = true
+			}
+		}
+		return true
+	}
+	for i, t := range tenants {
+		if ctx.Err() != nil {
+			return
+		}
+		if reason := f.Skip(t, op); reason != "" {
+			started[i] = true
+			publish(i, MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty, Skipped: reason})
+			continue
+		}
+		if seen[t.ID] {
+			deferred = append(deferred, i) // listed twice: after the first is done
+			continue
+		}
+		seen[t.ID] = true
+		chunk = append(chunk, i)
+		if len(chunk) == batch && !handOut() {
+			return
+		}
+	}
+	if !handOut() {
+		return
+	}
+	slices.Sort(deferred)
+	for _, i := range deferred {
+		select {
+		case <-ctx.Done():
+			return
+		case work <- job{i: i}:
+			started[i] = true
+		}
+	}
+}
+
+// work migrates one tenant (locking it first unless its batch did).
+func (f *Fleet) work(ctx context.Context, t *Tenant, op MigrationOp, j job) finished {
 	r := MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty}
-	if r.Skipped = f.Skip(t, op); r.Skipped != "" {
-		return r
-	}
 	start := time.Now()
-	unlock, err := f.Catalog.LockTenantWait(ctx, t.ID)
-	if err != nil {
-		r.Err = fmt.Errorf("lock tenant: %w", err)
-		return r
+	fin := finished{i: j.i, set: j.set}
+	if j.set == nil {
+		unlock, err := f.Catalog.LockTenantWait(ctx, t.ID)
+		if err != nil {
+			r.Err = fmt.Errorf("lock tenant: %w", err)
+			fin.r = r
+			return fin
+		}
+		fin.unlock = unlock
 	}
-	defer unlock()
 	// The version read inside Migrate is taken under the lock, so "from"
 	// is what this runner found, not what another runner left behind.
 	out := f.Migrator.Migrate(ctx, t, op)
@@ -151,17 +342,98 @@ func (f *Fleet) one(ctx context.Context, t *Tenant, op MigrationOp) MigrationRes
 	if r.Err == nil && r.To > f.Latest {
 		r.Err = fmt.Errorf("tenant is at version %d, newer than this binary knows (%d)", r.To, f.Latest)
 	}
-	msg := ""
-	if r.Err != nil {
-		msg = r.Err.Error()
+	fin.r, fin.record = r, true
+	return fin
+}
+
+// record stores the workers' results in the catalog, many per statement,
+// then releases their locks and publishes them. Outcomes are recorded
+// even if ctx has ended: the catalog must say what happened.
+func (f *Fleet) record(ctx context.Context, in <-chan finished, publish func(int, MigrationResult)) {
+	size, delay := f.RecordBatch, f.RecordDelay
+	if size <= 0 {
+		size = 64
 	}
-	// Recorded even if ctx has ended: the catalog must say what happened.
-	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if err := f.Catalog.RecordMigration(rctx, t.ID, r.To, r.Dirty, msg); err != nil && r.Err == nil {
-		r.Err = fmt.Errorf("migrated, but recording it in the catalog failed: %w", err)
+	if delay <= 0 {
+		delay = 20 * time.Millisecond
 	}
-	return r
+	var batch []finished
+	flush := func() {
+		f.flush(ctx, batch, publish)
+		batch = batch[:0]
+	}
+	for {
+		fin, ok := <-in
+		if !ok {
+			return
+		}
+		batch = append(batch, fin)
+		timer := time.NewTimer(delay)
+	collect:
+		for len(batch) < size {
+			select {
+			case fin, ok := <-in:
+				if !ok {
+					timer.Stop()
+					flush()
+					return
+				}
+				batch = append(batch, fin)
+			case <-timer.C:
+				break collect
+			}
+		}
+		timer.Stop()
+		flush()
+	}
+}
+
+func (f *Fleet) flush(ctx context.Context, batch []finished, publish func(int, MigrationResult)) {
+	var recs []MigrationRecord
+	var idx []int // batch index of each record
+	for k, fin := range batch {
+		if !fin.record {
+			continue
+		}
+		msg := ""
+		if fin.r.Err != nil {
+			msg = fin.r.Err.Error()
+		}
+		recs = append(recs, MigrationRecord{TenantID: fin.r.Tenant.ID, Version: fin.r.To, Dirty: fin.r.Dirty, Error: msg})
+		idx = append(idx, k)
+	}
+	if len(recs) > 0 {
+		rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		found, err := f.Catalog.RecordMigrations(rctx, recs)
+		cancel()
+		for n, k := range idx {
+			r := &batch[k].r
+			switch {
+			case r.Err != nil:
+			case err != nil:
+				r.Err = fmt.Errorf("migrated, but recording it in the catalog failed: %w", err)
+			case !found[n]:
+				r.Err = fmt.Errorf("migrated, but recording it in the catalog failed: %w", Errorf(NotFound, "tenant %d not found", r.Tenant.ID))
+			}
+		}
+	}
+	// Unlocked only once recorded: the next runner on a tenant finds the
+	// catalog up to date.
+	bySet := map[*lockSet][]int64{}
+	for _, fin := range batch {
+		switch {
+		case fin.set != nil:
+			bySet[fin.set] = append(bySet[fin.set], fin.r.Tenant.ID)
+		case fin.unlock != nil:
+			fin.unlock()
+		}
+	}
+	for set, ids := range bySet {
+		set.release(ids, true)
+	}
+	for _, fin := range batch {
+		publish(fin.i, fin.r)
+	}
 }
 
 // FleetSummary counts a fleet's state for `migrate tenants status` and the

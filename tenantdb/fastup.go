@@ -10,6 +10,9 @@ import (
 	"sync"
 
 	"github.com/golang-migrate/migrate/v4/database"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/migrations"
@@ -19,13 +22,16 @@ import (
 // golang-migrate opens a connection per tenant, asks information_schema
 // whether its table exists, and takes a dozen round trips per file. When
 // every pending file can run in a transaction, fastUp applies them instead
-// in one transaction on a pooled connection: lock, read the version, run
-// the files and set the version, in four round trips, whatever the number
-// of files. It speaks golang-migrate's protocol exactly: the same advisory
-// lock (so it excludes, and is excluded by, any golang-migrate run on the
-// tenant), the same one-row schema_migrations table, and on failure the
-// same dirty mark at the failed version, with the schema left at the
-// previous one (the whole transaction rolled back).
+// in one transaction on a pooled connection, in one round trip whatever
+// the number of files: the tenant's version as the catalog knows it is
+// checked in the transaction, under the lock, before anything runs (and if
+// it is not what the catalog says, the transaction is rolled back and the
+// version read first, in four round trips). It speaks golang-migrate's
+// protocol exactly: the same advisory lock (so it excludes, and is
+// excluded by, any golang-migrate run on the tenant), the same one-row
+// schema_migrations table, and on failure the same dirty mark at the
+// failed version, with the schema left at the previous one (the whole
+// transaction rolled back).
 
 // migrationPool is the shared pool fast runs on schema tenants use: their
 // connections carry no tenant state beyond a transaction (SET LOCAL).
@@ -46,11 +52,28 @@ func (p *Provisioner) schemaMigrationPool() *sql.DB {
 // fastUp migrates t up to the latest version if it can; ok is false when
 // it cannot (a pending file needs to run outside a transaction, or the
 // migrations table is missing), and golang-migrate must do it.
+//
+// A tenant whose run has started finishes it when ctx ends (Ctrl-C): its
+// transaction commits or fails on its own, and is recorded either way.
 func (p *Provisioner) fastUp(ctx context.Context, t *controlplane.Tenant) (out controlplane.MigrationOutcome, ok bool) {
+	ctx = context.WithoutCancel(ctx)
 	h, err := p.history()
 	if err != nil {
 		return controlplane.MigrationOutcome{Err: err}, true
 	}
+	if !t.SchemaDirty {
+		if script, first := pendingScript(h, t.SchemaVersion); first != 0 {
+			if out, done := p.upOneTrip(ctx, t, h, script, first); done {
+				return out, true
+			}
+		}
+	}
+	return p.fastUpRead(ctx, t, h)
+}
+
+// fastUpRead is fastUp that reads the tenant's version first (four round
+// trips): for a tenant whose version the catalog does not know for sure.
+func (p *Provisioner) fastUpRead(ctx context.Context, t *controlplane.Tenant, h *migrations.History) (out controlplane.MigrationOutcome, ok bool) {
 	db, dbName, schema := p.schemaMigrationPool(), p.server.Database, t.DBName
 	setup := `SET LOCAL search_path TO ` + quote(schema) + `;`
 	if t.Isolation == controlplane.IsolationDatabase {
@@ -143,4 +166,139 @@ func markDirty(ctx context.Context, db *sql.DB, table, lockID string, version ui
 		return err
 	}
 	return tx.Commit()
+}
+
+// pendingScript is the files after version from, as one script, and the
+// first one's version; first is 0 if none is pending or one of them cannot
+// run in a transaction.
+func pendingScript(h *migrations.History, from uint) (script string, first uint) {
+	var b strings.Builder
+	for _, f := range h.Files {
+		if f.Version <= from {
+			continue
+		}
+		if !f.Transactional {
+			return "", 0
+		}
+		if first == 0 {
+			first = f.Version
+		}
+		b.WriteString(f.SQL)
+		b.WriteString("\n;\n")
+	}
+	return b.String(), first
+}
+
+// upOneTrip migrates t from the version the catalog records (first is the
+// first pending file) in one simple-protocol round trip: BEGIN, the lock,
+// a check that the migrations table is at that version and clean, the
+// files, the version bump, COMMIT. done is false when the check failed (or
+// the table is missing): the transaction is rolled back, nothing was run,
+// and the caller reads the version itself.
+func (p *Provisioner) upOneTrip(ctx context.Context, t *controlplane.Tenant, h *migrations.History, script string, first uint) (out controlplane.MigrationOutcome, done bool) {
+	from := t.SchemaVersion
+	dbName, schema, setup := p.server.Database, t.DBName, `SET LOCAL search_path TO `+quote(t.DBName)+`;`
+	if t.Isolation == controlplane.IsolationDatabase {
+		// As the admin, acting as the tenant's role: it owns what it makes.
+		dbName, schema, setup = t.DBName, "public", `SET LOCAL ROLE `+quote(t.DBName)+`;`
+	}
+	table := quote(schema) + "." + quote(migrations.Table)
+	lockID, err := database.GenerateAdvisoryLockId(dbName, schema, migrations.Table)
+	if err != nil {
+		return controlplane.MigrationOutcome{Err: err}, true
+	}
+	if _, err := strconv.ParseInt(lockID, 10, 64); err != nil {
+		return controlplane.MigrationOutcome{Err: fmt.Errorf("advisory lock id %q: %w", lockID, err)}, true
+	}
+	// The check is plain SQL (no PL/pgSQL to load in a database tenant's
+	// new backend): a division by zero unless the table holds exactly the
+	// row (from, clean), or no row for version 0.
+	check := `SELECT 1 / (SELECT (count(*) = 1 AND bool_and(version = ` + strconv.FormatUint(uint64(from), 10) + ` AND NOT dirty))::int FROM ` + table + `);`
+	if from == 0 {
+		check = `SELECT 1 / (SELECT (count(*) = 0)::int FROM ` + table + `);`
+	}
+	latest := strconv.FormatUint(uint64(h.Latest), 10)
+	// Statements before the files: BEGIN, the lock, the check.
+	const before = 3
+	q := `BEGIN;
+SELECT pg_advisory_xact_lock(` + lockID + `);
+` + check + `
+` + setup + "\n" + script +
+		`DELETE FROM ` + table + `; INSERT INTO ` + table + ` (version, dirty) VALUES (` + latest + `, false);
+COMMIT;`
+
+	out = controlplane.MigrationOutcome{From: from, To: from}
+	retry := false
+	err = p.withMigrationConn(ctx, t, func(conn *pgconn.PgConn) error {
+		results, err := conn.Exec(ctx, q).ReadAll()
+		if err == nil {
+			out.To = h.Latest
+			return nil
+		}
+		completed := 0
+		for _, r := range results {
+			if r.Err == nil {
+				completed++
+			}
+		}
+		if conn.TxStatus() != 'I' {
+			if _, rbErr := conn.Exec(ctx, `ROLLBACK`).ReadAll(); rbErr != nil {
+				return errors.Join(err, rbErr)
+			}
+		}
+		switch {
+		case completed < before-1:
+			out.Err = err // BEGIN or the lock: nothing ran
+		case completed == before-1:
+			retry = true // the check failed (or the table is missing)
+			return nil
+		default:
+			out.Err = fmt.Errorf("migration %d failed (nothing of it was applied; the schema is at %d): %w", first, from, err)
+			out.To, out.Dirty = first, true
+			// Marked as golang-migrate does, under its lock.
+			mark := `BEGIN; SELECT pg_advisory_xact_lock(` + lockID + `); DELETE FROM ` + table + `; INSERT INTO ` + table +
+				` (version, dirty) VALUES (` + strconv.FormatUint(uint64(first), 10) + `, true); COMMIT;`
+			if _, markErr := conn.Exec(ctx, mark).ReadAll(); markErr != nil {
+				out.Err = errors.Join(out.Err, markErr)
+				out.To, out.Dirty = from, false
+				if conn.TxStatus() != 'I' {
+					_, _ = conn.Exec(ctx, `ROLLBACK`).ReadAll()
+				}
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return controlplane.MigrationOutcome{From: from, To: from, Err: err}, true
+	}
+	return out, !retry
+}
+
+// withMigrationConn runs fn on a connection to t's database as the admin:
+// a pooled one for a schema tenant, a connection of its own for a
+// database tenant.
+func (p *Provisioner) withMigrationConn(ctx context.Context, t *controlplane.Tenant, fn func(*pgconn.PgConn) error) error {
+	if t.Isolation == controlplane.IsolationDatabase {
+		cfg := p.server.Copy()
+		cfg.Database = t.DBName
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return err
+		}
+		defer conn.Close(ctx)
+		return fn(conn.PgConn())
+	}
+	c, err := p.schemaMigrationPool().Conn(ctx)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	var fnErr error
+	// A connection left in a transaction is discarded by the pool when it
+	// is given back (pgx's ResetSession).
+	err = c.Raw(func(dc any) error {
+		fnErr = fn(dc.(*stdlib.Conn).Conn().PgConn())
+		return nil
+	})
+	return errors.Join(err, fnErr)
 }

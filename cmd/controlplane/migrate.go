@@ -201,12 +201,16 @@ func parseOp(args []string) (controlplane.MigrationOp, error) {
 func selectTenants(app *App, f tenantsFlags) ([]*controlplane.Tenant, error) {
 	var out []*controlplane.Tenant
 	if len(f.slugs) > 0 && !f.all {
+		seen := map[string]bool{}
 		for _, slug := range f.slugs {
 			t, ok := app.Store.Cache().BySlug(slug)
 			if !ok {
 				return nil, usageError{fmt.Errorf("no tenant has the slug %q", slug)}
 			}
-			out = append(out, t)
+			if !seen[slug] { // --tenant a --tenant a migrates a once
+				seen[slug] = true
+				out = append(out, t)
+			}
 		}
 	} else {
 		app.Store.Cache().Each(func(t *controlplane.Tenant) { out = append(out, t) })

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"testing/fstest"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -303,8 +304,22 @@ func TestRotateRolePasswords(t *testing.T) {
 	require.Equal(t, http.StatusOK, status)
 }
 
-// Ctrl-C: no tenant is started after the cancel, the ones running finish,
-// and the run reports the rest as not started.
+// cancelAfterFirst is a Migrator that cancels the run once its first
+// tenant is migrated, as a Ctrl-C during that tenant would.
+type cancelAfterFirst struct {
+	controlplane.Migrator
+	once   sync.Once
+	cancel context.CancelFunc
+}
+
+func (m *cancelAfterFirst) Migrate(ctx context.Context, t *controlplane.Tenant, op controlplane.MigrationOp) controlplane.MigrationOutcome {
+	out := m.Migrator.Migrate(ctx, t, op)
+	m.once.Do(m.cancel)
+	return out
+}
+
+// Ctrl-C: no tenant is started after the cancel, the ones running finish
+// and are recorded, and the run reports the rest as not started.
 func TestFleetRunStopsDispatchingOnCancel(t *testing.T) {
 	t.Parallel()
 	b := setup(t, controlplane.IsolationSchema)
@@ -314,7 +329,9 @@ func TestFleetRunStopsDispatchingOnCancel(t *testing.T) {
 	app, fleet := b.fleet(withMigrations(t, v2))
 	fleet.Concurrency = 1
 	ctx, cancel := context.WithCancel(context.Background())
-	results := fleet.Run(ctx, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) { cancel() })
+	fleet.Migrator = &cancelAfterFirst{Migrator: fleet.Migrator, cancel: cancel}
+	var reported int
+	results := fleet.Run(ctx, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) { reported++ })
 	var done, notStarted int
 	for _, r := range results {
 		switch r.Skipped {
@@ -322,11 +339,155 @@ func TestFleetRunStopsDispatchingOnCancel(t *testing.T) {
 			require.NoError(t, r.Err)
 			require.Equal(t, uint(2), r.To)
 			done++
+			// Recorded in the catalog although the run was cancelled.
+			_, got := b.do("GET", fmt.Sprintf("/api/tenants/%d", r.Tenant.ID), nil)
+			require.EqualValues(t, 2, got["schema_version"], r.Tenant.Slug)
 		case "interrupted before it started":
 			notStarted++
 		}
 	}
 	require.GreaterOrEqual(t, done, 1)
 	require.LessOrEqual(t, done, 2, "at most the one running and the one already handed over")
+	require.Equal(t, done, reported)
 	require.Equal(t, 5, done+notStarted)
+}
+
+// migrateAudit is tenant id's tenant.migrate audit entries, newest first.
+func (b *bundle) migrateAudit(id int64) []map[string]any {
+	b.t.Helper()
+	_, audit := b.do("GET", fmt.Sprintf("/api/audit?tenant=%d&limit=100", id), nil)
+	var out []map[string]any
+	for _, e := range audit["data"].([]any) {
+		if entry := e.(map[string]any); entry["action"] == "tenant.migrate" {
+			out = append(out, entry["diff"].(map[string]any))
+		}
+	}
+	return out
+}
+
+// Outcomes are recorded many per statement, each tenant's its own: in a
+// batch where one tenant fails, exactly that one is recorded as failed.
+func TestFleetBatchRecordsEachTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	slugs := []string{"t1", "t2", "t3", "t4", "t5", "t6", "t7"}
+	for _, s := range slugs {
+		b.create(map[string]any{"name": s, "slug": s, "domain": s + ".example.com"})
+	}
+	status, _, _ := b.req("POST", "t5.example.com", "/api/extensions", map[string]any{"number": "666"})
+	require.Equal(t, http.StatusCreated, status)
+	ctx := context.Background()
+
+	app, fleet := b.fleet(withMigrations(t, v2))
+	results := fleet.Run(ctx, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) {})
+	for _, r := range results {
+		require.NoError(t, r.Err)
+	}
+
+	// Locks 3 per statement, every outcome in one record statement.
+	app, fleet = b.fleet(withMigrations(t, merge(v2, v3)))
+	fleet.LockBatch, fleet.RecordBatch, fleet.RecordDelay = 3, 100, time.Second
+	results = fleet.Run(ctx, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) {})
+	require.Len(t, results, len(slugs))
+	for _, r := range results {
+		if r.Tenant.Slug == "t5" {
+			require.ErrorContains(t, r.Err, "extensions_no_666")
+			require.True(t, r.Dirty)
+			require.Equal(t, uint(3), r.To)
+			continue
+		}
+		require.NoError(t, r.Err, r.Tenant.Slug)
+		require.Equal(t, controlplane.MigrationOutcome{From: 2, To: 3}, controlplane.MigrationOutcome{From: r.From, To: r.To, Dirty: r.Dirty})
+	}
+	for _, s := range slugs {
+		tn := mustSlug(t, app, s)
+		_, got := b.do("GET", fmt.Sprintf("/api/tenants/%d", tn.ID), nil)
+		require.EqualValues(t, 3, got["schema_version"], s)
+		require.NotNil(t, got["migrated_at"], s)
+		audit := b.migrateAudit(tn.ID)
+		require.Len(t, audit, 2, s) // 1 → 2, then this run
+		require.Equal(t, map[string]any{"before": 2.0, "after": 3.0}, audit[0]["schema_version"], s)
+		if s == "t5" {
+			require.Equal(t, true, got["schema_dirty"])
+			require.Contains(t, got["migration_error"], "extensions_no_666")
+			require.Equal(t, map[string]any{"before": false, "after": true}, audit[0]["schema_dirty"])
+			require.Contains(t, audit[0]["migration_error"].(map[string]any)["after"], "extensions_no_666")
+			require.True(t, tn.SchemaDirty, "the cache knows")
+			continue
+		}
+		require.Equal(t, false, got["schema_dirty"], s)
+		require.Empty(t, got["migration_error"], s)
+		require.NotContains(t, audit[0], "schema_dirty", s)
+		require.Equal(t, uint(3), tn.SchemaVersion, "the cache knows")
+	}
+	_, got := b.do("GET", "/api/tenants?dirty=true", nil)
+	require.EqualValues(t, 1, got["total"])
+}
+
+// RecordMigrations: one statement for distinct tenants, a tenant listed
+// twice recorded in order, an unknown one reported as not found.
+func TestRecordMigrations(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	b.twoTenants()
+	found, err := b.app.Store.RecordMigrations(context.Background(), []controlplane.MigrationRecord{
+		{TenantID: 1, Version: 1, Dirty: true, Error: "boom"},
+		{TenantID: 999, Version: 5},
+		{TenantID: 2, Version: 1},
+		{TenantID: 1, Version: 1},
+	})
+	require.NoError(t, err)
+	require.Equal(t, []bool{true, false, true, true}, found)
+	_, got := b.do("GET", "/api/tenants/1", nil)
+	require.Equal(t, false, got["schema_dirty"])
+	require.Empty(t, got["migration_error"])
+	// Audited: the failure (a clean run at the same version is not).
+	audit := b.migrateAudit(1)
+	require.Len(t, audit, 1)
+	require.Equal(t, map[string]any{"before": "", "after": "boom"}, audit[0]["migration_error"])
+	require.Empty(t, b.migrateAudit(2), "nothing changed for tenant 2")
+	require.Equal(t, controlplane.NotFound, controlplane.ErrorCode(b.app.Store.RecordMigration(context.Background(), 999, 1, false, "")))
+}
+
+// A tenant whose lifecycle lock is held elsewhere (being provisioned,
+// deleted, or migrated by another runner) does not hold the others up: it
+// is waited for at the end of the run, then migrated.
+func TestFleetWaitsForALockedTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema)
+	for _, s := range []string{"a", "b", "c", "d"} {
+		b.create(map[string]any{"name": s, "slug": s, "domain": s + ".example.com"})
+	}
+	app, fleet := b.fleet(withMigrations(t, v2))
+	unlock, err := b.app.Store.LockTenant(context.Background(), mustSlug(t, app, "b").ID)
+	require.NoError(t, err)
+	reported := make(chan string, 4)
+	var results []controlplane.MigrationResult
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		results = fleet.Run(context.Background(), tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(r controlplane.MigrationResult) { reported <- r.Tenant.Slug })
+	}()
+	var first []string
+	for range 3 {
+		select {
+		case s := <-reported:
+			first = append(first, s)
+		case <-time.After(30 * time.Second):
+			t.Fatal("the unlocked tenants were not migrated while b was locked")
+		}
+	}
+	require.ElementsMatch(t, []string{"a", "c", "d"}, first)
+	select {
+	case s := <-reported:
+		t.Fatalf("%s reported while b is locked", s)
+	case <-time.After(200 * time.Millisecond):
+	}
+	unlock()
+	<-done
+	require.Equal(t, "b", <-reported)
+	for _, r := range results {
+		require.NoError(t, r.Err, r.Tenant.Slug)
+		require.Equal(t, uint(2), r.To, r.Tenant.Slug)
+	}
 }

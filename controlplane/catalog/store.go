@@ -421,37 +421,16 @@ func (s *Store) Identity(ctx context.Context) (string, error) {
 // RecordMigration stores what a migration run found and left in a tenant's
 // migrations table: its version, dirty flag and error (empty on success).
 // A run that changed the version, or failed, is also an audit entry. One
-// statement (the fleet runs it for every tenant it migrates): the audit
-// insert reads the row as it was before the update.
+// statement; the fleet records many tenants per statement with
+// RecordMigrations.
 func (s *Store) RecordMigration(ctx context.Context, id int64, version uint, dirty bool, migErr string) error {
-	var row tenantRow
-	// Plain positional parameters ($n), bound by pgx: gorm's own named
-	// parameters do not mix with casts.
-	err := s.db.WithContext(ctx).Raw(`
-		WITH old AS (
-			SELECT id, slug, schema_version, schema_dirty, migration_error FROM tenants WHERE id = $1
-		), upd AS (
-			UPDATE tenants t SET schema_version = $2, schema_dirty = $3, migration_error = $4,
-				migrated_at = now(), version = nextval('tenant_versions')
-			FROM old WHERE t.id = old.id
-			RETURNING t.*
-		), aud AS (
-			INSERT INTO audit_log (at, actor, action, tenant_id, target, diff)
-			SELECT now(), $5, 'tenant.migrate', old.id, old.slug,
-				jsonb_build_object('schema_version', jsonb_build_object('before', old.schema_version, 'after', $2::bigint))
-				|| CASE WHEN $4 <> '' OR $3 THEN jsonb_build_object(
-					'schema_dirty', jsonb_build_object('before', old.schema_dirty, 'after', $3::boolean),
-					'migration_error', jsonb_build_object('before', old.migration_error, 'after', $4::text)) ELSE '{}' END
-			FROM old WHERE old.schema_version <> $2 OR $4 <> '' OR $3
-		)
-		SELECT * FROM upd`, id, int64(version), dirty, migErr, controlplane.ActorFrom(ctx)).Scan(&row).Error
+	found, err := s.RecordMigrations(ctx, []controlplane.MigrationRecord{{TenantID: id, Version: version, Dirty: dirty, Error: migErr}})
 	if err != nil {
-		return translate(err)
+		return err
 	}
-	if row.ID == 0 {
+	if !found[0] {
 		return controlplane.Errorf(controlplane.NotFound, "tenant %d not found", id)
 	}
-	s.cache.put(row.tenant())
 	return nil
 }
 
