@@ -81,6 +81,9 @@ func (p *Provisioner) DBName(id int64) string {
 	return p.prefix + strconv.FormatInt(id, 10)
 }
 
+// DBPrefix is what every tenant's database or schema name starts with.
+func (p *Provisioner) DBPrefix() string { return p.prefix }
+
 // mark is the COMMENT a tenant's database or schema carries.
 func (p *Provisioner) mark(t *controlplane.Tenant) string {
 	return fmt.Sprintf("laracopilot tenant %d of catalog %s", t.ID, p.owner)
