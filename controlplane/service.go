@@ -91,6 +91,8 @@ type Tenants struct {
 	Keys             KeyStore
 	Provisioner      Provisioner
 	DefaultIsolation Isolation
+	// Spares, if set, are claimed by creates in database mode.
+	Spares *Spares
 	// ProvisionTimeout bounds one provisioning or deprovisioning run. The
 	// run is detached from the request's context: a client that hangs up
 	// must not leave a half-made database behind.
@@ -117,17 +119,35 @@ func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPI
 	t := &Tenant{Provisioning: ProvisionPending}
 	t.apply(spec)
 	t.Isolation = spec.Isolation
-	lock, _, err := s.Catalog.CreateTenantLocked(ctx, t, CreateOptions{DBPrefix: s.Provisioner.DBPrefix()})
+	opts := CreateOptions{DBPrefix: s.Provisioner.DBPrefix()}
+	if s.Spares != nil && s.Spares.Want > 0 && t.Isolation == IsolationDatabase {
+		if tpl, err := s.Spares.Provisioner.SpareTemplate(); err == nil {
+			opts.SpareTemplate = tpl
+		}
+	}
+	lock, claimed, err := s.Catalog.CreateTenantLocked(ctx, t, opts)
 	if err != nil {
 		return nil, nil, err
 	}
 	defer lock.Unlock()
 	start := time.Now()
-	version, err := s.Provisioner.Provision(ctx, t)
+	var version uint
+	if claimed {
+		s.Spares.Wake()
+		version, err = s.Spares.Provisioner.AdoptSpare(ctx, t)
+		if err != nil {
+			// Provision finishes whatever is there (a spare's marks are
+			// this tenant's to take over) or makes the database anew.
+			s.Log.Warn("claimed spare database could not be adopted as is; provisioning it the ordinary way", "tenant_id", t.ID, "err", err)
+		}
+	}
+	if !claimed || err != nil {
+		version, err = s.Provisioner.Provision(ctx, t)
+	}
 	if err != nil {
 		return nil, nil, s.provisionFailed(ctx, t, err)
 	}
-	s.Log.Info("tenant provisioned", "tenant_id", t.ID, "isolation", t.Isolation, "db_name", t.DBName, "schema_version", version, "duration", time.Since(start).Round(time.Millisecond))
+	s.Log.Info("tenant provisioned", "tenant_id", t.ID, "isolation", t.Isolation, "db_name", t.DBName, "schema_version", version, "spare", claimed, "duration", time.Since(start).Round(time.Millisecond))
 	secret, hash, prefix := GenerateKey()
 	ready, key, err := lock.FinishCreate(ctx, version, KeyRecord{Name: "initial", Prefix: prefix, Hash: hash})
 	if err == nil {

@@ -246,6 +246,13 @@ func (p *Provisioner) checkOwner(ctx context.Context, t *controlplane.Tenant, ki
 	if err != nil {
 		return false, err
 	}
+	if comment.String != p.mark(t) && strings.HasPrefix(comment.String, p.spareMarkPrefix(t.ID)) {
+		// A spare this tenant claimed (spares take ids from the tenants'
+		// sequence, so only the tenant of that id can have claimed it)
+		// whose adoption was cut short: it is this tenant's now.
+		_, err := p.admin.ExecContext(ctx, `COMMENT ON `+strings.ToUpper(kind)+` `+quote(t.DBName)+` IS `+literal(p.mark(t)))
+		return true, err
+	}
 	if comment.String != p.mark(t) {
 		return true, fmt.Errorf("%s %q already exists on the tenant server but does not belong to tenant %d of this catalog; "+
 			"refusing to adopt or drop it (inspect it, then drop or rename it by hand)", kind, t.DBName, t.ID)
