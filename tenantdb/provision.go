@@ -103,9 +103,6 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 	}
 	switch t.Isolation {
 	case controlplane.IsolationDatabase:
-		if err := p.ensureRole(ctx, t); err != nil {
-			return 0, err
-		}
 		// The common case first: nothing there yet. One that exists (a
 		// retry, a reconcile) is checked and migrated on.
 		if h.Transactional {
@@ -113,6 +110,9 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 			if !isDuplicate(err) {
 				return h.Latest, err
 			}
+		}
+		if err := p.ensureRole(ctx, t); err != nil {
+			return 0, err
 		}
 		if err := p.createDatabase(ctx, t); err != nil {
 			return 0, err
