@@ -133,7 +133,8 @@ func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPI
 	start := time.Now()
 	var version uint
 	if claimed {
-		s.Spares.Wake()
+		// Make a new spare once this create is done, not beside it.
+		defer s.Spares.Wake()
 		version, err = s.Spares.Provisioner.AdoptSpare(ctx, t)
 		if err != nil {
 			// Provision finishes whatever is there (a spare's marks are
