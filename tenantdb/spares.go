@@ -2,7 +2,10 @@ package tenantdb
 
 import (
 	"context"
+	"crypto/hmac"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"strconv"
@@ -31,9 +34,25 @@ func (p *Provisioner) spareMark(id int64, template string) string {
 	return p.spareMarkPrefix(id) + template
 }
 
-// SpareTemplate names the template database spares are cloned from now. A
-// history that cannot run in a transaction has no template, hence no spares.
+// SpareTemplate is the key spares are made and claimed under: the template
+// database they are cloned from, and a tag of the role secret their roles'
+// passwords were derived from. A spare of another key is never claimed (an
+// older migration history, or a secret rotated since: its role would not
+// accept the router's password) and the reconciler drops it. The tag is
+// kept in the catalog only, never in a COMMENT, which every role can read.
 func (p *Provisioner) SpareTemplate() (string, error) {
+	tpl, err := p.spareSource()
+	if err != nil {
+		return "", err
+	}
+	m := hmac.New(sha256.New, p.roles)
+	m.Write([]byte("laracopilot spare secret tag"))
+	return tpl + " secret " + hex.EncodeToString(m.Sum(nil)[:6]), nil
+}
+
+// spareSource names the template database spares are cloned from now. A
+// history that cannot run in a transaction has no template, hence no spares.
+func (p *Provisioner) spareSource() (string, error) {
 	h, err := p.history()
 	if err != nil {
 		return "", err
@@ -50,7 +69,7 @@ func (p *Provisioner) SpareTemplate() (string, error) {
 // first, so a database left unmarked by a crash is still recognisably the
 // spare's: it is owned by the spare's role.
 func (p *Provisioner) MakeSpare(ctx context.Context, id int64) error {
-	tpl, err := p.SpareTemplate()
+	tpl, err := p.spareSource()
 	if err != nil {
 		return err
 	}
@@ -81,7 +100,7 @@ func (p *Provisioner) AdoptSpare(ctx context.Context, t *controlplane.Tenant) (u
 	if err := p.checkName(t); err != nil {
 		return 0, err
 	}
-	tpl, err := p.SpareTemplate()
+	tpl, err := p.spareSource()
 	if err != nil {
 		return 0, err
 	}

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
+	"github.com/laracopilot/controlplane/config"
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
@@ -312,4 +313,31 @@ func TestSparesAfterCrash(t *testing.T) {
 	ids, err := p.SpareIDs(ctx)
 	require.NoError(t, err)
 	require.Empty(t, ids)
+}
+
+// Spares whose roles were made with another role secret (rotated since)
+// are never handed out: their role would not accept the password the
+// router derives now. The reconciler drops them.
+func TestSparesOfARotatedSecretAreNeverClaimed(t *testing.T) {
+	t.Parallel()
+	old := setup(t, controlplane.IsolationDatabase)
+	ctx := context.Background()
+	require.NoError(t, old.app.Tenants.Spares.Fill(ctx))
+	require.Len(t, old.spareRows(), 2)
+
+	rotatedCfg := *old
+	rotatedCfg.cfg.TenantRoleSecret = config.Secret("a-rotated-role-secret-0123456789")
+	rotated := rotatedCfg.restart(nil)
+	tn := rotated.create(seed())
+	require.EqualValues(t, 3, tn["id"], "no spare of the old secret is claimed")
+	spares := rotated.app.Tenants.Spares
+	require.NoError(t, spares.Reconcile(ctx))
+	require.Empty(t, rotated.spareRows())
+	require.NoError(t, spares.Fill(ctx))
+	next := rotated.create(tenantBody("next", controlplane.IsolationDatabase))
+	require.EqualValues(t, 4, next["id"])
+	for _, host := range []string{"acme.example.com", "next.example.com"} {
+		status, _, got := rotated.req("POST", host, "/api/extensions", map[string]any{"number": "1001", "name": "Alice"})
+		require.Equal(t, http.StatusCreated, status, "%s: %v", host, got)
+	}
 }
