@@ -116,21 +116,16 @@ func provisionAnalysis(modes []*provMode, many uint, files int) string {
 		b.WriteString("\n\n")
 		switch m.Mode {
 		case "schema":
-			b.WriteString("- *Catalog round trips around the schema* (diagnosed at " + provisionDiagnosed + " from PostgreSQL's statement log of one " +
-				"creation). The schema and the whole history go in one round trip, as in the floor; around it come about a dozen more: reserve the id, " +
-				"take the lifecycle lock, insert the row with its audit entry, read the row back, mark it ready (BEGIN, UPDATE, COMMIT), unlock, read " +
-				"it back again, insert the first key with its audit entry, read the key back, and the pings `database/sql` sends on idle connections. " +
-				"**Fix**: reserve and lock in one statement (`SELECT id, pg_try_advisory_lock(k, id::int) FROM (SELECT nextval(...) AS id) s`), take rows from `RETURNING` instead of " +
-				"reading them back, and mark the row ready and insert the key in one statement after the script: four round trips besides the " +
-				"script (the pings come from pgx's `database/sql` driver checking a connection idle for over a second).\n")
+			b.WriteString("- *Round trips around the schema* (statement log of one creation, perf-provision branch). The schema and the whole history go in " +
+				"one round trip, as in the floor. Around it: the HTTP request, and three catalog round trips on the one session that holds the tenant's " +
+				"lifecycle lock: reserve the id, lock and insert the row with its audit entry (one statement); mark it ready and insert the first key with " +
+				"its audit entry (one transaction), pipelined with the unlock. The script itself adds the schema's COMMENT and the migrations table to the " +
+				"floor's DDL. Besides, serve reloads each tenant and key it is notified of (LISTEN), on other connections, after each commit.\n")
 		case "database":
-			b.WriteString("- *Work besides CREATE DATABASE* (diagnosed at " + provisionDiagnosed + " from PostgreSQL's statement log of one creation). " +
-				"Cloning the template costs what the floor's CREATE DATABASE costs; on top come the role (the SCRAM verifier, 4,096 PBKDF2 rounds in " +
-				"serve, then CREATE ROLE: about 4 ms), COMMENT and REVOKE, a new connection to the new database for REASSIGN OWNED (about 8 ms with " +
-				"the backend's start), and the catalog round trips of schema mode. **Fix**: keep a few spare databases ready, made in the background " +
-				"under ids reserved from the tenants' sequence (role, clone, REASSIGN, marked as spares of this catalog), and claim one per create: " +
-				"insert the catalog row with the spare's id and re-mark the database, a few milliseconds. Ids may have gaps already; a burst beyond the " +
-				"spares falls back to today's path, and the reconciler drops spares a catalog no longer wants.\n")
+			b.WriteString("- *Creation without a ready spare* (the timed creations wait for the spares, so this should not happen; see the burst row). " +
+				"Without a spare a creation clones the template (what the floor's CREATE DATABASE costs), and adds the role (its SCRAM verifier is " +
+				"computed while the clone runs), one round trip for the role, the ownership and the marks, a new connection to the new database for " +
+				"REASSIGN OWNED, and the catalog round trips of schema mode.\n")
 		}
 		b.WriteString("\n")
 	}

@@ -62,6 +62,10 @@ type Config struct {
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
 	// MigrateCatalog runs the catalog migrations when serve starts.
 	MigrateCatalog bool `env:"MIGRATE_CATALOG" envDefault:"true"`
+	// TenantSpareDatabases is how many spare tenant databases serve keeps
+	// ready (made in the background) for creates in database mode to claim;
+	// 0 turns spares off.
+	TenantSpareDatabases int `env:"TENANT_SPARE_DATABASES" envDefault:"2"`
 	// ProvisionTimeout bounds creating (or dropping) one tenant database.
 	ProvisionTimeout time.Duration `env:"PROVISION_TIMEOUT" envDefault:"2m"`
 	// ShutdownTimeout bounds draining in-flight requests on SIGTERM.
@@ -178,6 +182,9 @@ func (c *Config) Validate() error {
 		if d <= 0 {
 			return bad(name, "must be positive")
 		}
+	}
+	if c.TenantSpareDatabases < 0 || c.TenantSpareDatabases > 50 {
+		return bad("TENANT_SPARE_DATABASES", "must be between 0 and 50, got %d", c.TenantSpareDatabases)
 	}
 	if c.AdminToken != "" && len(c.AdminToken) < 16 {
 		return bad("ADMIN_TOKEN", "must be at least 16 characters (e.g. openssl rand -hex 32)")

@@ -36,18 +36,19 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 
 func TestInvalidValuesNameTheVariable(t *testing.T) {
 	cases := map[string][]string{
-		"DATABASE_URL":        {},
-		"TENANT_DATABASE_URL": {"TENANT_DATABASE_URL=postgres://x:pw@h:notaport/db"},
-		"LISTEN_ADDR":         {"LISTEN_ADDR=8080"},
-		"TENANT_ISOLATION":    {"TENANT_ISOLATION=table"},
-		"TENANT_DB_PREFIX":    {"TENANT_DB_PREFIX=Tenant-"},
-		"PROVISION_TIMEOUT":   {"PROVISION_TIMEOUT=soon"},
-		"SHUTDOWN_TIMEOUT":    {"SHUTDOWN_TIMEOUT=-1s"},
-		"MIGRATE_CATALOG":     {"MIGRATE_CATALOG=perhaps"},
-		"LOG_LEVEL":           {"LOG_LEVEL=loud"},
-		"LOG_FORMAT":          {"LOG_FORMAT=xml"},
-		"ADMIN_TOKEN":         {"ADMIN_TOKEN=short"},
-		"TRUSTED_PROXIES":     {"TRUSTED_PROXIES=10.0.0.0/8,proxy.internal"},
+		"DATABASE_URL":           {},
+		"TENANT_DATABASE_URL":    {"TENANT_DATABASE_URL=postgres://x:pw@h:notaport/db"},
+		"LISTEN_ADDR":            {"LISTEN_ADDR=8080"},
+		"TENANT_ISOLATION":       {"TENANT_ISOLATION=table"},
+		"TENANT_DB_PREFIX":       {"TENANT_DB_PREFIX=Tenant-"},
+		"PROVISION_TIMEOUT":      {"PROVISION_TIMEOUT=soon"},
+		"TENANT_SPARE_DATABASES": {"TENANT_SPARE_DATABASES=-1"},
+		"SHUTDOWN_TIMEOUT":       {"SHUTDOWN_TIMEOUT=-1s"},
+		"MIGRATE_CATALOG":        {"MIGRATE_CATALOG=perhaps"},
+		"LOG_LEVEL":              {"LOG_LEVEL=loud"},
+		"LOG_FORMAT":             {"LOG_FORMAT=xml"},
+		"ADMIN_TOKEN":            {"ADMIN_TOKEN=short"},
+		"TRUSTED_PROXIES":        {"TRUSTED_PROXIES=10.0.0.0/8,proxy.internal"},
 	}
 	for name, env := range cases {
 		t.Run(name, func(t *testing.T) {

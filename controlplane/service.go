@@ -16,6 +16,14 @@ type Catalog interface {
 	// its database name can be derived from it before the row is written.
 	NextTenantID(ctx context.Context) (int64, error)
 	CreateTenant(ctx context.Context, t *Tenant) error
+	// CreateTenantLocked is what a create needs before provisioning, in
+	// one round trip: reserve an id (or, with o.SpareTemplate, claim a
+	// spare database's), take the tenant's lifecycle lock, insert t as
+	// pending with its audit entry. t is filled from the inserted row;
+	// claimed says whether a spare was claimed. The lock is taken before
+	// the row is visible, so no reconciler can pick the tenant up while
+	// the caller provisions it.
+	CreateTenantLocked(ctx context.Context, t *Tenant, o CreateOptions) (lock TenantLock, claimed bool, err error)
 	Tenant(ctx context.Context, id int64) (*Tenant, error)
 	ListTenants(ctx context.Context, f TenantFilter) ([]Tenant, int, error)
 	// UpdateTenant runs fn on the current row, locked against concurrent
@@ -37,11 +45,38 @@ type Catalog interface {
 	Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, int, error)
 }
 
+// CreateOptions says how Catalog.CreateTenantLocked names a new tenant.
+type CreateOptions struct {
+	// DBPrefix names the tenant's database or schema: DBPrefix + id.
+	DBPrefix string
+	// SpareTemplate, if set, claims a ready spare database made from this
+	// template, and the tenant takes its id; with none left an id is
+	// reserved as usual.
+	SpareTemplate string
+}
+
+// TenantLock is a tenant's lifecycle lock held by a create.
+type TenantLock interface {
+	// FinishCreate marks the tenant ready at version and stores its first
+	// API key, both audited, in one transaction, then releases the lock.
+	// On failure the row stays pending and the lock held.
+	FinishCreate(ctx context.Context, version uint, key KeyRecord) (*Tenant, *APIKey, error)
+	// Unlock releases the lock; a no-op after FinishCreate succeeded.
+	Unlock()
+}
+
+// KeyRecord is what is stored of a new API key.
+type KeyRecord struct {
+	Name, Prefix string
+	Hash         [32]byte
+}
+
 // Provisioner creates, migrates and drops tenant databases or schemas.
 // Every method is idempotent, so an interrupted step can simply run again.
 type Provisioner interface {
-	// DBName is the database or schema name of tenant id.
+	// DBName is the database or schema name of tenant id: DBPrefix() + id.
 	DBName(id int64) string
+	DBPrefix() string
 	// Provision creates the tenant's database or schema if it does not
 	// exist and migrates it to the latest version, which it returns.
 	Provision(ctx context.Context, t *Tenant) (uint, error)
@@ -56,6 +91,8 @@ type Tenants struct {
 	Keys             KeyStore
 	Provisioner      Provisioner
 	DefaultIsolation Isolation
+	// Spares, if set, are claimed by creates in database mode.
+	Spares *Spares
 	// ProvisionTimeout bounds one provisioning or deprovisioning run. The
 	// run is detached from the request's context: a client that hangs up
 	// must not leave a half-made database behind.
@@ -67,45 +104,68 @@ type Tenants struct {
 // database. It returns only once the database exists at the latest
 // migration, or with a ProvisioningFailed error after undoing what was made.
 // A ready tenant comes with its first API key, shown this once.
+//
+// The catalog sees three round trips on one session holding the tenant's
+// lifecycle lock: reserve the id, lock and insert the pending row; then,
+// after provisioning, mark it ready with its first key and unlock.
 func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPIKey, error) {
-	t, err := s.create(ctx, spec)
+	spec.Normalize(s.DefaultIsolation)
+	if err := spec.Validate(); err != nil {
+		return nil, nil, err
+	}
+	// Detached: a client that hangs up must not leave a half-made tenant.
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	t := &Tenant{Provisioning: ProvisionPending}
+	t.apply(spec)
+	t.Isolation = spec.Isolation
+	opts := CreateOptions{DBPrefix: s.Provisioner.DBPrefix()}
+	if s.Spares != nil && s.Spares.Want > 0 && t.Isolation == IsolationDatabase {
+		if tpl, err := s.Spares.Provisioner.SpareTemplate(); err == nil {
+			opts.SpareTemplate = tpl
+		}
+	}
+	lock, claimed, err := s.Catalog.CreateTenantLocked(ctx, t, opts)
 	if err != nil {
 		return nil, nil, err
 	}
-	key, err := s.CreateKey(ctx, t.ID, KeySpec{Name: "initial"})
+	defer lock.Unlock()
+	start := time.Now()
+	var version uint
+	if claimed {
+		// Make a new spare once this create is done, not beside it.
+		defer s.Spares.Wake()
+		version, err = s.Spares.Provisioner.AdoptSpare(ctx, t)
+		if err != nil {
+			// Provision finishes whatever is there (a spare's marks are
+			// this tenant's to take over) or makes the database anew.
+			s.Log.Warn("claimed spare database could not be adopted as is; provisioning it the ordinary way", "tenant_id", t.ID, "err", err)
+		}
+	}
+	if !claimed || err != nil {
+		version, err = s.Provisioner.Provision(ctx, t)
+	}
+	if err != nil {
+		return nil, nil, s.provisionFailed(ctx, t, err)
+	}
+	s.Log.Info("tenant provisioned", "tenant_id", t.ID, "isolation", t.Isolation, "db_name", t.DBName, "schema_version", version, "spare", claimed, "duration", time.Since(start).Round(time.Millisecond))
+	secret, hash, prefix := GenerateKey()
+	ready, key, err := lock.FinishCreate(ctx, version, KeyRecord{Name: "initial", Prefix: prefix, Hash: hash})
+	if err == nil {
+		return ready, &NewAPIKey{APIKey: *key, Key: secret}, nil
+	}
+	// The tenant is provisioned: mark it ready on its own, as a retry would.
+	s.Log.Error("marking the tenant ready with its initial API key failed; marking it ready alone", "tenant_id", t.ID, "err", err)
+	ready, err = s.Catalog.SetProvisioning(ctx, t.ID, ProvisionReady, version, "")
+	if err != nil {
+		return nil, nil, err
+	}
+	newKey, err := s.CreateKey(ctx, t.ID, KeySpec{Name: "initial"})
 	if err != nil {
 		// The tenant is fine; an operator can issue a key at any time.
 		s.Log.Error("tenant created without its initial API key", "tenant_id", t.ID, "err", err)
 	}
-	return t, key, nil
-}
-
-func (s *Tenants) create(ctx context.Context, spec TenantSpec) (*Tenant, error) {
-	spec.Normalize(s.DefaultIsolation)
-	if err := spec.Validate(); err != nil {
-		return nil, err
-	}
-	id, err := s.Catalog.NextTenantID(ctx)
-	if err != nil {
-		return nil, err
-	}
-	// The lock is taken on the reserved id before the row exists, so a
-	// reconciler starting elsewhere can never pick up this pending tenant
-	// while this request is still provisioning it.
-	ctx, cancel := s.detach(ctx)
-	defer cancel()
-	unlock, err := s.Catalog.LockTenant(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	t := &Tenant{ID: id, DBName: s.Provisioner.DBName(id), Provisioning: ProvisionPending}
-	t.apply(spec)
-	t.Isolation = spec.Isolation
-	if err := s.Catalog.CreateTenant(ctx, t); err != nil {
-		return nil, err
-	}
-	return s.provisionLocked(ctx, t)
+	return ready, newKey, nil
 }
 
 // Get returns one tenant.
@@ -273,6 +333,14 @@ func (s *Tenants) provisionLocked(ctx context.Context, t *Tenant) (*Tenant, erro
 		s.Log.Info("tenant provisioned", "tenant_id", id, "isolation", t.Isolation, "db_name", t.DBName, "schema_version", version, "duration", time.Since(start).Round(time.Millisecond))
 		return s.Catalog.SetProvisioning(ctx, id, ProvisionReady, version, "")
 	}
+	return nil, s.provisionFailed(ctx, t, err)
+}
+
+// provisionFailed undoes what a failed provisioning of t made, records the
+// failure on t's row and returns the error to answer with. The caller holds
+// t's lifecycle lock.
+func (s *Tenants) provisionFailed(ctx context.Context, t *Tenant, err error) error {
+	id := t.ID
 	cause := err.Error()
 	if dropErr := s.Provisioner.Deprovision(ctx, t); dropErr != nil {
 		// The row says failed either way; retry and delete are idempotent
@@ -284,7 +352,7 @@ func (s *Tenants) provisionLocked(ctx context.Context, t *Tenant) (*Tenant, erro
 	if _, recErr := s.Catalog.SetProvisioning(ctx, id, ProvisionFailed, 0, truncate(cause, 1000)); recErr != nil {
 		err = errors.Join(err, recErr)
 	}
-	return nil, &Error{
+	return &Error{
 		Code: ProvisioningFailed,
 		Message: fmt.Sprintf("tenant %d could not be provisioned: %s. It is recorded as failed with nothing left behind; fix the cause, then POST /api/tenants/%d/provision to retry",
 			id, truncate(cause, 300), id),

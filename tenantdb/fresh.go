@@ -59,20 +59,42 @@ func (p *Provisioner) templateName(h *migrations.History) string {
 }
 
 // cloneDatabase creates tenant t's database from the template (made on
-// first use) and gives its objects to t's role. The caller made the role.
+// first use), then its role, and gives the database and its objects to the
+// role. The role's SCRAM verifier (4,096 PBKDF2 rounds) is computed while
+// the clone runs, and the role, the ownership, the marks and the REVOKE go
+// in one round trip (one implicit transaction). A role left by an
+// interrupted attempt is checked to be t's and reused. If the role step
+// fails, the database just cloned is dropped: it is unmarked, and nothing
+// else would ever drop it.
 func (p *Provisioner) cloneDatabase(ctx context.Context, t *controlplane.Tenant, h *migrations.History) error {
 	tpl, err := p.ensureTemplate(ctx, h)
 	if err != nil {
 		return fmt.Errorf("template database: %w", err)
 	}
+	verifier := make(chan string, 1)
+	go func() { verifier <- scramVerifier(p.roles.Password(t.DBName)) }()
 	db := quote(t.DBName)
-	if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` OWNER `+db+` TEMPLATE `+quote(tpl)); err != nil {
+	if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` TEMPLATE `+quote(tpl)); err != nil {
 		return fmt.Errorf("create database %s: %w", t.DBName, err)
 	}
-	// Marked and closed to PUBLIC in one round trip.
-	if _, err := p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+db+` IS `+literal(p.mark(t))+`;
-		REVOKE CONNECT, TEMPORARY ON DATABASE `+db+` FROM PUBLIC`); err != nil {
-		return err
+	own := `ALTER DATABASE ` + db + ` OWNER TO ` + db + `;
+		COMMENT ON DATABASE ` + db + ` IS ` + literal(p.mark(t)) + `;
+		REVOKE CONNECT, TEMPORARY ON DATABASE ` + db + ` FROM PUBLIC`
+	_, err = p.admin.ExecContext(ctx, `CREATE ROLE `+db+` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD `+literal(<-verifier)+`;
+		COMMENT ON ROLE `+db+` IS `+literal(p.mark(t))+`;
+		GRANT `+db+` TO CURRENT_USER;
+		`+own)
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "42710" { // the role exists: an interrupted attempt's?
+		if err = p.ensureRole(ctx, t); err == nil {
+			_, err = p.admin.ExecContext(ctx, own)
+		}
+	}
+	if err != nil {
+		if _, dropErr := p.admin.ExecContext(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+db+` WITH (FORCE)`); dropErr != nil {
+			err = errors.Join(err, fmt.Errorf("drop the unmarked database %s: %w", t.DBName, dropErr))
+		}
+		return fmt.Errorf("create role %s: %w", t.DBName, err)
 	}
 	return p.reassignToTenant(ctx, t)
 }

@@ -219,3 +219,35 @@ func TestFastUpEqualsGolangMigrate(t *testing.T) {
 		tn.SchemaVersion, tn.SchemaDirty = 3, false
 	}
 }
+
+// A clone reuses the role an interrupted attempt left (once it is checked
+// to be the tenant's), and one that finds a role of the tenant's name that
+// this catalog did not make fails without leaving the cloned database.
+func TestCloneWithARoleLeftBehind(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	p := newTestProvisioner(t, db, migrations.Tenant)
+
+	left := &controlplane.Tenant{ID: 1, Isolation: controlplane.IsolationDatabase, DBName: p.DBName(1)}
+	require.NoError(t, p.ensureRole(ctx, left))
+	v, err := p.Provision(ctx, left)
+	require.NoError(t, err)
+	require.Equal(t, uint(1), v)
+	tdb := pgtest.Open(t, pgtest.WithDatabase(t, db.URL, left.DBName))
+	var owner, dbOwner string
+	require.NoError(t, tdb.QueryRow(`SELECT tableowner FROM pg_tables WHERE tablename = 'extensions'`).Scan(&owner))
+	require.NoError(t, tdb.QueryRow(`SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = current_database()`).Scan(&dbOwner))
+	require.Equal(t, left.DBName, owner)
+	require.Equal(t, left.DBName, dbOwner)
+
+	foreign := &controlplane.Tenant{ID: 2, Isolation: controlplane.IsolationDatabase, DBName: p.DBName(2)}
+	_, err = pgtest.Open(t, db.URL).Exec(`CREATE ROLE ` + foreign.DBName)
+	require.NoError(t, err)
+	_, err = p.Provision(ctx, foreign)
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "refusing to adopt or drop it")
+	exists, err := p.Exists(ctx, foreign)
+	require.NoError(t, err)
+	require.False(t, exists, "the database cloned before the role step is dropped")
+}

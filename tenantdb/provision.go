@@ -81,6 +81,9 @@ func (p *Provisioner) DBName(id int64) string {
 	return p.prefix + strconv.FormatInt(id, 10)
 }
 
+// DBPrefix is what every tenant's database or schema name starts with.
+func (p *Provisioner) DBPrefix() string { return p.prefix }
+
 // mark is the COMMENT a tenant's database or schema carries.
 func (p *Provisioner) mark(t *controlplane.Tenant) string {
 	return fmt.Sprintf("laracopilot tenant %d of catalog %s", t.ID, p.owner)
@@ -100,9 +103,6 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 	}
 	switch t.Isolation {
 	case controlplane.IsolationDatabase:
-		if err := p.ensureRole(ctx, t); err != nil {
-			return 0, err
-		}
 		// The common case first: nothing there yet. One that exists (a
 		// retry, a reconcile) is checked and migrated on.
 		if h.Transactional {
@@ -110,6 +110,9 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 			if !isDuplicate(err) {
 				return h.Latest, err
 			}
+		}
+		if err := p.ensureRole(ctx, t); err != nil {
+			return 0, err
 		}
 		if err := p.createDatabase(ctx, t); err != nil {
 			return 0, err
@@ -242,6 +245,13 @@ func (p *Provisioner) checkOwner(ctx context.Context, t *controlplane.Tenant, ki
 	}
 	if err != nil {
 		return false, err
+	}
+	if comment.String != p.mark(t) && strings.HasPrefix(comment.String, p.spareMarkPrefix(t.ID)) {
+		// A spare this tenant claimed (spares take ids from the tenants'
+		// sequence, so only the tenant of that id can have claimed it)
+		// whose adoption was cut short: it is this tenant's now.
+		_, err := p.admin.ExecContext(ctx, `COMMENT ON `+strings.ToUpper(kind)+` `+quote(t.DBName)+` IS `+literal(p.mark(t)))
+		return true, err
 	}
 	if comment.String != p.mark(t) {
 		return true, fmt.Errorf("%s %q already exists on the tenant server but does not belong to tenant %d of this catalog; "+

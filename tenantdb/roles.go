@@ -66,17 +66,24 @@ func (p *Provisioner) ensureRole(ctx context.Context, t *controlplane.Tenant) er
 	if err != nil {
 		return err
 	}
-	role, verifier := quote(t.DBName), literal(scramVerifier(p.roles.Password(t.DBName)))
 	if exists {
-		_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+role+` WITH LOGIN PASSWORD `+verifier)
+		verifier := literal(scramVerifier(p.roles.Password(t.DBName)))
+		_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(t.DBName)+` WITH LOGIN PASSWORD `+verifier)
 		return err
 	}
+	return p.createRole(ctx, t.DBName, p.mark(t))
+}
+
+// createRole creates login role name, marked with mark, with its password
+// from the role secret, and makes the admin a member of it.
+func (p *Provisioner) createRole(ctx context.Context, name, mark string) error {
+	role, verifier := quote(name), literal(scramVerifier(p.roles.Password(name)))
 	// One round trip, one implicit transaction: all three or none.
-	_, err = p.admin.ExecContext(ctx, `CREATE ROLE `+role+` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD `+verifier+`;
-		COMMENT ON ROLE `+role+` IS `+literal(p.mark(t))+`;
+	_, err := p.admin.ExecContext(ctx, `CREATE ROLE `+role+` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD `+verifier+`;
+		COMMENT ON ROLE `+role+` IS `+literal(mark)+`;
 		GRANT `+role+` TO CURRENT_USER`)
 	if err != nil {
-		return fmt.Errorf("create role %s: %w", t.DBName, err)
+		return fmt.Errorf("create role %s: %w", name, err)
 	}
 	return nil
 }

@@ -168,3 +168,41 @@ func TestReconcileAfterCrash(t *testing.T) {
 }
 
 func itoa(n int64) string { return strconv.FormatInt(n, 10) }
+
+// A create holds the tenant's lifecycle lock only while it runs: the
+// winner releases it with its last catalog round trip, and the losers of a
+// duplicate-slug race release the lock they took on their reserved id.
+func TestCreateReleasesTheLifecycleLock(t *testing.T) {
+	t.Parallel()
+	bothModes(t, func(t *testing.T, b *bundle) {
+		ctx := context.Background()
+		const n = 5
+		done := make(chan int, n)
+		for range n {
+			go func() {
+				status, _ := b.do("POST", "/api/tenants", seed())
+				done <- status
+			}()
+		}
+		created := 0
+		for range n {
+			if <-done == http.StatusCreated {
+				created++
+			}
+		}
+		require.Equal(t, 1, created)
+		// Every id the race reserved (n of them, from 1) is free to lock.
+		for id := int64(1); id <= n; id++ {
+			unlock, err := b.app.Store.LockTenant(ctx, id)
+			require.NoError(t, err, "tenant id %d is still locked", id)
+			unlock()
+		}
+		_, list := b.do("GET", "/api/tenants", nil)
+		got := list["data"].([]any)[0].(map[string]any)
+		require.Equal(t, "ready", got["provisioning"])
+		status, _ := b.do("PATCH", "/api/tenants/"+itoa(int64(got["id"].(float64))), map[string]any{"status": "suspended"})
+		require.Equal(t, http.StatusOK, status)
+		status, _ = b.do("DELETE", "/api/tenants/"+itoa(int64(got["id"].(float64))), nil)
+		require.Equal(t, http.StatusNoContent, status, "deleting right after the create finds the lock free")
+	})
+}

@@ -124,6 +124,8 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		ProvisionTimeout: cfg.ProvisionTimeout,
 		Log:              log,
 	}
+	// With 0 wanted, creates claim none and the reconciler drops any left.
+	app.Tenants.Spares = controlplane.NewSpares(store, app.Provisioner, cfg.TenantSpareDatabases, log)
 	return app, nil
 }
 
@@ -212,6 +214,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	}()
 
 	go app.reconcileDIDs(ctx, log)
+
+	// Keep spare tenant databases ready for creates to claim, and drop the
+	// ones the catalog no longer wants.
+	go app.Tenants.Spares.Run(ctx)
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
