@@ -444,15 +444,17 @@ func (e *env) readsSection(modes []*modeResult, cold coldResult) *Section {
 		"(keep-alive connections, back to back), %s warm-up then %s measured, %d alternating rounds per contender (baseline first in odd rounds, "+
 		"product first in even ones); medians of the rounds. %d schema-mode and %d database-mode tenants with %d extensions each, in one catalog.\n\n",
 		e.sz.Extensions, e.sz.Clients, e.sz.Warmup, e.sz.Duration, e.sz.Rounds, e.sz.ReadSchemaTenants, e.sz.ReadDBTenants, e.sz.Extensions)
-	fmt.Fprintf(&b, "- **Product**: `controlplane serve` with `TENANT_SCHEMA_POOL_CONNS=20`, `TENANT_POOLS_MAX=%d` (every database-mode tenant keeps its pool: warm), "+
+	fmt.Fprintf(&b, "- **Product**: `controlplane serve` with `TENANT_SCHEMA_POOL_CONNS=20` (5 lanes of 4 connections, a tenant always on the same one), `TENANT_POOLS_MAX=%d` (every database-mode tenant keeps its pool: warm), "+
 		"`TENANT_POOL_MAX_CONNS=1` (%d pools of one connection fit the budget), `TENANT_SERVER_MAX_CONNS=%d` (the budget), `LOG_LEVEL=error`, development mode "+
 		"(no credentials); then one round with `TENANT_POOL_MAX_CONNS=4`, the default.\n",
 		e.sz.ReadDBTenants+50, e.sz.ReadDBTenants, e.budget)
 	b.WriteString("- **Baseline** (`bench/baseline`): gin + gorm, one tenant, no middleware, pool of 20, gorm's default pgx driver; " +
 		"the same statement on one tenant schema of the same database (`SELECT * FROM \"<schema>\".\"extensions\" WHERE \"extensions\".\"id\" = $1 ORDER BY \"extensions\".\"id\" LIMIT $2`), the same JSON.\n")
-	b.WriteString("- **Baseline in exec mode** (evidence, one round, not a contender): the same baseline with `default_query_exec_mode=exec`, the pgx mode of the product's " +
-		"shared schema pool (statements parsed and planned at every execution, text results), on the same one schema: the difference between the two " +
-		"baselines is what that mode costs; between it and the product, what routing across tenants costs.\n")
+	b.WriteString("- **Baseline routed across the tenants** (evidence, one round per mode, not a contender): the same baseline picking the tenant by " +
+		"`Host` in a map, the least a multi-tenant server can do, and reading from that tenant: schema mode, each tenant its own gorm handle over one " +
+		"pool of 20 shared by all (every connection serving every schema, statements prepared per connection); database mode, a pool of one " +
+		"connection per tenant database (as the product's warm round), connecting as the admin. It measures what spreading the reads over the " +
+		"tenants costs by itself, whoever routes them.\n")
 	b.WriteString("- CPU per request is the server process's user+system time (`/proc/PID/stat`) over the round ÷ requests, and likewise for the PostgreSQL backends serving it; allocations per request come from " +
 		"`go_memstats_mallocs_total` (product `/metrics`) and `runtime.MemStats` (baseline).\n\n")
 	var rows [][]string
