@@ -39,7 +39,9 @@ type Config struct {
 	// Host header); "*" allows any host that is not a tenant's domain.
 	AdminHosts []string `env:"ADMIN_HOSTS" envDefault:"localhost,127.0.0.1,::1" envSeparator:","`
 	// TenantPoolsMax bounds the tenant databases with an open pool at once.
-	TenantPoolsMax int `env:"TENANT_POOLS_MAX" envDefault:"100"`
+	// The default fits the default budget: 40 pools keeping one warm
+	// connection each, plus the 20 schema connections, make 60.
+	TenantPoolsMax int `env:"TENANT_POOLS_MAX" envDefault:"40"`
 	// TenantPoolMaxConns is the size of one tenant database's pool.
 	TenantPoolMaxConns int `env:"TENANT_POOL_MAX_CONNS" envDefault:"4"`
 	// TenantPoolIdleTimeout closes a tenant database's pool unused that long.
@@ -141,6 +143,18 @@ func Load(environ []string, fs *pflag.FlagSet) (Config, error) {
 }
 
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
+
+// Warnings are settings that work but probably not as meant.
+func (c *Config) Warnings() []string {
+	var w []string
+	if warm := c.TenantPoolsMax + c.TenantSchemaPoolConns; warm > c.TenantServerMaxConns {
+		w = append(w, fmt.Sprintf("TENANT_POOLS_MAX (%d) pools keeping one warm connection each, plus TENANT_SCHEMA_POOL_CONNS (%d), need %d connections, "+
+			"more than TENANT_SERVER_MAX_CONNS (%d): with that many busy tenant databases the pools take each other's connections and requests "+
+			"reconnect (a few ms each, measured in docs/BENCHMARKS.md); raise the budget (and the server's max_connections) or lower TENANT_POOLS_MAX",
+			c.TenantPoolsMax, c.TenantSchemaPoolConns, warm, c.TenantServerMaxConns))
+	}
+	return w
+}
 
 // Validate checks every field and names the first bad one by its variable.
 func (c *Config) Validate() error {

@@ -21,6 +21,12 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, Secret(testURL), c.TenantDatabaseURL, "the tenant server defaults to the catalog's")
 	require.Equal(t, 2*time.Minute, c.ProvisionTimeout)
 	require.True(t, c.MigrateCatalog)
+	require.Empty(t, c.Warnings(), "the default pools fit the default budget")
+
+	c, err = Load([]string{"DATABASE_URL=" + testURL, "TENANT_POOLS_MAX=100"}, nil)
+	require.NoError(t, err)
+	require.Len(t, c.Warnings(), 1)
+	require.Contains(t, c.Warnings()[0], "TENANT_SERVER_MAX_CONNS (60)")
 }
 
 func TestFlagsOverrideEnvironment(t *testing.T) {

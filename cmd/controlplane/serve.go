@@ -191,6 +191,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if cfg.AdminToken == "" && !cfg.LoopbackListener() {
 		return configError{fmt.Errorf("config: ADMIN_TOKEN: required when LISTEN_ADDR (%s) is not a loopback address: set ADMIN_TOKEN, or listen on 127.0.0.1", cfg.ListenAddr)}
 	}
+	for _, w := range cfg.Warnings() {
+		log.Warn("config: " + w)
+	}
 	if cfg.AdminToken == "" {
 		log.Warn("development mode: no ADMIN_TOKEN, so the operator API and tenant routes accept requests without credentials on this loopback listener")
 	}
