@@ -451,9 +451,9 @@ func (e *env) readsSection(modes []*modeResult, cold coldResult) *Section {
 	b.WriteString("- **Baseline** (`bench/baseline`): gin + gorm, one tenant, no middleware, pool of 20, gorm's default pgx driver; " +
 		"the same statement on one tenant schema of the same database (`SELECT * FROM \"<schema>\".\"extensions\" WHERE \"extensions\".\"id\" = $1 ORDER BY \"extensions\".\"id\" LIMIT $2`), the same JSON.\n")
 	b.WriteString("- **Baseline routed across the tenants** (evidence, one round per mode, not a contender): the same baseline picking the tenant by " +
-		"`Host` in a map, the least a multi-tenant server can do, and reading from that tenant: schema mode, each tenant its own gorm handle over one " +
-		"pool of 20 shared by all (every connection serving every schema, statements prepared per connection); database mode, a pool of one " +
-		"connection per tenant database (as the product's warm round), connecting as the admin. It measures what spreading the reads over the " +
+		"`Host` in a map, the least a multi-tenant server can do, and reading from that tenant: schema mode, each tenant its own gorm handle over " +
+		"20 connections in lanes of 4, a tenant always on the same lane (the product's router's layout), statements prepared per connection; " +
+		"database mode, a pool of one connection per tenant database (as the product's warm round), connecting as the admin. It measures what spreading the reads over the " +
 		"tenants costs by itself, whoever routes them.\n")
 	b.WriteString("- CPU per request is the server process's user+system time (`/proc/PID/stat`) over the round ÷ requests, and likewise for the PostgreSQL backends serving it; allocations per request come from " +
 		"`go_memstats_mallocs_total` (product `/metrics`) and `runtime.MemStats` (baseline).\n\n")

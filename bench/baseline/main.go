@@ -18,8 +18,9 @@
 // Evidence mode (BASELINE_ROUTES="host=name,..." and BASELINE_ISOLATION):
 // the same server picks the tenant by the request's Host in a map, the
 // least a multi-tenant server can do, and reads from that tenant's schema
-// ("schema": one pool of POOL_CONNS shared by all, each tenant its own
-// gorm handle) or database ("database": DATABASE_URL with the database
+// ("schema": POOL_CONNS connections in lanes of 4, a tenant always on the
+// same lane by a hash of its schema, as the product's router does, each
+// tenant its own gorm handle) or database ("database": DATABASE_URL with the database
 // replaced, a pool of POOL_CONNS per tenant). It measures what spreading
 // the reads over many schemas or databases costs PostgreSQL and the
 // driver, without anything of the control plane.
@@ -30,6 +31,7 @@ package main
 
 import (
 	"errors"
+	"hash/fnv"
 	"log"
 	"net/http"
 	_ "net/http/pprof" // on PPROF_ADDR only, never on the measured listener
@@ -87,18 +89,20 @@ func main() {
 	}
 	byHost := map[string]*gorm.DB{}
 	if routes := os.Getenv("BASELINE_ROUTES"); routes != "" {
-		var shared gorm.ConnPool
+		var lanes []gorm.ConnPool
 		for _, route := range strings.Split(routes, ",") {
 			host, name, _ := strings.Cut(route, "=")
 			var db *gorm.DB
 			switch os.Getenv("BASELINE_ISOLATION") {
 			case "schema":
-				if shared == nil {
-					if shared, err = single.DB(); err != nil {
+				if lanes == nil {
+					if lanes, err = openLanes(dsn, conns); err != nil {
 						log.Fatal(err)
 					}
 				}
-				db, err = gorm.Open(postgres.New(postgres.Config{Conn: shared}), config(name))
+				h := fnv.New32a()
+				_, _ = h.Write([]byte(name))
+				db, err = gorm.Open(postgres.New(postgres.Config{Conn: lanes[h.Sum32()%uint32(len(lanes))]}), config(name))
 			case "database":
 				u, perr := url.Parse(dsn)
 				if perr != nil {
@@ -189,4 +193,21 @@ func open(dsn, schemaName string, conns int) (*gorm.DB, error) {
 	sqlDB.SetMaxOpenConns(conns)
 	sqlDB.SetMaxIdleConns(conns)
 	return db, nil
+}
+
+// openLanes splits conns connections in pools of 4 (at least one pool).
+func openLanes(dsn string, conns int) ([]gorm.ConnPool, error) {
+	var lanes []gorm.ConnPool
+	for range max(conns/4, 1) {
+		db, err := open(dsn, "", min(4, conns))
+		if err != nil {
+			return nil, err
+		}
+		sqlDB, err := db.DB()
+		if err != nil {
+			return nil, err
+		}
+		lanes = append(lanes, sqlDB)
+	}
+	return lanes, nil
 }
