@@ -18,7 +18,7 @@ import (
 
 // The product commits the causes below were diagnosed at.
 const (
-	readsDiagnosed  = "31e1249"
+	readsDiagnosed  = "2108dd7"
 	fleetDiagnosed  = "6fbcfee"
 	ingestDiagnosed = "c5baed9"
 )
@@ -87,8 +87,12 @@ func readsAnalysis(modes []*modeResult) string {
 				"baseline's keep one: a tenant's statement is prepared and planned on each of its lane's connections, and its pages and catalog " +
 				"entries compete for the caches with 199 others'.")
 		}
-		b.WriteString(" **Next**: Prometheus children resolved once per route, and fewer allocations in the middleware (a few µs); for PostgreSQL, " +
-			"smaller lanes (fewer tenants per backend) traded against how many connections one busy tenant may use.\n")
+		if m.Mode == "schema" {
+			b.WriteString(" **Next**: Prometheus children resolved once per route, and fewer allocations in the middleware (a few µs); for " +
+				"PostgreSQL, smaller lanes (fewer tenants per backend) traded against how many connections one busy tenant may use.\n")
+		} else {
+			b.WriteString(" **Next**: Prometheus children resolved once per route, and fewer allocations in the middleware (a few µs).\n")
+		}
 		b.WriteString("\n")
 	}
 	for _, m := range modes {
@@ -99,9 +103,10 @@ func readsAnalysis(modes []*modeResult) string {
 		fmt.Fprintf(&b, "**Why the default pool size hurts (TENANT_POOL_MAX_CONNS=%d).** A pool may open %d connections but keeps one idle "+
 			"(`SetMaxIdleConns(1)`, `tenantdb/router.go`): a second connection, opened when two requests of a tenant overlap, is closed as soon as it "+
 			"is idle and opened again at the next overlap. The run measured %.0f new connections per second, each a TCP connect, a SCRAM exchange and "+
-			"a backend start (the cold request above), hence the p99 of %s. **Fix**: size the pools from the budget, TENANT_POOL_MAX_CONNS ≤ "+
-			"TENANT_SERVER_MAX_CONNS ÷ TENANT_POOLS_MAX (here 1), as the default or a check at start; keeping the extra connections idle instead "+
-			"was tried at 4dcd82f and measured worse (ca4da0c: the pools then run into the budget).\n\n",
+			"a backend start (the cold request above), hence the p99 of %s. Keeping the extra connections idle instead was tried at 4dcd82f and "+
+			"measured worse (ca4da0c: the pools then run into the budget). What serve does about it: the default TENANT_POOLS_MAX (40) fits the "+
+			"default budget with one warm connection per pool, serve warns at start when the pools cannot all keep theirs, and docs/OPERATIONS.md "+
+			"advises TENANT_POOL_MAX_CONNS=1 where many tenant databases are busy at once (the warm round above).\n\n",
 			m.PoolConns, m.PoolConns, m.NewConns, ms(pm.p99))
 	}
 	return b.String()

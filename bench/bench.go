@@ -27,6 +27,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/laracopilot/controlplane/tenantdb"
 )
 
 // Sizes sets how big each benchmark is.
@@ -319,8 +321,8 @@ func (e *env) serve(ctx context.Context, o serveOpts) (*proc, error) {
 // baseline starts the baseline server on schema of database db, with
 // net/http/pprof on pprofAddr if not "". With routes (evidence, see
 // bench/baseline), it routes by Host to those tenants instead: their
-// schemas over one pool of 20, or their databases, a pool of 1 each (as
-// the product's warm database-mode round).
+// schemas over 20 connections in lanes of 4, or their databases, a pool of
+// 1 each as the tenant's role (as the product's warm database-mode round).
 func (e *env) baseline(ctx context.Context, db, schema, pprofAddr string, routes []tenant) (*proc, error) {
 	addr, err := freeAddr()
 	if err != nil {
@@ -337,7 +339,13 @@ func (e *env) baseline(ctx context.Context, db, schema, pprofAddr string, routes
 	if len(routes) > 0 {
 		var rs []string
 		for _, t := range routes {
-			rs = append(rs, t.Domain+"="+t.DBName)
+			r := t.Domain + "=" + t.DBName
+			if t.Isolation == "database" {
+				// As the tenant's own role, as serve connects (SCRAM at
+				// connect; then PostgreSQL checks that role's privileges).
+				r += ":" + tenantdb.RoleSecret(roleSecret).Password(t.DBName)
+			}
+			rs = append(rs, r)
 		}
 		env["BASELINE_ROUTES"] = strings.Join(rs, ",")
 		env["BASELINE_ISOLATION"] = routes[0].Isolation

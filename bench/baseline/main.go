@@ -21,7 +21,8 @@
 // ("schema": POOL_CONNS connections in lanes of 4, a tenant always on the
 // same lane by a hash of its schema, as the product's router does, each
 // tenant its own gorm handle) or database ("database": DATABASE_URL with the database
-// replaced, a pool of POOL_CONNS per tenant). It measures what spreading
+// replaced, a pool of POOL_CONNS per tenant, as the route's role when it
+// reads "host=name:password"). It measures what spreading
 // the reads over many schemas or databases costs PostgreSQL and the
 // driver, without anything of the control plane.
 // GET /debug/mallocs reports the heap allocations so far, for the
@@ -92,6 +93,7 @@ func main() {
 		var lanes []gorm.ConnPool
 		for _, route := range strings.Split(routes, ",") {
 			host, name, _ := strings.Cut(route, "=")
+			name, password, hasPassword := strings.Cut(name, ":")
 			var db *gorm.DB
 			switch os.Getenv("BASELINE_ISOLATION") {
 			case "schema":
@@ -109,6 +111,9 @@ func main() {
 					log.Fatal(perr)
 				}
 				u.Path = "/" + name
+				if hasPassword {
+					u.User = url.UserPassword(name, password)
+				}
 				db, err = open(u.String(), "", conns)
 			default:
 				log.Fatal("BASELINE_ISOLATION must be schema or database")
