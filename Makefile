@@ -26,9 +26,13 @@ help: ## Show this help
 	grep -hE '^[a-zA-Z_-]+:.*?## .*$$' $(MAKEFILE_LIST) | \
 		awk -v c="$$c" -v r="$$r" 'BEGIN {FS = ":.*?## "}; {printf "%s%-12s%s %s\n", c, $$1, r, $$2}'
 
+# make run keeps no spare tenant databases unless asked: spares take their
+# ids from the tenants' sequence in the background, so the first tenant of a
+# fresh `make run` could be tenant 2, not the README's tenant 1.
 .PHONY: run
 run: ## Run the control plane on 127.0.0.1:8080 (starts a local Postgres in .data/postgres unless DATABASE_URL is set)
-	@if [[ -z "$${DATABASE_URL:-}" ]]; then \
+	@export TENANT_SPARE_DATABASES="$${TENANT_SPARE_DATABASES:-0}"; \
+	if [[ -z "$${DATABASE_URL:-}" ]]; then \
 		bash scripts/pg.sh start $(PGDATA_DEV) $(PGPORT_DEV) && \
 		DATABASE_URL="$$(bash scripts/pg.sh url $(PGPORT_DEV))" LISTEN_ADDR="$${LISTEN_ADDR:-127.0.0.1:8080}" go run ./cmd/controlplane serve; \
 	else \
