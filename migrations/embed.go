@@ -10,6 +10,7 @@ package migrations
 import (
 	"embed"
 	"io/fs"
+	"testing/fstest"
 )
 
 //go:embed catalog/*.sql tenant/*.sql
@@ -27,4 +28,26 @@ func mustSub(dir string) fs.FS {
 		panic(err) // unreachable: the directory is embedded above
 	}
 	return sub
+}
+
+// TenantPlus is the tenant history with extra files (name → SQL) added, as
+// a later release would ship them: for tests and benchmarks of migrations
+// beyond the current history.
+func TenantPlus(extra map[string]string) (fstest.MapFS, error) {
+	out := fstest.MapFS{}
+	entries, err := fs.ReadDir(Tenant, ".")
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		data, err := fs.ReadFile(Tenant, e.Name())
+		if err != nil {
+			return nil, err
+		}
+		out[e.Name()] = &fstest.MapFile{Data: data}
+	}
+	for name, sql := range extra {
+		out[name] = &fstest.MapFile{Data: []byte(sql)}
+	}
+	return out, nil
 }

@@ -3,9 +3,7 @@ package tenantdb
 import (
 	"context"
 	"database/sql"
-	"io/fs"
 	"testing"
-	"testing/fstest"
 
 	"github.com/stretchr/testify/require"
 
@@ -22,18 +20,13 @@ func TestFastUpChecksTheCatalogVersion(t *testing.T) {
 	db := pgtest.New(t)
 	ctx := context.Background()
 	base := newTestProvisioner(t, db, migrations.Tenant)
-	src := fstest.MapFS{}
-	entries, err := fs.ReadDir(migrations.Tenant, ".")
+	src, err := migrations.TenantPlus(map[string]string{
+		"000002_dept.up.sql":    "ALTER TABLE extensions ADD COLUMN department text;\n",
+		"000002_dept.down.sql":  "ALTER TABLE extensions DROP COLUMN department;\n",
+		"000003_notes.up.sql":   "CREATE TABLE notes (id bigint PRIMARY KEY);\n",
+		"000003_notes.down.sql": "DROP TABLE notes;\n",
+	})
 	require.NoError(t, err)
-	for _, e := range entries {
-		data, err := fs.ReadFile(migrations.Tenant, e.Name())
-		require.NoError(t, err)
-		src[e.Name()] = &fstest.MapFile{Data: data}
-	}
-	src["000002_dept.up.sql"] = &fstest.MapFile{Data: []byte("ALTER TABLE extensions ADD COLUMN department text;\n")}
-	src["000002_dept.down.sql"] = &fstest.MapFile{Data: []byte("ALTER TABLE extensions DROP COLUMN department;\n")}
-	src["000003_notes.up.sql"] = &fstest.MapFile{Data: []byte("CREATE TABLE notes (id bigint PRIMARY KEY);\n")}
-	src["000003_notes.down.sql"] = &fstest.MapFile{Data: []byte("DROP TABLE notes;\n")}
 	p := newTestProvisioner(t, db, src)
 	h, err := p.history()
 	require.NoError(t, err)

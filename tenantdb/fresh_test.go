@@ -115,18 +115,13 @@ func TestFreshTenantsEqualMigratedOnes(t *testing.T) {
 func TestFreshTenantsWithALongHistory(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
-	src := fstest.MapFS{}
-	entries, err := fs.ReadDir(migrations.Tenant, ".")
-	require.NoError(t, err)
-	for _, e := range entries {
-		data, err := fs.ReadFile(migrations.Tenant, e.Name())
-		require.NoError(t, err)
-		src[e.Name()] = &fstest.MapFile{Data: data}
-	}
+	steps := map[string]string{}
 	for v := 2; v <= 30; v++ {
-		src[fmt.Sprintf("%06d_step.up.sql", v)] = &fstest.MapFile{Data: []byte(fmt.Sprintf("ALTER TABLE extensions ADD COLUMN c%d int;\n", v))}
-		src[fmt.Sprintf("%06d_step.down.sql", v)] = &fstest.MapFile{Data: []byte(fmt.Sprintf("ALTER TABLE extensions DROP COLUMN c%d;\n", v))}
+		steps[fmt.Sprintf("%06d_step.up.sql", v)] = fmt.Sprintf("ALTER TABLE extensions ADD COLUMN c%d int;\n", v)
+		steps[fmt.Sprintf("%06d_step.down.sql", v)] = fmt.Sprintf("ALTER TABLE extensions DROP COLUMN c%d;\n", v)
 	}
+	src, err := migrations.TenantPlus(steps)
+	require.NoError(t, err)
 	p := newTestProvisioner(t, db, src)
 	for i, isolation := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationDatabase, controlplane.IsolationSchema} {
 		tn := &controlplane.Tenant{ID: int64(i + 1), Isolation: isolation, DBName: p.DBName(int64(i + 1))}
@@ -155,18 +150,13 @@ func TestFastUpEqualsGolangMigrate(t *testing.T) {
 		tn.SchemaVersion = v // as the catalog records it: the one-trip path
 		tenants = append(tenants, tn)
 	}
-	src := fstest.MapFS{}
-	entries, err := fs.ReadDir(migrations.Tenant, ".")
+	src, err := migrations.TenantPlus(map[string]string{
+		"000002_more.up.sql":   "ALTER TABLE extensions ADD COLUMN department text NOT NULL DEFAULT '';\nCREATE TABLE notes (id bigint PRIMARY KEY, body text);\n",
+		"000002_more.down.sql": "DROP TABLE notes;\nALTER TABLE extensions DROP COLUMN department;\n",
+		"000003_idx.up.sql":    "CREATE INDEX notes_body_idx ON notes (body);\n",
+		"000003_idx.down.sql":  "DROP INDEX notes_body_idx;\n",
+	})
 	require.NoError(t, err)
-	for _, e := range entries {
-		data, err := fs.ReadFile(migrations.Tenant, e.Name())
-		require.NoError(t, err)
-		src[e.Name()] = &fstest.MapFile{Data: data}
-	}
-	src["000002_more.up.sql"] = &fstest.MapFile{Data: []byte("ALTER TABLE extensions ADD COLUMN department text NOT NULL DEFAULT '';\nCREATE TABLE notes (id bigint PRIMARY KEY, body text);\n")}
-	src["000002_more.down.sql"] = &fstest.MapFile{Data: []byte("DROP TABLE notes;\nALTER TABLE extensions DROP COLUMN department;\n")}
-	src["000003_idx.up.sql"] = &fstest.MapFile{Data: []byte("CREATE INDEX notes_body_idx ON notes (body);\n")}
-	src["000003_idx.down.sql"] = &fstest.MapFile{Data: []byte("DROP INDEX notes_body_idx;\n")}
 	p := newTestProvisioner(t, db, src)
 	up := controlplane.MigrationOp{Kind: controlplane.MigrateUp}
 

@@ -12,7 +12,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"testing/fstest"
 	"time"
 
 	"github.com/stretchr/testify/require"
@@ -25,17 +24,8 @@ import (
 // withMigrations is the real tenant history plus extra files.
 func withMigrations(t *testing.T, extra map[string]string) fs.FS {
 	t.Helper()
-	out := fstest.MapFS{}
-	entries, err := fs.ReadDir(migrations.Tenant, ".")
+	out, err := migrations.TenantPlus(extra)
 	require.NoError(t, err)
-	for _, e := range entries {
-		data, err := fs.ReadFile(migrations.Tenant, e.Name())
-		require.NoError(t, err)
-		out[e.Name()] = &fstest.MapFile{Data: data}
-	}
-	for name, sql := range extra {
-		out[name] = &fstest.MapFile{Data: []byte(sql)}
-	}
 	return out
 }
 
