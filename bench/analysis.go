@@ -60,9 +60,10 @@ func readsAnalysis(modes []*modeResult) string {
 				m.Tenants, rate(rm.rps, "req/s"), rm.rps/bm.rps, us(rm.cpu), us(rm.pgCPU), pm.rps/rm.rps)
 			cost := map[string]string{
 				"database": "each request wakes another PostgreSQL process, idle since its last request, and another pool in the server, both cold in " +
-					"the CPU's caches, where the single-tenant baseline keeps 20 busy; and it runs as the tenant's own role, which PostgreSQL checks: " +
-					"the same routed baseline connecting as the admin spent 52 µs of PostgreSQL CPU per read (run at cd3d2e1), against " +
-					us(rm.pgCPU) + " here as the tenants' roles",
+					"the CPU's caches, where the single-tenant baseline keeps 20 busy. It connects as each tenant's own role, as serve does; the " +
+					"same routed baseline connecting as the admin spent 52 µs of PostgreSQL CPU per read in an earlier run (cd3d2e1), against " +
+					us(rm.pgCPU) + " here, while pgbench on one tenant database showed the two roles equal (11,950 against 11,954 prepared " +
+					"reads/s, one connection): where the difference comes from with 200 roles on 200 backends is not found yet",
 				"schema": "each lane's backends keep 200 tenants' prepared statements, tables and catalog entries where the single-tenant baseline's " +
 					"keep one, and the server 1,000 tenants' handles and statement caches; without lanes (every connection serving every schema, " +
 					"the product's design before them) the same baseline ran at 0.45× (5079 against 11240 req/s, docs/BENCHMARKS.md at d1d53b4)",
