@@ -11,8 +11,9 @@
 # The cluster uses trust authentication and listens on 127.0.0.1 only, so it
 # is meant for a developer machine or a CI runner, never for production.
 #
-# This file is also sourced by scripts/test.sh for its helper functions; the
-# command dispatch at the bottom only runs when it is executed directly.
+# This file is also sourced by scripts/test.sh and bench/run.sh for its
+# helper functions (throwaway clusters among them); the command dispatch at
+# the bottom only runs when it is executed directly.
 
 set -euo pipefail
 
@@ -255,6 +256,133 @@ pg_stop_cluster() {
 	if pg_running "$datadir"; then
 		pg_run "$PG_BIN/pg_ctl" stop -D "$datadir" -m "$mode" -w -t 60 >/dev/null
 	fi
+}
+
+# ---- Throwaway clusters (scripts/test.sh, bench/run.sh) -------------------
+
+# A random start in 55000-59999 keeps parallel runs from racing for the same
+# port; then walk up until nothing listens there.
+pg_free_port() {
+	local port=$((55000 + RANDOM % 5000)) i
+	for ((i = 0; i < 200; i++)); do
+		if command -v ss >/dev/null; then
+			# All states, not just listeners: a connection bound to the port
+			# (it is inside the kernel's ephemeral range) also blocks it.
+			if [[ -z $(ss -tanH "sport = :$port" 2>/dev/null) ]]; then
+				echo "$port"
+				return 0
+			fi
+		elif ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+			echo "$port"
+			return 0
+		fi
+		port=$((port >= 59999 ? 55000 : port + 1))
+	done
+	pg_die "no free port found in 55000-59999"
+}
+
+# PG_TMP_ROOT is the folder of the throwaway cluster (data in
+# $PG_TMP_ROOT/data), set by pg_throwaway_init, removed by
+# pg_throwaway_cleanup.
+PG_TMP_ROOT=""
+
+# pg_throwaway_init NAME [SETTING...]: initdb a cluster in a new folder
+# /tmp/NAME.XXXXXX with fsync off (nothing in it must survive a crash) and
+# the extra postgresql.conf settings. Under /tmp, not the checkout: when we
+# are root, postgres must be able to traverse to it, and a clone may sit in
+# a mode-700 folder.
+pg_throwaway_init() {
+	local name=$1
+	shift
+	pg_clean_env
+	pg_setup_bin
+	PG_TMP_ROOT=$(mktemp -d "/tmp/$name.XXXXXX")
+	mkdir "$PG_TMP_ROOT/data"
+	if pg_is_root; then
+		id -u "$PG_OS_USER" >/dev/null 2>&1 || pg_die "user $PG_OS_USER does not exist"
+		chown -R "$PG_OS_USER": "$PG_TMP_ROOT"
+	fi
+	chmod 700 "$PG_TMP_ROOT/data"
+	PG_INITDB_ARGS=(--no-sync)
+	pg_initdb "$PG_TMP_ROOT/data" "fsync = off" "synchronous_commit = off" "full_page_writes = off" "$@"
+}
+
+# pg_throwaway_start: start the cluster of pg_throwaway_init on a free port
+# and export DATABASE_URL (its "postgres" database, as user postgres).
+pg_throwaway_start() {
+	# Another process can grab the port between the check and the bind: retry.
+	local attempt port rc
+	for attempt in 1 2 3 4 5; do
+		port=$(pg_free_port)
+		rc=0
+		pg_start_cluster "$PG_TMP_ROOT/data" "$port" "$PG_TMP_ROOT/postgres.log" "$PG_TMP_ROOT" 1 || rc=$?
+		if ((rc == 0)); then
+			pg_wait_ready "$port"
+			export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+			pg_log "throwaway postgres on 127.0.0.1:$port (in $PG_TMP_ROOT)"
+			return 0
+		fi
+		((rc == 2)) || break
+		pg_log "port $port was taken, trying another one (attempt $attempt)"
+	done
+	pg_die "could not start the throwaway postgres"
+}
+
+# pg_throwaway_cleanup: stop the throwaway cluster, if any, and remove its
+# folder. Immediate shutdown: nothing in it is worth a checkpoint; and if
+# pg_ctl fails (a half-started server), the postmaster is killed.
+pg_throwaway_cleanup() {
+	[[ -n $PG_TMP_ROOT ]] || return 0
+	if [[ -f $PG_TMP_ROOT/data/postmaster.pid ]]; then
+		pg_stop_cluster "$PG_TMP_ROOT/data" immediate || true
+	fi
+	if [[ -f $PG_TMP_ROOT/data/postmaster.pid ]]; then
+		local pid
+		pid=$(head -n 1 "$PG_TMP_ROOT/data/postmaster.pid" 2>/dev/null || true)
+		if [[ $pid =~ ^[0-9]+$ ]]; then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	rm -rf -- "$PG_TMP_ROOT"
+	PG_TMP_ROOT=""
+}
+
+# pg_run_group CMD...: run CMD in the background in a process group of its
+# own (setsid), so that pg_stop_group can signal it as a whole, and so that
+# a signal aimed at the calling script is handled at once by its trap rather
+# than after CMD ends. (bash's `set -m` would do the same but grabs the
+# terminal and can stop a backgrounded make with SIGTTIN.) Sets PG_GROUP_PID.
+PG_GROUP_PID=""
+pg_run_group() {
+	if command -v setsid >/dev/null; then
+		setsid "$@" &
+	else
+		"$@" &
+	fi
+	PG_GROUP_PID=$!
+}
+
+# pg_stop_group TENTHS: SIGINT the group of pg_run_group, give it TENTHS
+# tenths of a second to stop (go test removes its work folder on SIGINT,
+# not on SIGTERM; the benchmark harness drops what it made), then SIGKILL.
+pg_stop_group() {
+	local tenths=$1 i
+	[[ -n $PG_GROUP_PID ]] || return 0
+	kill -INT -- "-$PG_GROUP_PID" 2>/dev/null || kill -INT "$PG_GROUP_PID" 2>/dev/null || true
+	for ((i = 0; i < tenths; i++)); do
+		kill -0 "$PG_GROUP_PID" 2>/dev/null || break
+		sleep 0.1
+	done
+	kill -KILL -- "-$PG_GROUP_PID" 2>/dev/null || kill -KILL "$PG_GROUP_PID" 2>/dev/null || true
+	wait "$PG_GROUP_PID" 2>/dev/null || true
+}
+
+# pg_wait_group: wait for the group of pg_run_group; returns its exit code.
+pg_wait_group() {
+	local rc=0
+	wait "$PG_GROUP_PID" || rc=$?
+	PG_GROUP_PID=""
+	return "$rc"
 }
 
 pg_check_port() {
