@@ -278,7 +278,7 @@ func openGorm(conn gorm.ConnPool) (*gorm.DB, error) {
 // statement because a migration changed what it returns: pools cache
 // prepared statements per connection, and gorm reads with SELECT *, so a
 // migration that adds a column makes every connection's statement fail
-// // once ("cached plan must not change result type"). pgx has dropped the
+// once ("cached plan must not change result type"). pgx has dropped the
 // statement by then, so the retry prepares it again. Not inside a
 // transaction, which PostgreSQL aborted: transactions go through Tx.
 //

@@ -84,12 +84,17 @@ func main() {
 		conns = 20
 	}
 	dsn := os.Getenv("DATABASE_URL")
-	single, err := open(dsn, os.Getenv("BASELINE_SCHEMA"), conns)
+	server, err := url.Parse(dsn)
 	if err != nil {
 		log.Fatal(err)
 	}
+	var single *gorm.DB // without routes: the one tenant
 	byHost := map[string]*gorm.DB{}
-	if routes := os.Getenv("BASELINE_ROUTES"); routes != "" {
+	if routes := os.Getenv("BASELINE_ROUTES"); routes == "" {
+		if single, err = open(dsn, os.Getenv("BASELINE_SCHEMA"), conns); err != nil {
+			log.Fatal(err)
+		}
+	} else {
 		var lanes []gorm.ConnPool
 		for _, route := range strings.Split(routes, ",") {
 			host, name, _ := strings.Cut(route, "=")
@@ -106,10 +111,7 @@ func main() {
 				_, _ = h.Write([]byte(name))
 				db, err = gorm.Open(postgres.New(postgres.Config{Conn: lanes[h.Sum32()%uint32(len(lanes))]}), config(name))
 			case "database":
-				u, perr := url.Parse(dsn)
-				if perr != nil {
-					log.Fatal(perr)
-				}
+				u := *server
 				u.Path = "/" + name
 				if hasPassword {
 					u.User = url.UserPassword(name, password)
@@ -125,7 +127,7 @@ func main() {
 		}
 	}
 	tenantDB := func(c *gin.Context) *gorm.DB {
-		if len(byHost) == 0 {
+		if single != nil {
 			return single
 		}
 		return byHost[c.Request.Host]
