@@ -8,8 +8,9 @@
 #   scripts/pg.sh destroy DIR      stop the cluster in DIR and delete its data
 #   scripts/pg.sh url PORT [DB]    print the connection URL (DB defaults to "controlplane")
 #
-# The cluster uses trust authentication and listens on 127.0.0.1 only, so it
-# is meant for a developer machine or a CI runner, never for production.
+# The cluster trusts the postgres superuser (every other role logs in with its
+# password) and listens on 127.0.0.1 only, so it is meant for a developer
+# machine or a CI runner, never for production.
 #
 # This file is also sourced by scripts/test.sh and bench/run.sh for its
 # helper functions (throwaway clusters among them); the command dispatch at
@@ -186,6 +187,21 @@ pg_initdb() {
 			pg_die "initdb failed for $datadir"
 		fi
 	fi
+	# Only the postgres superuser (the control plane's own role here) logs in
+	# without a password; every other role (the tenants' roles) must give
+	# its password, as on a real server. With trust for everyone, any role
+	# could log in as any other and the isolation tests would prove nothing.
+	pg_run tee "$datadir/pg_hba.conf" >/dev/null <<-'HBA'
+		# Written by scripts/pg.sh: local development/test cluster.
+		local all postgres trust
+		host  all postgres 127.0.0.1/32 trust
+		host  all postgres ::1/128 trust
+		local all all scram-sha-256
+		host  all all 127.0.0.1/32 scram-sha-256
+		host  all all ::1/128 scram-sha-256
+		local replication postgres trust
+		host  replication postgres 127.0.0.1/32 trust
+	HBA
 	{
 		echo
 		echo "# Added by scripts/pg.sh: local development/test cluster."

@@ -44,7 +44,7 @@ func TestTenantRoleIsConfinedToItsDatabase(t *testing.T) {
 	// PUBLIC lost CONNECT on tenant databases: an unrelated login role
 	// cannot get in either.
 	admin := pgtest.Open(t, f.Server.URL)
-	_, err = admin.Exec(`CREATE ROLE ` + f.Server.Prefix + `stranger LOGIN`)
+	_, err = admin.Exec(`CREATE ROLE ` + f.Server.Prefix + `stranger LOGIN PASSWORD '` + tenanttest.Secret.Password(f.Server.Prefix+"stranger") + `'`)
 	require.NoError(t, err)
 	_, err = connectAs(t, f.Server.URL, f.Server.Prefix+"stranger", a.DBName)
 	require.Error(t, err)
