@@ -28,19 +28,19 @@ func TestUpDownUp(t *testing.T) {
 			latest, err := migrations.Latest(fsys)
 			require.NoError(t, err)
 
-			v, err := migrations.Up(fresh(), fsys, "")
+			v, err := migrations.Up(fresh(), fsys, migrations.Target{})
 			require.NoError(t, err)
 			require.Equal(t, latest, v)
 			before := tables(t, db.URL)
 			require.NotEmpty(t, before)
 
-			m, err := migrations.Open(fresh(), fsys, "")
+			m, err := migrations.Open(fresh(), fsys, migrations.Target{})
 			require.NoError(t, err)
 			require.NoError(t, m.Down())
 			_, _ = m.Close()
 			require.Equal(t, []string{migrations.Table}, tables(t, db.URL), "down removes everything up made")
 
-			v, err = migrations.Up(fresh(), fsys, "")
+			v, err = migrations.Up(fresh(), fsys, migrations.Target{})
 			require.NoError(t, err)
 			require.Equal(t, latest, v)
 			require.Equal(t, before, tables(t, db.URL))

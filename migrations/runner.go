@@ -9,9 +9,11 @@ import (
 	"io/fs"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
+	mdatabase "github.com/golang-migrate/migrate/v4/database"
 	migratepgx "github.com/golang-migrate/migrate/v4/database/pgx/v5"
 	"github.com/golang-migrate/migrate/v4/source"
 	"github.com/golang-migrate/migrate/v4/source/iofs"
@@ -21,18 +23,56 @@ import (
 // catalog database and in every tenant database or schema.
 const Table = "schema_migrations"
 
-// Open returns a golang-migrate runner applying src to db. schema names the
-// schema holding the migrations table ("" means the connection's current
-// schema). Closing the runner closes db as well, so db should be a pool made
-// for this run alone.
-func Open(db *sql.DB, src fs.FS, schema string) (*migrate.Migrate, error) {
+// Target is where a run's migrations table lives and which advisory lock
+// guards it.
+type Target struct {
+	// Schema holds the migrations table ("" = the connection's current
+	// schema, public in a tenant database).
+	Schema string
+	// LockDatabase is the database name golang-migrate computes its lock id
+	// from ("" = current_database()). Tenant runs pass CLILockName(db), the
+	// name the stock CLI uses, so the two exclude each other.
+	LockDatabase string
+}
+
+// CLILockName is the database name the stock golang-migrate CLI hashes into
+// its advisory lock id: its postgres and pgx drivers, opened from a URL,
+// take the URL's path ("/tenant_1"), not current_database() ("tenant_1").
+// Locking under this name makes `migrate -database postgres://…/tenant_1`
+// and the control plane wait for each other on a tenant.
+func CLILockName(database string) string { return "/" + database }
+
+// LockIDs are the advisory lock ids of the migrations table in schema of
+// database: the stock CLI's (see CLILockName), taken first, and the one
+// this project took before it matched the CLI, still taken so that a
+// binary of an older release, during a rolling upgrade, is excluded too.
+func LockIDs(database, schema string) (cli, legacy int64) {
+	parse := func(name string) int64 {
+		id, err := mdatabase.GenerateAdvisoryLockId(name, schema, Table)
+		if err != nil {
+			panic(err) // it never fails: a CRC of the names
+		}
+		n, err := strconv.ParseInt(id, 10, 64)
+		if err != nil {
+			panic(err) // a uint32 always fits
+		}
+		return n
+	}
+	return parse(CLILockName(database)), parse(database)
+}
+
+// Open returns a golang-migrate runner applying src to db at target.
+// Closing the runner closes db as well, so db should be a pool made for
+// this run alone.
+func Open(db *sql.DB, src fs.FS, target Target) (*migrate.Migrate, error) {
 	source, err := iofs.New(src, ".")
 	if err != nil {
 		return nil, fmt.Errorf("read migrations: %w", err)
 	}
 	driver, err := migratepgx.WithInstance(db, &migratepgx.Config{
 		MigrationsTable: Table,
-		SchemaName:      schema,
+		SchemaName:      target.Schema,
+		DatabaseName:    target.LockDatabase,
 	})
 	if err != nil {
 		_ = source.Close()
@@ -47,10 +87,10 @@ func Open(db *sql.DB, src fs.FS, schema string) (*migrate.Migrate, error) {
 	return m, nil
 }
 
-// Up applies every pending migration of src to db and returns the version
-// reached. It closes db. Having nothing to do is not an error.
-func Up(db *sql.DB, src fs.FS, schema string) (uint, error) {
-	m, err := Open(db, src, schema)
+// Up applies every pending migration of src to db at target and returns
+// the version reached. It closes db. Having nothing to do is not an error.
+func Up(db *sql.DB, src fs.FS, target Target) (uint, error) {
+	m, err := Open(db, src, target)
 	if err != nil {
 		_ = db.Close()
 		return 0, err

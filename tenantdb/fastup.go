@@ -9,7 +9,6 @@ import (
 	"strings"
 	"sync"
 
-	"github.com/golang-migrate/migrate/v4/database"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -27,11 +26,15 @@ import (
 // checked in the transaction, under the lock, before anything runs (and if
 // it is not what the catalog says, the transaction is rolled back and the
 // version read first, in four round trips). It speaks golang-migrate's
-// protocol exactly: the same advisory lock (so it excludes, and is
-// excluded by, any golang-migrate run on the tenant), the same one-row
-// schema_migrations table, and on failure the same dirty mark at the
-// failed version, with the schema left at the previous one (the whole
-// transaction rolled back).
+// protocol exactly: the same advisory lock as the stock CLI (so it
+// excludes, and is excluded by, any golang-migrate run on the tenant), the
+// same one-row schema_migrations table, and on failure the same dirty mark
+// at the failed version, with the schema left at the previous one (the
+// whole transaction rolled back).
+//
+// A database tenant's database is entered only as the tenant's role (see
+// Provisioner.open): its migrations table is the tenant's own, and any
+// policy, trigger or view the tenant put on it runs as the tenant.
 
 // migrationPool is the shared pool fast runs on schema tenants use: their
 // connections carry no tenant state beyond a transaction (SET LOCAL).
@@ -74,26 +77,21 @@ func (p *Provisioner) fastUp(ctx context.Context, t *controlplane.Tenant) (out c
 // fastUpRead is fastUp that reads the tenant's version first (four round
 // trips): for a tenant whose version the catalog does not know for sure.
 func (p *Provisioner) fastUpRead(ctx context.Context, t *controlplane.Tenant, h *migrations.History) (out controlplane.MigrationOutcome, ok bool) {
-	db, dbName, schema := p.schemaMigrationPool(), p.server.Database, t.DBName
-	setup := `SET LOCAL search_path TO ` + quote(schema) + `;`
+	db, setup := p.schemaMigrationPool(), ""
 	if t.Isolation == controlplane.IsolationDatabase {
-		// As the admin, acting as the tenant's role: it owns what it makes.
-		db, dbName, schema = p.open(t.DBName, "", ""), t.DBName, "public"
+		db, _ = p.tenantDB(t) // as the tenant's role: it owns what it makes
 		defer db.Close()
-		setup = `SET LOCAL ROLE ` + quote(t.DBName) + `;`
+	} else {
+		setup = `SET LOCAL search_path TO ` + quote(t.DBName) + `;`
 	}
-	table := quote(schema) + "." + quote(migrations.Table)
-	lockID, err := database.GenerateAdvisoryLockId(dbName, schema, migrations.Table)
-	if err != nil {
-		return controlplane.MigrationOutcome{Err: err}, true
-	}
+	table, lock := p.migrationTable(t)
 
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return controlplane.MigrationOutcome{Err: err}, true
 	}
 	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1::bigint)`, lockID); err != nil {
+	if _, err := tx.ExecContext(ctx, lock); err != nil {
 		return controlplane.MigrationOutcome{Err: err}, true
 	}
 	var version int64
@@ -139,7 +137,7 @@ func (p *Provisioner) fastUpRead(ctx context.Context, t *controlplane.Tenant, h 
 		_ = tx.Rollback()
 		out.Err = fmt.Errorf("migration %d failed (nothing of it was applied; the schema is at %d): %w", first, from, err)
 		out.To, out.Dirty = first, true
-		if markErr := markDirty(context.WithoutCancel(ctx), db, table, lockID, first); markErr != nil {
+		if markErr := markDirty(context.WithoutCancel(ctx), db, table, lock, first); markErr != nil {
 			out.Err = errors.Join(out.Err, markErr)
 			out.To, out.Dirty = from, false
 		}
@@ -149,14 +147,15 @@ func (p *Provisioner) fastUpRead(ctx context.Context, t *controlplane.Tenant, h 
 	return out, true
 }
 
-// markDirty records a failed version as golang-migrate does, under its lock.
-func markDirty(ctx context.Context, db *sql.DB, table, lockID string, version uint) error {
+// markDirty records a failed version as golang-migrate does, under its
+// locks (the statement lock, from migrationTable).
+func markDirty(ctx context.Context, db *sql.DB, table, lock string, version uint) error {
 	tx, err := db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
 	}
 	defer func() { _ = tx.Rollback() }()
-	if _, err := tx.ExecContext(ctx, `SELECT pg_advisory_xact_lock($1::bigint)`, lockID); err != nil {
+	if _, err := tx.ExecContext(ctx, lock); err != nil {
 		return err
 	}
 	if _, err := tx.ExecContext(ctx, `DELETE FROM `+table); err != nil {
@@ -197,31 +196,23 @@ func pendingScript(h *migrations.History, from uint) (script string, first uint)
 // and the caller reads the version itself.
 func (p *Provisioner) upOneTrip(ctx context.Context, t *controlplane.Tenant, h *migrations.History, script string, first uint) (out controlplane.MigrationOutcome, done bool) {
 	from := t.SchemaVersion
-	dbName, schema, setup := p.server.Database, t.DBName, `SET LOCAL search_path TO `+quote(t.DBName)+`;`
-	if t.Isolation == controlplane.IsolationDatabase {
-		// As the admin, acting as the tenant's role: it owns what it makes.
-		dbName, schema, setup = t.DBName, "public", `SET LOCAL ROLE `+quote(t.DBName)+`;`
-	}
-	table := quote(schema) + "." + quote(migrations.Table)
-	lockID, err := database.GenerateAdvisoryLockId(dbName, schema, migrations.Table)
-	if err != nil {
-		return controlplane.MigrationOutcome{Err: err}, true
-	}
-	if _, err := strconv.ParseInt(lockID, 10, 64); err != nil {
-		return controlplane.MigrationOutcome{Err: fmt.Errorf("advisory lock id %q: %w", lockID, err)}, true
+	table, lock := p.migrationTable(t)
+	setup := ""
+	if t.Isolation == controlplane.IsolationSchema {
+		setup = `SET LOCAL search_path TO ` + quote(t.DBName) + `;`
 	}
 	// The check is plain SQL (no PL/pgSQL to load in a database tenant's
 	// new backend): a division by zero unless the table holds exactly the
 	// row (from, clean), or no row for version 0.
-	check := `SELECT 1 / (SELECT (count(*) = 1 AND bool_and(version = ` + strconv.FormatUint(uint64(from), 10) + ` AND NOT dirty))::int FROM ` + table + `);`
+	check := `SELECT 1 / (SELECT (pg_catalog.count(*) = 1 AND pg_catalog.bool_and(version = ` + strconv.FormatUint(uint64(from), 10) + ` AND NOT dirty))::int FROM ` + table + `);`
 	if from == 0 {
-		check = `SELECT 1 / (SELECT (count(*) = 0)::int FROM ` + table + `);`
+		check = `SELECT 1 / (SELECT (pg_catalog.count(*) = 0)::int FROM ` + table + `);`
 	}
 	latest := strconv.FormatUint(uint64(h.Latest), 10)
 	// Statements before the files: BEGIN, the lock, the check.
 	const before = 3
 	q := `BEGIN;
-SELECT pg_advisory_xact_lock(` + lockID + `);
+` + lock + `;
 ` + check + `
 ` + setup + "\n" + script +
 		`DELETE FROM ` + table + `; INSERT INTO ` + table + ` (version, dirty) VALUES (` + latest + `, false);
@@ -229,7 +220,7 @@ COMMIT;`
 
 	out = controlplane.MigrationOutcome{From: from, To: from}
 	retry := false
-	err = p.withMigrationConn(ctx, t, func(conn *pgconn.PgConn) error {
+	err := p.withMigrationConn(ctx, t, func(conn *pgconn.PgConn) error {
 		results, err := conn.Exec(ctx, q).ReadAll()
 		if err == nil {
 			out.To = h.Latest
@@ -256,7 +247,7 @@ COMMIT;`
 			out.Err = fmt.Errorf("migration %d failed (nothing of it was applied; the schema is at %d): %w", first, from, err)
 			out.To, out.Dirty = first, true
 			// Marked as golang-migrate does, under its lock.
-			mark := `BEGIN; SELECT pg_advisory_xact_lock(` + lockID + `); DELETE FROM ` + table + `; INSERT INTO ` + table +
+			mark := `BEGIN; ` + lock + `; DELETE FROM ` + table + `; INSERT INTO ` + table +
 				` (version, dirty) VALUES (` + strconv.FormatUint(uint64(first), 10) + `, true); COMMIT;`
 			if _, markErr := conn.Exec(ctx, mark).ReadAll(); markErr != nil {
 				out.Err = errors.Join(out.Err, markErr)
@@ -274,13 +265,29 @@ COMMIT;`
 	return out, !retry
 }
 
-// withMigrationConn runs fn on a connection to t's database as the admin:
-// a pooled one for a schema tenant, a connection of its own for a
-// database tenant.
+// migrationTable is t's migrations table, schema-qualified, and the
+// statement that takes its advisory locks for the transaction: the stock
+// golang-migrate CLI's id, then the id earlier releases took (see
+// migrations.LockIDs), always in that order.
+func (p *Provisioner) migrationTable(t *controlplane.Tenant) (table, lock string) {
+	schema := "public"
+	if t.Isolation == controlplane.IsolationSchema {
+		schema = t.DBName
+	}
+	cli, legacy := migrations.LockIDs(p.lockDatabase(t), schema)
+	return quote(schema) + "." + quote(migrations.Table),
+		`SELECT pg_catalog.pg_advisory_xact_lock(` + strconv.FormatInt(cli, 10) + `), pg_catalog.pg_advisory_xact_lock(` + strconv.FormatInt(legacy, 10) + `)`
+}
+
+// withMigrationConn runs fn on a connection to t's database: for a
+// database tenant, a connection of its own logged in as the tenant's role
+// (see Provisioner.open); for a schema tenant, a pooled one as the admin.
 func (p *Provisioner) withMigrationConn(ctx context.Context, t *controlplane.Tenant, fn func(*pgconn.PgConn) error) error {
 	if t.Isolation == controlplane.IsolationDatabase {
 		cfg := p.server.Copy()
 		cfg.Database = t.DBName
+		cfg.User, cfg.Password = t.DBName, p.roles.Password(t.DBName)
+		cfg.RuntimeParams["search_path"] = "public"
 		conn, err := pgx.ConnectConfig(ctx, cfg)
 		if err != nil {
 			return err

@@ -178,7 +178,7 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 	cfg.Database = building
 	cfg.RuntimeParams["role"] = p.templateOwner() // objects are created owned by it
 	db := openConfig(cfg)
-	if _, err := migrations.Up(db, p.migrations, ""); err != nil {
+	if _, err := migrations.Up(db, p.migrations, migrations.Target{}); err != nil {
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+quote(building)+` WITH (FORCE)`)
 		return fmt.Errorf("migrate %s: %w", building, err)
 	}

@@ -36,8 +36,25 @@ func (p *Provisioner) Migrate(ctx context.Context, t *controlplane.Tenant, op co
 // migrateWithLibrary runs op with golang-migrate, file by file.
 func (p *Provisioner) migrateWithLibrary(ctx context.Context, t *controlplane.Tenant, op controlplane.MigrationOp) controlplane.MigrationOutcome {
 	out := controlplane.MigrationOutcome{}
-	db, schema := p.tenantDB(t)
-	m, err := migrations.Open(db, p.migrations, schema)
+	db, target := p.tenantDB(t)
+	// golang-migrate takes the stock CLI's lock (target.LockDatabase); the
+	// lock id releases before this one used is held beside it, on a
+	// connection of the same pool, for the whole run.
+	_, legacy := migrations.LockIDs(p.lockDatabase(t), target.Schema)
+	side, err := db.Conn(ctx)
+	if err == nil {
+		_, err = side.ExecContext(ctx, `SELECT pg_catalog.pg_advisory_lock($1)`, legacy)
+		defer func() {
+			_, _ = side.ExecContext(context.WithoutCancel(ctx), `SELECT pg_catalog.pg_advisory_unlock($1)`, legacy)
+			_ = side.Close()
+		}()
+	}
+	if err != nil {
+		_ = db.Close()
+		out.Err = err
+		return out
+	}
+	m, err := migrations.Open(db, p.migrations, target)
 	if err != nil {
 		_ = db.Close()
 		out.Err = err
@@ -79,13 +96,25 @@ func (p *Provisioner) migrateWithLibrary(ctx context.Context, t *controlplane.Te
 	return out
 }
 
-// tenantDB opens a pool of its own on t's database (as t's role) or schema,
-// and returns the schema that holds t's migrations table ("" = public).
-func (p *Provisioner) tenantDB(t *controlplane.Tenant) (*sql.DB, string) {
+// tenantDB opens a pool of its own on t's database (logged in as t's role)
+// or schema, and returns where t's migrations table is and which lock
+// guards it: the one the stock golang-migrate CLI takes for the same
+// table, so that the CLI and the control plane wait for each other.
+func (p *Provisioner) tenantDB(t *controlplane.Tenant) (*sql.DB, migrations.Target) {
+	target := migrations.Target{LockDatabase: migrations.CLILockName(p.lockDatabase(t)), Schema: "public"}
 	if t.Isolation == controlplane.IsolationSchema {
-		return p.open(p.server.Database, t.DBName, ""), t.DBName
+		target.Schema = t.DBName
+		return p.open(p.server.Database, t.DBName, ""), target
 	}
-	return p.open(t.DBName, "", t.DBName), ""
+	return p.open(t.DBName, "", t.DBName), target
+}
+
+// lockDatabase is the database holding t's migrations table.
+func (p *Provisioner) lockDatabase(t *controlplane.Tenant) string {
+	if t.Isolation == controlplane.IsolationSchema {
+		return p.server.Database
+	}
+	return t.DBName
 }
 
 func version(m *migrate.Migrate) (uint, bool, error) {

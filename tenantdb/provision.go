@@ -121,8 +121,8 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 			return 0, err
 		}
 		// As the tenant's role, so that it owns every table it will use.
-		db, _ := p.tenantDB(t)
-		return migrations.Up(db, p.migrations, "")
+		db, target := p.tenantDB(t)
+		return migrations.Up(db, p.migrations, target)
 	case controlplane.IsolationSchema:
 		if h.Transactional {
 			err := p.createSchemaFresh(ctx, t, h)
@@ -133,8 +133,8 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 		if err := p.createSchema(ctx, t); err != nil {
 			return 0, err
 		}
-		db, schema := p.tenantDB(t)
-		return migrations.Up(db, p.migrations, schema)
+		db, target := p.tenantDB(t)
+		return migrations.Up(db, p.migrations, target)
 	}
 	return 0, fmt.Errorf("unknown isolation %q", t.Isolation)
 }
@@ -269,14 +269,32 @@ func (p *Provisioner) checkName(t *controlplane.Tenant) error {
 	return nil
 }
 
-// open returns a small pool on the tenant server's database dbname, as the
-// admin or, with a role, as that role; with a schema, its connections use
-// that schema as search_path, which only this pool's connections ever see.
+// open returns a small pool on the tenant server's database dbname.
+//
+// With a role (a tenant's), it logs in as that role: a tenant database is
+// only ever entered with the tenant's own privileges, so whatever the
+// tenant planted there (policies, triggers, views, functions) runs as the
+// tenant and reaches nothing the tenant could not reach by itself
+// (docs/SECURITY.md). Its search_path is pinned to public, where database
+// tenants' tables live.
+//
+// Without a role, as the admin, for the few statements that need it
+// (REASSIGN OWNED in a fresh clone, template builds, schema tenants). The
+// startup parameters outrank any ALTER DATABASE/ROLE … SET the owner of
+// dbname made: role=none, because a tenant owning its database can set
+// "role" there and every member of that role who connects (the admin is a
+// member of every tenant role) silently becomes it; and a search_path of
+// pg_catalog (or the schema given), so no function a tenant made can
+// shadow a built-in.
 func (p *Provisioner) open(dbname, schema, role string) *sql.DB {
 	cfg := p.server.Copy()
 	cfg.Database = dbname
+	cfg.RuntimeParams["search_path"] = "public"
 	if role != "" {
 		cfg.User, cfg.Password = role, p.roles.Password(role)
+	} else {
+		cfg.RuntimeParams["role"] = "none"
+		cfg.RuntimeParams["search_path"] = "pg_catalog"
 	}
 	if schema != "" {
 		cfg.RuntimeParams["search_path"] = quote(schema)

@@ -64,7 +64,7 @@ func catalogRun(cmd *cobra.Command, url string, fn func(*migrate.Migrate) error)
 	if err != nil {
 		return err
 	}
-	m, err := migrations.Open(db, migrations.Catalog, "")
+	m, err := migrations.Open(db, migrations.Catalog, migrations.Target{})
 	if err != nil {
 		_ = db.Close()
 		return err

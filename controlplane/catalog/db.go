@@ -46,7 +46,7 @@ func Migrate(url string) (uint, error) {
 	if err != nil {
 		return 0, redact(err)
 	}
-	v, err := migrations.Up(db, migrations.Catalog, "")
+	v, err := migrations.Up(db, migrations.Catalog, migrations.Target{})
 	if err != nil {
 		return v, fmt.Errorf("migrate catalog: %w", redact(err))
 	}
