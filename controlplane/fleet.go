@@ -78,6 +78,9 @@ type MigrationResult struct {
 	From, To uint
 	Dirty    bool
 	Skipped  string // why nothing was done ("" if something ran)
+	// Drift says how the tenant's real migrations table differed from
+	// the catalog before the run ("" if it agreed or was not read).
+	Drift    string
 	Duration time.Duration
 	Err      error
 }
@@ -91,6 +94,11 @@ type Fleet struct {
 	Catalog     FleetCatalog
 	Latest      uint // the newest tenant migration this binary carries
 	Concurrency int
+	// Verifier, if set, reads the real version of every tenant the
+	// catalog says is already at the target (batched, Concurrency
+	// connections at a time) before skipping it: a tenant migrated out of
+	// band (the stock CLI's down, a restore) is migrated, not skipped.
+	Verifier VersionReader
 	// LockBatch is how many tenants' locks are taken per statement
 	// (default 32); RecordBatch how many outcomes are recorded per
 	// statement at most (default 64), RecordDelay how long an outcome
@@ -98,6 +106,8 @@ type Fleet struct {
 	LockBatch   int
 	RecordBatch int
 	RecordDelay time.Duration
+
+	drift sync.Map // tenant id → Drift found by verify, for its result
 }
 
 // Skip says why t needs no run for op, or "" if it does. A no-op run over
@@ -215,7 +225,8 @@ func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, repo
 		f.record(ctx, out, publish)
 	}()
 
-	f.dispatch(ctx, tenants, op, work, started, publish)
+	skip := f.verify(ctx, tenants, op, publish)
+	f.dispatch(ctx, tenants, op, skip, work, started, publish)
 	close(work)
 	workers.Wait()
 	close(out)
@@ -231,7 +242,7 @@ func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, repo
 
 // dispatch hands tenants to the workers: skipped ones are reported at
 // once, the others locked a batch at a time, then the contested ones.
-func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp, work chan<- job, started []bool, publish func(int, MigrationResult)) {
+func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp, skip func(int) (string, bool), work chan<- job, started []bool, publish func(int, MigrationResult)) {
 	batch := f.LockBatch
 	if batch <= 0 {
 		batch = 32
@@ -291,9 +302,11 @@ func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp,
 		if ctx.Err() != nil {
 			return
 		}
-		if reason := f.Skip(t, op); reason != "" {
+		if reason, decided := skip(i); decided {
 			started[i] = true
-			publish(i, MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty, Skipped: reason})
+			if reason != "" {
+				publish(i, MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty, Skipped: reason})
+			}
 			continue
 		}
 		if seen[t.ID] {
@@ -320,9 +333,54 @@ func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp,
 	}
 }
 
+// verify reads the real versions of the tenants the catalog alone would
+// skip (with a Verifier) and replaces, in tenants, each one whose table
+// differs by a copy carrying the real version, so that it runs from there.
+// The returned skip tells dispatch, for tenant i, the reason to skip it
+// and whether it was decided already (a failed read is published here).
+func (f *Fleet) verify(ctx context.Context, tenants []*Tenant, op MigrationOp, publish func(int, MigrationResult)) func(int) (string, bool) {
+	reasons := make([]string, len(tenants))
+	var check []int
+	for i, t := range tenants {
+		reasons[i] = f.Skip(t, op)
+		if reasons[i] != "" && f.Verifier != nil && t.Provisioning == ProvisionReady {
+			check = append(check, i)
+		}
+	}
+	failed := make([]bool, len(tenants))
+	if len(check) > 0 {
+		batch := make([]*Tenant, len(check))
+		for k, i := range check {
+			batch[k] = tenants[i]
+		}
+		for k, real := range f.Verifier.ReadVersions(ctx, batch, f.Concurrency) {
+			i, t := check[k], tenants[check[k]]
+			switch drift := Drift(t, real); {
+			case real.Err != nil:
+				failed[i] = true
+				publish(i, MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty, Err: fmt.Errorf("verify the version: %w", real.Err)})
+			case drift != "":
+				c := *t
+				c.SchemaVersion, c.SchemaDirty = real.Version, real.Dirty
+				tenants[i] = &c
+				reasons[i] = f.Skip(&c, op)
+				if reasons[i] == "" {
+					f.drift.Store(c.ID, drift)
+				}
+			default:
+				reasons[i] += " (verified)"
+			}
+		}
+	}
+	return func(i int) (string, bool) { return reasons[i], failed[i] || reasons[i] != "" }
+}
+
 // work migrates one tenant (locking it first unless its batch did).
 func (f *Fleet) work(ctx context.Context, t *Tenant, op MigrationOp, j job) finished {
 	r := MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty}
+	if d, ok := f.drift.Load(t.ID); ok {
+		r.Drift = d.(string)
+	}
 	start := time.Now()
 	fin := finished{i: j.i, set: j.set}
 	if j.set == nil {
@@ -487,4 +545,34 @@ func SortBySlug(ts []*Tenant) {
 		}
 		return 0
 	})
+}
+
+// VersionRead is the real state of one tenant's migrations table.
+type VersionRead struct {
+	Version uint
+	Dirty   bool
+	Err     error
+}
+
+// VersionReader reads the real versions of tenants' migrations tables,
+// many at once (out[i] for tenants[i]), to find tenants migrated out of
+// band: the catalog only knows what the control plane did.
+type VersionReader interface {
+	ReadVersions(ctx context.Context, tenants []*Tenant, concurrency int) []VersionRead
+}
+
+// Drift describes how a tenant's real migrations table differs from what
+// the catalog recorded, or "" when they agree.
+func Drift(t *Tenant, real VersionRead) string {
+	if real.Err != nil || (real.Version == t.SchemaVersion && real.Dirty == t.SchemaDirty) {
+		return ""
+	}
+	state := func(v uint, dirty bool) string {
+		if dirty {
+			return fmt.Sprintf("%d (dirty)", v)
+		}
+		return fmt.Sprint(v)
+	}
+	return fmt.Sprintf("the catalog records version %s, the tenant's migrations table is at %s (migrated out of band)",
+		state(t.SchemaVersion, t.SchemaDirty), state(real.Version, real.Dirty))
 }

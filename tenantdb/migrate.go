@@ -5,8 +5,10 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/migrations"
@@ -123,4 +125,104 @@ func version(m *migrate.Migrate) (uint, bool, error) {
 		return 0, false, nil
 	}
 	return v, dirty, err
+}
+
+var _ controlplane.VersionReader = (*Provisioner)(nil)
+
+// readBatch is how many schema tenants' versions one statement reads.
+const readBatch = 200
+
+// ReadVersions reads the real version of each tenant's migrations table
+// (out[i] for tenants[i]): what a migration run out of band (the stock
+// CLI, a restore) left, whatever the catalog recorded. Schema tenants are
+// read many per statement on the shared pool; a database tenant needs a
+// connection to its database, logged in as its role, concurrency at a time.
+// A table that holds anything but one row is an error, not a version.
+//
+// A database tenant's answer is what its own role reads: a tenant can lie
+// about its own version, which only ever harms itself.
+func (p *Provisioner) ReadVersions(ctx context.Context, tenants []*controlplane.Tenant, concurrency int) []controlplane.VersionRead {
+	out := make([]controlplane.VersionRead, len(tenants))
+	var schemas []int
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(max(1, concurrency))
+	for i, t := range tenants {
+		if err := p.checkName(t); err != nil {
+			out[i].Err = err
+			continue
+		}
+		if t.Isolation == controlplane.IsolationSchema {
+			schemas = append(schemas, i)
+			continue
+		}
+		g.Go(func() error {
+			out[i] = p.readDatabaseVersion(gctx, t)
+			return nil
+		})
+	}
+	for start := 0; start < len(schemas); start += readBatch {
+		batch := schemas[start:min(start+readBatch, len(schemas))]
+		if err := p.readSchemaVersions(ctx, tenants, batch, out); err != nil {
+			// One bad schema (its table gone) fails the statement: read
+			// that batch one by one to say which.
+			for _, i := range batch {
+				if err := p.readSchemaVersions(ctx, tenants, []int{i}, out); err != nil {
+					out[i].Err = err
+				}
+			}
+		}
+	}
+	_ = g.Wait()
+	return out
+}
+
+// versionOf is the select list reading one migrations table; count makes
+// a table of zero rows (version 0 to golang-migrate) and of several rows
+// (a tampered table) tell themselves apart.
+const versionOf = `pg_catalog.count(*), COALESCE(pg_catalog.max(version), 0), COALESCE(pg_catalog.bool_or(dirty), false)`
+
+func (p *Provisioner) readDatabaseVersion(ctx context.Context, t *controlplane.Tenant) controlplane.VersionRead {
+	db, _ := p.tenantDB(t)
+	defer db.Close()
+	var n, v int64
+	var dirty bool
+	err := db.QueryRowContext(ctx, `SELECT `+versionOf+` FROM public.`+quote(migrations.Table)).Scan(&n, &v, &dirty)
+	return versionRead(n, v, dirty, err)
+}
+
+func (p *Provisioner) readSchemaVersions(ctx context.Context, tenants []*controlplane.Tenant, batch []int, out []controlplane.VersionRead) error {
+	var q strings.Builder
+	for k, i := range batch {
+		if k > 0 {
+			q.WriteString(" UNION ALL ")
+		}
+		fmt.Fprintf(&q, `SELECT %d, %s FROM %s.%s`, i, versionOf, quote(tenants[i].DBName), quote(migrations.Table))
+	}
+	rows, err := p.schemaMigrationPool().QueryContext(ctx, q.String())
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	for rows.Next() {
+		var i int
+		var n, v int64
+		var dirty bool
+		if err := rows.Scan(&i, &n, &v, &dirty); err != nil {
+			return err
+		}
+		out[i] = versionRead(n, v, dirty, nil)
+	}
+	return rows.Err()
+}
+
+func versionRead(rows, version int64, dirty bool, err error) controlplane.VersionRead {
+	switch {
+	case err != nil:
+		return controlplane.VersionRead{Err: fmt.Errorf("read the migrations table: %w", err)}
+	case rows > 1:
+		return controlplane.VersionRead{Err: fmt.Errorf("the migrations table holds %d rows, golang-migrate keeps one: it was changed by hand", rows)}
+	case version < 0:
+		return controlplane.VersionRead{Err: fmt.Errorf("the migrations table holds version %d", version)}
+	}
+	return controlplane.VersionRead{Version: uint(version), Dirty: dirty}
 }

@@ -25,6 +25,7 @@ import (
 	"gorm.io/gorm/logger"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/migrations"
 )
 
 // RouterConfig bounds what the router may hold open on the tenant server.
@@ -48,6 +49,13 @@ type RouterConfig struct {
 	// RoleSecret gives the passwords of tenant database roles: a tenant
 	// database's pool connects as that tenant's role only.
 	RoleSecret RoleSecret
+	// Latest is the newest tenant migration this binary carries. When a
+	// tenant's pool (or schema handle) is opened, the router reads the
+	// tenant's real migrations table and refuses (503) a tenant that is
+	// dirty, newer than Latest, or older than the catalog records (a
+	// migration taken away out of band, by the stock CLI or a restore):
+	// code that expects a table must not run against a tenant lacking it.
+	Latest uint
 }
 
 // Router hands each tenant request a *gorm.DB bound to that tenant's
@@ -105,6 +113,9 @@ type pool struct {
 	refs     int  // requests using it (guarded by Router.mu)
 	evicted  bool // out of the LRU: close when refs drops to 0
 	lastUsed atomic.Int64
+
+	checked  sync.Once // the schema check, by the pool's first request
+	checkErr error
 }
 
 // NewRouter starts a router on the tenant server. Close it when done.
@@ -164,23 +175,55 @@ func NewRouter(c RouterConfig) (*Router, error) {
 func (r *Router) Acquire(t *controlplane.Tenant) (*gorm.DB, func(), error) {
 	switch t.Isolation {
 	case controlplane.IsolationSchema:
-		db, err := r.schemaDB(t.DBName)
+		db, err := r.schemaDB(t)
 		return db, func() {}, err
 	case controlplane.IsolationDatabase:
-		return r.databaseDB(t.DBName)
+		return r.databaseDB(t)
 	}
 	return nil, nil, fmt.Errorf("tenant %d: unknown isolation %q", t.ID, t.Isolation)
 }
 
-func (r *Router) schemaDB(name string) (*gorm.DB, error) {
+func (r *Router) schemaDB(t *controlplane.Tenant) (*gorm.DB, error) {
+	name := t.DBName
 	if db, ok := r.schemas.Get(name); ok {
 		return db, nil
 	}
+	l := r.lane(name)
+	if err := r.checkSchema(t, l.sql, quote(name)); err != nil {
+		return nil, err
+	}
 	// A session (clone 2): every chain on it starts from a copy of this
 	// statement, setting included, so requests may share it.
-	db := r.lane(name).gorm.Set(schemaSetting, name).Session(&gorm.Session{})
+	db := l.gorm.Set(schemaSetting, name).Session(&gorm.Session{})
 	r.schemas.Add(name, db)
 	return db, nil
+}
+
+// checkSchema reads t's real migrations table (in schema, through conns)
+// and says whether this binary may serve t; see RouterConfig.Latest.
+func (r *Router) checkSchema(t *controlplane.Tenant, conns *sql.DB, schema string) error {
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	var n, v int64
+	var dirty bool
+	err := conns.QueryRowContext(ctx, `SELECT `+versionOf+` FROM `+schema+`.`+quote(migrations.Table)).Scan(&n, &v, &dirty)
+	real := versionRead(n, v, dirty, err)
+	unavailable := func(format string, args ...any) error {
+		e := controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is not available: "+format, append([]any{t.Slug}, args...)...)
+		e.Err = real.Err
+		return e
+	}
+	switch {
+	case real.Err != nil:
+		return unavailable("its schema version cannot be read")
+	case real.Dirty:
+		return unavailable("its migrations are dirty at version %d (see controlplane migrate tenants status)", real.Version)
+	case real.Version > r.cfg.Latest:
+		return unavailable("it is at schema version %d, newer than this server knows (%d)", real.Version, r.cfg.Latest)
+	case real.Version < t.SchemaVersion:
+		return unavailable("its schema is at version %d, behind the %d the catalog records (migrated out of band; run controlplane migrate tenants up --tenant %s)", real.Version, t.SchemaVersion, t.Slug)
+	}
+	return nil
 }
 
 // schemaLaneConns is the size of a lane of the shared schema connections:
@@ -209,7 +252,8 @@ func (r *Router) lane(schema string) lane {
 	return r.lanes[h.Sum32()%uint32(len(r.lanes))]
 }
 
-func (r *Router) databaseDB(name string) (*gorm.DB, func(), error) {
+func (r *Router) databaseDB(t *controlplane.Tenant) (*gorm.DB, func(), error) {
+	name := t.DBName
 	r.mu.Lock()
 	p, ok := r.pools.Get(name)
 	if !ok {
@@ -238,7 +282,7 @@ func (r *Router) databaseDB(name string) (*gorm.DB, func(), error) {
 	r.mu.Unlock()
 
 	var once sync.Once
-	return p.gorm, func() {
+	release := func() {
 		once.Do(func() {
 			r.mu.Lock()
 			p.refs--
@@ -249,7 +293,21 @@ func (r *Router) databaseDB(name string) (*gorm.DB, func(), error) {
 				_ = p.sql.Close()
 			}
 		})
-	}, nil
+	}
+	// The pool's first request checks the tenant's schema, the others
+	// wait for its verdict. A refused tenant's pool is dropped, so the
+	// next request checks again (after a repair, it passes).
+	p.checked.Do(func() { p.checkErr = r.checkSchema(t, p.sql, "public") })
+	if p.checkErr != nil {
+		release()
+		r.mu.Lock()
+		if cur, ok := r.pools.Peek(name); ok && cur == p {
+			r.pools.Remove(name)
+		}
+		r.mu.Unlock()
+		return nil, nil, p.checkErr
+	}
+	return p.gorm, release, nil
 }
 
 // evicted runs (under r.mu) when the LRU drops a pool.

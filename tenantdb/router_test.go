@@ -31,6 +31,7 @@ func (f *fixture) router(c tenantdb.RouterConfig) *tenantdb.Router {
 	f.t.Helper()
 	c.URL = f.Server.URL
 	c.RoleSecret = tenanttest.Secret
+	c.Latest = tenanttest.Latest(f.t)
 	r, err := tenantdb.NewRouter(c)
 	require.NoError(f.t, err)
 	f.t.Cleanup(func() { _ = r.Close() })

@@ -92,6 +92,9 @@ type tenantsFlags struct {
 	concurrency int
 	dryRun      bool
 	json        bool
+	// verify reads every selected tenant's real version (status); noVerify
+	// lets up/goto skip tenants from the catalog alone.
+	verify, noVerify bool
 }
 
 // defaultConcurrency is per tenant server: enough to keep a server busy on
@@ -110,11 +113,16 @@ the exit status is 0 only if every selected tenant succeeded. Tenants already
 at the target version (per the catalog) are skipped without being opened.
 Ctrl-C stops starting new tenants, lets running ones finish, and prints the
 summary. "status" reports the fleet from the catalog, with the exact command
-that repairs each dirty tenant.
+that repairs each dirty tenant; "status --verify" also reads every tenant's
+real version and reports the ones migrated out of band (drift).
+
+up and goto read the real version of each tenant the catalog says is at the
+target before skipping it (batched; --no-verify skips from the catalog alone),
+so a tenant the stock golang-migrate CLI moved is migrated, not skipped.
 
 Select tenants with --tenant SLUG (repeatable) or --all, optionally narrowed
 by --status.`,
-		Example: `  controlplane migrate tenants status
+		Example: `  controlplane migrate tenants status --verify
   controlplane migrate tenants up --tenant acme-corp --tenant beta --dry-run
   controlplane migrate tenants up --all --concurrency 8
   controlplane migrate tenants force 1 --tenant acme-corp`,
@@ -145,9 +153,16 @@ by --status.`,
 			}
 			rep := newReporter(cmd.OutOrStdout(), os.Stderr, f.json, len(tenants), app.LatestTenantSchema)
 			if args[0] == "status" {
-				return rep.status(tenants)
+				var real []controlplane.VersionRead
+				if f.verify {
+					real = app.Provisioner.ReadVersions(cmd.Context(), tenants, f.concurrency)
+				}
+				return rep.status(tenants, real)
 			}
 			fleet := &controlplane.Fleet{Migrator: app.Provisioner, Catalog: app.Store, Latest: app.LatestTenantSchema, Concurrency: f.concurrency}
+			if !f.noVerify {
+				fleet.Verifier = app.Provisioner
+			}
 			if f.dryRun {
 				return rep.dryRun(fleet, tenants, op)
 			}
@@ -160,6 +175,8 @@ by --status.`,
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", defaultConcurrency, "tenants migrated at once")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would run for each tenant, change nothing")
 	cmd.Flags().BoolVar(&f.json, "json", false, "one JSON object per tenant, then a summary object")
+	cmd.Flags().BoolVar(&f.verify, "verify", false, "status: also read each tenant's real version and report drift")
+	cmd.Flags().BoolVar(&f.noVerify, "no-verify", false, "up/goto: skip tenants at the target from the catalog alone, without reading their real version")
 	return cmd
 }
 

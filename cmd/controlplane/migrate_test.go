@@ -124,7 +124,7 @@ func TestFleetMigration(t *testing.T) {
 		// status names it with the exact repair.
 		var out bytes.Buffer
 		rep := newReporter(&out, io.Discard, false, 3, 3)
-		require.NoError(t, rep.status(tenantsOf(app)))
+		require.NoError(t, rep.status(tenantsOf(app), nil))
 		require.Contains(t, out.String(), "3 tenants, latest version 3: 2 at latest, 0 behind, 1 dirty")
 		require.Contains(t, out.String(), "repair gamma: controlplane migrate tenants force 2 --tenant gamma && controlplane migrate tenants up --tenant gamma")
 
@@ -258,8 +258,16 @@ func TestMigrateCLI(t *testing.T) {
 	var line map[string]any
 	require.NoError(t, json.Unmarshal([]byte(lines[0]), &line))
 	require.Equal(t, "beta", line["tenant"])
-	require.Equal(t, "at latest", line["skipped"])
+	require.Equal(t, "at latest (verified)", line["skipped"])
 	require.Nil(t, line["error"])
+
+	out, err = run("migrate", "tenants", "up", "--tenant", "beta", "--no-verify")
+	require.NoError(t, err)
+	require.Contains(t, out, "skipped: at latest\n")
+
+	out, err = run("migrate", "tenants", "status", "--verify")
+	require.NoError(t, err)
+	require.Contains(t, out, "verified: 0 drifted from the catalog")
 
 	out, err = run("migrate", "tenants", "version", "--all")
 	require.NoError(t, err, out)

@@ -46,6 +46,7 @@ type jsonResult struct {
 	DurationMS float64 `json:"duration_ms"`
 	Error      *string `json:"error"`
 	Repair     string  `json:"repair,omitempty"`
+	Drift      string  `json:"drift,omitempty"`
 }
 
 func (r *reporter) result(res controlplane.MigrationResult) {
@@ -56,7 +57,7 @@ func (r *reporter) result(res controlplane.MigrationResult) {
 	switch {
 	case r.json:
 		j := jsonResult{Tenant: res.Tenant.Slug, Isolation: string(res.Tenant.Isolation), From: res.From, To: res.To, Dirty: res.Dirty,
-			Skipped: res.Skipped, DurationMS: float64(res.Duration.Microseconds()) / 1000}
+			Skipped: res.Skipped, Drift: res.Drift, DurationMS: float64(res.Duration.Microseconds()) / 1000}
 		if res.Err != nil {
 			msg := res.Err.Error()
 			j.Error = &msg
@@ -86,6 +87,9 @@ func line(res controlplane.MigrationResult) string {
 		}
 	case res.Skipped != "":
 		outcome = "skipped: " + res.Skipped
+	}
+	if res.Drift != "" {
+		outcome += " (drift: " + res.Drift + ")"
 	}
 	return fmt.Sprintf("%-32s %-8s %4d → %-4d %9s  %s", res.Tenant.Slug, res.Tenant.Isolation, res.From, res.To, res.Duration.Round(time.Millisecond), outcome)
 }
@@ -161,17 +165,38 @@ func (r *reporter) dryRun(fleet *controlplane.Fleet, tenants []*controlplane.Ten
 	return nil
 }
 
-// status reports the fleet from the catalog, with repair commands.
-func (r *reporter) status(tenants []*controlplane.Tenant) error {
-	for _, t := range tenants {
+// status reports the fleet from the catalog, with repair commands; with
+// real (status --verify, real[i] for tenants[i]) it also reports each
+// tenant whose migrations table differs from the catalog.
+func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.VersionRead) error {
+	drifted := 0
+	for i, t := range tenants {
 		problem := oneLine(t.MigrationError)
 		if t.Provisioning != controlplane.ProvisionReady {
 			problem = "provisioning " + string(t.Provisioning) + " " + oneLine(t.LastError)
+		}
+		drift := ""
+		if real != nil && t.Provisioning == controlplane.ProvisionReady {
+			if real[i].Err != nil {
+				drift = "cannot verify: " + oneLine(real[i].Err.Error())
+			} else {
+				drift = controlplane.Drift(t, real[i])
+			}
+			if drift != "" {
+				drifted++
+			}
 		}
 		if r.json {
 			j := map[string]any{"tenant": t.Slug, "isolation": t.Isolation, "version": t.SchemaVersion, "dirty": t.SchemaDirty, "error": problem, "migrated_at": t.MigratedAt}
 			if t.SchemaDirty {
 				j["repair"] = controlplane.RepairCommand(t)
+			}
+			if real != nil {
+				j["drift"] = drift
+				if drift != "" && real[i].Err == nil {
+					j["real_version"], j["real_dirty"] = real[i].Version, real[i].Dirty
+					j["repair"] = "controlplane migrate tenants up --tenant " + t.Slug
+				}
 			}
 			r.writeJSON(j)
 			continue
@@ -179,6 +204,9 @@ func (r *reporter) status(tenants []*controlplane.Tenant) error {
 		dirty := ""
 		if t.SchemaDirty {
 			dirty = "DIRTY"
+		}
+		if drift != "" {
+			problem = strings.TrimSpace("DRIFT: " + drift + " " + problem)
 		}
 		fmt.Fprintf(r.out, "%-32s %-8s %4d %-5s %s\n", t.Slug, t.Isolation, t.SchemaVersion, dirty, problem)
 	}
@@ -188,13 +216,19 @@ func (r *reporter) status(tenants []*controlplane.Tenant) error {
 	if s.Ahead > 0 {
 		summary += fmt.Sprintf(", %d AHEAD of this binary", s.Ahead)
 	}
+	if real != nil {
+		summary += fmt.Sprintf("; verified: %d drifted from the catalog", drifted)
+	}
 	if r.json {
-		r.writeJSON(map[string]any{"summary": summary, "latest": r.latest, "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead})
+		r.writeJSON(map[string]any{"summary": summary, "latest": r.latest, "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead, "drifted": drifted})
 		return nil
 	}
 	fmt.Fprintln(r.out, summary)
-	for _, t := range tenants {
-		if t.SchemaDirty {
+	for i, t := range tenants {
+		switch {
+		case real != nil && t.Provisioning == controlplane.ProvisionReady && real[i].Err == nil && controlplane.Drift(t, real[i]) != "":
+			fmt.Fprintf(r.out, "repair %s: controlplane migrate tenants up --tenant %s\n", t.Slug, t.Slug)
+		case t.SchemaDirty:
 			fmt.Fprintf(r.out, "repair %s: %s\n", t.Slug, controlplane.RepairCommand(t))
 		}
 	}

@@ -160,6 +160,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		ServerMaxConns:  cfg.TenantServerMaxConns,
 		AcquireTimeout:  cfg.TenantAcquireTimeout,
 		RoleSecret:      app.RoleSecret,
+		Latest:          app.LatestTenantSchema,
 	})
 	if err != nil {
 		app.Close()

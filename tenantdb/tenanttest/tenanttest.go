@@ -51,6 +51,9 @@ func New(t testing.TB, isolation controlplane.Isolation, n int, rc tenantdb.Rout
 	}
 	rc.URL = db.URL
 	rc.RoleSecret = Secret
+	if rc.Latest == 0 {
+		rc.Latest = Latest(t)
+	}
 	rc.PoolsMax = or(rc.PoolsMax, 10)
 	rc.PoolMaxConns = or(rc.PoolMaxConns, 4)
 	rc.SchemaPoolConns = or(rc.SchemaPoolConns, 4)
@@ -65,6 +68,14 @@ func New(t testing.TB, isolation controlplane.Isolation, n int, rc tenantdb.Rout
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.Router.Close() })
 	return f
+}
+
+// Latest is the newest tenant migration (the router's RouterConfig.Latest).
+func Latest(t testing.TB) uint {
+	t.Helper()
+	v, err := migrations.Latest(migrations.Tenant)
+	require.NoError(t, err)
+	return v
 }
 
 // Tenant returns tenant i's (0-based) handle, released when the test ends.
