@@ -72,7 +72,11 @@ func (s *Server) Handler() http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
-	r.GET("/metrics", m.handler())
+	// Metrics describe the whole fleet (tenant counts, pools), so they are
+	// operator data: the operator API's gate applies, host rule and token
+	// alike, and a tenant's domain or /t/{slug} gets the same 404 as
+	// /api/tenants there.
+	r.GET("/metrics", s.operatorOnly, m.handler())
 
 	s.tenantRoutes(r.Group("/api", s.operatorOnly))
 	tenant := r.Group("/api", s.tenantOnly)
