@@ -1,15 +1,23 @@
 package main
 
 import (
+	"bufio"
+	"bytes"
+	"context"
 	"encoding/json"
 	"io"
+	"log/slog"
 	"net/http"
 	"strings"
+	"sync"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
+	"github.com/laracopilot/controlplane/config"
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
 
 // get sends a GET with the given Host (empty: the server's own address, an
@@ -143,4 +151,116 @@ func TestMetricsNeedOperatorToken(t *testing.T) {
 			requireNoMetrics(t, body, tc.name)
 		}
 	}
+}
+
+// logLines collects serve's JSON log lines.
+type logLines struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (l *logLines) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.Write(p)
+}
+
+func (l *logLines) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.buf.String()
+}
+
+// find returns the first line whose msg is msg, or nil.
+func (l *logLines) find(msg string) map[string]any {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	sc := bufio.NewScanner(bytes.NewReader(l.buf.Bytes()))
+	for sc.Scan() {
+		var line map[string]any
+		if json.Unmarshal(sc.Bytes(), &line) == nil && line["msg"] == msg {
+			return line
+		}
+	}
+	return nil
+}
+
+// TestMetricsListener runs serve itself with METRICS_ADDR: /metrics is on
+// that listener only, without a token even though ADMIN_TOKEN is set, and
+// shows what the main listener counted; the main listener has no /metrics.
+func TestMetricsListener(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	cfg, err := config.Load([]string{
+		"DATABASE_URL=" + db.URL,
+		"TENANT_DB_PREFIX=" + db.Prefix,
+		"TENANT_ISOLATION=schema",
+		"TENANT_SPARE_DATABASES=0",
+		"ADMIN_TOKEN=" + adminToken,
+		"LISTEN_ADDR=127.0.0.1:0",
+		"METRICS_ADDR=127.0.0.1:0",
+	}, nil)
+	require.NoError(t, err)
+	logs := &logLines{}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- serve(ctx, cfg, slog.New(slog.NewJSONHandler(logs, nil))) }()
+
+	// Port 0: the addresses serve bound are in its "serving" line.
+	var serving map[string]any
+	deadline := time.After(30 * time.Second)
+	for serving == nil {
+		select {
+		case err := <-done:
+			t.Fatalf("serve stopped: %v", err)
+		case <-deadline:
+			t.Fatal("serve did not start in 30s")
+		case <-time.After(20 * time.Millisecond):
+			serving = logs.find("serving")
+		}
+	}
+	api, metrics := "http://"+serving["addr"].(string), "http://"+serving["metrics_addr"].(string)
+	require.NotEqual(t, api, metrics)
+
+	status, _, body := get(t, api, "", "/api/tenants", bearerAdmin...)
+	require.Equal(t, http.StatusOK, status, body)
+
+	// The main listener: no /metrics on any host, token or not.
+	for _, h := range [][]string{nil, bearerAdmin} {
+		for _, host := range []string{"", "localhost", "acme.example.com"} {
+			status, _, body := get(t, api, host, "/metrics", h...)
+			require.Equal(t, http.StatusNotFound, status, "host %q: %s", host, body)
+			require.Equal(t, "not_found", errCodeOf(body), host)
+			requireNoMetrics(t, body, "main listener, host "+host)
+		}
+		status, _, body := get(t, api, "", "/t/acme-corp/metrics", h...)
+		require.Equal(t, http.StatusNotFound, status, body)
+		requireNoMetrics(t, body, "main listener, slug path")
+	}
+
+	// The metrics listener: no token asked, whatever the Host, and the same
+	// registry as the main listener's (its requests are counted there).
+	for _, host := range []string{"", "acme.example.com"} {
+		status, _, body = get(t, metrics, host, "/metrics")
+		require.Equal(t, http.StatusOK, status, body)
+		requireMetrics(t, body, "metrics listener")
+		require.Contains(t, body, `controlplane_http_requests_total{method="GET",route="/api/tenants",status="200"} 1`)
+		require.Contains(t, body, `controlplane_http_requests_total{method="GET",route="unmatched",status="404"}`)
+	}
+	// It serves /metrics and nothing else.
+	for _, path := range []string{"/api/tenants", "/healthz", "/t/acme-corp/metrics", "/metrics/x"} {
+		status, _, body = get(t, metrics, "", path, bearerAdmin...)
+		require.Equal(t, http.StatusNotFound, status, "%s: %s", path, body)
+		requireNoMetrics(t, body, path)
+	}
+
+	cancel()
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(30 * time.Second):
+		t.Fatal("serve did not stop in 30s")
+	}
+	require.NotContains(t, logs.String(), adminToken, "no secret in the log")
 }
