@@ -109,7 +109,7 @@ type flag struct {
 
 var flags = []flag{
 	{"listen", "LISTEN_ADDR", "HTTP listen address", func(c *Config, v string) error { c.ListenAddr = v; return nil }},
-	{"metrics-listen", "METRICS_ADDR", "separate listen address for /metrics only, no token (default: none, /metrics on admin hosts of LISTEN_ADDR)", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
+	{"metrics-listen", "METRICS_ADDR", "listen address serving only /metrics, without token (default: none)", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 	{"database-url", "DATABASE_URL", "catalog database URL", func(c *Config, v string) error { c.DatabaseURL = Secret(v); return nil }},
 	{"tenant-database-url", "TENANT_DATABASE_URL", "tenant server URL (default: DATABASE_URL)", func(c *Config, v string) error { c.TenantDatabaseURL = Secret(v); return nil }},
 	{"isolation", "TENANT_ISOLATION", "default isolation of new tenants: database or schema", func(c *Config, v string) error { c.TenantIsolation = v; return nil }},
