@@ -27,6 +27,11 @@ type Config struct {
 	DatabaseURL Secret `env:"DATABASE_URL"`
 	// ListenAddr is the HTTP listen address of serve.
 	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080"`
+	// MetricsAddr, when set, is a second listen address that serves only
+	// /metrics, without the operator token (who may reach it is a matter
+	// for the network), and the main listener then serves no /metrics at
+	// all. Empty: /metrics is on the main listener, on admin hosts only.
+	MetricsAddr string `env:"METRICS_ADDR"`
 	// TenantDatabaseURL is the server tenant databases are created on, and
 	// the database schema-mode tenants live in. Defaults to DatabaseURL.
 	TenantDatabaseURL Secret `env:"TENANT_DATABASE_URL"`
@@ -104,6 +109,7 @@ type flag struct {
 
 var flags = []flag{
 	{"listen", "LISTEN_ADDR", "HTTP listen address", func(c *Config, v string) error { c.ListenAddr = v; return nil }},
+	{"metrics-listen", "METRICS_ADDR", "listen address serving only /metrics, without token (default: none)", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 	{"database-url", "DATABASE_URL", "catalog database URL", func(c *Config, v string) error { c.DatabaseURL = Secret(v); return nil }},
 	{"tenant-database-url", "TENANT_DATABASE_URL", "tenant server URL (default: DATABASE_URL)", func(c *Config, v string) error { c.TenantDatabaseURL = Secret(v); return nil }},
 	{"isolation", "TENANT_ISOLATION", "default isolation of new tenants: database or schema", func(c *Config, v string) error { c.TenantIsolation = v; return nil }},
@@ -172,6 +178,17 @@ func (c *Config) Validate() error {
 	}
 	if _, port, err := net.SplitHostPort(c.ListenAddr); err != nil || port == "" {
 		return bad("LISTEN_ADDR", "must be host:port or :port, got %q", c.ListenAddr)
+	}
+	if c.MetricsAddr != "" {
+		_, port, err := net.SplitHostPort(c.MetricsAddr)
+		if err != nil || port == "" {
+			return bad("METRICS_ADDR", "must be host:port or :port, got %q", c.MetricsAddr)
+		}
+		// The same fixed address twice could never be bound; port 0 (any
+		// free port, as tests use) is a different port for each.
+		if c.MetricsAddr == c.ListenAddr && port != "0" {
+			return bad("METRICS_ADDR", "must differ from LISTEN_ADDR (%s)", c.ListenAddr)
+		}
 	}
 	if c.TenantIsolation != "database" && c.TenantIsolation != "schema" {
 		return bad("TENANT_ISOLATION", "must be database or schema, got %q", c.TenantIsolation)

@@ -40,11 +40,33 @@ func TestFlagsOverrideEnvironment(t *testing.T) {
 	require.Equal(t, "debug", c.LogLevel, "environment is kept where no flag is given")
 }
 
+func TestMetricsAddr(t *testing.T) {
+	c, err := Load([]string{"DATABASE_URL=" + testURL}, nil)
+	require.NoError(t, err)
+	require.Empty(t, c.MetricsAddr, "no separate metrics listener unless asked")
+
+	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
+	BindFlags(fs)
+	require.NoError(t, fs.Parse([]string{"--metrics-listen", "127.0.0.1:9091"}))
+	c, err = Load([]string{"DATABASE_URL=" + testURL, "METRICS_ADDR=:9090"}, fs)
+	require.NoError(t, err)
+	require.Equal(t, "127.0.0.1:9091", c.MetricsAddr)
+
+	for _, addr := range []string{"9090", "127.0.0.1", "127.0.0.1:", ":8080"} {
+		_, err := Load([]string{"DATABASE_URL=" + testURL, "METRICS_ADDR=" + addr}, nil)
+		require.Error(t, err, addr)
+		require.True(t, strings.HasPrefix(err.Error(), "config: METRICS_ADDR: "), err.Error())
+	}
+	_, err = Load([]string{"DATABASE_URL=" + testURL, "LISTEN_ADDR=127.0.0.1:0", "METRICS_ADDR=127.0.0.1:0"}, nil)
+	require.NoError(t, err, "port 0 twice is two free ports")
+}
+
 func TestInvalidValuesNameTheVariable(t *testing.T) {
 	cases := map[string][]string{
 		"DATABASE_URL":           {},
 		"TENANT_DATABASE_URL":    {"TENANT_DATABASE_URL=postgres://x:pw@h:notaport/db"},
 		"LISTEN_ADDR":            {"LISTEN_ADDR=8080"},
+		"METRICS_ADDR":           {"METRICS_ADDR=9090"},
 		"TENANT_ISOLATION":       {"TENANT_ISOLATION=table"},
 		"TENANT_DB_PREFIX":       {"TENANT_DB_PREFIX=Tenant-"},
 		"PROVISION_TIMEOUT":      {"PROVISION_TIMEOUT=soon"},

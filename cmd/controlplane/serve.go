@@ -30,7 +30,8 @@ func newServe() *cobra.Command {
 		Short: "Serve the operator and tenant HTTP API",
 		Long: `Serve migrates the catalog (unless MIGRATE_CATALOG=false), finishes any
 tenant provisioning a previous process left half-done, and serves the HTTP API
-on LISTEN_ADDR until SIGINT/SIGTERM, then drains in-flight requests.`,
+on LISTEN_ADDR (and /metrics alone on METRICS_ADDR, if set) until
+SIGINT/SIGTERM, then drains in-flight requests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cmd)
@@ -54,6 +55,9 @@ type App struct {
 	// RoleSecret derives tenant database roles' passwords.
 	RoleSecret tenantdb.RoleSecret
 	Handler    http.Handler
+	// MetricsHandler serves /metrics for METRICS_ADDR; nil when unset (then
+	// Handler serves /metrics on admin hosts).
+	MetricsHandler http.Handler
 }
 
 // Close releases the app's connections.
@@ -183,10 +187,14 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Auth:               httpapi.Auth{AdminToken: cfg.AdminToken.Value(), Keys: store.Keys(), TrustedProxies: proxies},
 		Fleet:              store,
 		LatestTenantSchema: app.LatestTenantSchema,
+		SeparateMetrics:    cfg.MetricsAddr != "",
 		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
 		Log:                log,
 	}
 	app.Handler = srv.Handler()
+	if srv.SeparateMetrics {
+		app.MetricsHandler = srv.MetricsHandler()
+	}
 	return app, nil
 }
 
@@ -238,7 +246,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", cfg.ListenAddr, err)
 	}
-	httpSrv := &http.Server{
+	servers := []listener{{ln: ln, srv: &http.Server{
 		Handler:           app.Handler,
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
@@ -246,22 +254,53 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 		WriteTimeout:   cfg.ProvisionTimeout + 30*time.Second,
 		IdleTimeout:    2 * time.Minute,
 		MaxHeaderBytes: 64 << 10,
+	}}}
+	metricsAddr := ""
+	if app.MetricsHandler != nil {
+		// Bound before anything is served, so a taken METRICS_ADDR stops
+		// the start instead of leaving a server that is never scraped.
+		mln, err := net.Listen("tcp", cfg.MetricsAddr)
+		if err != nil {
+			_ = ln.Close()
+			return fmt.Errorf("listen on %s (METRICS_ADDR): %w", cfg.MetricsAddr, err)
+		}
+		metricsAddr = mln.Addr().String()
+		// A scrape has no body and a short answer: tight limits.
+		servers = append(servers, listener{ln: mln, srv: &http.Server{
+			Handler:           app.MetricsHandler,
+			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       10 * time.Second,
+			WriteTimeout:      30 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    16 << 10,
+		}})
 	}
-	log.Info("serving", "addr", ln.Addr().String(), "default_isolation", cfg.TenantIsolation, "admin_token_set", cfg.AdminToken != "")
-	errc := make(chan error, 1)
-	go func() { errc <- httpSrv.Serve(ln) }()
+	log.Info("serving", "addr", ln.Addr().String(), "metrics_addr", metricsAddr, "default_isolation", cfg.TenantIsolation, "admin_token_set", cfg.AdminToken != "")
+	errc := make(chan error, len(servers))
+	for _, l := range servers {
+		go func() { errc <- l.srv.Serve(l.ln) }()
+	}
+	var serveErr error
 	select {
-	case err := <-errc:
-		return err
+	case serveErr = <-errc:
+		// One listener failed: stop the other too rather than run half.
 	case <-ctx.Done():
 	}
 	log.Info("shutting down", "timeout", cfg.ShutdownTimeout)
 	shutdownCtx, cancel := context.WithTimeout(context.Background(), cfg.ShutdownTimeout)
 	defer cancel()
-	if err := httpSrv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		return err
+	for _, l := range servers {
+		if err := l.srv.Shutdown(shutdownCtx); err != nil && !errors.Is(err, http.ErrServerClosed) && serveErr == nil {
+			serveErr = err
+		}
 	}
-	return nil
+	return serveErr
+}
+
+// listener is one HTTP server of serve and the socket it serves.
+type listener struct {
+	ln  net.Listener
+	srv *http.Server
 }
 
 // flushKeyUse writes API keys' last use to the catalog every half minute

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -40,10 +41,24 @@ type Server struct {
 	// AdminHosts are the hosts (normalised) that serve the operator API;
 	// "*" means any host that is not a tenant's domain.
 	AdminHosts []string
+	// SeparateMetrics takes /metrics off the router: it is served by
+	// MetricsHandler on a listener of its own (METRICS_ADDR), and the main
+	// listener, the one tenants reach, then has no /metrics at all.
+	SeparateMetrics bool
 	// Ready reports whether the service can take traffic (catalog reachable
 	// and migrated); it backs /readyz.
 	Ready func(ctx context.Context) error
 	Log   *slog.Logger
+
+	metricsOnce sync.Once
+	m           *metrics
+}
+
+// metrics returns the server's one registry, so that the router's counters
+// and a separate metrics listener show the same series.
+func (s *Server) metrics() *metrics {
+	s.metricsOnce.Do(func() { s.m = newMetrics(s.Gauges) })
+	return s.m
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -61,7 +76,7 @@ func (s *Server) Handler() http.Handler {
 		panic(err) // unreachable: the prefixes were parsed already
 	}
 	r.ContextWithFallback = true
-	m := newMetrics(s.Gauges)
+	m := s.metrics()
 	r.Use(requestID, s.logRequests, m.observe, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log), s.resolveTenant)
 	r.NoRoute(handle(func(c *gin.Context) error {
 		return controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path)
@@ -72,7 +87,13 @@ func (s *Server) Handler() http.Handler {
 
 	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
 	r.GET("/readyz", s.readyz)
-	r.GET("/metrics", m.handler())
+	if !s.SeparateMetrics {
+		// Metrics describe the whole fleet (tenant counts, pools), so they
+		// are operator data: the operator API's gate applies, host rule and
+		// token alike, and a tenant's domain or /t/{slug} gets the same 404
+		// as /api/tenants there.
+		r.GET("/metrics", s.operatorOnly, gin.WrapH(m.handler()))
+	}
 
 	s.tenantRoutes(r.Group("/api", s.operatorOnly))
 	tenant := r.Group("/api", s.tenantOnly)
@@ -85,6 +106,16 @@ func (s *Server) Handler() http.Handler {
 	s.reportRoutes(tenant)
 	s.didLookupRoute(r)
 	return stripSlug(r)
+}
+
+// MetricsHandler serves GET /metrics alone, from the same registry as the
+// router, for the METRICS_ADDR listener. It applies no host rule and asks
+// no token: that listener is meant for an address only the scraper can
+// reach. Its own scrapes are not counted in the request metrics.
+func (s *Server) MetricsHandler() http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", s.metrics().handler())
+	return mux
 }
 
 func (s *Server) readyz(c *gin.Context) {
