@@ -25,13 +25,20 @@ type MigrationOp struct {
 	Kind    MigrationKind
 	N       int
 	Version uint
+	// NoVersion forces no version at all (golang-migrate's -1: before the
+	// first migration) instead of Version.
+	NoVersion bool
 }
 
 // MigrationOutcome is what one tenant's run found and left.
 type MigrationOutcome struct {
 	From, To uint
 	Dirty    bool
-	Err      error
+	// Clean, for a run that left the tenant dirty, is the version its
+	// schema is really at (-1: none), when the run knows it (the failed
+	// file ran in a transaction); nil otherwise.
+	Clean *int64
+	Err   error
 }
 
 // Migrator runs a migration operation on one tenant's database or schema.
@@ -80,7 +87,9 @@ type MigrationResult struct {
 	Skipped  string // why nothing was done ("" if something ran)
 	// Drift says how the tenant's real migrations table differed from
 	// the catalog before the run ("" if it agreed or was not read).
-	Drift    string
+	Drift string
+	// Clean is the outcome's Clean: where a dirty tenant's schema is.
+	Clean    *int64
 	Duration time.Duration
 	Err      error
 }
@@ -396,7 +405,7 @@ func (f *Fleet) work(ctx context.Context, t *Tenant, op MigrationOp, j job) fini
 	// is what this runner found, not what another runner left behind.
 	out := f.Migrator.Migrate(ctx, t, op)
 	r.Duration = time.Since(start)
-	r.From, r.To, r.Dirty, r.Err = out.From, out.To, out.Dirty, out.Err
+	r.From, r.To, r.Dirty, r.Err, r.Clean = out.From, out.To, out.Dirty, out.Err, out.Clean
 	if r.Err == nil && r.To > f.Latest {
 		r.Err = fmt.Errorf("tenant is at version %d, newer than this binary knows (%d)", r.To, f.Latest)
 	}
@@ -522,16 +531,36 @@ func Summarize(tenants []*Tenant, latest uint) FleetSummary {
 	return s
 }
 
-// RepairCommand is the exact command that clears a dirty tenant: golang-
-// migrate marks the failed version dirty with the schema at the previous
-// version (each file runs in one transaction), so force the previous
-// version, then migrate up again once the file is fixed.
-func RepairCommand(t *Tenant) string {
-	prev := 0
-	if t.SchemaVersion > 0 {
-		prev = int(t.SchemaVersion) - 1
+// RepairCommand is the exact command that clears a dirty tenant whose
+// schema is known to be at version clean (-1: no version at all, before
+// the first migration): force that version, then migrate up again once
+// the failed file is fixed.
+func RepairCommand(slug string, clean int64) string {
+	return fmt.Sprintf("controlplane migrate tenants force %d --tenant %s && controlplane migrate tenants up --tenant %s", clean, slug, slug)
+}
+
+// RepairAdvice is how to clear a tenant the catalog records as dirty at
+// version v, when how it got there is not known (the dirty flag alone
+// does not say): golang-migrate marks a failed up of v dirty at v with the
+// schema still at the version before it (the file ran in a transaction),
+// and a failed down from the version after v dirty at v with the schema
+// still at that later version. versions are the tenant migrations, in
+// order. The advice names both, with their exact commands.
+func RepairAdvice(t *Tenant, versions []uint) string {
+	prev, next := int64(-1), int64(-1)
+	for _, v := range versions {
+		switch {
+		case v < t.SchemaVersion:
+			prev = int64(v)
+		case v > t.SchemaVersion && next < 0:
+			next = int64(v)
+		}
 	}
-	return fmt.Sprintf("controlplane migrate tenants force %d --tenant %s && controlplane migrate tenants up --tenant %s", prev, t.Slug, t.Slug)
+	advice := fmt.Sprintf("if an up of %d failed: %s", t.SchemaVersion, RepairCommand(t.Slug, prev))
+	if next >= 0 {
+		advice += fmt.Sprintf("; if a down from %d failed: %s", next, RepairCommand(t.Slug, next))
+	}
+	return advice + " (a file that cannot run in a transaction may be half applied: inspect the schema first)"
 }
 
 // SortBySlug orders tenants for stable reports.

@@ -159,6 +159,46 @@ type File struct {
 	Version       uint
 	SQL           string
 	Transactional bool
+	// DownTransactional says the same of its down file (true when there
+	// is none: nothing of it can be half applied).
+	DownTransactional bool
+}
+
+// Before is the version before v in h (-1: none), and whether v's up file
+// runs in a transaction; After is the version after v and whether its
+// down file does (ok false: none after v). They say where a tenant left
+// dirty at v really is: a failed up of v leaves the schema at Before(v), a
+// failed down to v at After(v), when that file ran in a transaction.
+func (h *History) Before(v uint) (prev int64, transactional bool) {
+	prev = -1
+	for _, f := range h.Files {
+		if f.Version < v {
+			prev = int64(f.Version)
+		}
+		if f.Version == v {
+			transactional = f.Transactional
+		}
+	}
+	return prev, transactional
+}
+
+// After: see Before.
+func (h *History) After(v uint) (next int64, transactional, ok bool) {
+	for _, f := range h.Files {
+		if f.Version > v {
+			return int64(f.Version), f.DownTransactional, true
+		}
+	}
+	return 0, false, false
+}
+
+// Versions are the versions of h's files, in order.
+func (h *History) Versions() []uint {
+	out := make([]uint, len(h.Files))
+	for i, f := range h.Files {
+		out[i] = f.Version
+	}
+	return out
 }
 
 // nonTransactional spots statements PostgreSQL refuses inside a
@@ -176,9 +216,14 @@ func ReadHistory(src fs.FS) (*History, error) {
 		name    string
 	}
 	var ups []up
+	downs := map[uint]string{}
 	for _, e := range entries {
 		m, err := source.Parse(e.Name())
-		if err != nil || m.Direction != source.Up {
+		if err != nil {
+			continue
+		}
+		if m.Direction == source.Down {
+			downs[m.Version] = e.Name()
 			continue
 		}
 		ups = append(ups, up{m.Version, e.Name()})
@@ -194,7 +239,15 @@ func ReadHistory(src fs.FS) (*History, error) {
 		}
 		tx := !nonTransactional.Match(data)
 		h.Transactional = h.Transactional && tx
-		h.Files = append(h.Files, File{Version: u.version, SQL: string(data), Transactional: tx})
+		downTx := true
+		if name, ok := downs[u.version]; ok {
+			down, err := fs.ReadFile(src, name)
+			if err != nil {
+				return nil, err
+			}
+			downTx = !nonTransactional.Match(down)
+		}
+		h.Files = append(h.Files, File{Version: u.version, SQL: string(data), Transactional: tx, DownTransactional: downTx})
 		fmt.Fprintf(sum, "%s\x00%s\x00", u.name, data)
 		script.Write(data)
 		script.WriteString("\n")

@@ -136,10 +136,10 @@ func (p *Provisioner) fastUpRead(ctx context.Context, t *controlplane.Tenant, h 
 	if err != nil {
 		_ = tx.Rollback()
 		out.Err = fmt.Errorf("migration %d failed (nothing of it was applied; the schema is at %d): %w", first, from, err)
-		out.To, out.Dirty = first, true
+		out.To, out.Dirty, out.Clean = first, true, ptr(int64(from))
 		if markErr := markDirty(context.WithoutCancel(ctx), db, table, lock, first); markErr != nil {
 			out.Err = errors.Join(out.Err, markErr)
-			out.To, out.Dirty = from, false
+			out.To, out.Dirty, out.Clean = from, false, nil
 		}
 		return out, true
 	}
@@ -245,13 +245,13 @@ COMMIT;`
 			return nil
 		default:
 			out.Err = fmt.Errorf("migration %d failed (nothing of it was applied; the schema is at %d): %w", first, from, err)
-			out.To, out.Dirty = first, true
+			out.To, out.Dirty, out.Clean = first, true, ptr(int64(from))
 			// Marked as golang-migrate does, under its lock.
 			mark := `BEGIN; ` + lock + `; DELETE FROM ` + table + `; INSERT INTO ` + table +
 				` (version, dirty) VALUES (` + strconv.FormatUint(uint64(first), 10) + `, true); COMMIT;`
 			if _, markErr := conn.Exec(ctx, mark).ReadAll(); markErr != nil {
 				out.Err = errors.Join(out.Err, markErr)
-				out.To, out.Dirty = from, false
+				out.To, out.Dirty, out.Clean = from, false, nil
 				if conn.TxStatus() != 'I' {
 					_, _ = conn.Exec(ctx, `ROLLBACK`).ReadAll()
 				}
@@ -309,3 +309,5 @@ func (p *Provisioner) withMigrationConn(ctx context.Context, t *controlplane.Ten
 	})
 	return errors.Join(err, fnErr)
 }
+
+func ptr[T any](v T) *T { return &v }

@@ -84,7 +84,11 @@ func (p *Provisioner) migrateWithLibrary(ctx context.Context, t *controlplane.Te
 	case controlplane.MigrateGoto:
 		err = m.Migrate(op.Version)
 	case controlplane.MigrateForce:
-		err = m.Force(int(op.Version))
+		v := int(op.Version)
+		if op.NoVersion {
+			v = -1
+		}
+		err = m.Force(v)
 	case controlplane.MigrateVersion:
 	default:
 		err = fmt.Errorf("unknown migration operation %q", op.Kind)
@@ -92,10 +96,36 @@ func (p *Provisioner) migrateWithLibrary(ctx context.Context, t *controlplane.Te
 	if errors.Is(err, migrate.ErrNoChange) {
 		err = nil
 	}
+	startedDirty := out.Dirty
 	var verr error
 	out.To, out.Dirty, verr = version(m)
 	out.Err = errors.Join(err, verr)
+	if out.Dirty && !startedDirty && err != nil {
+		out.Clean = p.cleanVersion(out.From, out.To)
+	}
 	return out
+}
+
+// cleanVersion is where the schema of a tenant this run left dirty at v
+// really is, when the failed file ran in a transaction (nil if not known):
+// golang-migrate marks the target of each step dirty before running it,
+// so a failed up of v (v above from) left the schema at the version
+// before v, a failed down to v (v below from) at the version after v.
+func (p *Provisioner) cleanVersion(from, v uint) *int64 {
+	h, err := p.history()
+	if err != nil {
+		return nil
+	}
+	if v > from {
+		if prev, tx := h.Before(v); tx {
+			return ptr(prev)
+		}
+		return nil
+	}
+	if next, tx, ok := h.After(v); ok && tx {
+		return ptr(next)
+	}
+	return nil
 }
 
 // tenantDB opens a pool of its own on t's database (logged in as t's role)

@@ -71,7 +71,7 @@ func TestDriftFromTheStockCLI(t *testing.T) {
 		app, fleet := b.fleet(migrations.Tenant)
 		var out bytes.Buffer
 		tenants := tenantsOf(app)
-		rep := newReporter(&out, io.Discard, false, len(tenants), app.LatestTenantSchema)
+		rep := newReporter(&out, io.Discard, false, len(tenants), []uint{app.LatestTenantSchema})
 		require.NoError(t, rep.status(tenants, app.Provisioner.ReadVersions(ctx, tenants, 2)))
 		require.Contains(t, out.String(), "DRIFT: the catalog records version 1, the tenant's migrations table is at 0")
 		require.Contains(t, out.String(), "verified: 1 drifted from the catalog")
@@ -133,4 +133,75 @@ func tenantConn(t *testing.T, b *bundle, tn *controlplane.Tenant) *sql.DB {
 	u.User = url.UserPassword(tn.DBName, b.app.RoleSecret.Password(tn.DBName))
 	u.Path = "/" + tn.DBName
 	return pgtest.Open(t, u.String())
+}
+
+// The repair printed for a dirty tenant is right in each case it prints,
+// and following it literally gets the tenant clean at the version its
+// schema is really at: a failed up with versions that are not consecutive
+// (the schema is at the previous file's version, not v-1), and a failed
+// down (golang-migrate marks the target dirty while the schema stays at
+// the version above it).
+func TestRepairCommandsAreRight(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase)
+	b.create(seed())
+	ctx := context.Background()
+	run := func(app *App, fleet *controlplane.Fleet, op controlplane.MigrationOp) controlplane.MigrationResult {
+		return fleet.Run(ctx, tenantsOf(app), op, func(controlplane.MigrationResult) {})[0]
+	}
+	report := func(app *App, versions []uint, res controlplane.MigrationResult) (line, status string) {
+		var out bytes.Buffer
+		rep := newReporter(&out, io.Discard, false, 1, versions)
+		line = rep.line(res)
+		out.Reset()
+		require.NoError(t, rep.status(tenantsOf(app), nil))
+		return line, out.String()
+	}
+	hasColumn := func() bool {
+		var ok bool
+		require.NoError(t, tenantConn(t, b, mustSlug(t, b.app, "acme-corp")).QueryRow(
+			`SELECT EXISTS (SELECT 1 FROM information_schema.columns WHERE table_name = 'extensions' AND column_name = 'dept')`).Scan(&ok))
+		return ok
+	}
+
+	// 1. Versions 1 and 5; 5 fails on its up. The schema is at 1.
+	bad := map[string]string{
+		"000005_dept.up.sql":   "ALTER TABLE extensions ADD COLUMN dept text;\nSELECT 1/0;\n",
+		"000005_dept.down.sql": "ALTER TABLE extensions DROP COLUMN dept;\n",
+	}
+	app, fleet := b.fleet(withMigrations(t, bad))
+	res := run(app, fleet, controlplane.MigrationOp{Kind: controlplane.MigrateUp})
+	require.Error(t, res.Err)
+	require.True(t, res.Dirty)
+	require.Equal(t, uint(5), res.To)
+	line, status := report(app, []uint{1, 5}, res)
+	require.Contains(t, line, "repair: controlplane migrate tenants force 1 --tenant acme-corp && controlplane migrate tenants up --tenant acme-corp")
+	require.Contains(t, status, "if an up of 5 failed: controlplane migrate tenants force 1 --tenant acme-corp")
+	require.False(t, hasColumn())
+	// Followed literally, with the file fixed.
+	require.NoError(t, run(app, fleet, controlplane.MigrationOp{Kind: controlplane.MigrateForce, Version: 1}).Err)
+	good := map[string]string{
+		"000005_dept.up.sql":   "ALTER TABLE extensions ADD COLUMN dept text;\n",
+		"000005_dept.down.sql": "ALTER TABLE extensions DROP COLUMN dept;\nSELECT 1/0;\n", // for step 2
+	}
+	app, fleet = b.fleet(withMigrations(t, good))
+	res = run(app, fleet, controlplane.MigrationOp{Kind: controlplane.MigrateUp})
+	require.NoError(t, res.Err)
+	require.Equal(t, uint(5), res.To)
+	require.True(t, hasColumn())
+
+	// 2. 5's down fails: golang-migrate marks 1 dirty, the schema is at 5.
+	res = run(app, fleet, controlplane.MigrationOp{Kind: controlplane.MigrateDown, N: 1})
+	require.Error(t, res.Err)
+	require.True(t, res.Dirty)
+	require.Equal(t, uint(1), res.To)
+	line, status = report(app, []uint{1, 5}, res)
+	require.Contains(t, line, "repair: controlplane migrate tenants force 5 --tenant acme-corp && controlplane migrate tenants up --tenant acme-corp")
+	require.Contains(t, status, "if a down from 5 failed: controlplane migrate tenants force 5 --tenant acme-corp")
+	require.True(t, hasColumn(), "the failed down changed nothing")
+	require.NoError(t, run(app, fleet, controlplane.MigrationOp{Kind: controlplane.MigrateForce, Version: 5}).Err)
+	fleet.Verifier = app.Provisioner
+	res = run(app, fleet, controlplane.MigrationOp{Kind: controlplane.MigrateUp})
+	require.NoError(t, res.Err)
+	require.Equal(t, "at latest (verified)", res.Skipped)
 }

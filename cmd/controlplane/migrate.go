@@ -151,7 +151,11 @@ by --status.`,
 			if err != nil {
 				return err
 			}
-			rep := newReporter(cmd.OutOrStdout(), os.Stderr, f.json, len(tenants), app.LatestTenantSchema)
+			h, err := migrations.ReadHistory(migrations.Tenant)
+			if err != nil {
+				return err
+			}
+			rep := newReporter(cmd.OutOrStdout(), os.Stderr, f.json, len(tenants), h.Versions())
 			if args[0] == "status" {
 				var real []controlplane.VersionRead
 				if f.verify {
@@ -207,7 +211,13 @@ func parseOp(args []string) (controlplane.MigrationOp, error) {
 			err = usageError{errors.New("down takes at least 1 step")}
 		}
 		return controlplane.MigrationOp{Kind: controlplane.MigrateDown, N: n}, err
-	case "goto", "force":
+	case "force":
+		if len(args) == 2 && args[1] == "-1" { // no version: before the first migration
+			return controlplane.MigrationOp{Kind: controlplane.MigrateForce, NoVersion: true}, nil
+		}
+		v, err := arg()
+		return controlplane.MigrationOp{Kind: controlplane.MigrateForce, Version: uint(v)}, err
+	case "goto":
 		v, err := arg()
 		return controlplane.MigrationOp{Kind: controlplane.MigrationKind(args[0]), Version: uint(v)}, err
 	}

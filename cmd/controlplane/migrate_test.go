@@ -123,10 +123,10 @@ func TestFleetMigration(t *testing.T) {
 
 		// status names it with the exact repair.
 		var out bytes.Buffer
-		rep := newReporter(&out, io.Discard, false, 3, 3)
+		rep := newReporter(&out, io.Discard, false, 3, []uint{1, 2, 3})
 		require.NoError(t, rep.status(tenantsOf(app), nil))
 		require.Contains(t, out.String(), "3 tenants, latest version 3: 2 at latest, 0 behind, 1 dirty")
-		require.Contains(t, out.String(), "repair gamma: controlplane migrate tenants force 2 --tenant gamma && controlplane migrate tenants up --tenant gamma")
+		require.Contains(t, out.String(), "repair gamma: if an up of 3 failed: controlplane migrate tenants force 2 --tenant gamma && controlplane migrate tenants up --tenant gamma")
 
 		// Nothing is forced silently: a plain re-run still fails on gamma.
 		results = fleet.Run(ctx, []*controlplane.Tenant{mustSlug(t, app, "gamma")}, controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) {})

@@ -22,17 +22,24 @@ type reporter struct {
 	json, tty bool
 	total     int
 	latest    uint
+	versions  []uint
 
 	start        time.Time
 	done, failed int
 }
 
-func newReporter(out, errw io.Writer, asJSON bool, total int, latest uint) *reporter {
+// newReporter reports on out (and errw, the terminal's progress line);
+// versions are the tenant migrations this binary carries, in order.
+func newReporter(out, errw io.Writer, asJSON bool, total int, versions []uint) *reporter {
+	var latest uint
+	if len(versions) > 0 {
+		latest = versions[len(versions)-1]
+	}
 	tty := false
 	if f, ok := errw.(*os.File); ok && !asJSON {
 		tty = term.IsTerminal(int(f.Fd()))
 	}
-	return &reporter{out: out, errw: errw, json: asJSON, tty: tty, total: total, latest: latest}
+	return &reporter{out: out, errw: errw, json: asJSON, tty: tty, total: total, latest: latest, versions: versions}
 }
 
 // jsonResult is one tenant's line with --json.
@@ -63,27 +70,27 @@ func (r *reporter) result(res controlplane.MigrationResult) {
 			j.Error = &msg
 		}
 		if res.Dirty {
-			j.Repair = controlplane.RepairCommand(&controlplane.Tenant{Slug: res.Tenant.Slug, SchemaVersion: res.To})
+			j.Repair = r.repair(res)
 		}
 		r.writeJSON(j)
 	case r.tty:
 		if res.Err != nil {
-			fmt.Fprintf(r.errw, "\r\033[K%s\n", line(res))
+			fmt.Fprintf(r.errw, "\r\033[K%s\n", r.line(res))
 		}
 		r.progress()
 	default:
-		fmt.Fprintln(r.out, line(res))
+		fmt.Fprintln(r.out, r.line(res))
 	}
 }
 
 // line is the plain report of one tenant: slug, from → to, duration, outcome.
-func line(res controlplane.MigrationResult) string {
+func (r *reporter) line(res controlplane.MigrationResult) string {
 	outcome := "ok"
 	switch {
 	case res.Err != nil:
 		outcome = "FAILED: " + oneLine(res.Err.Error())
 		if res.Dirty {
-			outcome += " (dirty; repair: " + controlplane.RepairCommand(&controlplane.Tenant{Slug: res.Tenant.Slug, SchemaVersion: res.To}) + ")"
+			outcome += " (dirty; repair: " + r.repair(res) + ")"
 		}
 	case res.Skipped != "":
 		outcome = "skipped: " + res.Skipped
@@ -152,7 +159,11 @@ func (r *reporter) dryRun(fleet *controlplane.Fleet, tenants []*controlplane.Ten
 		case op.Kind == controlplane.MigrateGoto:
 			what = fmt.Sprintf("would migrate %d → %d", t.SchemaVersion, op.Version)
 		case op.Kind == controlplane.MigrateForce:
-			what = fmt.Sprintf("would force the version to %d (dirty flag cleared, no SQL run)", op.Version)
+			v := int64(op.Version)
+			if op.NoVersion {
+				v = -1
+			}
+			what = fmt.Sprintf("would force the version to %d (dirty flag cleared, no SQL run)", v)
 		default:
 			what = "would read the version"
 		}
@@ -189,7 +200,7 @@ func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.Ve
 		if r.json {
 			j := map[string]any{"tenant": t.Slug, "isolation": t.Isolation, "version": t.SchemaVersion, "dirty": t.SchemaDirty, "error": problem, "migrated_at": t.MigratedAt}
 			if t.SchemaDirty {
-				j["repair"] = controlplane.RepairCommand(t)
+				j["repair"] = controlplane.RepairAdvice(t, r.versions)
 			}
 			if real != nil {
 				j["drift"] = drift
@@ -229,10 +240,19 @@ func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.Ve
 		case real != nil && t.Provisioning == controlplane.ProvisionReady && real[i].Err == nil && controlplane.Drift(t, real[i]) != "":
 			fmt.Fprintf(r.out, "repair %s: controlplane migrate tenants up --tenant %s\n", t.Slug, t.Slug)
 		case t.SchemaDirty:
-			fmt.Fprintf(r.out, "repair %s: %s\n", t.Slug, controlplane.RepairCommand(t))
+			fmt.Fprintf(r.out, "repair %s: %s\n", t.Slug, controlplane.RepairAdvice(t, r.versions))
 		}
 	}
 	return nil
+}
+
+// repair is how to clear a tenant a run left dirty: exact when the run
+// knows where its schema is, the advice naming both cases otherwise.
+func (r *reporter) repair(res controlplane.MigrationResult) string {
+	if res.Clean != nil {
+		return controlplane.RepairCommand(res.Tenant.Slug, *res.Clean)
+	}
+	return controlplane.RepairAdvice(&controlplane.Tenant{Slug: res.Tenant.Slug, SchemaVersion: res.To}, r.versions)
 }
 
 func (r *reporter) writeJSON(v any) {
