@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/crypto/pbkdf2"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -67,11 +69,16 @@ func (p *Provisioner) ensureRole(ctx context.Context, t *controlplane.Tenant) er
 		return err
 	}
 	if exists {
-		verifier := literal(scramVerifier(p.roles.Password(t.DBName)))
-		_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(t.DBName)+` WITH LOGIN PASSWORD `+verifier)
-		return err
+		return p.setPassword(ctx, t.DBName)
 	}
 	return p.createRole(ctx, t.DBName, p.mark(t))
+}
+
+// setPassword sets role name's password to the current secret's.
+func (p *Provisioner) setPassword(ctx context.Context, name string) error {
+	verifier := literal(scramVerifier(p.roles.Password(name)))
+	_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(name)+` WITH LOGIN PASSWORD `+verifier)
+	return err
 }
 
 // createRole creates login role name, marked with mark, with its password
@@ -99,7 +106,9 @@ func (p *Provisioner) dropRole(ctx context.Context, t *controlplane.Tenant) erro
 }
 
 // RotateRolePassword sets tenant t's role password to the current
-// secret's (after TENANT_ROLE_SECRET changed).
+// secret's (after the secret changed). Unlike provisioning it never creates
+// the role: a role that is gone belongs to a tenant deleted meanwhile, and
+// making it again would leave a role nothing ever drops.
 func (p *Provisioner) RotateRolePassword(ctx context.Context, t *controlplane.Tenant) error {
 	if t.Isolation != controlplane.IsolationDatabase {
 		return nil
@@ -107,5 +116,14 @@ func (p *Provisioner) RotateRolePassword(ctx context.Context, t *controlplane.Te
 	if err := p.checkName(t); err != nil {
 		return err
 	}
-	return p.ensureRole(ctx, t)
+	exists, err := p.checkOwner(ctx, t, "role", roleMarkQuery)
+	if err != nil || !exists {
+		return err
+	}
+	err = p.setPassword(ctx, t.DBName)
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "42704" { // dropped since checkOwner: deleted
+		return nil
+	}
+	return err
 }
