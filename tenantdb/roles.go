@@ -23,14 +23,26 @@ import (
 // another tenant's database.
 //
 // The passwords are never stored: each is HMAC-SHA256(secret, role name),
-// recomputed when needed. Rotation: set a new TENANT_ROLE_SECRET and run
-// `controlplane tenants rotate-role-passwords` (docs/OPERATIONS.md).
+// recomputed when needed. The secret is TENANT_ROLE_SECRET or, without it,
+// random bytes kept in the catalog database, which tenant roles cannot
+// reach; never anything a tenant role can read. Rotation: serve resets every
+// role's password when the secret changes (docs/SECURITY.md).
 type RoleSecret []byte
 
 // Password returns the password of role.
 func (s RoleSecret) Password(role string) string {
 	m := hmac.New(sha256.New, s)
 	m.Write([]byte("laracopilot tenant role\x00" + role))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Tag identifies the secret without revealing it or any password: an HMAC
+// of a fixed label that no password's input can equal (those continue the
+// label's first words with a NUL, this one with a space). The catalog keeps
+// it to know which secret the roles' passwords were last set from.
+func (s RoleSecret) Tag() string {
+	m := hmac.New(sha256.New, s)
+	m.Write([]byte("laracopilot tenant role secret tag"))
 	return hex.EncodeToString(m.Sum(nil))
 }
 

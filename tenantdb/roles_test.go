@@ -119,3 +119,14 @@ func TestRotateRolePasswordNeverCreatesTheRole(t *testing.T) {
 	require.NoError(t, pgtest.Open(t, db.URL).QueryRow(`SELECT count(*) FROM pg_roles WHERE rolname = $1`, tn.DBName).Scan(&n))
 	require.Zero(t, n)
 }
+
+// The tag the catalog keeps of a secret is none of its passwords.
+func TestRoleSecretTagIsNoPassword(t *testing.T) {
+	t.Parallel()
+	s := tenantdb.RoleSecret("a-role-secret-0123456789")
+	require.Len(t, s.Tag(), 64)
+	require.NotEqual(t, s.Tag(), tenantdb.RoleSecret("another-secret-0123456789").Tag())
+	for _, role := range []string{"", " secret tag", "secret tag", "tenant_1"} {
+		require.NotEqual(t, s.Tag(), s.Password(role))
+	}
+}
