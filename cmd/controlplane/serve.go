@@ -28,10 +28,11 @@ func newServe() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the operator and tenant HTTP API",
-		Long: `Serve migrates the catalog (unless MIGRATE_CATALOG=false), sets the tenant
-roles' passwords if the role secret changed since they were last set, finishes
-any tenant provisioning a previous process left half-done, and serves the HTTP
-API on LISTEN_ADDR until SIGINT/SIGTERM, then drains in-flight requests.`,
+		Long: `Serve migrates the catalog (unless MIGRATE_CATALOG=false), closes the catalog
+and tenant server databases to other roles, sets the tenant roles' passwords if
+the role secret changed since they were last set, finishes any tenant
+provisioning a previous process left half-done, and serves the HTTP API on
+LISTEN_ADDR until SIGINT/SIGTERM, then drains in-flight requests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cmd)
@@ -156,6 +157,9 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 			return nil, err
 		}
 		log.Info("catalog migrated", "version", v)
+	}
+	if err := closeDatabases(ctx, cfg, log); err != nil {
+		return nil, err
 	}
 	app, err := openCore(ctx, cfg, log, tenantMigrations)
 	if err != nil {
