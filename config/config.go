@@ -62,7 +62,8 @@ type Config struct {
 	// is allowed only when serve listens on a loopback address.
 	AdminToken Secret `env:"ADMIN_TOKEN"`
 	// TenantRoleSecret derives the passwords of tenant database roles
-	// (HMAC). Unset: derived from the catalog's identity (development only).
+	// (HMAC). Unset: a random secret generated once and kept in the catalog
+	// database.
 	TenantRoleSecret Secret `env:"TENANT_ROLE_SECRET"`
 	// TrustedProxies are the CIDRs (or IPs) of reverse proxies whose
 	// X-Forwarded-For and X-Forwarded-Host headers are honoured.

@@ -135,12 +135,19 @@ func (p *Provisioner) ensureTemplate(ctx context.Context, h *migrations.History)
 	}
 	defer conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key)
 
-	var exists bool
-	if err := conn.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, name).Scan(&exists); err != nil {
-		return "", err
-	}
-	if !exists {
+	var open bool
+	err = conn.QueryRowContext(ctx, `SELECT has_database_privilege('public', oid, 'CONNECT') OR has_database_privilege('public', oid, 'TEMPORARY')
+		FROM pg_database WHERE datname = $1`, name).Scan(&open)
+	switch {
+	case errors.Is(err, sql.ErrNoRows):
 		if err := p.buildTemplate(ctx, conn, name); err != nil {
+			return "", err
+		}
+	case err != nil:
+		return "", err
+	case open:
+		// Built by an older version, which left PUBLIC its default rights.
+		if _, err := conn.ExecContext(ctx, `REVOKE CONNECT, TEMPORARY ON DATABASE `+quote(name)+` FROM PUBLIC`); err != nil {
 			return "", err
 		}
 	}
@@ -158,8 +165,14 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 	if !ownerExists {
 		steps = append(steps, `CREATE ROLE `+owner+` NOLOGIN`, `GRANT `+owner+` TO CURRENT_USER`)
 	}
-	// A crash while building left a half-made copy: start over.
-	steps = append(steps, `DROP DATABASE IF EXISTS `+quote(building)+` WITH (FORCE)`, `CREATE DATABASE `+quote(building))
+	// A crash while building left a half-made copy: start over. Nobody but
+	// the admin (its owner) ever connects to it, building or built: the
+	// template's ALLOW_CONNECTIONS false already says so to every role, and
+	// this says it again to PUBLIC, should that flag ever be lifted (a
+	// REVOKE on a database is not copied to its clones, which revoke their
+	// own).
+	steps = append(steps, `DROP DATABASE IF EXISTS `+quote(building)+` WITH (FORCE)`, `CREATE DATABASE `+quote(building),
+		`REVOKE CONNECT, TEMPORARY ON DATABASE `+quote(building)+` FROM PUBLIC`)
 	for _, s := range steps {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
 			return err

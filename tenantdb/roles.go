@@ -7,8 +7,10 @@ import (
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/crypto/pbkdf2"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -21,14 +23,26 @@ import (
 // another tenant's database.
 //
 // The passwords are never stored: each is HMAC-SHA256(secret, role name),
-// recomputed when needed. Rotation: set a new TENANT_ROLE_SECRET and run
-// `controlplane tenants rotate-role-passwords` (docs/OPERATIONS.md).
+// recomputed when needed. The secret is TENANT_ROLE_SECRET or, without it,
+// random bytes kept in the catalog database, which tenant roles cannot
+// reach; never anything a tenant role can read. Rotation: serve resets every
+// role's password when the secret changes (docs/SECURITY.md).
 type RoleSecret []byte
 
 // Password returns the password of role.
 func (s RoleSecret) Password(role string) string {
 	m := hmac.New(sha256.New, s)
 	m.Write([]byte("laracopilot tenant role\x00" + role))
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// Tag identifies the secret without revealing it or any password: an HMAC
+// of a fixed label that no password's input can equal (those continue the
+// label's first words with a NUL, this one with a space). The catalog keeps
+// it to know which secret the roles' passwords were last set from.
+func (s RoleSecret) Tag() string {
+	m := hmac.New(sha256.New, s)
+	m.Write([]byte("laracopilot tenant role secret tag"))
 	return hex.EncodeToString(m.Sum(nil))
 }
 
@@ -67,11 +81,16 @@ func (p *Provisioner) ensureRole(ctx context.Context, t *controlplane.Tenant) er
 		return err
 	}
 	if exists {
-		verifier := literal(scramVerifier(p.roles.Password(t.DBName)))
-		_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(t.DBName)+` WITH LOGIN PASSWORD `+verifier)
-		return err
+		return p.setPassword(ctx, t.DBName)
 	}
 	return p.createRole(ctx, t.DBName, p.mark(t))
+}
+
+// setPassword sets role name's password to the current secret's.
+func (p *Provisioner) setPassword(ctx context.Context, name string) error {
+	verifier := literal(scramVerifier(p.roles.Password(name)))
+	_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(name)+` WITH LOGIN PASSWORD `+verifier)
+	return err
 }
 
 // createRole creates login role name, marked with mark, with its password
@@ -99,7 +118,9 @@ func (p *Provisioner) dropRole(ctx context.Context, t *controlplane.Tenant) erro
 }
 
 // RotateRolePassword sets tenant t's role password to the current
-// secret's (after TENANT_ROLE_SECRET changed).
+// secret's (after the secret changed). Unlike provisioning it never creates
+// the role: a role that is gone belongs to a tenant deleted meanwhile, and
+// making it again would leave a role nothing ever drops.
 func (p *Provisioner) RotateRolePassword(ctx context.Context, t *controlplane.Tenant) error {
 	if t.Isolation != controlplane.IsolationDatabase {
 		return nil
@@ -107,5 +128,14 @@ func (p *Provisioner) RotateRolePassword(ctx context.Context, t *controlplane.Te
 	if err := p.checkName(t); err != nil {
 		return err
 	}
-	return p.ensureRole(ctx, t)
+	exists, err := p.checkOwner(ctx, t, "role", roleMarkQuery)
+	if err != nil || !exists {
+		return err
+	}
+	err = p.setPassword(ctx, t.DBName)
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) && pg.Code == "42704" { // dropped since checkOwner: deleted
+		return nil
+	}
+	return err
 }

@@ -78,3 +78,55 @@ func TestDeprovisionDropsTheRole(t *testing.T) {
 	require.Empty(t, pgtest.TenantDatabases(t, db.Prefix))
 	require.NoError(t, prov.Deprovision(ctx, tn), "idempotent")
 }
+
+// Rotation sets a role's password from the provisioner's secret, and never
+// makes a role that is gone (its tenant deleted meanwhile): nothing would
+// ever drop it.
+func TestRotateRolePasswordNeverCreatesTheRole(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	open := func(secret tenantdb.RoleSecret) *tenantdb.Provisioner {
+		p, err := tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{URL: db.URL, Prefix: db.Prefix, Owner: "roles-test", Migrations: migrations.Tenant, RoleSecret: secret})
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = p.Close() })
+		return p
+	}
+	prov := open(tenanttest.Secret)
+	tn := &controlplane.Tenant{ID: 3, DBName: prov.DBName(3), Isolation: controlplane.IsolationDatabase}
+	_, err := prov.Provision(ctx, tn)
+	require.NoError(t, err)
+
+	rotated := tenantdb.RoleSecret("another-role-secret-0123456789")
+	require.NoError(t, open(rotated).RotateRolePassword(ctx, tn))
+	cfg, err := pgx.ParseConfig(db.URL)
+	require.NoError(t, err)
+	cfg.User, cfg.Database = tn.DBName, tn.DBName
+	for secret, works := range map[string]bool{string(tenanttest.Secret): false, string(rotated): true} {
+		cfg.Password = tenantdb.RoleSecret(secret).Password(tn.DBName)
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if works {
+			require.NoError(t, err)
+			require.NoError(t, conn.Close(ctx))
+		} else {
+			require.ErrorContains(t, err, "password authentication failed")
+		}
+	}
+
+	require.NoError(t, prov.Deprovision(ctx, tn))
+	require.NoError(t, open(rotated).RotateRolePassword(ctx, tn))
+	var n int
+	require.NoError(t, pgtest.Open(t, db.URL).QueryRow(`SELECT count(*) FROM pg_roles WHERE rolname = $1`, tn.DBName).Scan(&n))
+	require.Zero(t, n)
+}
+
+// The tag the catalog keeps of a secret is none of its passwords.
+func TestRoleSecretTagIsNoPassword(t *testing.T) {
+	t.Parallel()
+	s := tenantdb.RoleSecret("a-role-secret-0123456789")
+	require.Len(t, s.Tag(), 64)
+	require.NotEqual(t, s.Tag(), tenantdb.RoleSecret("another-secret-0123456789").Tag())
+	for _, role := range []string{"", " secret tag", "secret tag", "tenant_1"} {
+		require.NotEqual(t, s.Tag(), s.Password(role))
+	}
+}

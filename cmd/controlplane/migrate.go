@@ -29,10 +29,12 @@ func newMigrateCatalog() *cobra.Command {
 		Use:   "catalog up | down N | version",
 		Short: "Migrate the catalog database",
 		Long: `Migrate the catalog database (migrations/catalog). serve runs "up" itself at
-start unless MIGRATE_CATALOG=false.`,
+start unless MIGRATE_CATALOG=false. "up" also closes the catalog database, and
+the tenant server's own database, to every role but the control plane's
+(REVOKE CONNECT, TEMPORARY ... FROM PUBLIC), as serve does at start.`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, _, err := loadConfig(cmd)
+			cfg, log, err := loadConfig(cmd)
 			if err != nil {
 				return err
 			}
@@ -40,6 +42,9 @@ start unless MIGRATE_CATALOG=false.`,
 			case args[0] == "up" && len(args) == 1:
 				v, err := catalog.Migrate(cfg.DatabaseURL.Value())
 				if err != nil {
+					return err
+				}
+				if err := closeDatabases(cmd.Context(), cfg, log); err != nil {
 					return err
 				}
 				fmt.Fprintf(cmd.OutOrStdout(), "catalog at version %d\n", v)

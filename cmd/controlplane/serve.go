@@ -28,10 +28,12 @@ func newServe() *cobra.Command {
 	return &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the operator and tenant HTTP API",
-		Long: `Serve migrates the catalog (unless MIGRATE_CATALOG=false), finishes any
-tenant provisioning a previous process left half-done, and serves the HTTP API
-on LISTEN_ADDR (and /metrics alone on METRICS_ADDR, if set) until
-SIGINT/SIGTERM, then drains in-flight requests.`,
+		Long: `Serve migrates the catalog (unless MIGRATE_CATALOG=false), closes the catalog
+and tenant server databases to other roles, sets the tenant roles' passwords if
+the role secret changed since they were last set, finishes any tenant
+provisioning a previous process left half-done, and serves the HTTP API on
+LISTEN_ADDR (and /metrics alone on METRICS_ADDR, if set) until SIGINT/SIGTERM,
+then drains in-flight requests.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cmd)
@@ -54,7 +56,10 @@ type App struct {
 	LatestTenantSchema uint
 	// RoleSecret derives tenant database roles' passwords.
 	RoleSecret tenantdb.RoleSecret
-	Handler    http.Handler
+	// RolePasswords sets the roles' passwords from RoleSecret when they
+	// were last set from another secret.
+	RolePasswords *controlplane.RolePasswords
+	Handler       http.Handler
 	// MetricsHandler serves /metrics for METRICS_ADDR; nil when unset (then
 	// Handler serves /metrics on admin hosts).
 	MetricsHandler http.Handler
@@ -101,11 +106,16 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 	}
 	app.RoleSecret = tenantdb.RoleSecret(cfg.TenantRoleSecret.Value())
 	if len(app.RoleSecret) == 0 {
-		// Stable without configuration, and unreadable by tenant roles (the
-		// catalog's tables are private), but one secret less to rotate is
-		// one defence less: production sets TENANT_ROLE_SECRET.
-		app.RoleSecret = tenantdb.RoleSecret("catalog-identity:" + owner)
-		log.Warn("TENANT_ROLE_SECRET is not set: tenant role passwords are derived from the catalog's identity; set it in production")
+		// Random, made once and kept in the catalog, where no tenant role
+		// reaches. Never derived from the catalog's identity: every tenant
+		// database and role carries it in a COMMENT any login role reads.
+		secret, err := store.GeneratedRoleSecret(ctx)
+		if err != nil {
+			app.Close()
+			return nil, fmt.Errorf("read the tenant role secret: %w", err)
+		}
+		app.RoleSecret = secret
+		log.Info("TENANT_ROLE_SECRET is not set: tenant role passwords derive from the random secret kept in the catalog database (docs/SECURITY.md)")
 	}
 	app.Provisioner, err = tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{
 		URL:        cfg.TenantDatabaseURL.Value(),
@@ -118,6 +128,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		app.Close()
 		return nil, err
 	}
+	app.RolePasswords = &controlplane.RolePasswords{Catalog: store, Roles: app.Provisioner, Tag: app.RoleSecret.Tag()}
 	if app.LatestTenantSchema, err = migrations.Latest(tenantMigrations); err != nil {
 		app.Close()
 		return nil, err
@@ -151,8 +162,17 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		}
 		log.Info("catalog migrated", "version", v)
 	}
+	if err := closeDatabases(ctx, cfg, log); err != nil {
+		return nil, err
+	}
 	app, err := openCore(ctx, cfg, log, tenantMigrations)
 	if err != nil {
+		return nil, err
+	}
+	// Before the router opens a pool: with a new secret (or the first start
+	// after an upgrade), the roles must have its passwords first.
+	if err := app.syncRolePasswords(ctx, log); err != nil {
+		app.Close()
 		return nil, err
 	}
 	app.Router, err = tenantdb.NewRouter(tenantdb.RouterConfig{

@@ -1,12 +1,10 @@
 package main
 
 import (
-	"errors"
 	"fmt"
 
 	"github.com/spf13/cobra"
 
-	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/migrations"
 )
 
@@ -17,11 +15,15 @@ func newTenants() *cobra.Command {
 	}
 	cmd.AddCommand(&cobra.Command{
 		Use:   "rotate-role-passwords",
-		Short: "Reset every database-mode tenant's role password to the current TENANT_ROLE_SECRET",
+		Short: "Set every database-mode tenant's role password from the current role secret",
 		Long: `Database-mode tenants each have a login role whose password is derived from
-TENANT_ROLE_SECRET. After changing the secret, run this command with the new
-one, then restart the servers with it: connections already open keep working,
-new ones use the new password.`,
+the role secret: TENANT_ROLE_SECRET, or without it a random secret kept in the
+catalog database. serve sets every role's password itself when it starts with
+another secret than the one they were last set from; this command does it
+unconditionally (say, after a replica still on an older secret created
+tenants), then records the secret as the one the roles were set from.
+Connections already open keep working; new ones need the new password.
+Run it with the same TENANT_ROLE_SECRET (or none) as the servers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			cfg, log, err := loadConfig(cmd)
@@ -33,21 +35,11 @@ new ones use the new password.`,
 				return err
 			}
 			defer app.Close()
-			var ts []*controlplane.Tenant
-			app.Store.Cache().Each(func(t *controlplane.Tenant) {
-				if t.Isolation == controlplane.IsolationDatabase && t.Provisioning == controlplane.ProvisionReady {
-					ts = append(ts, t)
-				}
-			})
-			controlplane.SortBySlug(ts)
-			var errs []error
-			for _, t := range ts {
-				if err := app.Provisioner.RotateRolePassword(cmd.Context(), t); err != nil {
-					errs = append(errs, fmt.Errorf("%s: %w", t.Slug, err))
-				}
+			r, err := app.RolePasswords.Sync(cmd.Context(), true)
+			if r.Ran {
+				fmt.Fprintf(cmd.OutOrStdout(), "%d tenant roles updated, %d failed\n", r.Rotated, r.Failed)
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%d tenant roles updated, %d failed\n", len(ts)-len(errs), len(errs))
-			return errors.Join(errs...)
+			return err
 		},
 	})
 	return cmd
