@@ -56,6 +56,17 @@ func (p *Provisioner) migrateWithLibrary(ctx context.Context, t *controlplane.Te
 		out.Err = err
 		return out
 	}
+	// golang-migrate reads its table with LIMIT 1: a table holding several
+	// rows (made by hand, or by a hostile tenant) would give an arbitrary
+	// one. Refuse it instead, naming it.
+	var n, v int64
+	var dirty bool
+	err = db.QueryRowContext(ctx, `SELECT `+versionOf+` FROM `+quote(target.Schema)+`.`+quote(migrations.Table)).Scan(&n, &v, &dirty)
+	if read := versionRead(n, v, dirty, err); err == nil && read.Err != nil {
+		_ = db.Close()
+		out.Err = read.Err
+		return out
+	}
 	m, err := migrations.Open(db, p.migrations, target)
 	if err != nil {
 		_ = db.Close()
