@@ -34,9 +34,10 @@ import (
 // the admin's identity back (SET ROLE is checked against session_user), so
 // planted code running under SET ROLE is as good as running as the admin.
 //
-// Each case provisions a victim B and an attacker A per operation, plants
-// something as A (A's own role and password, nothing more), runs one
-// control-plane operation on A, and audits:
+// Each case (one plant) provisions a victim B, and attackers A (one per
+// chain of operations, see hostileOps), plants something as A (A's own
+// role and password, nothing more), runs control-plane operations on A one
+// at a time, and after each one audits:
 //
 //  1. every time the planted spy() ran, current_user and session_user were
 //     both A's role (a transactional log, plus sequences that count the
@@ -49,10 +50,12 @@ import (
 //     says exactly that (a correct result, or a clear error).
 
 // hostileOpTimeout bounds each operation: a plant must not make the
-// control plane hang.
-const hostileOpTimeout = 30 * time.Second
+// control plane hang. It is generous because a DROP DATABASE (deprovision)
+// waits for a checkpoint, which on a busy shared cluster, right after this
+// suite made a few dozen databases, has been seen to take 15-30 s.
+const hostileOpTimeout = 45 * time.Second
 
-// hostileHistories are the later releases the migration operations run:
+// hostilePlus and hostileBad are the later releases the migration operations run:
 // plus adds a file that also touches extensions (a data backfill, as real
 // migrations do: it fires the tenant's triggers on that table), bad adds a
 // file that fails (so the "mark dirty" paths run).
@@ -152,7 +155,9 @@ var hostilePlants = []hostilePlant{
 		// schema_migrations need not be a table: a view of the same shape,
 		// whose rows are filtered by spy() and whose writes go through
 		// INSTEAD OF triggers calling spy(), is read and written by every
-		// migration path (only TRUNCATE refuses it).
+		// migration path but golang-migrate's version write (TRUNCATE
+		// refuses a view: its down, goto and force end in an error, which
+		// is allowed, or find nothing to do).
 		name: "view",
 		sql: func(hostileNames) string {
 			return `ALTER TABLE public.schema_migrations RENAME TO schema_migrations_real;
@@ -360,36 +365,11 @@ type hostileOp struct {
 	run  func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult
 }
 
+// The operations, grouped in chains that share an attacker (next): each
+// starts from a state that keeps it meaningful under every plant. The
+// read-only ones come first (the bogus table is still there for them),
+// force after what it would repair, deprovision last.
 var hostileOps = []hostileOp{
-	{name: "up", run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
-		// The catalog is right (1): fastUp's one-trip path.
-		a.SchemaVersion = 1
-		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateUp}))
-	}},
-	{name: "up-read", run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
-		// The catalog says dirty: fastUpRead reads the version first.
-		a.SchemaVersion, a.SchemaDirty = 1, true
-		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateUp}))
-	}},
-	{name: "up-fail", run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
-		// A failing file on the one-trip path: its dirty mark.
-		a.SchemaVersion = 1
-		return migrated(fx.bad.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateUp}))
-	}},
-	{name: "up-read-fail", run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
-		// A failing file on the read-first path: markDirty.
-		a.SchemaVersion, a.SchemaDirty = 1, true
-		return migrated(fx.bad.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateUp}))
-	}},
-	{name: "goto", run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
-		a.SchemaVersion = 1
-		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateGoto, Version: 2}))
-	}},
-	{name: "down", next: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
-		// After goto 2: the later file's down (which touches extensions).
-		a.SchemaVersion = 2
-		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateDown, N: 1}))
-	}},
 	{name: "version", run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
 		a.SchemaVersion = 1
 		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateVersion}))
@@ -406,15 +386,36 @@ var hostileOps = []hostileOp{
 		// keeps it so.
 		return opResult{err: fx.base.RotateRolePassword(ctx, &a)}
 	}},
-	{name: "force", next: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
-		// After version and provision: it rewrites the table (the bogus
-		// plant's included), so it comes after them.
+	{name: "up", next: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
+		// The catalog is right (1): fastUp's one-trip path.
 		a.SchemaVersion = 1
-		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateForce, Version: 1}))
+		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateUp}))
 	}},
 	{name: "deprovision", next: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
 		return opResult{err: fx.base.Deprovision(ctx, &a)}
 	}},
+
+	{name: "up-read", run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
+		// The catalog says dirty: fastUpRead reads the version first.
+		a.SchemaVersion, a.SchemaDirty = 1, true
+		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateUp}))
+	}},
+	{name: "down", next: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
+		// At 2: the later file's down (which touches extensions).
+		a.SchemaVersion = 2
+		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateDown, N: 1}))
+	}},
+	{name: "goto", next: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
+		a.SchemaVersion = 1
+		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateGoto, Version: 2}))
+	}},
+
+	{name: "up-fail", run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
+		// A failing file on the one-trip path: its dirty mark.
+		a.SchemaVersion = 1
+		return migrated(fx.bad.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateUp}))
+	}},
+
 	{name: "adopt", spare: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
 		// AdoptSpare answers the template's version without reading the
 		// spare's migrations table (by design: nobody but the control plane
@@ -423,6 +424,16 @@ var hostileOps = []hostileOp{
 		// its role's password, which a tenant learns only once it is its.
 		v, err := fx.base.AdoptSpare(ctx, &a)
 		return opResult{v: v, err: err}
+	}},
+	{name: "up-read-fail", next: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
+		// A failing file on the read-first path: markDirty.
+		a.SchemaVersion, a.SchemaDirty = 1, true
+		return migrated(fx.bad.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateUp}))
+	}},
+	{name: "force", next: true, run: func(ctx context.Context, fx *hostileFixture, a controlplane.Tenant) opResult {
+		// The repair of the dirty mark just left (or of the bogus table).
+		a.SchemaVersion, a.SchemaDirty = 2, true
+		return migrated(fx.plus.Migrate(ctx, &a, controlplane.MigrationOp{Kind: controlplane.MigrateForce, Version: 1}))
 	}},
 }
 
@@ -707,9 +718,7 @@ func TestHostileTenants(t *testing.T) {
 			}
 		}
 	}
-	// Made first, all at once; then a checkpoint, so that an operation's
-	// own DROP DATABASE does not wait for the flush of everything made
-	// here (on a busy shared cluster it can take longer than the timeout).
+	// Made first, all at once.
 	for _, hc := range cases {
 		wg.Add(1)
 		go func() {
@@ -718,10 +727,17 @@ func TestHostileTenants(t *testing.T) {
 		}()
 	}
 	wg.Wait()
-	if _, err := fx.admin.Exec(`CHECKPOINT`); err != nil {
-		t.Logf("checkpoint: %v", err)
-	}
 	t.Logf("all cases made in %s", time.Since(start).Round(time.Millisecond))
+	// A DROP DATABASE (deprovision, near the end of each case) waits for a
+	// checkpoint, and the first one must flush everything just made: on a
+	// busy shared cluster that can take longer than an operation's
+	// timeout. Started now, beside the first operations, it is done or
+	// nearly so by then.
+	checkpoint := make(chan error, 1)
+	go func() {
+		_, err := fx.admin.Exec(`CHECKPOINT`)
+		checkpoint <- err
+	}()
 	for _, hc := range cases {
 		wg.Add(1)
 		go func() {
@@ -730,6 +746,9 @@ func TestHostileTenants(t *testing.T) {
 		}()
 	}
 	wg.Wait()
+	if err := <-checkpoint; err != nil {
+		t.Logf("checkpoint: %v", err)
+	}
 	t.Logf("all cases run and audited in %s", time.Since(start).Round(time.Millisecond))
 
 	for _, hc := range cases {
@@ -1015,10 +1034,11 @@ func TestHostileSchemaModeHost(t *testing.T) {
 	}
 
 	// serve closes the host database to PUBLIC at start
-	// (cmd/controlplane/access.go, tested by access_test.go); the
-	// Provisioner alone does not. Here, second line of defence: even
-	// connected, the role can plant nothing there (PostgreSQL 15 gives
-	// PUBLIC no CREATE in public, and the schemas are the admin's).
+	// (cmd/controlplane/access.go; TestHostileTenantRoleCannotConnectToTheSchemaHost
+	// checks it through the app); the Provisioner alone does not. Here, the
+	// second line of defence: even connected, the role can plant nothing
+	// (PostgreSQL 15 gives PUBLIC no CREATE in public; the schemas are the
+	// admin's).
 	c, err := dial(ctx, db.URL, attacker.DBName, tenanttest.Secret.Password(attacker.DBName), db.Name)
 	if err != nil {
 		require.Contains(t, err.Error(), "permission denied for database")
@@ -1026,8 +1046,8 @@ func TestHostileSchemaModeHost(t *testing.T) {
 	}
 	defer c.Close(ctx)
 	t.Logf("the database-mode tenant's role %s connects to %s (open to PUBLIC until serve closes it)", attacker.DBName, db.Name)
-	// What it can do there (each on its own: a refusal does not stop the
-	// next).
+	// What it can do there, for the record (each on its own: a refusal
+	// does not stop the next).
 	s := ident(schema.DBName)
 	for _, plant := range []struct{ what, sql string }{
 		{"shadow a function the control plane calls, in public", `CREATE FUNCTION public.pg_advisory_xact_lock(bigint) RETURNS void LANGUAGE sql AS 'SELECT'`},
