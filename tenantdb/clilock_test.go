@@ -65,7 +65,7 @@ func TestStockCLIAndControlPlaneWaitForEachOther(t *testing.T) {
 			// sleeping counts the sessions running the slow file now.
 			sleeping := func() int {
 				var n int
-				require.NoError(t, admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep'`).Scan(&n))
+				require.NoError(t, admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE wait_event = 'PgSleep' AND datname IN ($1, $2)`, db.Name, tn.DBName).Scan(&n))
 				return n
 			}
 

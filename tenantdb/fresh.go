@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -48,69 +49,112 @@ func (p *Provisioner) history() (*migrations.History, error) {
 	return p.fresh.history, p.fresh.err
 }
 
-// templateOwner owns the objects of template databases, so that a clone can
-// give them all to the tenant's role with one REASSIGN OWNED.
+// templateOwner is the role the template's migrations run as while it is
+// built; its objects are then handed to pg_database_owner (see
+// buildTemplate), so it owns nothing in a finished template.
 func (p *Provisioner) templateOwner() string { return p.prefix + "template_owner" }
 
 // templateName is the template database of history h: its version and a
 // digest of its content, so a changed file can never be cloned stale.
+// "tpl2": the objects of these templates belong to pg_database_owner
+// (templates named "tpl_" gave theirs to a role a clone had to REASSIGN).
 func (p *Provisioner) templateName(h *migrations.History) string {
-	return p.prefix + "tpl_" + strconv.FormatUint(uint64(h.Latest), 10) + "_" + h.Hash[:10]
+	return p.prefix + "tpl2_" + strconv.FormatUint(uint64(h.Latest), 10) + "_" + h.Hash[:10]
 }
 
-// cloneDatabase creates tenant t's database from the template (made on
-// first use), then its role, and gives the database and its objects to the
-// role. The role's SCRAM verifier (4,096 PBKDF2 rounds) is computed while
-// the clone runs, and the role, the ownership, the marks and the REVOKE go
-// in one round trip (one implicit transaction). A role left by an
-// interrupted attempt is checked to be t's and reused. If the role step
-// fails, the database just cloned is dropped: it is unmarked, and nothing
-// else would ever drop it.
-func (p *Provisioner) cloneDatabase(ctx context.Context, t *controlplane.Tenant, h *migrations.History) error {
-	tpl, err := p.ensureTemplate(ctx, h)
-	if err != nil {
-		return fmt.Errorf("template database: %w", err)
-	}
-	verifier := make(chan string, 1)
-	go func() { verifier <- scramVerifier(p.roles.Password(t.DBName)) }()
+// createTenantDatabase makes tenant t's database, in an order a crash can
+// always be recognised in and finished from (docs/OPERATIONS.md):
+//
+//  1. its role, marked as t's, in one implicit transaction with the
+//     membership the admin needs (skipped if a role of t's already exists);
+//  2. CREATE DATABASE … OWNER that role, from tpl (or empty), closed to
+//     every connection (ALLOW_CONNECTIONS false): from its first instant
+//     the database belongs to a role that names its tenant, and nobody can
+//     use it half-made;
+//  3. openDatabase: marked, CONNECT revoked from PUBLIC, opened, in one
+//     implicit transaction.
+//
+// A clone needs nothing more: the template's objects belong to
+// pg_database_owner, which is whoever owns the database, so the tenant's
+// role owns them without a REASSIGN (which needed a connection to the new
+// database, the costliest step of a create). Three round trips on the
+// admin's pool; the role's SCRAM verifier (4,096 PBKDF2 rounds) is
+// computed before the first.
+//
+// created is false when the database existed already (this tenant's, from
+// an interrupted attempt): it is opened as it is, and the caller migrates
+// it on.
+func (p *Provisioner) createTenantDatabase(ctx context.Context, t *controlplane.Tenant, mark, tpl string) (created bool, err error) {
 	db := quote(t.DBName)
-	if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` TEMPLATE `+quote(tpl)); err != nil {
-		return fmt.Errorf("create database %s: %w", t.DBName, err)
-	}
-	own := `ALTER DATABASE ` + db + ` OWNER TO ` + db + `;
-		COMMENT ON DATABASE ` + db + ` IS ` + literal(p.mark(t)) + `;
-		REVOKE CONNECT, TEMPORARY ON DATABASE ` + db + ` FROM PUBLIC`
-	_, err = p.admin.ExecContext(ctx, `CREATE ROLE `+db+` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD `+literal(<-verifier)+`;
-		COMMENT ON ROLE `+db+` IS `+literal(p.mark(t))+`;
-		GRANT `+db+` TO CURRENT_USER;
-		`+own)
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == "42710" { // the role exists: an interrupted attempt's?
-		if err = p.ensureRole(ctx, t); err == nil {
-			_, err = p.admin.ExecContext(ctx, own)
-		}
+	err = p.createRole(ctx, t.DBName, mark)
+	if isDuplicateRole(err) {
+		err = p.ensureRole(ctx, t)
 	}
 	if err != nil {
-		if _, dropErr := p.admin.ExecContext(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+db+` WITH (FORCE)`); dropErr != nil {
-			err = errors.Join(err, fmt.Errorf("drop the unmarked database %s: %w", t.DBName, dropErr))
-		}
-		return fmt.Errorf("create role %s: %w", t.DBName, err)
+		return false, err
 	}
-	return p.reassignToTenant(ctx, t)
+	p.step("database:role")
+	create := `CREATE DATABASE ` + db + ` OWNER ` + db + ` ALLOW_CONNECTIONS false`
+	if tpl != "" {
+		create += ` TEMPLATE ` + quote(tpl)
+	}
+	_, err = p.admin.ExecContext(ctx, create)
+	switch {
+	case err == nil:
+		created = true
+	case isDuplicate(err):
+		if _, err := p.checkDatabase(ctx, t); err != nil {
+			return false, err
+		}
+	default:
+		return false, fmt.Errorf("create database %s: %w", t.DBName, err)
+	}
+	p.step("database:created")
+	return created, p.openDatabase(ctx, t.DBName, mark)
 }
 
-// reassignToTenant gives the objects a template left in t's database to
-// t's role (a no-op when there are none).
-func (p *Provisioner) reassignToTenant(ctx context.Context, t *controlplane.Tenant) error {
-	conn := p.open(t.DBName, "", "")
-	defer conn.Close()
-	_, err := conn.ExecContext(ctx, `REASSIGN OWNED BY `+quote(p.templateOwner())+` TO `+quote(t.DBName)+`;
-		REVOKE CREATE ON SCHEMA public FROM `+quote(p.templateOwner()))
-	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == "42704" { // the owner role does not exist: no template was ever used
-		return nil
-	}
+// openDatabase marks database name, takes CONNECT and TEMPORARY from
+// PUBLIC (a new database grants them) and lets connections in, in one
+// implicit transaction: idempotent, the last step of every create.
+func (p *Provisioner) openDatabase(ctx context.Context, name, mark string) error {
+	db := quote(name)
+	_, err := p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+db+` IS `+literal(mark)+`;
+		REVOKE CONNECT, TEMPORARY ON DATABASE `+db+` FROM PUBLIC;
+		ALTER DATABASE `+db+` WITH ALLOW_CONNECTIONS true`)
 	return err
+}
+
+// checkDatabase reports whether t's database exists, and fails if one of
+// that name exists that is not t's. Ours is marked as t's (or as the spare
+// t claimed), or, unmarked, owned by t's role while that role carries
+// t's mark or t's spare mark: a create cut short between CREATE DATABASE
+// and its mark.
+func (p *Provisioner) checkDatabase(ctx context.Context, t *controlplane.Tenant) (bool, error) {
+	var dbMark, roleMark sql.NullString
+	var owner string
+	err := p.admin.QueryRowContext(ctx, `SELECT shobj_description(d.oid, 'pg_database'), pg_get_userbyid(d.datdba),
+			(SELECT shobj_description(r.oid, 'pg_authid') FROM pg_roles r WHERE r.oid = d.datdba)
+		FROM pg_database d WHERE d.datname = $1`, t.DBName).Scan(&dbMark, &owner, &roleMark)
+	if errors.Is(err, sql.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	ours := func(m sql.NullString) bool {
+		return m.Valid && (m.String == p.mark(t) || strings.HasPrefix(m.String, p.spareMarkPrefix(t.ID)))
+	}
+	if ours(dbMark) || (!dbMark.Valid && owner == t.DBName && ours(roleMark)) {
+		return true, nil
+	}
+	return true, fmt.Errorf("database %q already exists on the tenant server but does not belong to tenant %d of this catalog; "+
+		"refusing to adopt or drop it (inspect it, then drop or rename it by hand)", t.DBName, t.ID)
+}
+
+// isDuplicateRole reports a "role already exists" error.
+func isDuplicateRole(err error) bool {
+	var pg *pgconn.PgError
+	return errors.As(err, &pg) && pg.Code == "42710"
 }
 
 // ensureTemplate returns the template database of h, building it once:
@@ -178,9 +222,8 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 			return err
 		}
 	}
-	// The template database stays the admin's (a REASSIGN OWNED in a clone
-	// would otherwise hand the template itself to the tenant); its owner
-	// role may create in public, a right the clone takes back.
+	// The template database stays the admin's; its owner role may create
+	// in public while it is built.
 	grant := p.open(building, "", "")
 	_, err := grant.ExecContext(ctx, `GRANT CREATE ON SCHEMA public TO `+owner)
 	_ = grant.Close()
@@ -195,6 +238,30 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+quote(building)+` WITH (FORCE)`)
 		return fmt.Errorf("migrate %s: %w", building, err)
 	}
+	p.step("template:migrated")
+	// Everything the migrations made goes to pg_database_owner, the role
+	// that is whoever owns the database: in a clone, the tenant's role. And
+	// the builder's right to create in public goes (DROP OWNED, with
+	// nothing owned left, only revokes privileges).
+	hand := p.open(building, "", "")
+	_, err = hand.ExecContext(ctx, `REASSIGN OWNED BY `+owner+` TO pg_database_owner; DROP OWNED BY `+owner)
+	_ = hand.Close()
+	if err != nil {
+		return fmt.Errorf("hand %s's objects to pg_database_owner: %w", building, err)
+	}
+	// Marked and closed before it takes its name: the rename is the last
+	// step, so a database of the template's name is always complete.
+	// Nobody connects to a template: a connected session would block
+	// every clone.
+	for _, s := range []string{
+		`ALTER DATABASE ` + quote(building) + ` WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`,
+		`COMMENT ON DATABASE ` + quote(building) + ` IS ` + literal("laracopilot tenant template of catalog "+p.owner),
+	} {
+		if _, err := conn.ExecContext(ctx, s); err != nil {
+			return err
+		}
+	}
+	p.step("template:closed")
 	// The migration's connection may take a moment to leave the server;
 	// a rename needs the database to itself.
 	for i := 0; i < 50; i++ {
@@ -203,20 +270,7 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-	if err != nil {
-		return err
-	}
-	// Nobody connects to a template: a connected session would block every
-	// clone.
-	for _, s := range []string{
-		`ALTER DATABASE ` + quote(name) + ` WITH IS_TEMPLATE true ALLOW_CONNECTIONS false`,
-		`COMMENT ON DATABASE ` + quote(name) + ` IS ` + literal("laracopilot tenant template of catalog "+p.owner),
-	} {
-		if _, err := conn.ExecContext(ctx, s); err != nil {
-			return err
-		}
-	}
-	return nil
+	return err
 }
 
 // createSchemaFresh creates t's schema with the whole history and the

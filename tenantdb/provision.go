@@ -35,6 +35,17 @@ type Provisioner struct {
 	// BeforeDrop, if set, runs before a tenant's database or schema is
 	// dropped: the Router closes the tenant's pool there.
 	BeforeDrop func(t *controlplane.Tenant)
+	// Step, if set, is called after each step of provisioning that leaves
+	// something on the server ("database:role", "database:created",
+	// "template:migrated", …): the crash tests kill the process there.
+	Step func(name string)
+}
+
+// step reports a finished provisioning step to Step.
+func (p *Provisioner) step(name string) {
+	if p.Step != nil {
+		p.Step(name)
+	}
 }
 
 var _ controlplane.Provisioner = (*Provisioner)(nil)
@@ -103,22 +114,22 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 	}
 	switch t.Isolation {
 	case controlplane.IsolationDatabase:
-		// The common case first: nothing there yet. One that exists (a
-		// retry, a reconcile) is checked and migrated on.
+		// A clone of the template when the history allows one (the common
+		// case: nothing there yet, and the clone is at the latest version);
+		// one that exists already (a retry, a reconcile), or a history
+		// that cannot be cloned, is migrated on by golang-migrate.
+		tpl := ""
 		if h.Transactional {
-			err := p.cloneDatabase(ctx, t, h)
-			if !isDuplicate(err) {
-				return h.Latest, err
+			if tpl, err = p.ensureTemplate(ctx, h); err != nil {
+				return 0, fmt.Errorf("template database: %w", err)
 			}
 		}
-		if err := p.ensureRole(ctx, t); err != nil {
+		created, err := p.createTenantDatabase(ctx, t, p.mark(t), tpl)
+		if err != nil {
 			return 0, err
 		}
-		if err := p.createDatabase(ctx, t); err != nil {
-			return 0, err
-		}
-		if err := p.reassignToTenant(ctx, t); err != nil {
-			return 0, err
+		if created && tpl != "" {
+			return h.Latest, nil
 		}
 		// As the tenant's role, so that it owns every table it will use.
 		db, target := p.tenantDB(t)
@@ -152,7 +163,7 @@ func (p *Provisioner) Deprovision(ctx context.Context, t *controlplane.Tenant) e
 	id := quote(t.DBName)
 	switch t.Isolation {
 	case controlplane.IsolationDatabase:
-		exists, err := p.checkOwner(ctx, t, "database", databaseMarkQuery)
+		exists, err := p.checkDatabase(ctx, t)
 		if err != nil {
 			return err
 		}
@@ -189,29 +200,6 @@ const (
 	databaseMarkQuery = `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`
 	schemaMarkQuery   = `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`
 )
-
-// createDatabase creates the database, owned by the tenant's role, marks it
-// and closes it to everyone else. CREATE DATABASE cannot run in a
-// transaction, so a crash right after it leaves an unmarked database, which
-// the next attempt refuses to adopt; the error says how to clear it.
-func (p *Provisioner) createDatabase(ctx context.Context, t *controlplane.Tenant) error {
-	exists, err := p.checkOwner(ctx, t, "database", databaseMarkQuery)
-	if err != nil {
-		return err
-	}
-	db := quote(t.DBName)
-	if !exists {
-		if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` OWNER `+db); err != nil {
-			return fmt.Errorf("create database %s: %w", t.DBName, err)
-		}
-		if _, err := p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+db+` IS `+literal(p.mark(t))); err != nil {
-			return err
-		}
-	}
-	// PUBLIC may connect to a new database by default: not to this one.
-	_, err = p.admin.ExecContext(ctx, `REVOKE CONNECT, TEMPORARY ON DATABASE `+db+` FROM PUBLIC`)
-	return err
-}
 
 // createSchema creates and marks the schema in one transaction.
 func (p *Provisioner) createSchema(ctx context.Context, t *controlplane.Tenant) error {

@@ -35,7 +35,10 @@ func TestTenantRoleIsConfinedToItsDatabase(t *testing.T) {
 	defer own.Close(ctx)
 	var owner string
 	require.NoError(t, own.QueryRow(ctx, `SELECT tableowner FROM pg_tables WHERE tablename = 'extensions'`).Scan(&owner))
-	require.Equal(t, a.DBName, owner, "the tenant's role owns its tables")
+	require.Equal(t, "pg_database_owner", owner, "the tables belong to the database's owner")
+	var owns bool
+	require.NoError(t, own.QueryRow(ctx, `SELECT pg_has_role(current_user, 'pg_database_owner', 'USAGE')`).Scan(&owns))
+	require.True(t, owns, "which is the tenant's role")
 
 	_, err = connectAs(t, f.Server.URL, a.DBName, b.DBName)
 	require.Error(t, err)

@@ -15,8 +15,8 @@ import (
 )
 
 // Spare databases (see controlplane/spares.go): a spare is exactly what
-// cloneDatabase makes for a tenant (role, clone of the template, objects
-// reassigned to the role, closed to PUBLIC), named for an id reserved from
+// createTenantDatabase makes for a tenant (role, clone of the template
+// owned by it, closed to PUBLIC), named for an id reserved from
 // the tenants' sequence, but marked as a spare of this catalog and of the
 // template it was cloned from. Adopting it re-marks the role and the
 // database as the tenant's.
@@ -63,11 +63,10 @@ func (p *Provisioner) spareSource() (string, error) {
 	return p.templateName(h), nil
 }
 
-// MakeSpare makes spare id: its role, its database cloned from the
-// template, both marked as the spare's, and the template's objects handed
-// to the role. The role is made (and marked, in the same transaction)
-// first, so a database left unmarked by a crash is still recognisably the
-// spare's: it is owned by the spare's role.
+// MakeSpare makes spare id as createTenantDatabase makes a tenant's
+// database, marked as the spare's: its role first (marked, in the same
+// transaction), so a database left unmarked by a crash is still
+// recognisably the spare's: it is owned by the spare's role.
 func (p *Provisioner) MakeSpare(ctx context.Context, id int64) error {
 	tpl, err := p.spareSource()
 	if err != nil {
@@ -78,19 +77,16 @@ func (p *Provisioner) MakeSpare(ctx context.Context, id int64) error {
 		return fmt.Errorf("template database: %w", err)
 	}
 	name := p.DBName(id)
-	mark := literal(p.spareMark(id, tpl))
 	if err := p.createRole(ctx, name, p.spareMark(id, tpl)); err != nil {
 		return err
 	}
+	p.step("spare:role")
 	db := quote(name)
-	if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` OWNER `+db+` TEMPLATE `+quote(tpl)); err != nil {
+	if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` OWNER `+db+` TEMPLATE `+quote(tpl)+` ALLOW_CONNECTIONS false`); err != nil {
 		return fmt.Errorf("create database %s: %w", name, err)
 	}
-	if _, err := p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+db+` IS `+mark+`;
-		REVOKE CONNECT, TEMPORARY ON DATABASE `+db+` FROM PUBLIC`); err != nil {
-		return err
-	}
-	return p.reassignToTenant(ctx, &controlplane.Tenant{DBName: name})
+	p.step("spare:created")
+	return p.openDatabase(ctx, name, p.spareMark(id, tpl))
 }
 
 // AdoptSpare re-marks the spare t claimed as t's, in one round trip that
