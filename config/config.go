@@ -74,6 +74,10 @@ type Config struct {
 	// ready (made in the background) for creates in database mode to claim;
 	// 0 turns spares off.
 	TenantSpareDatabases int `env:"TENANT_SPARE_DATABASES" envDefault:"2"`
+	// ReconcileInterval is how often serve repairs what crashes and
+	// outages left (tenants pending or deleting, DID index intents,
+	// half-built templates), in one replica at a time.
+	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"30s"`
 	// ProvisionTimeout bounds creating (or dropping) one tenant database.
 	ProvisionTimeout time.Duration `env:"PROVISION_TIMEOUT" envDefault:"2m"`
 	// ShutdownTimeout bounds draining in-flight requests on SIGTERM.
@@ -232,6 +236,9 @@ func (c *Config) Validate() error {
 	}
 	for i, h := range c.AdminHosts {
 		c.AdminHosts[i] = strings.TrimSuffix(strings.ToLower(strings.TrimSpace(h)), ".")
+	}
+	if c.ReconcileInterval <= 0 {
+		return bad("RECONCILE_INTERVAL", "must be positive")
 	}
 	if c.ProvisionTimeout <= 0 {
 		return bad("PROVISION_TIMEOUT", "must be positive")

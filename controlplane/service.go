@@ -98,6 +98,16 @@ type Tenants struct {
 	// must not leave a half-made database behind.
 	ProvisionTimeout time.Duration
 	Log              *slog.Logger
+	// Step, if set, is called after each step of a create that the
+	// catalog or a tenant server keeps ("create:pending",
+	// "create:provisioned"): the crash tests kill the process there.
+	Step func(name string)
+}
+
+func (s *Tenants) step(name string) {
+	if s.Step != nil {
+		s.Step(name)
+	}
 }
 
 // Create validates spec, records the tenant as pending, and provisions its
@@ -130,6 +140,7 @@ func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPI
 		return nil, nil, err
 	}
 	defer lock.Unlock()
+	s.step("create:pending")
 	start := time.Now()
 	var version uint
 	if claimed {
@@ -148,6 +159,7 @@ func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPI
 	if err != nil {
 		return nil, nil, s.provisionFailed(ctx, t, err)
 	}
+	s.step("create:provisioned")
 	s.Log.Info("tenant provisioned", "tenant_id", t.ID, "isolation", t.Isolation, "db_name", t.DBName, "schema_version", version, "spare", claimed, "duration", time.Since(start).Round(time.Millisecond))
 	secret, hash, prefix := GenerateKey()
 	ready, key, err := lock.FinishCreate(ctx, version, KeyRecord{Name: "initial", Prefix: prefix, Hash: hash})
@@ -362,26 +374,56 @@ func (s *Tenants) provisionFailed(ctx context.Context, t *Tenant, err error) err
 
 // Reconcile finishes what a crash left half-done: tenants still pending are
 // provisioned (or cleaned up and marked failed), tenants being deleted are
-// deleted. Tenants whose lock is held elsewhere are in progress and skipped.
-// It is called when serve starts.
+// deleted. Tenants whose lock is held elsewhere are in progress and
+// skipped. It is ReconcileOlder with no grace: for a start, and for tests.
 func (s *Tenants) Reconcile(ctx context.Context) error {
+	return s.ReconcileOlder(ctx, 0, nil)
+}
+
+// ReconcileOlder is Reconcile for the tenants left pending or deleting for
+// longer than grace: younger ones may belong to a request still running
+// (whose lock a catalog outage could have released). observe, if set,
+// counts each repair by outcome: "ready", "failed", "deleted", "error".
+func (s *Tenants) ReconcileOlder(ctx context.Context, grace time.Duration, observe func(outcome string)) error {
 	ts, err := s.Catalog.TenantsByProvisioning(ctx, ProvisionPending, ProvisionDeleting)
 	if err != nil {
 		return err
 	}
+	if observe == nil {
+		observe = func(string) {}
+	}
 	var errs []error
 	for i := range ts {
 		t := &ts[i]
+		if grace > 0 && time.Since(t.UpdatedAt) < grace {
+			continue
+		}
+		outcome := ""
 		switch t.Provisioning {
 		case ProvisionPending:
 			s.Log.Info("reconcile: finishing interrupted provisioning", "tenant_id", t.ID)
 			_, err = s.provision(ctx, t.ID)
+			outcome = "ready"
+			if ErrorCode(err) == ProvisioningFailed {
+				outcome = "failed"
+			}
 		case ProvisionDeleting:
 			s.Log.Info("reconcile: finishing interrupted delete", "tenant_id", t.ID)
 			err = s.reconcileDelete(ctx, t.ID)
+			outcome = "deleted"
 		}
-		if err != nil && ErrorCode(err) != Conflict {
+		switch {
+		case ErrorCode(err) == Conflict:
+			continue // someone holds it: in progress
+		case err != nil && outcome != "failed":
+			outcome = "error"
+		}
+		observe(outcome)
+		if err != nil {
+			s.Log.Error("reconcile: tenant not repaired", "tenant_id", t.ID, "outcome", outcome, "err", err)
 			errs = append(errs, fmt.Errorf("tenant %d: %w", t.ID, err))
+		} else {
+			s.Log.Info("reconcile: tenant repaired", "tenant_id", t.ID, "outcome", outcome)
 		}
 	}
 	return errors.Join(errs...)

@@ -215,7 +215,10 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 	// this says it again to PUBLIC, should that flag ever be lifted (a
 	// REVOKE on a database is not copied to its clones, which revoke their
 	// own).
-	steps = append(steps, `DROP DATABASE IF EXISTS `+quote(building)+` WITH (FORCE)`, `CREATE DATABASE `+quote(building),
+	if err := dropBuilding(ctx, conn, building); err != nil {
+		return err
+	}
+	steps = append(steps, `CREATE DATABASE `+quote(building),
 		`REVOKE CONNECT, TEMPORARY ON DATABASE `+quote(building)+` FROM PUBLIC`)
 	for _, s := range steps {
 		if _, err := conn.ExecContext(ctx, s); err != nil {
@@ -235,7 +238,7 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 	cfg.RuntimeParams["role"] = p.templateOwner() // objects are created owned by it
 	db := openConfig(cfg)
 	if _, err := migrations.Up(db, p.migrations, migrations.Target{}); err != nil {
-		_, _ = conn.ExecContext(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+quote(building)+` WITH (FORCE)`)
+		_ = dropBuilding(context.WithoutCancel(ctx), conn, building)
 		return fmt.Errorf("migrate %s: %w", building, err)
 	}
 	p.step("template:migrated")
@@ -307,4 +310,69 @@ COMMIT;`
 func isDuplicate(err error) bool {
 	var pg *pgconn.PgError
 	return errors.As(err, &pg) && (pg.Code == "42P04" || pg.Code == "42P06")
+}
+
+// DropHalfBuiltTemplates drops the template databases a crash left half
+// built ("…_building"), each under the lock its builder would hold, so
+// one being built right now is left alone. The next create would drop it
+// anyway; this does it for a server no create has reached since.
+func (p *Provisioner) DropHalfBuiltTemplates(ctx context.Context) (dropped int, err error) {
+	rows, err := p.admin.QueryContext(ctx, `SELECT datname FROM pg_database WHERE starts_with(datname, $1) AND datname LIKE '%\_building'`, p.prefix+"tpl")
+	if err != nil {
+		return 0, err
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return 0, err
+		}
+		names = append(names, n)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return 0, err
+	}
+	for _, building := range names {
+		conn, err := p.admin.Conn(ctx)
+		if err != nil {
+			return dropped, err
+		}
+		key := int64(crc32.ChecksumIEEE([]byte(strings.TrimSuffix(building, "_building"))))
+		var ok bool
+		if err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1)`, key).Scan(&ok); err == nil && ok {
+			err = dropBuilding(ctx, conn, building)
+			_, _ = conn.ExecContext(context.WithoutCancel(ctx), `SELECT pg_advisory_unlock($1)`, key)
+			if err == nil {
+				dropped++
+			}
+		}
+		_ = conn.Close()
+		if err != nil {
+			return dropped, err
+		}
+	}
+	return dropped, nil
+}
+
+// dropBuilding drops a template database being built, if it exists; one
+// killed after it was closed as a template must stop being one first
+// (PostgreSQL refuses to drop a template).
+func dropBuilding(ctx context.Context, conn *sql.Conn, building string) error {
+	var isTemplate bool
+	err := conn.QueryRowContext(ctx, `SELECT datistemplate FROM pg_database WHERE datname = $1`, building).Scan(&isTemplate)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if isTemplate {
+		if _, err := conn.ExecContext(ctx, `ALTER DATABASE `+quote(building)+` WITH IS_TEMPLATE false`); err != nil {
+			return err
+		}
+	}
+	_, err = conn.ExecContext(ctx, `DROP DATABASE IF EXISTS `+quote(building)+` WITH (FORCE)`)
+	return err
 }

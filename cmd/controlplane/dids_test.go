@@ -187,11 +187,13 @@ func TestDIDReconcile(t *testing.T) {
 	require.NoError(t, err)
 
 	// Young rows belong to running requests: left alone.
-	require.NoError(t, b.app.ReconcileDIDs(ctx, didGrace))
+	_, err = b.app.ReconcileDIDs(ctx, didGrace)
+	require.NoError(t, err)
 	status, _, _ := b.req("GET", "", "/api/dids/+15550000002", nil)
 	require.Equal(t, http.StatusNotFound, status, "not settled yet")
 
-	require.NoError(t, b.app.ReconcileDIDs(ctx, 0))
+	_, err = b.app.ReconcileDIDs(ctx, 0)
+	require.NoError(t, err)
 	status, _, _ = b.req("POST", "beta.example.org", "/api/dids", map[string]any{"number": "+15550000001"})
 	require.Equal(t, http.StatusCreated, status, "the orphan claim was released")
 	status, _, route := b.req("GET", "", "/api/dids/+15550000002", nil)

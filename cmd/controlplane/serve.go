@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"gorm.io/gorm"
 
@@ -56,6 +57,8 @@ type App struct {
 	LatestTenantSchema uint
 	// RoleSecret derives tenant database roles' passwords.
 	RoleSecret tenantdb.RoleSecret
+	// Reconciler repairs what crashes and outages leave (serve runs it).
+	Reconciler *controlplane.Reconciler
 	// RolePasswords sets the roles' passwords from RoleSecret when they
 	// were last set from another secret.
 	RolePasswords *controlplane.RolePasswords
@@ -197,6 +200,22 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		app.Close()
 		return nil, err
 	}
+	reconciled := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "controlplane_reconciled_total",
+		Help: "Repairs by the reconciler, by kind (tenant, did, template) and outcome.",
+	}, []string{"kind", "outcome"})
+	app.Reconciler = &controlplane.Reconciler{
+		Tenants: app.Tenants,
+		Lock:    app.Store.TryLockReconciler,
+		Steps: []controlplane.ReconcileStep{
+			{Kind: "did", Run: func(ctx context.Context) (int, error) { return app.ReconcileDIDs(ctx, didGrace) }},
+			{Kind: "template", Run: app.Provisioner.DropHalfBuiltTemplates},
+		},
+		Period:  cfg.ReconcileInterval,
+		Grace:   time.Minute,
+		Observe: func(kind, outcome string, n int) { reconciled.WithLabelValues(kind, outcome).Add(float64(n)) },
+		Log:     log,
+	}
 	srv := &httpapi.Server{
 		Tenants:            app.Tenants,
 		Directory:          store.Cache(),
@@ -210,6 +229,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		SeparateMetrics:    cfg.MetricsAddr != "",
 		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
 		Log:                log,
+		Collectors:         []prometheus.Collector{reconciled},
 	}
 	app.Handler = srv.Handler()
 	if srv.SeparateMetrics {
@@ -247,16 +267,11 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	go app.Store.Listen(ctx, cfg.DatabaseURL.Value(), log)
 	go app.flushKeyUse(ctx)
 
-	// Finish what a previous process left half-done. It runs beside the
-	// listener: tenants it works on are locked, and a request for one of
-	// them gets a clear conflict rather than a long wait.
-	go func() {
-		if err := app.Tenants.Reconcile(ctx); err != nil {
-			log.Error("reconcile: some tenants could not be finished", "err", err)
-		}
-	}()
-
-	go app.reconcileDIDs(ctx, log)
+	// Finish what a previous process, or an outage, left half-done: at
+	// start and then every half minute, in one replica at a time. It runs
+	// beside the listener: tenants it works on are locked, and a request
+	// for one of them gets a clear conflict rather than a long wait.
+	go app.Reconciler.Run(ctx)
 
 	// Keep spare tenant databases ready for creates to claim, and drop the
 	// ones the catalog no longer wants.
@@ -345,25 +360,9 @@ func (a *App) flushKeyUse(ctx context.Context) {
 // touches it: younger ones belong to requests still running.
 const didGrace = time.Minute
 
-// reconcileDIDs settles DID index rows left in flight, at start and then
-// every half minute, until ctx ends.
-func (a *App) reconcileDIDs(ctx context.Context, log *slog.Logger) {
-	tick := time.NewTicker(30 * time.Second)
-	defer tick.Stop()
-	for {
-		if err := a.ReconcileDIDs(ctx, didGrace); err != nil && ctx.Err() == nil {
-			log.Error("reconcile DIDs", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-tick.C:
-		}
-	}
-}
-
-// ReconcileDIDs settles the DID index rows in flight for longer than grace.
-func (a *App) ReconcileDIDs(ctx context.Context, grace time.Duration) error {
+// ReconcileDIDs settles the DID index rows in flight for longer than
+// grace, and says how many.
+func (a *App) ReconcileDIDs(ctx context.Context, grace time.Duration) (int, error) {
 	return dids.Reconcile(ctx, a.Store, grace, func(tenantID int64) (*dids.Store, func(), error) {
 		t, ok := a.Store.Cache().ByID(tenantID)
 		if !ok || t.Provisioning != controlplane.ProvisionReady {

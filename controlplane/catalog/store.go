@@ -338,44 +338,67 @@ func (s *Store) LockTenantWait(ctx context.Context, id int64) (func(), error) {
 }
 
 func (s *Store) lockTenant(ctx context.Context, id int64, wait bool) (func(), error) {
+	unlock, ok, err := s.advisoryLock(ctx, lockClass, int32(id), wait) // ids stay far below 2^31; a wrap would only share a lock
+	if err != nil {
+		return nil, err
+	}
+	if !ok {
+		return nil, controlplane.Errorf(controlplane.Conflict, "tenant %d is being provisioned or deleted by another request; try again shortly", id)
+	}
+	return unlock, nil
+}
+
+// reconcilerClass is the first key of the lock one replica's reconciler
+// holds for a pass.
+const reconcilerClass = 0x5243 // "RC"
+
+// TryLockReconciler takes, without waiting, the lock of a reconciler pass:
+// one replica at a time repairs the fleet. ok is false when another holds
+// it.
+func (s *Store) TryLockReconciler(ctx context.Context) (unlock func(), ok bool, err error) {
+	return s.advisoryLock(ctx, reconcilerClass, 0, false)
+}
+
+// advisoryLock takes the session advisory lock (class, key) on a catalog
+// connection of its own, held until unlock; without wait, ok is false when
+// another session holds it.
+func (s *Store) advisoryLock(ctx context.Context, class, key int32, wait bool) (unlock func(), ok bool, err error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
-		return nil, translate(err)
+		return nil, false, translate(err)
 	}
 	conn, err := sqlDB.Conn(ctx)
 	if err != nil {
-		return nil, translate(err)
+		return nil, false, translate(err)
 	}
-	key := int32(id) // ids stay far below 2^31; a wrap would only share a lock
-	var ok bool
 	if wait {
-		_, err = conn.ExecContext(ctx, `SELECT pg_advisory_lock($1, $2)`, lockClass, key)
+		_, err = conn.ExecContext(ctx, `SELECT pg_advisory_lock($1, $2)`, class, key)
 		ok = err == nil
 	} else {
-		err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, lockClass, key).Scan(&ok)
+		err = conn.QueryRowContext(ctx, `SELECT pg_try_advisory_lock($1, $2)`, class, key).Scan(&ok)
 	}
 	if err != nil {
 		// Whether the lock was taken is unknown (a wait cut short by ctx):
 		// drop the connection rather than return a locked session to the pool.
 		discard(conn)
-		return nil, translate(err)
+		return nil, false, translate(err)
 	}
 	if !ok {
 		_ = conn.Close()
-		return nil, controlplane.Errorf(controlplane.Conflict, "tenant %d is being provisioned or deleted by another request; try again shortly", id)
+		return nil, false, nil
 	}
 	return func() {
 		// Unlock with a fresh context: the caller's may be done already.
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()
-		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, $2)`, lockClass, key); err != nil {
+		if _, err := conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, $2)`, class, key); err != nil {
 			// Closing a connection whose unlock failed would return a
 			// locked session to the pool; discard it instead.
 			discard(conn)
 			return
 		}
 		_ = conn.Close()
-	}, nil
+	}, true, nil
 }
 
 // discard closes conn's session for good instead of returning it to the

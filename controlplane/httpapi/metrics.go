@@ -33,7 +33,7 @@ type metrics struct {
 	registry *prometheus.Registry
 }
 
-func newMetrics(g Gauges) *metrics {
+func newMetrics(g Gauges, extra []prometheus.Collector) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "controlplane_http_requests_total",
@@ -48,6 +48,7 @@ func newMetrics(g Gauges) *metrics {
 	}
 	m.registry.MustRegister(m.requests, m.latency, &stateCollector{g: g},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.registry.MustRegister(extra...)
 	return m
 }
 

@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/laracopilot/controlplane/controlplane"
 )
@@ -49,6 +50,8 @@ type Server struct {
 	// and migrated); it backs /readyz.
 	Ready func(ctx context.Context) error
 	Log   *slog.Logger
+	// Collectors are more series for /metrics (the reconciler's counts).
+	Collectors []prometheus.Collector
 
 	metricsOnce sync.Once
 	m           *metrics
@@ -57,7 +60,7 @@ type Server struct {
 // metrics returns the server's one registry, so that the router's counters
 // and a separate metrics listener show the same series.
 func (s *Server) metrics() *metrics {
-	s.metricsOnce.Do(func() { s.m = newMetrics(s.Gauges) })
+	s.metricsOnce.Do(func() { s.m = newMetrics(s.Gauges, s.Collectors) })
 	return s.m
 }
 

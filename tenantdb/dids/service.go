@@ -149,18 +149,20 @@ func (s *Service) undo(ctx context.Context, cause, undoErr error) error {
 // gone (its index rows go with it). Rows younger than grace belong to
 // requests still running and are left alone.
 func Reconcile(ctx context.Context, index controlplane.DIDIndex, grace time.Duration,
-	open func(tenantID int64) (*Store, func(), error)) error {
+	open func(tenantID int64) (*Store, func(), error)) (settled int, err error) {
 	entries, err := index.UnsettledDIDs(ctx, time.Now().Add(-grace))
 	if err != nil {
-		return err
+		return 0, err
 	}
 	var errs []error
 	for _, e := range entries {
 		if err := reconcileOne(ctx, index, e, open); err != nil {
 			errs = append(errs, fmt.Errorf("DID %s: %w", e.Number, err))
+		} else {
+			settled++
 		}
 	}
-	return errors.Join(errs...)
+	return settled, errors.Join(errs...)
 }
 
 func reconcileOne(ctx context.Context, index controlplane.DIDIndex, e controlplane.DIDEntry, open func(int64) (*Store, func(), error)) error {
