@@ -354,20 +354,23 @@ func (s *Tenants) provisionLocked(ctx context.Context, t *Tenant) (*Tenant, erro
 func (s *Tenants) provisionFailed(ctx context.Context, t *Tenant, err error) error {
 	id := t.ID
 	cause := err.Error()
+	left := "It is recorded as failed with nothing left behind"
 	if dropErr := s.Provisioner.Deprovision(ctx, t); dropErr != nil {
 		// The row says failed either way; retry and delete are idempotent
 		// and will find whatever is left.
 		err = errors.Join(err, fmt.Errorf("cleanup: %w", dropErr))
 		cause += " (cleanup also failed: " + dropErr.Error() + ")"
+		left = "It is recorded as failed; what was made could not be removed yet (a retry or a delete finds and removes it)"
 	}
 	s.Log.Error("tenant provisioning failed", "tenant_id", id, "isolation", t.Isolation, "db_name", t.DBName, "err", err)
 	if _, recErr := s.Catalog.SetProvisioning(ctx, id, ProvisionFailed, 0, truncate(cause, 1000)); recErr != nil {
 		err = errors.Join(err, recErr)
+		left = "Recording the failure in the catalog failed too: the tenant stays pending until the reconciler takes it over"
 	}
 	return &Error{
 		Code: ProvisioningFailed,
-		Message: fmt.Sprintf("tenant %d could not be provisioned: %s. It is recorded as failed with nothing left behind; fix the cause, then POST /api/tenants/%d/provision to retry",
-			id, truncate(cause, 300), id),
+		Message: fmt.Sprintf("tenant %d could not be provisioned: %s. %s; fix the cause, then POST /api/tenants/%d/provision to retry",
+			id, truncate(cause, 300), left, id),
 		Err: err,
 	}
 }
