@@ -31,7 +31,13 @@ type bundle struct {
 
 func setup(t *testing.T, isolation controlplane.Isolation, env ...string) *bundle {
 	t.Helper()
-	db := pgtest.New(t)
+	return setupOn(t, pgtest.New(t), isolation, env...)
+}
+
+// setupOn is setup on a database of the caller's (e.g. on a private
+// cluster the test stops and starts).
+func setupOn(t *testing.T, db pgtest.DB, isolation controlplane.Isolation, env ...string) *bundle {
+	t.Helper()
 	cfg, err := config.Load(append([]string{
 		"DATABASE_URL=" + db.URL,
 		"TENANT_ISOLATION=" + string(isolation),
