@@ -515,3 +515,46 @@ func TestIdempotentRetryAfterDelete(t *testing.T) {
 	require.Equal(t, "tenant 1, created by the first request with this Idempotency-Key, has since been deleted", errOf(got)["message"])
 	require.Equal(t, 0, b.tenantCount())
 }
+
+// With spare databases ready, racing requests with one key claim them in
+// the statement that records the key: the losers' claims roll back with
+// their inserts, so one spare becomes the tenant and the other stays ready.
+func TestIdempotentConcurrentCreatesClaimingSpares(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase)
+	require.NoError(t, b.app.Tenants.Spares.Fill(context.Background()))
+	require.Equal(t, map[int64]string{1: "ready", 2: "ready"}, b.spareRows())
+
+	const n = 8
+	ids := make(chan any, n)
+	var wg sync.WaitGroup
+	for range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			status, _, got := b.createKeyed(seed(), idemKey("spare-race")...)
+			if status != http.StatusCreated && status != http.StatusAccepted {
+				ids <- status
+				return
+			}
+			ids <- got["id"]
+		}()
+	}
+	wg.Wait()
+	close(ids)
+	seen := map[any]int{}
+	for id := range ids {
+		seen[id]++
+	}
+	require.Len(t, seen, 1, "every answer is the one tenant: %v", seen)
+	var id int64
+	for v := range seen {
+		f, ok := v.(float64)
+		require.True(t, ok, "an answer was %v", v)
+		id = int64(f)
+	}
+	require.Contains(t, []int64{1, 2}, id, "the tenant took a spare's id")
+	require.Equal(t, 1, b.tenantCount())
+	require.Equal(t, map[int64]string{3 - id: "ready"}, b.spareRows(), "the other spare is ready again")
+	require.Len(t, pgtest.TenantDatabases(t, b.db.Prefix), 2, "the tenant's and the spare left")
+}
