@@ -53,6 +53,11 @@ type CreateOptions struct {
 	// template, and the tenant takes its id; with none left an id is
 	// reserved as usual.
 	SpareTemplate string
+	// Idempotency, if set, is recorded with the tenant's id, in the
+	// statement that inserts the tenant: a crash leaves both or neither.
+	// A record of the same actor and key committed first fails the insert
+	// (a Conflict), so one key makes at most one tenant.
+	Idempotency *IdempotencyRecord
 }
 
 // TenantLock is a tenant's lifecycle lock held by a create.
@@ -93,6 +98,10 @@ type Tenants struct {
 	DefaultIsolation Isolation
 	// Spares, if set, are claimed by creates in database mode.
 	Spares *Spares
+	// Idempotency keeps the outcomes of creates sent with an
+	// Idempotency-Key (CreateIdempotent), for IdempotencyTTL (0: a day).
+	Idempotency    IdempotencyStore
+	IdempotencyTTL time.Duration
 	// ProvisionTimeout bounds one provisioning or deprovisioning run. The
 	// run is detached from the request's context: a client that hangs up
 	// must not leave a half-made database behind.
@@ -119,9 +128,17 @@ func (s *Tenants) step(name string) {
 // lifecycle lock: reserve the id, lock and insert the pending row; then,
 // after provisioning, mark it ready with its first key and unlock.
 func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPIKey, error) {
+	t, key, _, err := s.create(ctx, spec, nil)
+	return t, key, err
+}
+
+// create is Create, recording idem (if set) with the tenant row. inserted
+// says whether the row, and idem with it, were written: an error with
+// inserted came after, from provisioning.
+func (s *Tenants) create(ctx context.Context, spec TenantSpec, idem *IdempotencyRecord) (_ *Tenant, _ *NewAPIKey, inserted bool, _ error) {
 	spec.Normalize(s.DefaultIsolation)
 	if err := spec.Validate(); err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	// Detached: a client that hangs up must not leave a half-made tenant.
 	ctx, cancel := s.detach(ctx)
@@ -129,7 +146,7 @@ func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPI
 	t := &Tenant{Provisioning: ProvisionPending}
 	t.apply(spec)
 	t.Isolation = spec.Isolation
-	opts := CreateOptions{DBPrefix: s.Provisioner.DBPrefix()}
+	opts := CreateOptions{DBPrefix: s.Provisioner.DBPrefix(), Idempotency: idem}
 	if s.Spares != nil && s.Spares.Want > 0 && t.Isolation == IsolationDatabase {
 		if tpl, err := s.Spares.Provisioner.SpareTemplate(); err == nil {
 			opts.SpareTemplate = tpl
@@ -137,7 +154,7 @@ func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPI
 	}
 	lock, claimed, err := s.Catalog.CreateTenantLocked(ctx, t, opts)
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, false, err
 	}
 	defer lock.Unlock()
 	s.step("create:pending")
@@ -157,27 +174,27 @@ func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPI
 		version, err = s.Provisioner.Provision(ctx, t)
 	}
 	if err != nil {
-		return nil, nil, s.provisionFailed(ctx, t, err)
+		return nil, nil, true, s.provisionFailed(ctx, t, err)
 	}
 	s.step("create:provisioned")
 	s.Log.Info("tenant provisioned", "tenant_id", t.ID, "isolation", t.Isolation, "db_name", t.DBName, "schema_version", version, "spare", claimed, "duration", time.Since(start).Round(time.Millisecond))
 	secret, hash, prefix := GenerateKey()
 	ready, key, err := lock.FinishCreate(ctx, version, KeyRecord{Name: "initial", Prefix: prefix, Hash: hash})
 	if err == nil {
-		return ready, &NewAPIKey{APIKey: *key, Key: secret}, nil
+		return ready, &NewAPIKey{APIKey: *key, Key: secret}, true, nil
 	}
 	// The tenant is provisioned: mark it ready on its own, as a retry would.
 	s.Log.Error("marking the tenant ready with its initial API key failed; marking it ready alone", "tenant_id", t.ID, "err", err)
 	ready, err = s.Catalog.SetProvisioning(ctx, t.ID, ProvisionReady, version, "")
 	if err != nil {
-		return nil, nil, err
+		return nil, nil, true, err
 	}
 	newKey, err := s.CreateKey(ctx, t.ID, KeySpec{Name: "initial"})
 	if err != nil {
 		// The tenant is fine; an operator can issue a key at any time.
 		s.Log.Error("tenant created without its initial API key", "tenant_id", t.ID, "err", err)
 	}
-	return ready, newKey, nil
+	return ready, newKey, true, nil
 }
 
 // Get returns one tenant.

@@ -139,6 +139,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 	app.Tenants = &controlplane.Tenants{
 		Catalog:          store,
 		Keys:             store,
+		Idempotency:      store,
 		Provisioner:      app.Provisioner,
 		DefaultIsolation: controlplane.Isolation(cfg.TenantIsolation),
 		ProvisionTimeout: cfg.ProvisionTimeout,

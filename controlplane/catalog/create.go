@@ -71,6 +71,20 @@ func (s *Store) CreateTenantLocked(ctx context.Context, t *controlplane.Tenant, 
 	args := []any{lockClass, t.Name, t.Slug, t.Domain, string(t.Status), t.Timezone, t.MaxExtensions, string(t.Settings),
 		string(t.Isolation), controlplane.ActorFrom(ctx), string(diff), o.DBPrefix}
 	insert := func(source string, extra ...any) (tenantRow, bool, error) {
+		a := append(append([]any{}, args...), extra...)
+		idem := ""
+		if k := o.Idempotency; k != nil {
+			// In the same statement as the tenant: a key is never without
+			// its tenant, nor a tenant of a keyed create without its key.
+			// A concurrent insert of the same key makes this one wait for
+			// its commit, then fail on the primary key, tenant and all.
+			n := len(a)
+			idem = fmt.Sprintf(`, idem AS (
+					INSERT INTO idempotency_keys (actor, key, fingerprint, tenant_id)
+					SELECT $%d, $%d, $%d, id FROM ins
+				)`, n+1, n+2, n+3)
+			a = append(a, k.Actor, k.Key, k.Fingerprint[:])
+		}
 		var row tenantRow
 		err := lock.pgx(func(c *pgx.Conn) error {
 			var err error
@@ -83,8 +97,8 @@ func (s *Store) CreateTenantLocked(ctx context.Context, t *controlplane.Tenant, 
 				), aud AS (
 					INSERT INTO audit_log (at, actor, action, tenant_id, target, diff)
 					SELECT now(), $10, 'tenant.create', id, slug, $11::jsonb FROM ins
-				)
-				SELECT `+tenantColumns("ins")+` FROM ins`, append(args, extra...)...))
+				)`+idem+`
+				SELECT `+tenantColumns("ins")+` FROM ins`, a...))
 			return err
 		})
 		if errors.Is(err, pgx.ErrNoRows) {

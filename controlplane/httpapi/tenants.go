@@ -19,7 +19,7 @@ type tenantList struct {
 }
 
 // createdTenant is the body of POST /api/tenants: the tenant, and its first
-// API key with the secret, shown this once.
+// API key with the secret, shown this once (null in a retry's answer).
 type createdTenant struct {
 	*controlplane.Tenant
 	APIKey *controlplane.NewAPIKey `json:"api_key"`
@@ -40,17 +40,36 @@ func (s *Server) tenantRoutes(api *gin.RouterGroup) {
 	api.GET("/audit", handle(s.listAudit))
 }
 
+// createTenant answers 201 with the tenant, or, when a retry with an
+// Idempotency-Key finds it still being provisioned by the first request,
+// 202 with the tenant as it is (provisioning "pending"; poll Location).
+// The header is checked before the body is read: a bad key is refused
+// whatever the body.
 func (s *Server) createTenant(c *gin.Context) error {
+	key, err := controlplane.ParseIdempotencyKey(c.Request.Header.Values(controlplane.IdempotencyKeyHeader))
+	if err != nil {
+		return err
+	}
 	spec := controlplane.NewTenantSpec()
 	if err := decodeJSON(c, &spec); err != nil {
 		return err
 	}
-	t, key, err := s.Tenants.Create(c.Request.Context(), spec)
+	res, err := s.Tenants.CreateIdempotent(c.Request.Context(), key, spec)
 	if err != nil {
+		if controlplane.Replayed(err) {
+			c.Header("Idempotent-Replayed", "true")
+		}
 		return err
 	}
-	c.Header("Location", "/api/tenants/"+itoa(t.ID))
-	c.JSON(http.StatusCreated, createdTenant{Tenant: t, APIKey: key})
+	if res.Replayed {
+		c.Header("Idempotent-Replayed", "true")
+	}
+	status := http.StatusCreated
+	if res.Tenant.Provisioning == controlplane.ProvisionPending {
+		status = http.StatusAccepted
+	}
+	c.Header("Location", "/api/tenants/"+itoa(res.Tenant.ID))
+	c.JSON(status, createdTenant{Tenant: res.Tenant, APIKey: res.Key})
 	return nil
 }
 
