@@ -8,7 +8,13 @@ import (
 	"github.com/gin-gonic/gin"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/sqlerr"
 )
+
+// retryAfter is the Retry-After, in seconds, of every 503: the switches
+// posting CDRs and operators' scripts retry on 503 (not on 500) and honour
+// it, so an outage costs them a short wait instead of lost work.
+const retryAfter = "5"
 
 // statusOf is the one table from error code to HTTP status.
 var statusOf = map[controlplane.Code]int{
@@ -68,7 +74,9 @@ func noContent(c *gin.Context, err error) error {
 
 // writeErrors is the middleware that turns the last error a handler
 // recorded into the JSON error body. Errors that are not domain errors are
-// bugs or outages: the client gets a generic message, the log the details.
+// outages if sqlerr recognises them as such (503, as if the store had
+// translated them), bugs otherwise (500): either way the client gets a
+// generic message, the log the details.
 func writeErrors(log *slog.Logger) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		c.Next()
@@ -78,7 +86,9 @@ func writeErrors(log *slog.Logger) gin.HandlerFunc {
 		err := c.Errors.Last().Err
 		var de *controlplane.Error
 		if !errors.As(err, &de) {
-			de = &controlplane.Error{Code: controlplane.Internal, Err: err}
+			if de = sqlerr.Outage(err); de == nil {
+				de = &controlplane.Error{Code: controlplane.Internal, Err: err}
+			}
 		}
 		status, ok := statusOf[de.Code]
 		if !ok {
@@ -92,7 +102,7 @@ func writeErrors(log *slog.Logger) gin.HandlerFunc {
 			log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "request_id", c.GetString(requestIDKey), "err", err)
 		}
 		if status == http.StatusServiceUnavailable {
-			c.Header("Retry-After", "5")
+			c.Header("Retry-After", retryAfter)
 		}
 		c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: de.Code, Message: msg, Fields: de.Fields}})
 	}

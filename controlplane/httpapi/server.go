@@ -126,6 +126,7 @@ func (s *Server) readyz(c *gin.Context) {
 	defer cancel()
 	if err := s.Ready(ctx); err != nil {
 		s.Log.Warn("not ready", "err", err)
+		c.Header("Retry-After", retryAfter)
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": "catalog unreachable or not at the expected migration; see the server log"})
 		return
 	}

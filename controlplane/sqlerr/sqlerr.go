@@ -1,12 +1,22 @@
 // Package sqlerr translates PostgreSQL and gorm errors into the domain's
 // *controlplane.Error, once, in the stores: no driver error climbs above
 // them, and a constraint's name becomes the API field it protects.
+//
+// It is also the one place that tells an outage from a bug. An outage (the
+// server unreachable, restarting or shutting down, a connection lost, a
+// timeout, a transaction that lost to a concurrent one) becomes a 503 code
+// that clients retry with backoff; anything the code does not recognise
+// stays Internal (500), a bug to look at. Handlers never decide that.
 package sqlerr
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
+	"io"
+	"net"
 	"strings"
+	"syscall"
 
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
@@ -20,12 +30,26 @@ type Constraint struct {
 	Reason string // e.g. "is already taken by another tenant"
 }
 
-// Translate maps err to a domain error. constraints names the constraints
-// the caller knows; a violated constraint found there becomes a Conflict
-// (unique) or Invalid (check, foreign key) naming its field. Errors already
-// in the domain pass through; anything else becomes Internal, kept as the
-// cause for the log.
+// Translate maps err, from the catalog database, to a domain error.
+// constraints names the constraints the caller knows; a violated constraint
+// found there becomes a Conflict (unique) or Invalid (check, foreign key)
+// naming its field. Errors already in the domain pass through; an outage
+// becomes Unavailable (see Outage); anything else becomes Internal, kept as
+// the cause for the log.
 func Translate(err error, constraints map[string]Constraint) error {
+	return translate(err, constraints, controlplane.Unavailable, "the database is unavailable; retry shortly")
+}
+
+// TranslateTenant is Translate for the stores of one tenant's database: a
+// tenant database that cannot be reached is TenantUnavailable, so that a
+// client and an operator can tell it from the catalog being down
+// (Unavailable) while both stay 503 with Retry-After. Timeouts and lost
+// transaction races stay Unavailable: they are not about the tenant.
+func TranslateTenant(err error, constraints map[string]Constraint) error {
+	return translate(err, constraints, controlplane.TenantUnavailable, "the tenant's database is unavailable; retry shortly")
+}
+
+func translate(err error, constraints map[string]Constraint, downCode controlplane.Code, downMessage string) error {
 	if err == nil {
 		return nil
 	}
@@ -36,8 +60,13 @@ func Translate(err error, constraints map[string]Constraint) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return &controlplane.Error{Code: controlplane.NotFound, Message: "not found", Err: err}
 	}
-	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) {
-		return &controlplane.Error{Code: controlplane.Unavailable, Message: "the database did not answer in time", Err: err}
+	switch classify(err) {
+	case down:
+		return &controlplane.Error{Code: downCode, Message: downMessage, Err: err}
+	case slow:
+		return &controlplane.Error{Code: controlplane.Unavailable, Message: "the database did not answer in time; retry shortly", Err: err}
+	case contended:
+		return &controlplane.Error{Code: controlplane.Unavailable, Message: "a concurrent change interfered; retry the request", Err: err}
 	}
 	var pg *pgconn.PgError
 	if !errors.As(err, &pg) {
@@ -55,12 +84,87 @@ func Translate(err error, constraints map[string]Constraint) error {
 			return &controlplane.Error{Code: controlplane.Invalid, Message: c.Field + " " + c.Reason, Fields: map[string]string{c.Field: c.Reason}, Err: err}
 		}
 		return &controlplane.Error{Code: controlplane.Invalid, Message: "a value breaks a rule of the data model", Err: err}
-	case "40001", "40P01": // serialization failure, deadlock: safe to retry
-		return &controlplane.Error{Code: controlplane.Unavailable, Message: "a concurrent change interfered; retry the request", Err: err}
-	case "57014": // query_canceled (statement timeout)
-		return &controlplane.Error{Code: controlplane.Unavailable, Message: "the database did not answer in time", Err: err}
 	}
 	return &controlplane.Error{Code: controlplane.Internal, Message: "internal error", Err: err}
+}
+
+// Outage returns the Unavailable error for err when err is an outage of a
+// database (see classify), nil otherwise. It is the safety net of the error
+// renderer: an error that reached it untranslated is still a 503 when it
+// is an outage, not a 500.
+func Outage(err error) *controlplane.Error {
+	var de *controlplane.Error
+	if err == nil || errors.As(err, &de) || classify(err) == none {
+		return nil
+	}
+	return translate(err, nil, controlplane.Unavailable, "the database is unavailable; retry shortly").(*controlplane.Error)
+}
+
+// kind is what an error says about the database.
+type kind int
+
+const (
+	none      kind = iota // not an outage: a bug, bad data, or a rule of the data model
+	down                  // unreachable, restarting, shutting down, full, or the connection was lost
+	slow                  // the request's deadline or a statement timeout ran out
+	contended             // a transaction lost to a concurrent one (after any retries)
+)
+
+// classify tells an outage from the rest. It looks through every wrapper
+// (gorm's, database/sql's, fmt.Errorf's %w) with errors.As and errors.Is.
+//
+// The server's own verdict comes first: a *pgconn.PgError names the state
+// exactly, also when it arrived while connecting (inside a ConnectError).
+// Without one, a failed connection attempt or a lost connection is an
+// outage: nothing the code did could cause it, and waiting cures it.
+func classify(err error) kind {
+	var pg *pgconn.PgError
+	if errors.As(err, &pg) {
+		return pgState(pg.Code)
+	}
+	// Refused, DNS, TLS handshake, connect timeout, the server hanging up
+	// during the handshake: all end as a ConnectError. (A server that says
+	// why it refuses, wrong password or no such database, is a PgError
+	// above, and not an outage: waiting does not cure it.)
+	var ce *pgconn.ConnectError
+	if errors.As(err, &ce) {
+		return down
+	}
+	// Before net.Error: context.DeadlineExceeded implements net.Error too.
+	if errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled) || pgconn.Timeout(err) {
+		return slow
+	}
+	switch {
+	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), // the server closed the connection
+		errors.Is(err, pgconn.ErrConnClosed), // pgx had already closed it
+		errors.Is(err, driver.ErrBadConn),    // database/sql gave up reconnecting
+		errors.Is(err, syscall.ECONNREFUSED), errors.Is(err, syscall.ECONNRESET),
+		errors.Is(err, syscall.ECONNABORTED), errors.Is(err, syscall.EPIPE),
+		errors.Is(err, syscall.ETIMEDOUT), errors.Is(err, syscall.EHOSTUNREACH), errors.Is(err, syscall.ENETUNREACH):
+		return down
+	}
+	var ne net.Error // *net.OpError, *net.DNSError: the network failed, not the code
+	if errors.As(err, &ne) {
+		return down
+	}
+	return none
+}
+
+// pgState classifies a SQLSTATE.
+func pgState(code string) kind {
+	switch {
+	case strings.HasPrefix(code, "08"): // connection_exception
+		return down
+	case strings.HasPrefix(code, "57P"): // 57P01 admin_shutdown (also pg_terminate_backend), 57P02 crash_shutdown, 57P03 cannot_connect_now, 57P04 database_dropped, 57P05 idle_session_timeout
+		return down
+	case code == "53300", code == "53200", code == "53100", code == "53000": // too_many_connections, out_of_memory, disk_full, insufficient_resources (not 53400: a configured limit a query hit)
+		return down
+	case code == "57014": // query_canceled: statement_timeout, or the cancel pgx sends at a deadline
+		return slow
+	case code == "40001", code == "40P01": // serialization_failure, deadlock_detected: nothing retries them in-process, the client may
+		return contended
+	}
+	return none
 }
 
 // Referenced turns the Invalid a foreign key gives when a delete hits a row

@@ -117,7 +117,7 @@ var constraints = map[string]sqlerr.Constraint{
 	"cdrs_queue_id_fkey":           {Field: "queue_id", Reason: "is not a queue of this tenant"},
 }
 
-func translate(err error) error { return sqlerr.Translate(err, constraints) }
+func translate(err error) error { return sqlerr.TranslateTenant(err, constraints) }
 
 // Get returns one CDR by its id or its call UUID.
 func (s *Store) Get(ctx context.Context, key string) (*CDR, error) {

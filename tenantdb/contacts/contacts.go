@@ -128,7 +128,7 @@ func translate(err error, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return controlplane.Errorf(controlplane.NotFound, "contact %d not found", id)
 	}
-	return sqlerr.Translate(err, constraints)
+	return sqlerr.TranslateTenant(err, constraints)
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

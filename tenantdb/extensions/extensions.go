@@ -105,7 +105,7 @@ func translate(err error, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return controlplane.Errorf(controlplane.NotFound, "extension %d not found", id)
 	}
-	return sqlerr.Translate(err, constraints)
+	return sqlerr.TranslateTenant(err, constraints)
 }
 
 // Create adds an extension unless the tenant is at its cap or the number is

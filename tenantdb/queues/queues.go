@@ -146,7 +146,7 @@ func translate(err error, what string, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return controlplane.Errorf(controlplane.NotFound, "%s %d not found", what, id)
 	}
-	return sqlerr.Translate(err, constraints)
+	return sqlerr.TranslateTenant(err, constraints)
 }
 
 func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }

@@ -211,7 +211,7 @@ func translate(err error, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
 		return controlplane.Errorf(controlplane.NotFound, "rate %d not found", id)
 	}
-	return sqlerr.Translate(err, constraints)
+	return sqlerr.TranslateTenant(err, constraints)
 }
 
 // Create adds a rate. Its period must not overlap another of its prefix:
