@@ -370,13 +370,17 @@ func (s *Tenants) provisionLocked(ctx context.Context, t *Tenant) (*Tenant, erro
 // t's lifecycle lock.
 func (s *Tenants) provisionFailed(ctx context.Context, t *Tenant, err error) error {
 	id := t.ID
-	cause := err.Error()
+	code := ProvisioningFailed
+	if c := ErrorCode(err); c == Unavailable || c == TenantUnavailable {
+		code = Unavailable // an outage: 503, retry later
+	}
+	cause := publicText(err)
 	left := "It is recorded as failed with nothing left behind"
 	if dropErr := s.Provisioner.Deprovision(ctx, t); dropErr != nil {
 		// The row says failed either way; retry and delete are idempotent
 		// and will find whatever is left.
 		err = errors.Join(err, fmt.Errorf("cleanup: %w", dropErr))
-		cause += " (cleanup also failed: " + dropErr.Error() + ")"
+		cause += " (cleanup also failed: " + publicText(dropErr) + ")"
 		left = "It is recorded as failed; what was made could not be removed yet (a retry or a delete finds and removes it)"
 	}
 	s.Log.Error("tenant provisioning failed", "tenant_id", id, "isolation", t.Isolation, "db_name", t.DBName, "err", err)
@@ -385,11 +389,22 @@ func (s *Tenants) provisionFailed(ctx context.Context, t *Tenant, err error) err
 		left = "Recording the failure in the catalog failed too: the tenant stays pending until the reconciler takes it over"
 	}
 	return &Error{
-		Code: ProvisioningFailed,
+		Code: code,
 		Message: fmt.Sprintf("tenant %d could not be provisioned: %s. %s; fix the cause, then POST /api/tenants/%d/provision to retry",
 			id, truncate(cause, 300), left, id),
 		Err: err,
 	}
+}
+
+// publicText is what an error may show a client and the tenant's
+// last_error: a domain error's message (an outage's names no host), or the
+// error's text (a server's refusal, a failed migration).
+func publicText(err error) string {
+	var e *Error
+	if errors.As(err, &e) {
+		return e.Message
+	}
+	return err.Error()
 }
 
 // Reconcile finishes what a crash left half-done: tenants still pending are

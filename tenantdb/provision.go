@@ -11,11 +11,13 @@ import (
 	"io/fs"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/stdlib"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/sqlerr"
 	"github.com/laracopilot/controlplane/migrations"
 )
 
@@ -104,7 +106,32 @@ func (p *Provisioner) mark(t *controlplane.Tenant) string {
 // is this tenant's), then migrates it to the latest version. A tenant made
 // from nothing takes the fast path of fresh.go; one that exists already (an
 // interrupted attempt) is migrated on by golang-migrate.
+//
+// Every step is idempotent, so a run that met an outage is tried once more
+// after a moment: a connection of the admin pool lost within the second
+// before (pgx checks only connections idle longer) fails the first try
+// without the server being down. What still fails for an outage is an
+// Unavailable error whose message names no host.
 func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (uint, error) {
+	v, err := p.provision(ctx, t)
+	if sqlerr.Outage(err) != nil && ctx.Err() == nil {
+		time.Sleep(200 * time.Millisecond)
+		v, err = p.provision(ctx, t)
+	}
+	return v, outage(err)
+}
+
+// outage makes an outage of the tenant server an Unavailable error (its
+// message names no host; the cause stays in Err, for the log).
+func outage(err error) error {
+	if o := sqlerr.Outage(err); o != nil {
+		o.Message = "the tenant database server is unavailable; retry shortly"
+		return o
+	}
+	return err
+}
+
+func (p *Provisioner) provision(ctx context.Context, t *controlplane.Tenant) (uint, error) {
 	if err := p.checkName(t); err != nil {
 		return 0, err
 	}
@@ -154,6 +181,10 @@ func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (ui
 // this tenant's. Connections still open to a tenant database are
 // terminated: the tenant is being deleted.
 func (p *Provisioner) Deprovision(ctx context.Context, t *controlplane.Tenant) error {
+	return outage(p.deprovision(ctx, t))
+}
+
+func (p *Provisioner) deprovision(ctx context.Context, t *controlplane.Tenant) error {
 	if err := p.checkName(t); err != nil {
 		return err
 	}

@@ -93,6 +93,11 @@ func (p *Provisioner) MakeSpare(ctx context.Context, id int64) error {
 // first checks that the role and the database are that spare, complete and
 // of the current template; the spare is then at the template's version.
 func (p *Provisioner) AdoptSpare(ctx context.Context, t *controlplane.Tenant) (uint, error) {
+	v, err := p.adoptSpare(ctx, t)
+	return v, outage(err)
+}
+
+func (p *Provisioner) adoptSpare(ctx context.Context, t *controlplane.Tenant) (uint, error) {
 	if err := p.checkName(t); err != nil {
 		return 0, err
 	}

@@ -411,15 +411,7 @@ func callRecord(n int) map[string]any {
 // tenant's last_error; and the first create after the server is back must
 // not fail on a connection the outage broke.
 //
-// Skipped: both are in the provisioning code (controlplane/service.go
-// provisionFailed builds the message and last_error from err.Error(), a
-// pgconn.ConnectError naming host, port, user and database; the
-// Provisioner's admin pool hands a connection lost within a second of its
-// last use to the schema-mode transaction, which fails with
-// driver.ErrBadConn), which other work is changing; remove the Skip with
-// the fix.
 func TestProvisioningDuringTenantServerOutage(t *testing.T) {
-	t.Skip("known gap, left to the provisioning work: see the comment above")
 	t.Parallel()
 	p := setupProxied(t, controlplane.IsolationDatabase)
 	p.create(seed())
