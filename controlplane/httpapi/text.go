@@ -7,6 +7,8 @@ import (
 	"strings"
 	"unicode/utf8"
 
+	"github.com/gin-gonic/gin"
+
 	"github.com/laracopilot/controlplane/controlplane"
 )
 
@@ -242,4 +244,48 @@ func textPath(stack []textFrame) string {
 		}
 	}
 	return b.String()
+}
+
+// checkParams refuses a request whose path or query parameters hold NUL or
+// invalid UTF-8, before any handler reads them: they are filters and search
+// terms that reach PostgreSQL as query arguments (?q=, ?phone=, ?src=,
+// ?prefix=...), where they failed the statement (500). One middleware
+// covers every route, present and future, so no handler checks its own.
+//
+// A query parameter is 422 naming it, as any bad parameter is; a path
+// parameter is 400, as a malformed id in the path is.
+func checkParams(c *gin.Context) {
+	if err := paramsProblem(c); err != nil {
+		_ = c.Error(err)
+		c.Abort()
+		return
+	}
+	c.Next()
+}
+
+func paramsProblem(c *gin.Context) error {
+	for _, p := range c.Params {
+		if reason := controlplane.TextProblem(p.Value); reason != "" {
+			return &controlplane.Error{Code: controlplane.BadRequest, Message: p.Key + " in the path " + reason, Fields: map[string]string{p.Key: reason}}
+		}
+	}
+	// A NUL or a byte of a multi-byte sequence arrives percent-encoded, or
+	// as a raw byte ≥ 0x80 (net/http refuses raw control characters in the
+	// request line): a query without either needs no parsing here.
+	raw := c.Request.URL.RawQuery
+	if !strings.Contains(raw, "%") && utf8.ValidString(raw) {
+		return nil
+	}
+	fields := controlplane.FieldErrors{}
+	for name, values := range c.Request.URL.Query() {
+		if reason := controlplane.TextProblem(name); reason != "" {
+			return controlplane.Errorf(controlplane.BadRequest, "a query parameter name %s", reason)
+		}
+		for _, v := range values {
+			if reason := controlplane.TextProblem(v); reason != "" {
+				fields.Add(name, reason)
+			}
+		}
+	}
+	return fields.Err()
 }

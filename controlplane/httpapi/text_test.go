@@ -5,11 +5,15 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"reflect"
 	"strings"
 	"testing"
 	"unicode/utf8"
 
+	"github.com/gin-gonic/gin"
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -209,6 +213,40 @@ func requireCleanText(t *testing.T, body []byte, v any) {
 	}
 	walk(reflect.ValueOf(v))
 	require.LessOrEqual(t, fffd, writtenFFFD(body), "accepted %q and replaced some of its text with U+FFFD", body)
+}
+
+func TestCheckParams(t *testing.T) {
+	r := gin.New()
+	r.Use(writeErrors(slog.New(slog.DiscardHandler)), checkParams)
+	r.GET("/things/:id", func(c *gin.Context) { c.String(http.StatusOK, "ok") })
+	for target, want := range map[string]struct {
+		status int
+		fields map[string]string
+	}{
+		"/things/1?q=acme&phone=+15551234567": {http.StatusOK, nil},
+		"/things/%C3%A9?q=%C3%A9t%C3%A9":      {http.StatusOK, nil},
+		"/things/1?q=a%00b":                   {http.StatusUnprocessableEntity, map[string]string{"q": nul}},
+		"/things/1?q=a%FFb&src=1%00&dst=ok":   {http.StatusUnprocessableEntity, map[string]string{"q": utf, "src": nul}},
+		"/things/1?q=\xff":                    {http.StatusUnprocessableEntity, map[string]string{"q": utf}},
+		"/things/1?q=ok&q=%ED%A0%80":          {http.StatusUnprocessableEntity, map[string]string{"q": utf}},
+		"/things/a%00b":                       {http.StatusBadRequest, map[string]string{"id": nul}},
+		"/things/%FF?q=%00":                   {http.StatusBadRequest, map[string]string{"id": utf}},
+		"/things/1?a%00b=1":                   {http.StatusBadRequest, nil},
+	} {
+		w := httptest.NewRecorder()
+		req := httptest.NewRequest(http.MethodGet, "/", nil)
+		var err error
+		req.URL, err = req.URL.Parse(target)
+		require.NoError(t, err)
+		r.ServeHTTP(w, req)
+		require.Equal(t, want.status, w.Code, "%s: %s", target, w.Body)
+		if want.status == http.StatusOK {
+			continue
+		}
+		var got errorBody
+		require.NoError(t, json.Unmarshal(w.Body.Bytes(), &got), target)
+		require.Equal(t, want.fields, got.Error.Fields, target)
+	}
 }
 
 // BenchmarkCheckText is the text check's share of a 1,000-CDR batch
