@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/go-playground/validator/v10"
 )
@@ -205,4 +206,29 @@ func NormalizeE164(s string) string {
 		}
 		return r
 	}, strings.TrimSpace(s))
+}
+
+// The reasons a text value is refused, the same wherever it was sent (a
+// JSON body, a query parameter, a CSV cell).
+const (
+	ReasonNUL       = "must not contain NUL characters"
+	ReasonUTF8      = "must be valid UTF-8"
+	ReasonSurrogate = `must not contain a lone UTF-16 surrogate escape (\ud800 to \udfff without its pair)`
+)
+
+// TextProblem says why s cannot be taken as text, or "" if it can.
+//
+// Why: PostgreSQL stores no NUL in text (nor \u0000 in jsonb) and refuses
+// bytes that are not UTF-8, so a statement carrying either failed and the
+// client saw a 500; where a JSON decoder had already replaced invalid UTF-8
+// with U+FFFD, something else than what was sent was stored. Refused at
+// the edge, the client learns which field is wrong.
+func TextProblem(s string) string {
+	if strings.IndexByte(s, 0) >= 0 {
+		return ReasonNUL
+	}
+	if !utf8.ValidString(s) {
+		return ReasonUTF8
+	}
+	return ""
 }

@@ -46,6 +46,15 @@ func TestValidTimezone(t *testing.T) {
 	}
 }
 
+func TestTextProblem(t *testing.T) {
+	for s, want := range map[string]string{
+		"": "", "Acme": "", "é😀\ufffd": "", "\x01\x7f": "",
+		"a\x00b": ReasonNUL, "\x00\xff": ReasonNUL, "a\xffb": ReasonUTF8, "\xed\xa0\x80": ReasonUTF8, "\xc3": ReasonUTF8,
+	} {
+		require.Equal(t, want, TextProblem(s), "%q", s)
+	}
+}
+
 func TestSpecValidationNamesEveryBadField(t *testing.T) {
 	spec := NewTenantSpec()
 	spec.Slug = "Bad Slug"

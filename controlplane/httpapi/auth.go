@@ -2,10 +2,12 @@ package httpapi
 
 import (
 	"crypto/subtle"
+	"fmt"
 	"net/netip"
 	"strings"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/net/http/httpguts"
 
 	"github.com/laracopilot/controlplane/controlplane"
 )
@@ -116,15 +118,38 @@ func (s *Server) requestHost(c *gin.Context) string {
 	if h, ok := c.Get(hostKey); ok {
 		return h.(string)
 	}
-	host := c.Request.Host
-	if fwd := c.GetHeader("X-Forwarded-Host"); fwd != "" && s.fromTrustedProxy(c) {
-		// The first value is what the client asked the first proxy for.
-		host, _, _ = strings.Cut(fwd, ",")
-		host = strings.TrimSpace(host)
-	}
+	_, host := s.hostHeader(c)
 	host = controlplane.NormalizeHost(host)
 	c.Set(hostKey, host)
 	return host
+}
+
+// hostHeader returns where the request's host comes from and its raw value:
+// the first value of X-Forwarded-Host from a trusted proxy, else Host (or
+// the host of an absolute request URI, which net/http puts there).
+func (s *Server) hostHeader(c *gin.Context) (header, host string) {
+	if fwd := c.GetHeader("X-Forwarded-Host"); fwd != "" && s.fromTrustedProxy(c) {
+		// The first value is what the client asked the first proxy for.
+		host, _, _ = strings.Cut(fwd, ",")
+		return "X-Forwarded-Host", strings.TrimSpace(host)
+	}
+	return "Host", c.Request.Host
+}
+
+// checkHost refuses a request whose host holds bytes no host name has
+// (control characters, bytes ≥ 0x80, spaces, '/', '@', ...) with the JSON
+// 400 of every other malformed request. It applies the rule net/http
+// applies to the Host header (httpguts.ValidHostHeader) to the hosts
+// net/http lets through unchecked: X-Forwarded-Host and the host of an
+// absolute request URI ("GET http://h%FF/ HTTP/1.1"). A bad Host header
+// itself never gets here: net/http answers it with its own plain-text 400.
+func (s *Server) checkHost(c *gin.Context) error {
+	header, host := s.hostHeader(c)
+	if httpguts.ValidHostHeader(host) {
+		return nil
+	}
+	const reason = "must be a host name such as acme.example.com, optionally with a port"
+	return &controlplane.Error{Code: controlplane.BadRequest, Message: fmt.Sprintf("the %s header %q is not a host name", header, host), Fields: map[string]string{header: reason}}
 }
 
 func (s *Server) fromTrustedProxy(c *gin.Context) bool {

@@ -36,6 +36,13 @@ func decodeBatchFast(body string) ([]cdrs.Spec, bool) {
 	if err := batchJSON.UnmarshalFromString(body, &b); err != nil || b.CDRs == nil || len(*b.CDRs) == 0 {
 		return nil, false
 	}
+	// sonic, like encoding/json, turns invalid UTF-8 and lone surrogates
+	// into U+FFFD and keeps \u0000: a body with any of them is left to
+	// decodeCDRsStrict, which names the field. For a body without a \u
+	// escape this costs two fast passes over it (checkText).
+	if checkTextString(body) != nil {
+		return nil, false
+	}
 	specs := make([]cdrs.Spec, len(*b.CDRs))
 	for i, s := range *b.CDRs {
 		if s == nil {

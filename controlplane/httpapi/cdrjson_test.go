@@ -66,6 +66,8 @@ func TestDecodeBatchFast(t *testing.T) {
 		`{"cdrs":[{"billsec":01}]}`, `{"cdrs":[{"billsec":-}]}`, `{"cdrs":[{"billsec":+1}]}`, `{"cdrs":[{"billsec":"1"}]}`,
 		`{"cdrs":[{"billsec":12345678901234567890}]}`, `{"cdrs":[{"duration":"50"}]}`, `{"cdrs":[{"uuid":1}]}`, `{"cdrs":[{"answer_at":nul}]}`,
 		`{"cdrs":[{"queue_id":nullx}]}`, `{"cdrs":[{"uuid":"a"`, `{"cdrs":[{"uuid":"a"}`, `{"cdrs":[{"uuid":"a"}]`,
+		// Text PostgreSQL cannot store, or that decoding would alter.
+		`{"cdrs":[{"src":"\u0000"}]}`, "{\"cdrs\":[{\"src\":\"\xff\"}]}", `{"cdrs":[{"src":"\ud800"}]}`,
 	} {
 		_, ok := decodeBatchFast(body)
 		require.False(t, ok, body)
@@ -80,6 +82,11 @@ func TestDecodeCDRsErrors(t *testing.T) {
 		`{"cdrs":[]}`:             {"cdrs"},
 		`{"cdrs":null}`:           {"cdrs"},
 		`{"cdrs":[{}],"uuid":""}`: {"uuid"},
+		// Text is checked after the shape, on the raw body (checkText).
+		`{"cdrs":[{"src":"1001"},{"dst":"\u0000","disposition":"\udc00"}]}`: {"cdrs[1].dst", "cdrs[1].disposition"},
+		"{\"cdrs\":[{\"src\":\"\xff\"}]}":                                   {"cdrs[0].src"},
+		`{"uuid":"a","src":"\ud800x"}`:                                      {"src"},
+		`{"cdrs":[{"src":"\u0000","billsec":"x"}]}`:                         {"cdrs[0].billsec"},
 	} {
 		_, _, err := postCDRBody(body)
 		var de *controlplane.Error
@@ -112,6 +119,7 @@ func FuzzDecodeBatchFast(f *testing.F) {
 	for _, s := range []string{
 		batchBody(2), `{"cdrs":[{}]}`, `{"cdrs":[{"answer_at":null,"duration":null,"extension_id":3,"queue_id":null}]}`,
 		`{"cdrs":[{"billsec":-0,"duration":0}]}`, `{"cdrs":[{"uuid":"a","uuid":"b"}]}`, ` {"cdrs" : [ {"src" : "\u007f"} ] } `,
+		`{"cdrs":[{"src":"\u0000"}]}`, "{\"cdrs\":[{},{\"dst\":\"1\xff\"}]}", `{"cdrs":[{"uuid":"\udbff"}]}`, `{"cdrs":[{"uuid":"\ud83d\ude00\u00e9"}]}`,
 	} {
 		f.Add([]byte(s))
 	}
@@ -123,6 +131,7 @@ func FuzzDecodeBatchFast(f *testing.F) {
 		_, strict, err := decodeCDRsStrict(string(body))
 		require.NoError(t, err, "%q", body)
 		require.Equal(t, strict, fast, "%q", body)
+		requireCleanText(t, body, fast)
 	})
 }
 

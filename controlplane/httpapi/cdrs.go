@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 
 	"github.com/gin-gonic/gin"
 
@@ -136,10 +135,12 @@ func decodeCDRs(c *gin.Context) (*cdrs.Spec, []cdrs.Spec, error) {
 	return decodeCDRsStrict(body)
 }
 
-// decodeCDRsStrict is decodeCDRs with encoding/json, for any body.
+// decodeCDRsStrict is decodeCDRs with encoding/json, for any body. The
+// text check (checkText) comes last, as in decodeJSON: a body that is not
+// a CDR or a batch is told so first.
 func decodeCDRsStrict(body string) (*cdrs.Spec, []cdrs.Spec, error) {
 	var raw json.RawMessage
-	if err := decodeReader(strings.NewReader(body), &raw); err != nil {
+	if err := decodeOne([]byte(body), &raw); err != nil {
 		return nil, nil, err
 	}
 	var probe map[string]json.RawMessage
@@ -149,6 +150,9 @@ func decodeCDRsStrict(body string) (*cdrs.Spec, []cdrs.Spec, error) {
 	if _, batch := probe["cdrs"]; !batch {
 		var spec cdrs.Spec
 		if err := decodeStrict(raw, &spec); err != nil {
+			return nil, nil, err
+		}
+		if err := checkTextString(body); err != nil {
 			return nil, nil, err
 		}
 		return &spec, nil, nil
@@ -176,7 +180,13 @@ func decodeCDRsStrict(body string) (*cdrs.Spec, []cdrs.Spec, error) {
 			fields.Add(fmt.Sprintf("cdrs[%d]", i), "must be a CDR object")
 		}
 	}
-	return nil, specs, fields.Err()
+	if err := fields.Err(); err != nil {
+		return nil, specs, err
+	}
+	if err := checkTextString(body); err != nil {
+		return nil, nil, err
+	}
+	return nil, specs, nil
 }
 
 // decodeStrict decodes one complete JSON value as decodeJSON does the body:

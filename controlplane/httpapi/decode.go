@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -19,24 +20,37 @@ const MaxBodyBytes = 1 << 20
 
 // decodeJSON reads exactly one JSON object into dst, strictly: unknown
 // fields and wrongly typed values are 422 naming the field, malformed JSON
-// is 400, a body over MaxBodyBytes is 413.
+// is 400, a body over MaxBodyBytes is 413, and a string holding NUL or
+// invalid UTF-8 is 422 naming the field (checkText).
 func decodeJSON(c *gin.Context, dst any) error {
-	return decodeReader(c.Request.Body, dst)
+	var b bytes.Buffer
+	if n := c.Request.ContentLength; n > 0 && n <= MaxBodyBytes {
+		b.Grow(int(n))
+	}
+	if _, err := b.ReadFrom(c.Request.Body); err != nil {
+		return decodeError(err)
+	}
+	return decodeBytes(b.Bytes(), dst)
 }
 
-// decodeReader is decodeJSON on any reader.
-func decodeReader(r io.Reader, dst any) error {
-	dec := json.NewDecoder(r)
+// decodeBytes is decodeJSON on a body already read. The body is read whole
+// first (json.Decoder buffers all of it anyway) because the text check
+// needs the raw bytes: decoding has already replaced invalid UTF-8.
+func decodeBytes(body []byte, dst any) error {
+	if err := decodeOne(body, dst); err != nil {
+		return err
+	}
+	return checkText(body)
+}
+
+// decodeOne is decodeBytes without the text check.
+func decodeOne(body []byte, dst any) error {
+	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
 		return decodeError(err)
 	}
 	if err := dec.Decode(&struct{}{}); !errors.Is(err, io.EOF) {
-		if err != nil {
-			if de := decodeError(err); controlplane.ErrorCode(de) == controlplane.TooLarge {
-				return de
-			}
-		}
 		return controlplane.Errorf(controlplane.BadRequest, "request body must hold a single JSON object")
 	}
 	return nil

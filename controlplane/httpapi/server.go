@@ -80,7 +80,7 @@ func (s *Server) Handler() http.Handler {
 	}
 	r.ContextWithFallback = true
 	m := s.metrics()
-	r.Use(requestID, s.logRequests, m.observe, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log), s.resolveTenant)
+	r.Use(requestID, s.logRequests, m.observe, gin.CustomRecovery(s.recovered), limitBody, writeErrors(s.Log), s.resolveTenant, checkParams)
 	r.NoRoute(handle(func(c *gin.Context) error {
 		return controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path)
 	}))

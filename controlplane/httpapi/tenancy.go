@@ -54,11 +54,25 @@ func stripSlug(next http.Handler) http.Handler {
 // resolveTenant finds the request's tenant, if any: by Host first, then by
 // the /t/{slug} prefix. When both name a tenant and they differ the request
 // is refused (400), so a request is never served with one tenant's host and
-// another's data. X-Forwarded-Host counts only from a trusted proxy.
+// another's data. X-Forwarded-Host counts only from a trusted proxy. A host
+// that is not a host name (checkHost), or a slug holding NUL or invalid
+// UTF-8, is refused (400) before anything is looked up.
 func (s *Server) resolveTenant(c *gin.Context) {
+	if err := s.checkHost(c); err != nil {
+		_ = c.Error(err)
+		c.Abort()
+		return
+	}
+	slug, slugGiven := c.Request.Context().Value(slugKey).(string)
+	if reason := controlplane.TextProblem(slug); reason != "" {
+		// As for any path parameter (checkParams); the slug has left the
+		// path before gin routes it.
+		_ = c.Error(&controlplane.Error{Code: controlplane.BadRequest, Message: "slug in the path " + reason, Fields: map[string]string{"slug": reason}})
+		c.Abort()
+		return
+	}
 	host := s.requestHost(c)
 	byHost, hostOK := s.Directory.ByDomain(host)
-	slug, slugGiven := c.Request.Context().Value(slugKey).(string)
 	switch {
 	case hostOK && slugGiven && slug != byHost.Slug:
 		_ = c.Error(controlplane.Errorf(controlplane.BadRequest,

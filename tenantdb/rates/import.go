@@ -168,6 +168,13 @@ func parseRow(rec []string, col map[string]int) (importRow, error) {
 		return ""
 	}
 	fields := controlplane.FieldErrors{}
+	// The same text rule as a JSON body's (NUL, invalid UTF-8), so that a
+	// cell is refused for what is wrong with it rather than as a bad number.
+	for name, i := range col {
+		if reason := controlplane.TextProblem(rec[i]); reason != "" {
+			fields.Add(name, reason)
+		}
+	}
 	spec := Spec{Prefix: cell("prefix"), EffectiveFrom: cell("effective_from")}
 	if v := cell("rate_per_minute"); v != "" {
 		m := ParseMoney(v)

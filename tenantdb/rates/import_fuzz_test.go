@@ -21,6 +21,8 @@ func FuzzReadCSV(f *testing.F) {
 		"\ufeff" + header + "1,1e3,0,1,1,2025-01-01T00:00:00Z,\r\n",
 		header + "\"44,0.03\n", "prefix\n", "", "a,b,a\n1,2,3\n", header + "-1,NaN,Infinity,0,-5,yesterday,\n",
 		header + "44,0.03,0,30,6,2025-01-01T00:00:00Z,2024-01-01T00:00:00Z\n",
+		header + "44\x00,0.03,,30,6,2025-01-01T00:00:00Z,\n", header + "44,0.03\xff,,30,6,2025-01-01T00:00:00Z,\xed\xa0\x80\n",
+		"prefix\x00,rate_per_minute\n",
 	} {
 		f.Add([]byte(s))
 	}
@@ -37,6 +39,8 @@ func FuzzReadCSV(f *testing.F) {
 			return
 		}
 		for _, r := range rows {
+			// Every text the import keeps is text PostgreSQL can store.
+			require.Empty(t, controlplane.TextProblem(r.Prefix))
 			require.Regexp(t, prefix, r.Prefix)
 			require.False(t, r.RatePerMinute.IsNegative())
 			require.False(t, r.ConnectFee.IsNegative())

@@ -99,6 +99,17 @@ func TestImportErrors(t *testing.T) {
 	_, err = s.Import(ctx, strings.NewReader(""))
 	require.Equal(t, controlplane.BadRequest, controlplane.ErrorCode(err))
 
+	// NUL and invalid UTF-8 are named as such, whatever the column.
+	for csv, want := range map[string]map[string]string{
+		header + "33\x00,0.01,,1,1,2025-01-01T00:00:00Z,\n":                                         {"row 2: prefix": controlplane.ReasonNUL},
+		header + "33,0.01,,1,1,2025-01-01T00:00:00Z\xff,\n":                                         {"row 2: effective_from": controlplane.ReasonUTF8},
+		header + "33,0.01,,1,1,2025-01-01T00:00:00Z,\n34,0.01\xc3,,1,1,2025-01-01T00:00:00Z,\x00\n": {"row 3: rate_per_minute": controlplane.ReasonUTF8, "row 3: effective_to": controlplane.ReasonNUL},
+	} {
+		_, err := s.Import(ctx, strings.NewReader(csv))
+		require.Equal(t, controlplane.Invalid, controlplane.ErrorCode(err), "%q", csv)
+		require.Equal(t, want, fieldsOf(t, err), "%q", csv)
+	}
+
 	// Columns in any order, a spreadsheet's BOM, CRLF line ends, optional
 	// columns left out.
 	n, err := s.Import(ctx, strings.NewReader("\ufeffeffective_from,prefix,increment_seconds,min_seconds,rate_per_minute\r\n2025-01-01T00:00:00+01:00,33,1,1,\"0.020\"\r\n"))
