@@ -84,6 +84,10 @@ func translate(err error, constraints map[string]Constraint, downCode controlpla
 			return &controlplane.Error{Code: controlplane.Invalid, Message: c.Field + " " + c.Reason, Fields: map[string]string{c.Field: c.Reason}, Err: err}
 		}
 		return &controlplane.Error{Code: controlplane.Invalid, Message: "a value breaks a rule of the data model", Err: err}
+	case "22021", "22P05", "22P02": // character_not_in_repertoire (NUL, bad UTF-8), untranslatable_character, invalid text representation
+		// The edge refuses such text naming the field (httpapi); a path it
+		// missed is still the client's input, not a bug.
+		return &controlplane.Error{Code: controlplane.Invalid, Message: "a value holds characters the database cannot store", Err: err}
 	}
 	return &controlplane.Error{Code: controlplane.Internal, Message: "internal error", Err: err}
 }
