@@ -44,9 +44,9 @@ type Config struct {
 	// Host header); "*" allows any host that is not a tenant's domain.
 	AdminHosts []string `env:"ADMIN_HOSTS" envDefault:"localhost,127.0.0.1,::1" envSeparator:","`
 	// TenantPoolsMax bounds the tenant databases with an open pool at once.
-	// The default fits the default budget: 40 pools keeping one warm
-	// connection each, plus the 20 schema connections, make 60.
-	TenantPoolsMax int `env:"TENANT_POOLS_MAX" envDefault:"40"`
+	// 0 (the default): the budget less the schema connections, so every
+	// open pool can keep one warm connection within the budget.
+	TenantPoolsMax int `env:"TENANT_POOLS_MAX" envDefault:"0"`
 	// TenantPoolMaxConns is the size of one tenant database's pool.
 	TenantPoolMaxConns int `env:"TENANT_POOL_MAX_CONNS" envDefault:"4"`
 	// TenantPoolIdleTimeout closes a tenant database's pool unused that long.
@@ -54,7 +54,10 @@ type Config struct {
 	// TenantSchemaPoolConns is the size of the pool schema tenants share.
 	TenantSchemaPoolConns int `env:"TENANT_SCHEMA_POOL_CONNS" envDefault:"20"`
 	// TenantServerMaxConns caps all routed connections to the tenant server.
-	TenantServerMaxConns int `env:"TENANT_SERVER_MAX_CONNS" envDefault:"60"`
+	// 0 (the default): derived from the server when serve starts
+	// (max_connections less reserved slots, connections open then, a
+	// margin and serve's other pools; tenantdb.SizeFromServer).
+	TenantServerMaxConns int `env:"TENANT_SERVER_MAX_CONNS" envDefault:"0"`
 	// TenantAcquireTimeout is how long a request waits for a connection slot
 	// when the budget is spent, before it gets 503.
 	TenantAcquireTimeout time.Duration `env:"TENANT_ACQUIRE_TIMEOUT" envDefault:"5s"`
@@ -158,7 +161,7 @@ var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 // Warnings are settings that work but probably not as meant.
 func (c *Config) Warnings() []string {
 	var w []string
-	if warm := c.TenantPoolsMax + c.TenantSchemaPoolConns; warm > c.TenantServerMaxConns {
+	if warm := c.TenantPoolsMax + c.TenantSchemaPoolConns; c.TenantPoolsMax > 0 && c.TenantServerMaxConns > 0 && warm > c.TenantServerMaxConns {
 		w = append(w, fmt.Sprintf("TENANT_POOLS_MAX (%d) pools keeping one warm connection each, plus TENANT_SCHEMA_POOL_CONNS (%d), need %d connections, "+
 			"more than TENANT_SERVER_MAX_CONNS (%d): with that many busy tenant databases the pools take each other's connections and requests "+
 			"reconnect (a few ms each, measured in docs/BENCHMARKS.md); raise the budget (and the server's max_connections) or lower TENANT_POOLS_MAX",
@@ -201,15 +204,17 @@ func (c *Config) Validate() error {
 	if !prefixPattern.MatchString(c.TenantDBPrefix) {
 		return bad("TENANT_DB_PREFIX", "must be lower-case letters, digits and underscores, starting with a letter or underscore, at most 40 characters; got %q", c.TenantDBPrefix)
 	}
-	for name, v := range map[string]int{
-		"TENANT_POOLS_MAX": c.TenantPoolsMax, "TENANT_POOL_MAX_CONNS": c.TenantPoolMaxConns,
-		"TENANT_SCHEMA_POOL_CONNS": c.TenantSchemaPoolConns, "TENANT_SERVER_MAX_CONNS": c.TenantServerMaxConns,
-	} {
+	for name, v := range map[string]int{"TENANT_POOL_MAX_CONNS": c.TenantPoolMaxConns, "TENANT_SCHEMA_POOL_CONNS": c.TenantSchemaPoolConns} {
 		if v < 1 {
 			return bad(name, "must be at least 1, got %d", v)
 		}
 	}
-	if c.TenantPoolMaxConns > c.TenantServerMaxConns || c.TenantSchemaPoolConns > c.TenantServerMaxConns {
+	for name, v := range map[string]int{"TENANT_POOLS_MAX": c.TenantPoolsMax, "TENANT_SERVER_MAX_CONNS": c.TenantServerMaxConns} {
+		if v < 0 {
+			return bad(name, "must be at least 1, or 0 to derive it from the tenant server, got %d", v)
+		}
+	}
+	if c.TenantServerMaxConns > 0 && (c.TenantPoolMaxConns > c.TenantServerMaxConns || c.TenantSchemaPoolConns > c.TenantServerMaxConns) {
 		return bad("TENANT_SERVER_MAX_CONNS", "must be at least TENANT_POOL_MAX_CONNS and TENANT_SCHEMA_POOL_CONNS (%d)", c.TenantServerMaxConns)
 	}
 	for name, d := range map[string]time.Duration{

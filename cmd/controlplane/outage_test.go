@@ -410,7 +410,6 @@ func callRecord(n int) map[string]any {
 // provisioning_failed) and show no host or port, in the answer nor in the
 // tenant's last_error; and the first create after the server is back must
 // not fail on a connection the outage broke.
-//
 func TestProvisioningDuringTenantServerOutage(t *testing.T) {
 	t.Parallel()
 	p := setupProxied(t, controlplane.IsolationDatabase)

@@ -12,6 +12,7 @@ import (
 	"runtime/debug"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/cobra"
 	"gorm.io/gorm"
@@ -179,13 +180,14 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		app.Close()
 		return nil, err
 	}
+	budget, poolsMax := routerSizes(ctx, cfg, log)
 	app.Router, err = tenantdb.NewRouter(tenantdb.RouterConfig{
 		URL:             cfg.TenantDatabaseURL.Value(),
-		PoolsMax:        cfg.TenantPoolsMax,
+		PoolsMax:        poolsMax,
 		PoolMaxConns:    cfg.TenantPoolMaxConns,
 		PoolIdleTimeout: cfg.TenantPoolIdleTimeout,
 		SchemaPoolConns: cfg.TenantSchemaPoolConns,
-		ServerMaxConns:  cfg.TenantServerMaxConns,
+		ServerMaxConns:  budget,
 		AcquireTimeout:  cfg.TenantAcquireTimeout,
 		RoleSecret:      app.RoleSecret,
 		Latest:          app.LatestTenantSchema,
@@ -237,6 +239,49 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		app.MetricsHandler = srv.MetricsHandler()
 	}
 	return app, nil
+}
+
+// routerSizes is the router's connection budget and pool count: as set,
+// or (0, the default) derived from the tenant server, logged once with the
+// numbers it came from; a setting that cannot fit the server is warned
+// about, once, with the numbers.
+func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budget, poolsMax int) {
+	budget, poolsMax = cfg.TenantServerMaxConns, cfg.TenantPoolsMax
+	catalogHere := sameServer(cfg.DatabaseURL.Value(), cfg.TenantDatabaseURL.Value())
+	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	sz, err := tenantdb.SizeFromServer(sctx, cfg.TenantDatabaseURL.Value(), catalogHere, catalog.MaxOpenConns)
+	switch {
+	case err != nil && budget == 0:
+		budget = 60
+		log.Warn("tenant connection budget: cannot read the tenant server's limits; using 60 (set TENANT_SERVER_MAX_CONNS)", "err", err)
+	case err != nil:
+	case budget == 0:
+		budget = sz.Budget
+	case budget > sz.Budget:
+		log.Warn("TENANT_SERVER_MAX_CONNS is more than the tenant server leaves: requests may fail to connect (too many clients) before the router's budget stops them",
+			"tenant_server_max_conns", budget, "max_connections", sz.MaxConnections, "reserved", sz.Reserved, "in_use", sz.InUse, "headroom", sz.Headroom, "own_pools", sz.Own, "fits", sz.Budget)
+	}
+	budget = max(budget, cfg.TenantPoolMaxConns, cfg.TenantSchemaPoolConns)
+	if poolsMax == 0 {
+		// Each open pool keeps one warm connection: as many as fit.
+		poolsMax = max(1, budget-cfg.TenantSchemaPoolConns)
+	} else if poolsMax+cfg.TenantSchemaPoolConns > budget && cfg.TenantServerMaxConns == 0 {
+		log.Warn("TENANT_POOLS_MAX pools keeping one warm connection each, plus the schema connections, need more than the derived budget: busy pools will take each other's connections",
+			"tenant_pools_max", poolsMax, "tenant_schema_pool_conns", cfg.TenantSchemaPoolConns, "budget", budget)
+	}
+	log.Info("tenant connection budget", "budget", budget, "pools_max", poolsMax, "schema_conns", cfg.TenantSchemaPoolConns,
+		"derived", cfg.TenantServerMaxConns == 0, "max_connections", sz.MaxConnections, "reserved", sz.Reserved, "in_use", sz.InUse,
+		"headroom", sz.Headroom, "own_pools", sz.Own)
+	return budget, poolsMax
+}
+
+// sameServer reports whether two connection strings name the same server
+// (host and port).
+func sameServer(a, b string) bool {
+	ca, errA := pgx.ParseConfig(a)
+	cb, errB := pgx.ParseConfig(b)
+	return errA == nil && errB == nil && ca.Host == cb.Host && ca.Port == cb.Port
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {

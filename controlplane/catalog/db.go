@@ -19,6 +19,9 @@ import (
 // Open connects to the catalog database. SQL is not logged by gorm: errors
 // reach the log through the error middleware, and statements could carry
 // values that do not belong in logs.
+// MaxOpenConns is the size of the catalog's pool.
+const MaxOpenConns = 20
+
 func Open(ctx context.Context, url string) (*gorm.DB, error) {
 	db, err := gorm.Open(postgres.Open(url), &gorm.Config{Logger: logger.Discard})
 	if err != nil {
@@ -28,7 +31,7 @@ func Open(ctx context.Context, url string) (*gorm.DB, error) {
 	if err != nil {
 		return nil, err
 	}
-	sqlDB.SetMaxOpenConns(20)
+	sqlDB.SetMaxOpenConns(MaxOpenConns)
 	sqlDB.SetMaxIdleConns(10)
 	sqlDB.SetConnMaxIdleTime(5 * time.Minute)
 	if err := sqlDB.PingContext(ctx); err != nil {
