@@ -201,17 +201,23 @@ func (p *Provisioner) ReadVersions(ctx context.Context, tenants []*controlplane.
 			return nil
 		})
 	}
+	// Batches run concurrently too: a backend opening a schema's table for
+	// the first time pays for its metadata, and 10,000 of them one after
+	// another took 6.5 s (docs/BENCHMARKS.md), on one core of the server.
 	for start := 0; start < len(schemas); start += readBatch {
 		batch := schemas[start:min(start+readBatch, len(schemas))]
-		if err := p.readSchemaVersions(ctx, tenants, batch, out); err != nil {
-			// One bad schema (its table gone) fails the statement: read
-			// that batch one by one to say which.
-			for _, i := range batch {
-				if err := p.readSchemaVersions(ctx, tenants, []int{i}, out); err != nil {
-					out[i].Err = err
+		g.Go(func() error {
+			if err := p.readSchemaVersions(gctx, tenants, batch, out); err != nil {
+				// One bad schema (its table gone) fails the statement:
+				// read that batch one by one to say which.
+				for _, i := range batch {
+					if err := p.readSchemaVersions(gctx, tenants, []int{i}, out); err != nil {
+						out[i] = versionRead(0, 0, false, err)
+					}
 				}
 			}
-		}
+			return nil
+		})
 	}
 	_ = g.Wait()
 	return out
@@ -231,29 +237,50 @@ func (p *Provisioner) readDatabaseVersion(ctx context.Context, t *controlplane.T
 	return versionRead(n, v, dirty, err)
 }
 
+// readSchemaVersions reads the batch's tables in one statement: their rows
+// as they are (no aggregate to plan per table), counted here.
 func (p *Provisioner) readSchemaVersions(ctx context.Context, tenants []*controlplane.Tenant, batch []int, out []controlplane.VersionRead) error {
 	var q strings.Builder
 	for k, i := range batch {
 		if k > 0 {
 			q.WriteString(" UNION ALL ")
 		}
-		fmt.Fprintf(&q, `SELECT %d, %s FROM %s.%s`, i, versionOf, quote(tenants[i].DBName), quote(migrations.Table))
+		fmt.Fprintf(&q, `SELECT %d, version, dirty FROM %s.%s`, i, quote(tenants[i].DBName), quote(migrations.Table))
 	}
 	rows, err := p.schemaMigrationPool().QueryContext(ctx, q.String())
 	if err != nil {
 		return err
 	}
 	defer rows.Close()
+	type seen struct {
+		n, v  int64
+		dirty bool
+	}
+	got := make(map[int]*seen, len(batch))
 	for rows.Next() {
 		var i int
-		var n, v int64
+		var v int64
 		var dirty bool
-		if err := rows.Scan(&i, &n, &v, &dirty); err != nil {
+		if err := rows.Scan(&i, &v, &dirty); err != nil {
 			return err
 		}
-		out[i] = versionRead(n, v, dirty, nil)
+		if s := got[i]; s != nil {
+			s.n++
+		} else {
+			got[i] = &seen{n: 1, v: v, dirty: dirty}
+		}
 	}
-	return rows.Err()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	for _, i := range batch {
+		s := got[i]
+		if s == nil {
+			s = &seen{} // an empty table: version 0 to golang-migrate
+		}
+		out[i] = versionRead(s.n, s.v, s.dirty, nil)
+	}
+	return nil
 }
 
 func versionRead(rows, version int64, dirty bool, err error) controlplane.VersionRead {

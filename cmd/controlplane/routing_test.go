@@ -5,6 +5,7 @@ import (
 	"crypto/md5"
 	"encoding/hex"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"strconv"
@@ -467,7 +468,7 @@ func TestMetrics(t *testing.T) {
 		`controlplane_http_requests_total{method="POST",route="/api/tenants",status="201"} 2`,
 		`controlplane_tenants{provisioning="ready",status="active"} 2`,
 		`controlplane_tenant_pools_open 1`,
-		`controlplane_tenant_connections_max 60`,
+		fmt.Sprintf("controlplane_tenant_connections_max %d", b.app.Router.Stats().ServerMaxConns),
 		`controlplane_http_request_duration_seconds_bucket`,
 	} {
 		require.Contains(t, text, want)
