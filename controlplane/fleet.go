@@ -115,8 +115,6 @@ type Fleet struct {
 	LockBatch   int
 	RecordBatch int
 	RecordDelay time.Duration
-
-	drift sync.Map // tenant id → Drift found by verify, for its result
 }
 
 // Skip says why t needs no run for op, or "" if it does. A no-op run over
@@ -206,12 +204,17 @@ type finished struct {
 // runner therefore never waits for a lock while holding others it has
 // not yet worked on, so two runners cannot block each other.
 func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
+	tenants = slices.Clone(tenants) // verify replaces drifted ones: not in the caller's slice
 	results := make([]MigrationResult, len(tenants))
 	started := make([]bool, len(tenants))
+	var drift []string // set by verify before any result is published
 	var mu sync.Mutex
 	publish := func(i int, r MigrationResult) {
 		mu.Lock()
 		defer mu.Unlock()
+		if r.Skipped == "" && drift != nil {
+			r.Drift = drift[i]
+		}
 		results[i] = r
 		report(r)
 	}
@@ -234,7 +237,10 @@ func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, repo
 		f.record(ctx, out, publish)
 	}()
 
-	skip := f.verify(ctx, tenants, op, publish)
+	skip, found := f.verify(ctx, tenants, op, publish)
+	mu.Lock()
+	drift = found
+	mu.Unlock()
 	f.dispatch(ctx, tenants, op, skip, work, started, publish)
 	close(work)
 	workers.Wait()
@@ -346,9 +352,11 @@ func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp,
 // skip (with a Verifier) and replaces, in tenants, each one whose table
 // differs by a copy carrying the real version, so that it runs from there.
 // The returned skip tells dispatch, for tenant i, the reason to skip it
-// and whether it was decided already (a failed read is published here).
-func (f *Fleet) verify(ctx context.Context, tenants []*Tenant, op MigrationOp, publish func(int, MigrationResult)) func(int) (string, bool) {
+// and whether it was decided already (a failed read is published here);
+// drift[i] says how tenant i's table differed from the catalog.
+func (f *Fleet) verify(ctx context.Context, tenants []*Tenant, op MigrationOp, publish func(int, MigrationResult)) (skip func(int) (string, bool), drift []string) {
 	reasons := make([]string, len(tenants))
+	drift = make([]string, len(tenants))
 	var check []int
 	for i, t := range tenants {
 		reasons[i] = f.Skip(t, op)
@@ -364,32 +372,27 @@ func (f *Fleet) verify(ctx context.Context, tenants []*Tenant, op MigrationOp, p
 		}
 		for k, real := range f.Verifier.ReadVersions(ctx, batch, f.Concurrency) {
 			i, t := check[k], tenants[check[k]]
-			switch drift := Drift(t, real); {
+			switch d := Drift(t, real); {
 			case real.Err != nil:
 				failed[i] = true
 				publish(i, MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty, Err: fmt.Errorf("verify the version: %w", real.Err)})
-			case drift != "":
+			case d != "":
 				c := *t
 				c.SchemaVersion, c.SchemaDirty = real.Version, real.Dirty
 				tenants[i] = &c
 				reasons[i] = f.Skip(&c, op)
-				if reasons[i] == "" {
-					f.drift.Store(c.ID, drift)
-				}
+				drift[i] = d
 			default:
 				reasons[i] += " (verified)"
 			}
 		}
 	}
-	return func(i int) (string, bool) { return reasons[i], failed[i] || reasons[i] != "" }
+	return func(i int) (string, bool) { return reasons[i], failed[i] || reasons[i] != "" }, drift
 }
 
 // work migrates one tenant (locking it first unless its batch did).
 func (f *Fleet) work(ctx context.Context, t *Tenant, op MigrationOp, j job) finished {
 	r := MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty}
-	if d, ok := f.drift.Load(t.ID); ok {
-		r.Drift = d.(string)
-	}
 	start := time.Now()
 	fin := finished{i: j.i, set: j.set}
 	if j.set == nil {
