@@ -38,11 +38,18 @@ func setup(t *testing.T, isolation controlplane.Isolation, env ...string) *bundl
 // cluster the test stops and starts).
 func setupOn(t *testing.T, db pgtest.DB, isolation controlplane.Isolation, env ...string) *bundle {
 	t.Helper()
-	cfg, err := config.Load(append([]string{
+	return start(t, db, append([]string{
 		"DATABASE_URL=" + db.URL,
 		"TENANT_ISOLATION=" + string(isolation),
 		"TENANT_DB_PREFIX=" + db.Prefix,
-	}, env...), nil)
+	}, env...))
+}
+
+// start wires a control plane from env as serve does (a restarted serve,
+// when env names a catalog already used) and serves it on a test server.
+func start(t *testing.T, db pgtest.DB, env []string) *bundle {
+	t.Helper()
+	cfg, err := config.Load(env, nil)
 	require.NoError(t, err)
 	app, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)

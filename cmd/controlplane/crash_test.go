@@ -6,7 +6,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"os"
 	"os/exec"
 	"strings"
@@ -127,7 +126,7 @@ func TestKilledAtEveryProvisioningStep(t *testing.T) {
 
 			// The restart: a new process, its reconciler's first pass (as
 			// serve makes at start) and the spares' reconcile and fill.
-			b := restart(t, db, env)
+			b := start(t, db, env)
 			require.True(t, b.app.Reconciler.Pass(ctx, 0))
 			require.NoError(t, b.app.Tenants.Spares.Reconcile(ctx))
 			require.NoError(t, b.app.Tenants.Spares.Fill(ctx))
@@ -156,20 +155,6 @@ func TestKilledAtEveryProvisioningStep(t *testing.T) {
 			auditLeftovers(t, b)
 		})
 	}
-}
-
-// restart is a new control plane on db's catalog, as a restarted serve.
-func restart(t *testing.T, db pgtest.DB, env []string) *bundle {
-	t.Helper()
-	cfg, err := config.Load(env, nil)
-	require.NoError(t, err)
-	app, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	t.Cleanup(app.Close)
-	srv := httptest.NewServer(app.Handler)
-	t.Cleanup(srv.Close)
-	listen(t, app, cfg)
-	return &bundle{t: t, app: app, srv: srv, db: db, cfg: cfg}
 }
 
 // auditLeftovers fails on anything of this catalog's on the tenant server

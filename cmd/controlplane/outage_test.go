@@ -6,9 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"net/url"
 	"strings"
 	"sync"
@@ -18,7 +16,6 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/laracopilot/controlplane/config"
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
@@ -37,20 +34,13 @@ func setupProxied(t *testing.T, isolation controlplane.Isolation, env ...string)
 	t.Helper()
 	db := pgtest.New(t)
 	catalog, tenants := pgtest.NewProxy(t, db.URL), pgtest.NewProxy(t, db.URL)
-	cfg, err := config.Load(append([]string{
+	b := start(t, db, append([]string{
 		"DATABASE_URL=" + catalog.URL(db.URL),
 		"TENANT_DATABASE_URL=" + tenants.URL(db.URL),
 		"TENANT_ISOLATION=" + string(isolation),
 		"TENANT_DB_PREFIX=" + db.Prefix,
-	}, env...), nil)
-	require.NoError(t, err)
-	app, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	require.NoError(t, err)
-	t.Cleanup(app.Close)
-	srv := httptest.NewServer(app.Handler)
-	t.Cleanup(srv.Close)
-	listen(t, app, cfg)
-	return &proxied{bundle: &bundle{t: t, app: app, srv: srv, db: db, cfg: cfg}, catalog: catalog, tenants: tenants}
+	}, env...))
+	return &proxied{bundle: b, catalog: catalog, tenants: tenants}
 }
 
 // secrets are what no error body may show: the proxies' and the real
