@@ -104,7 +104,7 @@ func readsAnalysis(modes []*modeResult) string {
 		}
 		pm := medians(m.Prod)
 		fmt.Fprintf(&b, "**Why the default pool size hurts (TENANT_POOL_MAX_CONNS=%d).** A pool may open %d connections but keeps one idle "+
-			"(`SetMaxIdleConns(1)`, `tenantdb/router.go`): a second connection, opened when two requests of a tenant overlap, is closed as soon as it "+
+			"(`SetMaxIdleConns(1)`, `tenantdb/router/`): a second connection, opened when two requests of a tenant overlap, is closed as soon as it "+
 			"is idle and opened again at the next overlap. The run measured %.0f new connections per second, each a TCP connect, a SCRAM exchange and "+
 			"a backend start (the cold request above), hence the p99 of %s. Keeping the extra connections idle instead was tried at 4dcd82f and "+
 			"measured worse (ca4da0c: the pools then run into the budget). What serve does about it: the default TENANT_POOLS_MAX (40) fits the "+

@@ -56,7 +56,7 @@ type Config struct {
 	// TenantServerMaxConns caps all routed connections to the tenant server.
 	// 0 (the default): derived from the server when serve starts
 	// (max_connections less reserved slots, connections open then, a
-	// margin and serve's other pools; tenantdb.SizeFromServer).
+	// margin and serve's other pools; router.SizeFromServer).
 	TenantServerMaxConns int `env:"TENANT_SERVER_MAX_CONNS" envDefault:"0"`
 	// TenantAcquireTimeout is how long a request waits for a connection slot
 	// when the budget is spent, before it gets 503.

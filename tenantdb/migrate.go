@@ -231,10 +231,7 @@ const versionOf = `pg_catalog.count(*), COALESCE(pg_catalog.max(version), 0), CO
 func (p *Provisioner) readDatabaseVersion(ctx context.Context, t *controlplane.Tenant) controlplane.VersionRead {
 	db, _ := p.tenantDB(t)
 	defer db.Close()
-	var n, v int64
-	var dirty bool
-	err := db.QueryRowContext(ctx, `SELECT `+versionOf+` FROM public.`+quote(migrations.Table)).Scan(&n, &v, &dirty)
-	return versionRead(n, v, dirty, err)
+	return ReadVersion(ctx, db, "public")
 }
 
 // readSchemaVersions reads the batch's tables in one statement: their rows
@@ -293,4 +290,13 @@ func versionRead(rows, version int64, dirty bool, err error) controlplane.Versio
 		return controlplane.VersionRead{Err: fmt.Errorf("the migrations table holds version %d", version)}
 	}
 	return controlplane.VersionRead{Version: uint(version), Dirty: dirty}
+}
+
+// ReadVersion reads the migrations table in schema through db: the version
+// golang-migrate would see, or why it cannot be trusted.
+func ReadVersion(ctx context.Context, db *sql.DB, schema string) controlplane.VersionRead {
+	var n, v int64
+	var dirty bool
+	err := db.QueryRowContext(ctx, `SELECT `+versionOf+` FROM `+quote(schema)+`.`+quote(migrations.Table)).Scan(&n, &v, &dirty)
+	return versionRead(n, v, dirty, err)
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/laracopilot/controlplane/migrations"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -26,7 +27,7 @@ func connectAs(t *testing.T, serverURL, role, database string) (*pgx.Conn, error
 // A tenant's database role reaches its own database and no other.
 func TestTenantRoleIsConfinedToItsDatabase(t *testing.T) {
 	t.Parallel()
-	f := tenanttest.New(t, controlplane.IsolationDatabase, 2, tenantdb.RouterConfig{})
+	f := tenanttest.New(t, controlplane.IsolationDatabase, 2, router.Config{})
 	a, b := f.Tenants[0], f.Tenants[1]
 	ctx := context.Background()
 

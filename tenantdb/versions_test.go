@@ -9,6 +9,7 @@ import (
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -17,7 +18,7 @@ import (
 // is named, and the others of its batch are still read.
 func TestReadVersionsOfManySchemas(t *testing.T) {
 	t.Parallel()
-	f := tenanttest.New(t, controlplane.IsolationSchema, 4, tenantdb.RouterConfig{})
+	f := tenanttest.New(t, controlplane.IsolationSchema, 4, router.Config{})
 	admin := pgtest.Open(t, f.Server.URL)
 	_, err := admin.Exec(`DROP TABLE "` + f.Tenants[1].DBName + `".schema_migrations`)
 	require.NoError(t, err)

@@ -24,6 +24,7 @@ import (
 	"github.com/laracopilot/controlplane/migrations"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/dids"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 )
 
 func newServe() *cobra.Command {
@@ -52,7 +53,7 @@ type App struct {
 	Catalog     *gorm.DB
 	Store       *catalog.Store
 	Provisioner *tenantdb.Provisioner
-	Router      *tenantdb.Router
+	Router      *router.Router
 	Tenants     *controlplane.Tenants
 	// LatestTenantSchema is the newest tenant migration this binary has.
 	LatestTenantSchema uint
@@ -181,7 +182,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		return nil, err
 	}
 	budget, poolsMax := routerSizes(ctx, cfg, log)
-	app.Router, err = tenantdb.NewRouter(tenantdb.RouterConfig{
+	app.Router, err = router.New(router.Config{
 		URL:             cfg.TenantDatabaseURL.Value(),
 		PoolsMax:        poolsMax,
 		PoolMaxConns:    cfg.TenantPoolMaxConns,
@@ -250,7 +251,7 @@ func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budg
 	catalogHere := sameServer(cfg.DatabaseURL.Value(), cfg.TenantDatabaseURL.Value())
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	sz, err := tenantdb.SizeFromServer(sctx, cfg.TenantDatabaseURL.Value(), catalogHere, catalog.MaxOpenConns)
+	sz, err := router.SizeFromServer(sctx, cfg.TenantDatabaseURL.Value(), catalogHere, catalog.MaxOpenConns)
 	switch {
 	case err != nil && budget == 0:
 		budget = 60
@@ -425,7 +426,7 @@ func (a *App) ReconcileDIDs(ctx context.Context, grace time.Duration) (int, erro
 // gauges adapts the catalog cache and the router to what /metrics shows.
 type gauges struct {
 	cache  *catalog.Cache
-	router *tenantdb.Router
+	router *router.Router
 }
 
 func (g gauges) TenantCounts() map[[2]string]int {

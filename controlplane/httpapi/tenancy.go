@@ -17,7 +17,7 @@ type Directory interface {
 	BySlug(slug string) (*controlplane.Tenant, bool)
 }
 
-// DBRouter hands out a tenant's database handle (tenantdb.Router). The
+// DBRouter hands out a tenant's database handle (router.Router). The
 // handle is opaque here: only the resource stores query it.
 type DBRouter interface {
 	Acquire(t *controlplane.Tenant) (*gorm.DB, func(), error)

@@ -13,6 +13,7 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/cdrs"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -26,7 +27,7 @@ type env struct {
 
 // newEnv provisions a tenant in mode; its timezone is tz.
 func newEnv(t *testing.T, mode controlplane.Isolation, tz string) *env {
-	f := tenanttest.New(t, mode, 1, tenantdb.RouterConfig{})
+	f := tenanttest.New(t, mode, 1, router.Config{})
 	db, tn := f.Tenant(t, 0)
 	own := *tn // the fixture's snapshot is shared; change a copy
 	own.Timezone = tz

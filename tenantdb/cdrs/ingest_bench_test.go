@@ -13,6 +13,7 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/cdrs"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -21,7 +22,7 @@ import (
 // HTTP), and the plain INSERT of the same rows that benchmark compares it
 // with. The table is emptied between batches, outside the timer.
 func BenchmarkIngestBatch(b *testing.B) {
-	f := tenanttest.New(b, controlplane.IsolationSchema, 1, tenantdb.RouterConfig{})
+	f := tenanttest.New(b, controlplane.IsolationSchema, 1, router.Config{})
 	db, tn := f.Tenant(b, 0)
 	ctx := context.Background()
 	rs := &rates.Store{DB: db, Tenant: tn}

@@ -10,8 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -56,7 +56,7 @@ func TestImportThousandsOfRows(t *testing.T) {
 
 func TestImportErrors(t *testing.T) {
 	t.Parallel()
-	f := tenanttest.New(t, controlplane.IsolationSchema, 1, tenantdb.RouterConfig{})
+	f := tenanttest.New(t, controlplane.IsolationSchema, 1, router.Config{})
 	db, tn := f.Tenant(t, 0)
 	s := &rates.Store{DB: db, Tenant: tn}
 	ctx := context.Background()

@@ -9,8 +9,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -19,7 +19,7 @@ func bothModes(t *testing.T, fn func(t *testing.T, s *rates.Store)) {
 	for _, mode := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationSchema} {
 		t.Run(string(mode), func(t *testing.T) {
 			t.Parallel()
-			f := tenanttest.New(t, mode, 1, tenantdb.RouterConfig{})
+			f := tenanttest.New(t, mode, 1, router.Config{})
 			db, tn := f.Tenant(t, 0)
 			fn(t, &rates.Store{DB: db, Tenant: tn})
 		})
@@ -111,7 +111,7 @@ func TestRateCRUD(t *testing.T) {
 
 func TestRateValidation(t *testing.T) {
 	t.Parallel()
-	f := tenanttest.New(t, controlplane.IsolationSchema, 1, tenantdb.RouterConfig{})
+	f := tenanttest.New(t, controlplane.IsolationSchema, 1, router.Config{})
 	db, tn := f.Tenant(t, 0)
 	s := &rates.Store{DB: db, Tenant: tn}
 	ok := func() rates.Spec { return spec("44", "0.03", 60, 60, "2025-01-01T00:00:00Z", "") }

@@ -8,8 +8,8 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -114,7 +114,7 @@ func TestBook(t *testing.T) {
 // mode) sees none of them and never waits on their locks.
 func TestRatesAreTenantScoped(t *testing.T) {
 	t.Parallel()
-	f := tenanttest.New(t, controlplane.IsolationSchema, 2, tenantdb.RouterConfig{})
+	f := tenanttest.New(t, controlplane.IsolationSchema, 2, router.Config{})
 	dbA, a := f.Tenant(t, 0)
 	dbB, b := f.Tenant(t, 1)
 	sa, sb := &rates.Store{DB: dbA, Tenant: a}, &rates.Store{DB: dbB, Tenant: b}

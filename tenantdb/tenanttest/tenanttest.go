@@ -16,6 +16,7 @@ import (
 	"github.com/laracopilot/controlplane/migrations"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 )
 
 // Secret derives the test tenants' role passwords.
@@ -25,13 +26,13 @@ var Secret = tenantdb.RoleSecret("tenanttest-role-secret")
 type Fixture struct {
 	Server  pgtest.DB // the throwaway database (and tenant name prefix)
 	Tenants []*controlplane.Tenant
-	Router  *tenantdb.Router
+	Router  *router.Router
 }
 
 // New provisions n tenants with the given isolation (ids 1..n, slugs t1..,
 // domains t1.example.com.., timezone UTC, max_extensions 100) and a router
 // with the given config (URL filled in; zero sizes get small defaults).
-func New(t testing.TB, isolation controlplane.Isolation, n int, rc tenantdb.RouterConfig) *Fixture {
+func New(t testing.TB, isolation controlplane.Isolation, n int, rc router.Config) *Fixture {
 	t.Helper()
 	db := pgtest.New(t)
 	ctx := context.Background()
@@ -64,13 +65,13 @@ func New(t testing.TB, isolation controlplane.Isolation, n int, rc tenantdb.Rout
 	if rc.AcquireTimeout == 0 {
 		rc.AcquireTimeout = 5 * time.Second
 	}
-	f.Router, err = tenantdb.NewRouter(rc)
+	f.Router, err = router.New(rc)
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.Router.Close() })
 	return f
 }
 
-// Latest is the newest tenant migration (the router's RouterConfig.Latest).
+// Latest is the newest tenant migration (the router's router.Config.Latest).
 func Latest(t testing.TB) uint {
 	t.Helper()
 	v, err := migrations.Latest(migrations.Tenant)

@@ -1,4 +1,4 @@
-package tenantdb_test
+package router_test
 
 import (
 	"context"
@@ -11,9 +11,9 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/extensions"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
@@ -24,15 +24,15 @@ type fixture struct {
 }
 
 func newFixture(t *testing.T, isolation controlplane.Isolation, n int) *fixture {
-	return &fixture{t: t, Fixture: tenanttest.New(t, isolation, n, tenantdb.RouterConfig{})}
+	return &fixture{t: t, Fixture: tenanttest.New(t, isolation, n, router.Config{})}
 }
 
-func (f *fixture) router(c tenantdb.RouterConfig) *tenantdb.Router {
+func (f *fixture) router(c router.Config) *router.Router {
 	f.t.Helper()
 	c.URL = f.Server.URL
 	c.RoleSecret = tenanttest.Secret
 	c.Latest = tenanttest.Latest(f.t)
-	r, err := tenantdb.NewRouter(c)
+	r, err := router.New(c)
 	require.NoError(f.t, err)
 	f.t.Cleanup(func() { _ = r.Close() })
 	return r
@@ -41,7 +41,7 @@ func (f *fixture) router(c tenantdb.RouterConfig) *tenantdb.Router {
 func (f *fixture) backends() int { return f.Backends(f.t) }
 
 // numbers lists a tenant's extension numbers through the router.
-func numbers(t *testing.T, r *tenantdb.Router, tn *controlplane.Tenant) []string {
+func numbers(t *testing.T, r *router.Router, tn *controlplane.Tenant) []string {
 	db, release, err := r.Acquire(tn)
 	require.NoError(t, err)
 	defer release()
@@ -54,7 +54,7 @@ func numbers(t *testing.T, r *tenantdb.Router, tn *controlplane.Tenant) []string
 	return out
 }
 
-func create(t *testing.T, r *tenantdb.Router, tn *controlplane.Tenant, number string) {
+func create(t *testing.T, r *router.Router, tn *controlplane.Tenant, number string) {
 	db, release, err := r.Acquire(tn)
 	require.NoError(t, err)
 	defer release()
@@ -68,7 +68,7 @@ func create(t *testing.T, r *tenantdb.Router, tn *controlplane.Tenant, number st
 func TestSchemaPoolCarriesNoTenantState(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, controlplane.IsolationSchema, 2)
-	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 1, AcquireTimeout: 5 * time.Second})
+	r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 1, AcquireTimeout: 5 * time.Second})
 	a, b := f.Tenants[0], f.Tenants[1]
 	create(t, r, a, "10")
 	create(t, r, a, "11")
@@ -105,7 +105,7 @@ func TestSchemaPoolCarriesNoTenantState(t *testing.T) {
 func TestDatabasePoolsAreBoundedAndEvicted(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, controlplane.IsolationDatabase, 3)
-	r := f.router(tenantdb.RouterConfig{PoolsMax: 2, PoolMaxConns: 2, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 10, AcquireTimeout: 5 * time.Second})
+	r := f.router(router.Config{PoolsMax: 2, PoolMaxConns: 2, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 10, AcquireTimeout: 5 * time.Second})
 	t1, t2, t3 := f.Tenants[0], f.Tenants[1], f.Tenants[2]
 
 	// t1's handle stays in use while t2 and t3 push its pool out of the LRU:
@@ -130,7 +130,7 @@ func TestDatabasePoolsAreBoundedAndEvicted(t *testing.T) {
 func TestIdlePoolsAreClosed(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, controlplane.IsolationDatabase, 2)
-	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 2, PoolIdleTimeout: 200 * time.Millisecond, SchemaPoolConns: 1, ServerMaxConns: 10, AcquireTimeout: time.Second})
+	r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 2, PoolIdleTimeout: 200 * time.Millisecond, SchemaPoolConns: 1, ServerMaxConns: 10, AcquireTimeout: time.Second})
 	numbers(t, r, f.Tenants[0])
 	numbers(t, r, f.Tenants[1])
 	require.Equal(t, 2, r.Stats().DatabasePools)
@@ -142,7 +142,7 @@ func TestIdlePoolsAreClosed(t *testing.T) {
 func TestConnectionBudget(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, controlplane.IsolationDatabase, 4)
-	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 2, AcquireTimeout: 300 * time.Millisecond})
+	r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 2, AcquireTimeout: 300 * time.Millisecond})
 
 	// Round after round over all four tenants: idle connections of other
 	// pools are shed to make room, and the server never sees more than two.
@@ -189,7 +189,7 @@ func TestCachedStatementsSurviveAddedColumn(t *testing.T) {
 	t.Parallel()
 	bothIsolations(t, func(t *testing.T, isolation controlplane.Isolation) {
 		f := newFixture(t, isolation, 1)
-		r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 4, AcquireTimeout: 5 * time.Second})
+		r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 4, AcquireTimeout: 5 * time.Second})
 		tn := f.Tenants[0]
 		create(t, r, tn, "10")
 		get := func() {
@@ -237,7 +237,7 @@ func bothIsolations(t *testing.T, f func(*testing.T, controlplane.Isolation)) {
 func TestSchemaTenantsKeepToTheirLane(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t, controlplane.IsolationSchema, 12)
-	r := f.router(tenantdb.RouterConfig{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 8, ServerMaxConns: 20, AcquireTimeout: 5 * time.Second})
+	r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 8, ServerMaxConns: 20, AcquireTimeout: 5 * time.Second})
 	var mu sync.Mutex
 	backends := map[int64]map[int32]bool{} // tenant → backend pids it used
 	var wg sync.WaitGroup

@@ -1,4 +1,4 @@
-package tenantdb
+package router
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package tenantdb_test
+package router_test
 
 import (
 	"context"
@@ -6,8 +6,8 @@ import (
 
 	"github.com/stretchr/testify/require"
 
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+	"github.com/laracopilot/controlplane/tenantdb/router"
 )
 
 // The router's budget comes from the server: max_connections less the
@@ -16,14 +16,14 @@ func TestSizeFromServer(t *testing.T) {
 	t.Parallel()
 	url := pgtest.ServerURL(t)
 	ctx := context.Background()
-	alone, err := tenantdb.SizeFromServer(ctx, url, false, 20)
+	alone, err := router.SizeFromServer(ctx, url, false, 20)
 	require.NoError(t, err)
 	require.Positive(t, alone.MaxConnections)
 	require.Equal(t, max(5, alone.MaxConnections/10), alone.Headroom)
 	require.Equal(t, max(8, alone.MaxConnections-alone.Reserved-alone.InUse-alone.Headroom-alone.Own), alone.Budget)
 	require.Less(t, alone.Budget, alone.MaxConnections)
 
-	shared, err := tenantdb.SizeFromServer(ctx, url, true, 20)
+	shared, err := router.SizeFromServer(ctx, url, true, 20)
 	require.NoError(t, err)
 	require.Equal(t, alone.Own+20, shared.Own, "the catalog's pool on the same server is counted")
 
@@ -35,7 +35,7 @@ func TestSizeFromServer(t *testing.T) {
 		require.NoError(t, err)
 		defer c.Close()
 	}
-	busier, err := tenantdb.SizeFromServer(ctx, url, false, 20)
+	busier, err := router.SizeFromServer(ctx, url, false, 20)
 	require.NoError(t, err)
 	require.GreaterOrEqual(t, busier.InUse, 10, "our ten are counted")
 }

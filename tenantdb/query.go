@@ -1,0 +1,45 @@
+package tenantdb
+
+import (
+	"context"
+
+	"github.com/jackc/pgx/v5"
+	"gorm.io/gorm"
+)
+
+// Tx runs fn in a transaction on db (a router handle). Its reads name their
+// columns (gorm's QueryFields) instead of SELECT *: a cached statement gone
+// stale after a migration (see the router's retryStalePlan) cannot be retried inside a
+// transaction PostgreSQL has aborted, but a statement that names its
+// columns does not go stale when a column is added.
+func Tx(ctx context.Context, db *gorm.DB, fn func(tx *gorm.DB) error) error {
+	return db.WithContext(ctx).Session(&gorm.Session{QueryFields: true}).Transaction(fn)
+}
+
+// SchemaSetting is the gorm setting that names a schema-mode handle's
+// schema (set by the router, read by Table).
+const SchemaSetting = "tenantdb:schema"
+
+// Table returns the quoted name of table as raw SQL on db must write it:
+// "tenant_42"."rates" on a schema-mode handle, "rates" on a database-mode
+// one. gorm's own queries qualify names by themselves; raw SQL must use
+// this, or it would resolve through search_path to no tenant at all.
+func Table(db *gorm.DB, table string) string {
+	if s, ok := db.Get(SchemaSetting); ok {
+		return pgx.Identifier{s.(string), table}.Sanitize()
+	}
+	return pgx.Identifier{table}.Sanitize()
+}
+
+// numberSpaceLock keys the advisory lock of a tenant's dial-number space.
+const numberSpaceLock = 0x4e53 // "NS"
+
+// LockNumberSpace takes, inside transaction tx, the lock that serialises a
+// tenant's writes to its dial numbers: extension numbers and queue dial
+// numbers share one space (no clash between them) and creating an extension
+// counts against the cap, both checks that a unique index cannot make.
+// Schema tenants share a database, so the tenant id is part of the key; the
+// lock is released when tx ends.
+func LockNumberSpace(tx *gorm.DB, tenantID int64) error {
+	return tx.Exec(`SELECT pg_advisory_xact_lock(?, ?)`, numberSpaceLock, int32(tenantID)).Error
+}

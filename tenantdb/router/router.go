@@ -1,0 +1,225 @@
+package router
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/tenantdb"
+	"golang.org/x/sync/semaphore"
+	"gorm.io/gorm"
+)
+
+// Config bounds what the router may hold open on the tenant server.
+type Config struct {
+	URL string // the tenant server, as for the Provisioner
+	// PoolsMax is how many tenant databases keep a pool open at once
+	// (database mode); the least recently used one is closed beyond it.
+	PoolsMax int
+	// PoolMaxConns is the size of one tenant database's pool.
+	PoolMaxConns int
+	// PoolIdleTimeout closes the pool of a tenant database unused that long.
+	PoolIdleTimeout time.Duration
+	// SchemaPoolConns is how many connections all schema-mode tenants
+	// share (in lanes of schemaLaneConns, a tenant always on the same).
+	SchemaPoolConns int
+	// ServerMaxConns caps the connections all routed pools together hold to
+	// the server, whatever the number of tenants. A request that finds the
+	// budget spent waits up to AcquireTimeout for a connection to free up.
+	ServerMaxConns int
+	AcquireTimeout time.Duration
+	// RoleSecret gives the passwords of tenant database roles: a tenant
+	// database's pool connects as that tenant's role only.
+	RoleSecret tenantdb.RoleSecret
+	// Latest is the newest tenant migration this binary carries. When a
+	// tenant's pool (or schema handle) is opened, the router reads the
+	// tenant's real migrations table and refuses (503) a tenant that is
+	// dirty, newer than Latest, or older than the catalog records (a
+	// migration taken away out of band, by the stock CLI or a restore):
+	// code that expects a table must not run against a tenant lacking it.
+	Latest uint
+}
+
+// Router hands each tenant request a *gorm.DB bound to that tenant's
+// database or schema.
+//
+// Database mode: one small pool per tenant database, in an LRU of at most
+// PoolsMax, closed when evicted or idle. Schema mode: the connections shared
+// by all schema tenants; each tenant's *gorm.DB writes schema-qualified
+// table names ("tenant_42"."extensions"), so a connection carries no tenant
+// state at all (no SET search_path that could leak to the next request) and
+// a read is one statement.
+//
+// The shared schema connections are split in lanes of schemaLaneConns, and
+// a tenant always uses the same lane (by a hash of its schema). A backend
+// then meets only its lane's share of the schemas, so it keeps their
+// catalog entries warm and its memory grows with that share, not with the
+// fleet; and a lane can cache prepared statements, which a backend meeting
+// every schema could not (a tenant's statements name its schema, so each
+// tenant has its own). Measured (docs/BENCHMARKS.md): with every connection
+// serving every one of 1,000 schemas in exec mode, PostgreSQL spent 4 times
+// the baseline's CPU per read. A lane also bounds how much of the shared
+// pool one busy tenant can take from the others.
+//
+// One round trip per routed read: gorm's default transaction around writes
+// is off (a single statement is atomic anyway), and pools cache prepared
+// statements, so a warm connection runs a query in one round trip.
+type Router struct {
+	cfg    Config
+	server *pgx.ConnConfig
+	dialer net.Dialer
+	budget *semaphore.Weighted
+	open   atomic.Int64 // connections open to the server through the router
+
+	lanes   []lane                       // schema mode: the shared connections
+	schemas *lru.Cache[string, *gorm.DB] // schema mode handles, by schema name
+
+	mu    sync.Mutex // guards pools' refs and eviction
+	pools *lru.Cache[string, *pool]
+
+	stop chan struct{}
+	done chan struct{}
+}
+
+// New starts a router on the tenant server. Close it when done.
+func New(c Config) (*Router, error) {
+	cfg, err := pgx.ParseConfig(c.URL)
+	if err != nil {
+		return nil, fmt.Errorf("tenant server: invalid connection string")
+	}
+	r := &Router{
+		cfg:    c,
+		server: cfg,
+		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 5 * time.Minute},
+		budget: semaphore.NewWeighted(int64(c.ServerMaxConns)),
+		stop:   make(chan struct{}),
+		done:   make(chan struct{}),
+	}
+	r.server.DialFunc = r.dial
+	if r.pools, err = lru.NewWithEvict(c.PoolsMax, r.evicted); err != nil {
+		return nil, err
+	}
+	// A schema handle is a gorm session naming its schema (a few hundred
+	// bytes): cheap to rebuild, kept so that a request does not allocate one.
+	if r.schemas, err = lru.New[string, *gorm.DB](10 * c.PoolsMax); err != nil {
+		return nil, err
+	}
+
+	for _, n := range laneSizes(c.SchemaPoolConns) {
+		conns := stdlib.OpenDB(*r.server)
+		conns.SetMaxOpenConns(n)
+		conns.SetMaxIdleConns(n)
+		// A backend caches the metadata of every relation it touches and
+		// the plans of the statements it prepared; recycle them now and
+		// then so that tenants gone or moved do not stay in its memory.
+		conns.SetConnMaxLifetime(10 * time.Minute)
+		conns.SetConnMaxIdleTime(c.PoolIdleTimeout)
+		db, err := openGorm(conns)
+		if err == nil {
+			err = qualifyTables(db)
+		}
+		if err != nil {
+			_ = conns.Close()
+			for _, l := range r.lanes {
+				_ = l.sql.Close()
+			}
+			return nil, err
+		}
+		r.lanes = append(r.lanes, lane{sql: conns, gorm: db})
+	}
+
+	go r.janitor()
+	return r, nil
+}
+
+// Acquire returns the *gorm.DB of tenant t and a release func, to be called
+// once the request no longer uses it: a pool is never closed under a
+// request that holds it.
+func (r *Router) Acquire(t *controlplane.Tenant) (*gorm.DB, func(), error) {
+	switch t.Isolation {
+	case controlplane.IsolationSchema:
+		db, err := r.schemaDB(t)
+		return db, func() {}, err
+	case controlplane.IsolationDatabase:
+		return r.databaseDB(t)
+	}
+	return nil, nil, fmt.Errorf("tenant %d: unknown isolation %q", t.ID, t.Isolation)
+}
+
+// Forget closes the pool of a tenant database that is about to be dropped
+// (or was), and forgets a schema handle.
+func (r *Router) Forget(t *controlplane.Tenant) {
+	r.schemas.Remove(t.DBName)
+	r.mu.Lock()
+	r.pools.Remove(t.DBName)
+	r.mu.Unlock()
+}
+
+// janitor closes tenant database pools left unused for PoolIdleTimeout.
+func (r *Router) janitor() {
+	defer close(r.done)
+	every := max(r.cfg.PoolIdleTimeout/4, 100*time.Millisecond)
+	tick := time.NewTicker(every)
+	defer tick.Stop()
+	for {
+		select {
+		case <-r.stop:
+			return
+		case <-tick.C:
+		}
+		cutoff := time.Now().Add(-r.cfg.PoolIdleTimeout).UnixNano()
+		r.mu.Lock()
+		for _, name := range r.pools.Keys() { // oldest first
+			if p, ok := r.pools.Peek(name); ok && p.refs == 0 && p.lastUsed.Load() < cutoff {
+				r.pools.Remove(name)
+			}
+		}
+		r.mu.Unlock()
+	}
+}
+
+// Stats describes what the router holds, for metrics.
+type Stats struct {
+	DatabasePools  int // open tenant database pools
+	SchemaHandles  int // cached schema-mode handles
+	OpenConns      int // connections open to the server
+	InUse          int // of which serving a query now
+	ServerMaxConns int
+}
+
+// Stats returns a snapshot of the router's pools.
+func (r *Router) Stats() Stats {
+	r.mu.Lock()
+	pools := r.pools.Values()
+	r.mu.Unlock()
+	s := Stats{DatabasePools: len(pools), SchemaHandles: r.schemas.Len(), OpenConns: int(r.open.Load()), ServerMaxConns: r.cfg.ServerMaxConns}
+	for _, lane := range r.lanes {
+		s.InUse += lane.sql.Stats().InUse
+	}
+	for _, p := range pools {
+		s.InUse += p.sql.Stats().InUse
+	}
+	return s
+}
+
+// Close closes every pool.
+func (r *Router) Close() error {
+	close(r.stop)
+	<-r.done
+	r.mu.Lock()
+	r.pools.Purge() // evicts: closes pools not in use
+	r.mu.Unlock()
+	r.schemas.Purge()
+	var errs []error
+	for _, lane := range r.lanes {
+		errs = append(errs, lane.sql.Close())
+	}
+	return errors.Join(errs...)
+}
