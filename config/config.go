@@ -43,11 +43,12 @@ type Config struct {
 	// AdminHosts serve the operator API (comma-separated, normalised like a
 	// Host header); "*" allows any host that is not a tenant's domain.
 	AdminHosts []string `env:"ADMIN_HOSTS" envDefault:"localhost,127.0.0.1,::1" envSeparator:","`
-	// TenantPoolsMax bounds the tenant databases with an open pool at once.
-	// 0 (the default): the budget less the schema connections, so every
-	// open pool can keep one warm connection within the budget.
+	// TenantPoolsMax bounds the tenant databases with a pool at once (a
+	// pool is a few KB; its connections are counted by the budget, not
+	// here). 0 (the default): 4 times the budget.
 	TenantPoolsMax int `env:"TENANT_POOLS_MAX" envDefault:"0"`
-	// TenantPoolMaxConns is the size of one tenant database's pool.
+	// TenantPoolMaxConns is the most connections one tenant database's
+	// pool opens, and so the most requests of a tenant that run at once.
 	TenantPoolMaxConns int `env:"TENANT_POOL_MAX_CONNS" envDefault:"4"`
 	// TenantPoolIdleTimeout closes a tenant database's pool unused that long.
 	TenantPoolIdleTimeout time.Duration `env:"TENANT_POOL_IDLE_TIMEOUT" envDefault:"5m"`
@@ -61,6 +62,9 @@ type Config struct {
 	// TenantAcquireTimeout is how long a request waits for a connection slot
 	// when the budget is spent, before it gets 503.
 	TenantAcquireTimeout time.Duration `env:"TENANT_ACQUIRE_TIMEOUT" envDefault:"5s"`
+	// TenantQueueMax is how many more requests of one tenant may wait while
+	// as many as it may run at once are running; beyond it: 429.
+	TenantQueueMax int `env:"TENANT_QUEUE_MAX" envDefault:"28"`
 	// AdminToken guards the operator API (and may act for any tenant). Unset
 	// is allowed only when serve listens on a loopback address.
 	AdminToken Secret `env:"ADMIN_TOKEN"`
@@ -158,18 +162,6 @@ func Load(environ []string, fs *pflag.FlagSet) (Config, error) {
 
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)
 
-// Warnings are settings that work but probably not as meant.
-func (c *Config) Warnings() []string {
-	var w []string
-	if warm := c.TenantPoolsMax + c.TenantSchemaPoolConns; c.TenantPoolsMax > 0 && c.TenantServerMaxConns > 0 && warm > c.TenantServerMaxConns {
-		w = append(w, fmt.Sprintf("TENANT_POOLS_MAX (%d) pools keeping one warm connection each, plus TENANT_SCHEMA_POOL_CONNS (%d), need %d connections, "+
-			"more than TENANT_SERVER_MAX_CONNS (%d): with that many busy tenant databases the pools take each other's connections and requests "+
-			"reconnect (a few ms each, measured in docs/BENCHMARKS.md); raise the budget (and the server's max_connections) or lower TENANT_POOLS_MAX",
-			c.TenantPoolsMax, c.TenantSchemaPoolConns, warm, c.TenantServerMaxConns))
-	}
-	return w
-}
-
 // Validate checks every field and names the first bad one by its variable.
 func (c *Config) Validate() error {
 	bad := func(name, format string, args ...any) error {
@@ -208,6 +200,9 @@ func (c *Config) Validate() error {
 		if v < 1 {
 			return bad(name, "must be at least 1, got %d", v)
 		}
+	}
+	if c.TenantQueueMax < 0 {
+		return bad("TENANT_QUEUE_MAX", "must be at least 0, got %d", c.TenantQueueMax)
 	}
 	for name, v := range map[string]int{"TENANT_POOLS_MAX": c.TenantPoolsMax, "TENANT_SERVER_MAX_CONNS": c.TenantServerMaxConns} {
 		if v < 0 {

@@ -21,20 +21,14 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, Secret(testURL), c.TenantDatabaseURL, "the tenant server defaults to the catalog's")
 	require.Equal(t, 2*time.Minute, c.ProvisionTimeout)
 	require.True(t, c.MigrateCatalog)
-	require.Empty(t, c.Warnings(), "the default pools fit the default budget")
 
 	require.Zero(t, c.TenantServerMaxConns, "derived from the server at start")
 	require.Zero(t, c.TenantPoolsMax, "derived from the budget at start")
 
-	c, err = Load([]string{"DATABASE_URL=" + testURL, "TENANT_POOLS_MAX=100"}, nil)
-	require.NoError(t, err)
-	require.Empty(t, c.Warnings(), "a budget derived at start is checked then")
+	require.Equal(t, 28, c.TenantQueueMax)
 
-	c, err = Load([]string{"DATABASE_URL=" + testURL, "TENANT_POOLS_MAX=100", "TENANT_SERVER_MAX_CONNS=60"}, nil)
-	require.NoError(t, err)
-	require.Len(t, c.Warnings(), 1)
-	require.Contains(t, c.Warnings()[0], "TENANT_SERVER_MAX_CONNS (60)")
-
+	_, err = Load([]string{"DATABASE_URL=" + testURL, "TENANT_QUEUE_MAX=-1"}, nil)
+	require.ErrorContains(t, err, "TENANT_QUEUE_MAX: must be at least 0")
 	_, err = Load([]string{"DATABASE_URL=" + testURL, "TENANT_SERVER_MAX_CONNS=-1"}, nil)
 	require.ErrorContains(t, err, "TENANT_SERVER_MAX_CONNS: must be at least 1, or 0 to derive it")
 }

@@ -27,6 +27,7 @@ const (
 	TenantSuspended    Code = "tenant_suspended"    // 403
 	TenantUnavailable  Code = "tenant_unavailable"  // 503: tenant not provisioned (yet)
 	Unavailable        Code = "unavailable"         // 503: try again later
+	RateLimited        Code = "rate_limited"        // 429: the tenant has too many requests in progress
 	Unauthorized       Code = "unauthorized"        // 401
 	Forbidden          Code = "forbidden"           // 403
 	ProvisioningFailed Code = "provisioning_failed" // 500: the tenant is recorded as failed; retry is possible

@@ -166,7 +166,7 @@ func TestDIDReconcile(t *testing.T) {
 	ctx := context.Background()
 	store := b.app.Store
 	acme, _ := store.Cache().ByID(1)
-	db, release, err := b.app.Router.Acquire(acme)
+	db, release, err := b.app.Router.Acquire(context.Background(), acme)
 	require.NoError(t, err)
 	defer release()
 	insertDID := func(number string) {

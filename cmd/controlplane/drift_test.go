@@ -19,11 +19,10 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
 
-// stockCLI opens tenant t with golang-migrate's own postgres driver from a
-// URL, as the stock `migrate -database postgres://…` CLI does: database mode
-// as the tenant's role on its database, schema mode with the schema as
+// tenantURL is how an operator's tool reaches tenant t: database mode as
+// the tenant's role on its database, schema mode with the schema as
 // search_path.
-func (b *bundle) stockCLI(t *controlplane.Tenant) *migrate.Migrate {
+func (b *bundle) tenantURL(t *controlplane.Tenant) string {
 	b.t.Helper()
 	u, err := url.Parse(b.db.URL)
 	require.NoError(b.t, err)
@@ -35,7 +34,14 @@ func (b *bundle) stockCLI(t *controlplane.Tenant) *migrate.Migrate {
 		q.Set("search_path", t.DBName)
 		u.RawQuery = q.Encode()
 	}
-	driver, err := (&mpostgres.Postgres{}).Open(u.String())
+	return u.String()
+}
+
+// stockCLI opens tenant t with golang-migrate's own postgres driver from a
+// URL, as the stock `migrate -database postgres://…` CLI does.
+func (b *bundle) stockCLI(t *controlplane.Tenant) *migrate.Migrate {
+	b.t.Helper()
+	driver, err := (&mpostgres.Postgres{}).Open(b.tenantURL(t))
 	require.NoError(b.t, err)
 	src, err := iofs.New(migrations.Tenant, ".")
 	require.NoError(b.t, err)
@@ -60,7 +66,7 @@ func TestDriftFromTheStockCLI(t *testing.T) {
 		require.Equal(t, uint(1), tn.SchemaVersion)
 
 		require.NoError(t, b.stockCLI(tn).Steps(-1))
-		b.app.Router.Forget(tn) // as after an idle timeout or a restart
+		b.app.Router.Forget(tn) // as after a restart, or a minute after the last check
 
 		status, hdr, got := b.req("GET", "acme.example.com", "/api/extensions", nil)
 		require.Equal(t, http.StatusServiceUnavailable, status, "%v", got)

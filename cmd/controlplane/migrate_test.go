@@ -18,7 +18,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/migrations"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
 
 // withMigrations is the real tenant history plus extra files.
@@ -141,10 +141,10 @@ func TestFleetMigration(t *testing.T) {
 		// traffic now, as designed: fix the data directly.)
 		status, _, _ = b.req("DELETE", "", "/t/gamma/api/extensions/1", nil)
 		require.Equal(t, http.StatusServiceUnavailable, status)
-		db, release, err := b.app.Router.Acquire(mustSlug(t, app, "gamma"))
+		gamma := pgtest.Open(t, b.tenantURL(mustSlug(t, app, "gamma")))
+		_, err := gamma.Exec(`DELETE FROM extensions`)
 		require.NoError(t, err)
-		require.NoError(t, db.Exec(`DELETE FROM `+tenantdb.Table(db, "extensions")).Error)
-		release()
+		require.NoError(t, gamma.Close())
 		results = fleet.Run(ctx, []*controlplane.Tenant{mustSlug(t, app, "gamma")}, controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) {})
 		require.NoError(t, results[0].Err)
 		require.Equal(t, uint(3), results[0].To)

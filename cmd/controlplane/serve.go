@@ -190,6 +190,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		SchemaPoolConns: cfg.TenantSchemaPoolConns,
 		ServerMaxConns:  budget,
 		AcquireTimeout:  cfg.TenantAcquireTimeout,
+		QueueMax:        cfg.TenantQueueMax,
 		RoleSecret:      app.RoleSecret,
 		Latest:          app.LatestTenantSchema,
 	})
@@ -265,11 +266,10 @@ func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budg
 	}
 	budget = max(budget, cfg.TenantPoolMaxConns, cfg.TenantSchemaPoolConns)
 	if poolsMax == 0 {
-		// Each open pool keeps one warm connection: as many as fit.
-		poolsMax = max(1, budget-cfg.TenantSchemaPoolConns)
-	} else if poolsMax+cfg.TenantSchemaPoolConns > budget && cfg.TenantServerMaxConns == 0 {
-		log.Warn("TENANT_POOLS_MAX pools keeping one warm connection each, plus the schema connections, need more than the derived budget: busy pools will take each other's connections",
-			"tenant_pools_max", poolsMax, "tenant_schema_pool_conns", cfg.TenantSchemaPoolConns, "budget", budget)
+		// A pool without connections costs a few KB: keep more of them
+		// than the budget could keep connections for, so that a tenant
+		// whose connection the budget took back keeps its pool.
+		poolsMax = 4 * budget
 	}
 	log.Info("tenant connection budget", "budget", budget, "pools_max", poolsMax, "schema_conns", cfg.TenantSchemaPoolConns,
 		"derived", cfg.TenantServerMaxConns == 0, "max_connections", sz.MaxConnections, "reserved", sz.Reserved, "in_use", sz.InUse,
@@ -297,9 +297,6 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// heap of about 3 times the live data instead of 2. GOGC, if set, wins.
 	if os.Getenv("GOGC") == "" {
 		debug.SetGCPercent(200)
-	}
-	for _, w := range cfg.Warnings() {
-		log.Warn("config: " + w)
 	}
 	if cfg.AdminToken == "" {
 		log.Warn("development mode: no ADMIN_TOKEN, so the operator API and tenant routes accept requests without credentials on this loopback listener")
@@ -415,7 +412,7 @@ func (a *App) ReconcileDIDs(ctx context.Context, grace time.Duration) (int, erro
 		if !ok || t.Provisioning != controlplane.ProvisionReady {
 			return nil, nil, nil
 		}
-		db, release, err := a.Router.Acquire(t)
+		db, release, err := a.Router.Acquire(ctx, t)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -437,5 +434,6 @@ func (g gauges) TenantCounts() map[[2]string]int {
 
 func (g gauges) PoolStats() httpapi.PoolStats {
 	s := g.router.Stats()
-	return httpapi.PoolStats{DatabasePools: s.DatabasePools, SchemaHandles: s.SchemaHandles, OpenConns: s.OpenConns, InUse: s.InUse, ServerMaxConns: s.ServerMaxConns}
+	return httpapi.PoolStats{DatabasePools: s.DatabasePools, SchemaHandles: s.SchemaHandles, OpenConns: s.OpenConns, InUse: s.InUse,
+		ServerMaxConns: s.ServerMaxConns, Waiting: s.Waiting, Opened: s.Opened, Taken: s.Taken}
 }

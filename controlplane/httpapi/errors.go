@@ -28,6 +28,7 @@ var statusOf = map[controlplane.Code]int{
 	controlplane.TenantSuspended:    http.StatusForbidden,
 	controlplane.TenantUnavailable:  http.StatusServiceUnavailable,
 	controlplane.Unavailable:        http.StatusServiceUnavailable,
+	controlplane.RateLimited:        http.StatusTooManyRequests,
 	controlplane.Unauthorized:       http.StatusUnauthorized,
 	controlplane.Forbidden:          http.StatusForbidden,
 	controlplane.ProvisioningFailed: http.StatusInternalServerError,
@@ -101,8 +102,13 @@ func writeErrors(log *slog.Logger) gin.HandlerFunc {
 		if status >= 500 {
 			log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "request_id", c.GetString(requestIDKey), "err", err)
 		}
-		if status == http.StatusServiceUnavailable {
+		switch status {
+		case http.StatusServiceUnavailable:
 			c.Header("Retry-After", retryAfter)
+		case http.StatusTooManyRequests:
+			// A tenant's own burst: its requests in progress end within
+			// milliseconds, so a second is plenty.
+			c.Header("Retry-After", "1")
 		}
 		c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: de.Code, Message: msg, Fields: de.Fields}})
 	}

@@ -20,7 +20,7 @@ type Directory interface {
 // DBRouter hands out a tenant's database handle (router.Router). The
 // handle is opaque here: only the resource stores query it.
 type DBRouter interface {
-	Acquire(t *controlplane.Tenant) (*gorm.DB, func(), error)
+	Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB, func(), error)
 }
 
 type ctxKey int
@@ -164,7 +164,7 @@ func (s *Server) enterTenant(c *gin.Context) (release func(), err error) {
 		// could misread it, so it refuses rather than serve it wrongly.
 		return nil, controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is at schema version %d, newer than this server knows (%d)", t.Slug, t.SchemaVersion, s.LatestTenantSchema)
 	}
-	db, release, err := s.Router.Acquire(t)
+	db, release, err := s.Router.Acquire(c.Request.Context(), t)
 	if err != nil {
 		return nil, err
 	}

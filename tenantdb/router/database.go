@@ -1,26 +1,46 @@
 package router
 
 import (
+	"context"
 	"database/sql"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/jackc/pgx/v5/stdlib"
-	"github.com/laracopilot/controlplane/controlplane"
 	"gorm.io/gorm"
+
+	"github.com/laracopilot/controlplane/controlplane"
 )
 
-// pool is one tenant database's connection pool.
+// pool is one tenant database's connections: none while the tenant is
+// quiet, one per request it runs at once, up to PoolMaxConns. It grows only
+// when a request of the tenant finds every connection of it busy, keeps
+// what it grew while the tenant stays busy (an idle connection is the
+// budget's to take back, the least recently used first), and shrinks by
+// itself: database/sql closes a connection idle for PoolIdleTimeout.
 type pool struct {
 	sql      *sql.DB
+	conns    *connector
 	gorm     *gorm.DB
 	refs     int  // requests using it (guarded by Router.mu)
 	evicted  bool // out of the LRU: close when refs drops to 0
 	lastUsed atomic.Int64
+}
 
-	checked  sync.Once // the schema check, by the pool's first request
-	checkErr error
+func (r *Router) newPool(name string) *pool {
+	cfg := r.server.Copy()
+	cfg.Database = name
+	cfg.User, cfg.Password = name, r.cfg.RoleSecret.Password(name)
+	k := newConnector(r.budget, *cfg)
+	db := sql.OpenDB(k) // connects lazily
+	db.SetMaxOpenConns(r.cfg.PoolMaxConns)
+	db.SetMaxIdleConns(r.cfg.PoolMaxConns)
+	db.SetConnMaxIdleTime(r.cfg.PoolIdleTimeout)
+	// A session of the one database-mode handle, on this pool's
+	// connections: models are parsed once for every tenant, not per pool.
+	g := r.base.Session(&gorm.Session{Context: context.Background()})
+	g.Statement.ConnPool = db
+	return &pool{sql: db, conns: k, gorm: g}
 }
 
 func (r *Router) databaseDB(t *controlplane.Tenant) (*gorm.DB, func(), error) {
@@ -28,24 +48,7 @@ func (r *Router) databaseDB(t *controlplane.Tenant) (*gorm.DB, func(), error) {
 	r.mu.Lock()
 	p, ok := r.pools.Get(name)
 	if !ok {
-		cfg := r.server.Copy()
-		cfg.Database = name
-		cfg.User, cfg.Password = name, r.cfg.RoleSecret.Password(name)
-		sqlDB := stdlib.OpenDB(*cfg) // connects lazily
-		sqlDB.SetMaxOpenConns(r.cfg.PoolMaxConns)
-		// One warm connection per tenant database: with hundreds of pools,
-		// more idle ones overrun the budget and turn into a churn of
-		// reconnects (measured: 200 pools keeping 4 idle each against a
-		// budget of 300 fell to 0.15× the baseline, keeping 1 gave 0.32×).
-		sqlDB.SetMaxIdleConns(1)
-		sqlDB.SetConnMaxIdleTime(r.cfg.PoolIdleTimeout)
-		db, err := openGorm(sqlDB)
-		if err != nil {
-			r.mu.Unlock()
-			_ = sqlDB.Close()
-			return nil, nil, err
-		}
-		p = &pool{sql: sqlDB, gorm: db}
+		p = r.newPool(name)
 		r.pools.Add(name, p) // may evict (and close) the least recently used
 	}
 	p.refs++
@@ -61,30 +64,29 @@ func (r *Router) databaseDB(t *controlplane.Tenant) (*gorm.DB, func(), error) {
 			closeNow := p.evicted && p.refs == 0
 			r.mu.Unlock()
 			if closeNow {
-				_ = p.sql.Close()
+				go p.sql.Close()
 			}
 		})
 	}
-	// The pool's first request checks the tenant's schema, the others
-	// wait for its verdict. A refused tenant's pool is dropped, so the
-	// next request checks again (after a repair, it passes).
-	p.checked.Do(func() { p.checkErr = r.checkSchema(t, p.sql, "public") })
-	if p.checkErr != nil {
+	if err := r.verify(t, p.sql, "public"); err != nil {
 		release()
-		r.mu.Lock()
-		if cur, ok := r.pools.Peek(name); ok && cur == p {
-			r.pools.Remove(name)
-		}
-		r.mu.Unlock()
-		return nil, nil, p.checkErr
+		return nil, nil, err
 	}
 	return p.gorm, release, nil
 }
 
-// evicted runs (under r.mu) when the LRU drops a pool.
+// evicted runs (under r.mu) when the LRU drops a pool: it is closed, in
+// the background, once no request uses it.
 func (r *Router) evicted(_ string, p *pool) {
 	p.evicted = true
 	if p.refs == 0 {
 		go p.sql.Close()
 	}
+}
+
+// closeNow closes p and waits for the server to have let go of its
+// connections; requests using it keep theirs until they end.
+func (p *pool) closeNow() {
+	p.conns.closing.Store(true)
+	_ = p.sql.Close()
 }

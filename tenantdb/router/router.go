@@ -1,19 +1,20 @@
 package router
 
 import (
+	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
 	"sync"
-	"sync/atomic"
 	"time"
 
 	lru "github.com/hashicorp/golang-lru/v2"
+	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/jackc/pgx/v5"
-	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb"
-	"golang.org/x/sync/semaphore"
+	"golang.org/x/sync/singleflight"
 	"gorm.io/gorm"
 )
 
@@ -35,6 +36,12 @@ type Config struct {
 	// budget spent waits up to AcquireTimeout for a connection to free up.
 	ServerMaxConns int
 	AcquireTimeout time.Duration
+	// QueueMax is how many more requests of one tenant may wait for a
+	// connection when as many as it may use at once (PoolMaxConns in
+	// database mode, half a lane in schema mode) are running; beyond it a
+	// request is refused at once (429 rate_limited), so that one tenant's
+	// burst takes its share of the server and no more.
+	QueueMax int
 	// RoleSecret gives the passwords of tenant database roles: a tenant
 	// database's pool connects as that tenant's role only.
 	RoleSecret tenantdb.RoleSecret
@@ -74,15 +81,18 @@ type Config struct {
 type Router struct {
 	cfg    Config
 	server *pgx.ConnConfig
-	dialer net.Dialer
-	budget *semaphore.Weighted
-	open   atomic.Int64 // connections open to the server through the router
+	budget *budget
+	limits *limits
 
 	lanes   []lane                       // schema mode: the shared connections
 	schemas *lru.Cache[string, *gorm.DB] // schema mode handles, by schema name
 
+	base  *gorm.DB   // database mode: the handle every pool's is a session of
 	mu    sync.Mutex // guards pools' refs and eviction
 	pools *lru.Cache[string, *pool]
+
+	verified *expirable.LRU[verdict, struct{}] // schemas checked lately
+	checks   singleflight.Group                // schema checks under way, by database or schema name
 
 	stop chan struct{}
 	done chan struct{}
@@ -94,15 +104,16 @@ func New(c Config) (*Router, error) {
 	if err != nil {
 		return nil, fmt.Errorf("tenant server: invalid connection string")
 	}
+	cfg.DialFunc = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 5 * time.Minute}).DialContext
 	r := &Router{
-		cfg:    c,
-		server: cfg,
-		dialer: net.Dialer{Timeout: 10 * time.Second, KeepAlive: 5 * time.Minute},
-		budget: semaphore.NewWeighted(int64(c.ServerMaxConns)),
-		stop:   make(chan struct{}),
-		done:   make(chan struct{}),
+		cfg:      c,
+		server:   cfg,
+		budget:   newBudget(c.ServerMaxConns, c.AcquireTimeout),
+		limits:   &limits{database: int64(c.PoolMaxConns), schema: schemaLaneConns / 2, queued: int64(c.QueueMax)},
+		verified: expirable.NewLRU[verdict, struct{}](verdictsKept, nil, verdictTTL),
+		stop:     make(chan struct{}),
+		done:     make(chan struct{}),
 	}
-	r.server.DialFunc = r.dial
 	if r.pools, err = lru.NewWithEvict(c.PoolsMax, r.evicted); err != nil {
 		return nil, err
 	}
@@ -111,9 +122,16 @@ func New(c Config) (*Router, error) {
 	if r.schemas, err = lru.New[string, *gorm.DB](10 * c.PoolsMax); err != nil {
 		return nil, err
 	}
+	// Its own connections are none: a statement that ran on it, rather
+	// than on a tenant pool's session, would fail instead of reaching a
+	// database no tenant chose.
+	if r.base, err = openGorm(noPool{}); err != nil {
+		return nil, err
+	}
 
 	for _, n := range laneSizes(c.SchemaPoolConns) {
-		conns := stdlib.OpenDB(*r.server)
+		k := newConnector(r.budget, *r.server)
+		conns := sql.OpenDB(k)
 		conns.SetMaxOpenConns(n)
 		conns.SetMaxIdleConns(n)
 		// A backend caches the metadata of every relation it touches and
@@ -132,7 +150,7 @@ func New(c Config) (*Router, error) {
 			}
 			return nil, err
 		}
-		r.lanes = append(r.lanes, lane{sql: conns, gorm: db})
+		r.lanes = append(r.lanes, lane{sql: conns, conns: k, gorm: db})
 	}
 
 	go r.janitor()
@@ -141,25 +159,54 @@ func New(c Config) (*Router, error) {
 
 // Acquire returns the *gorm.DB of tenant t and a release func, to be called
 // once the request no longer uses it: a pool is never closed under a
-// request that holds it.
-func (r *Router) Acquire(t *controlplane.Tenant) (*gorm.DB, func(), error) {
+// request that holds it. It waits (within ctx and AcquireTimeout) while
+// the tenant runs as many requests as it may at once, and refuses one past
+// its queue (429 rate_limited).
+func (r *Router) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB, func(), error) {
+	wctx, cancel := context.WithTimeout(ctx, r.cfg.AcquireTimeout)
+	defer cancel()
+	done, err := r.limits.enter(wctx, t)
+	if err != nil {
+		return nil, nil, err
+	}
+	var db *gorm.DB
+	release := done
 	switch t.Isolation {
 	case controlplane.IsolationSchema:
-		db, err := r.schemaDB(t)
-		return db, func() {}, err
+		db, err = r.schemaDB(t)
 	case controlplane.IsolationDatabase:
-		return r.databaseDB(t)
+		var free func()
+		if db, free, err = r.databaseDB(t); err == nil {
+			release = func() { free(); done() }
+		}
+	default:
+		err = fmt.Errorf("tenant %d: unknown isolation %q", t.ID, t.Isolation)
 	}
-	return nil, nil, fmt.Errorf("tenant %d: unknown isolation %q", t.ID, t.Isolation)
+	if err != nil {
+		done()
+		return nil, nil, err
+	}
+	return db, release, nil
 }
 
 // Forget closes the pool of a tenant database that is about to be dropped
-// (or was), and forgets a schema handle.
+// (or was), waiting for the server to have let go of its idle connections,
+// and forgets the tenant's schema handle and its schema check: the next
+// request checks the schema again.
 func (r *Router) Forget(t *controlplane.Tenant) {
 	r.schemas.Remove(t.DBName)
+	r.limits.forget(t.ID)
+	r.verified.Remove(verdict{t.ID, t.DBName, t.SchemaVersion})
 	r.mu.Lock()
-	r.pools.Remove(t.DBName)
+	p, ok := r.pools.Peek(t.DBName)
+	if ok {
+		p.conns.closing.Store(true)
+		r.pools.Remove(t.DBName)
+	}
 	r.mu.Unlock()
+	if ok {
+		p.closeNow()
+	}
 }
 
 // janitor closes tenant database pools left unused for PoolIdleTimeout.
@@ -187,11 +234,14 @@ func (r *Router) janitor() {
 
 // Stats describes what the router holds, for metrics.
 type Stats struct {
-	DatabasePools  int // open tenant database pools
-	SchemaHandles  int // cached schema-mode handles
-	OpenConns      int // connections open to the server
-	InUse          int // of which serving a query now
-	ServerMaxConns int
+	DatabasePools  int   // open tenant database pools
+	SchemaHandles  int   // cached schema-mode handles
+	OpenConns      int   // connections open to the server (or connecting)
+	InUse          int   // of which serving a query now
+	ServerMaxConns int   // the budget
+	Waiting        int   // connects waiting for the budget
+	Opened         int64 // connections made since start
+	Taken          int64 // idle connections closed for another's slot, since start
 }
 
 // Stats returns a snapshot of the router's pools.
@@ -199,7 +249,9 @@ func (r *Router) Stats() Stats {
 	r.mu.Lock()
 	pools := r.pools.Values()
 	r.mu.Unlock()
-	s := Stats{DatabasePools: len(pools), SchemaHandles: r.schemas.Len(), OpenConns: int(r.open.Load()), ServerMaxConns: r.cfg.ServerMaxConns}
+	b := r.budget
+	s := Stats{DatabasePools: len(pools), SchemaHandles: r.schemas.Len(), OpenConns: int(b.open.Load()), ServerMaxConns: b.max,
+		Waiting: int(b.waiting.Load()), Opened: b.opened.Load(), Taken: b.taken.Load()}
 	for _, lane := range r.lanes {
 		s.InUse += lane.sql.Stats().InUse
 	}
@@ -209,17 +261,42 @@ func (r *Router) Stats() Stats {
 	return s
 }
 
-// Close closes every pool.
+// Close closes every pool, waiting for the server to have let go of the
+// idle connections; those of requests still running close as they end.
 func (r *Router) Close() error {
 	close(r.stop)
 	<-r.done
 	r.mu.Lock()
+	pools := r.pools.Values()
+	for _, p := range pools {
+		p.conns.closing.Store(true)
+	}
 	r.pools.Purge() // evicts: closes pools not in use
 	r.mu.Unlock()
 	r.schemas.Purge()
 	var errs []error
+	for _, p := range pools {
+		p.closeNow()
+	}
 	for _, lane := range r.lanes {
+		lane.conns.closing.Store(true)
 		errs = append(errs, lane.sql.Close())
 	}
 	return errors.Join(errs...)
 }
+
+// noPool is the connections of the handle tenant pools' sessions derive
+// from: none. gorm needs a pool to open a handle; every statement runs on a
+// session's own.
+type noPool struct{}
+
+var errNoPool = errors.New("router: a statement ran on the base handle, not on a tenant's")
+
+func (noPool) PrepareContext(context.Context, string) (*sql.Stmt, error) { return nil, errNoPool }
+func (noPool) ExecContext(context.Context, string, ...any) (sql.Result, error) {
+	return nil, errNoPool
+}
+func (noPool) QueryContext(context.Context, string, ...any) (*sql.Rows, error) {
+	return nil, errNoPool
+}
+func (noPool) QueryRowContext(context.Context, string, ...any) *sql.Row { return nil }

@@ -32,6 +32,9 @@ func (f *fixture) router(c router.Config) *router.Router {
 	c.URL = f.Server.URL
 	c.RoleSecret = tenanttest.Secret
 	c.Latest = tenanttest.Latest(f.t)
+	if c.QueueMax == 0 {
+		c.QueueMax = 28 // serve's default
+	}
 	r, err := router.New(c)
 	require.NoError(f.t, err)
 	f.t.Cleanup(func() { _ = r.Close() })
@@ -42,7 +45,7 @@ func (f *fixture) backends() int { return f.Backends(f.t) }
 
 // numbers lists a tenant's extension numbers through the router.
 func numbers(t *testing.T, r *router.Router, tn *controlplane.Tenant) []string {
-	db, release, err := r.Acquire(tn)
+	db, release, err := r.Acquire(context.Background(), tn)
 	require.NoError(t, err)
 	defer release()
 	list, _, err := (&extensions.Store{DB: db, Tenant: tn}).List(context.Background(), 100, 0)
@@ -55,7 +58,7 @@ func numbers(t *testing.T, r *router.Router, tn *controlplane.Tenant) []string {
 }
 
 func create(t *testing.T, r *router.Router, tn *controlplane.Tenant, number string) {
-	db, release, err := r.Acquire(tn)
+	db, release, err := r.Acquire(context.Background(), tn)
 	require.NoError(t, err)
 	defer release()
 	_, err = (&extensions.Store{DB: db, Tenant: tn}).Create(context.Background(), extensions.Spec{Number: number, Enabled: true})
@@ -91,7 +94,7 @@ func TestSchemaPoolCarriesNoTenantState(t *testing.T) {
 	}
 	wg.Wait()
 
-	db, release, err := r.Acquire(a)
+	db, release, err := r.Acquire(context.Background(), a)
 	require.NoError(t, err)
 	defer release()
 	var path string
@@ -110,7 +113,7 @@ func TestDatabasePoolsAreBoundedAndEvicted(t *testing.T) {
 
 	// t1's handle stays in use while t2 and t3 push its pool out of the LRU:
 	// the pool must not close under it.
-	held, release, err := r.Acquire(t1)
+	held, release, err := r.Acquire(context.Background(), t1)
 	require.NoError(t, err)
 	create(t, r, t2, "20")
 	create(t, r, t3, "30")
@@ -161,13 +164,13 @@ func TestConnectionBudget(t *testing.T) {
 	ctx := context.Background()
 	var releases []func()
 	for _, tn := range f.Tenants[:2] {
-		db, release, err := r.Acquire(tn)
+		db, release, err := r.Acquire(context.Background(), tn)
 		require.NoError(t, err)
 		tx := db.WithContext(ctx).Begin()
 		require.NoError(t, tx.Error)
 		releases = append(releases, func() { tx.Rollback(); release() })
 	}
-	db, release, err := r.Acquire(f.Tenants[2])
+	db, release, err := r.Acquire(context.Background(), f.Tenants[2])
 	require.NoError(t, err)
 	err = db.Exec(`SELECT 1`).Error
 	release()
@@ -194,18 +197,18 @@ func TestCachedStatementsSurviveAddedColumn(t *testing.T) {
 		create(t, r, tn, "10")
 		get := func() {
 			t.Helper()
-			db, release, err := r.Acquire(tn)
+			db, release, err := r.Acquire(context.Background(), tn)
 			require.NoError(t, err)
-			defer release()
 			e, err := (&extensions.Store{DB: db, Tenant: tn}).Get(context.Background(), 1)
 			require.NoError(t, err)
 			require.Equal(t, "10", e.Number)
-			require.Equal(t, []string{"10"}, numbers(t, r, tn))
 			// A read inside a transaction (the update's row lock) cannot be
 			// retried: transactions name their columns (tenantdb.Tx).
 			name := "renamed"
 			_, err = (&extensions.Store{DB: db, Tenant: tn}).Patch(context.Background(), 1, extensions.Patch{Name: &name})
 			require.NoError(t, err)
+			release() // a request runs at once with PoolMaxConns 1: release before the next
+			require.Equal(t, []string{"10"}, numbers(t, r, tn))
 		}
 		get()
 		get() // the statements are prepared and cached on the pool's one connection
@@ -247,7 +250,7 @@ func TestSchemaTenantsKeepToTheirLane(t *testing.T) {
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				db, release, err := r.Acquire(tn)
+				db, release, err := r.Acquire(context.Background(), tn)
 				if !assert.NoError(t, err) {
 					return
 				}

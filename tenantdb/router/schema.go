@@ -12,8 +12,9 @@ import (
 // lane is a share of the schema tenants' connections and the one gorm
 // handle all its tenants' handles derive from.
 type lane struct {
-	sql  *sql.DB
-	gorm *gorm.DB
+	sql   *sql.DB
+	conns *connector
+	gorm  *gorm.DB
 }
 
 func (r *Router) schemaDB(t *controlplane.Tenant) (*gorm.DB, error) {
@@ -22,7 +23,7 @@ func (r *Router) schemaDB(t *controlplane.Tenant) (*gorm.DB, error) {
 		return db, nil
 	}
 	l := r.lane(name)
-	if err := r.checkSchema(t, l.sql, name); err != nil {
+	if err := r.verify(t, l.sql, name); err != nil {
 		return nil, err
 	}
 	// A session (clone 2): every chain on it starts from a copy of this

@@ -59,6 +59,7 @@ func New(t testing.TB, isolation controlplane.Isolation, n int, rc router.Config
 	rc.PoolMaxConns = or(rc.PoolMaxConns, 4)
 	rc.SchemaPoolConns = or(rc.SchemaPoolConns, 4)
 	rc.ServerMaxConns = or(rc.ServerMaxConns, 40)
+	rc.QueueMax = or(rc.QueueMax, 28)
 	if rc.PoolIdleTimeout == 0 {
 		rc.PoolIdleTimeout = time.Minute
 	}
@@ -82,7 +83,7 @@ func Latest(t testing.TB) uint {
 // Tenant returns tenant i's (0-based) handle, released when the test ends.
 func (f *Fixture) Tenant(t testing.TB, i int) (*gorm.DB, *controlplane.Tenant) {
 	t.Helper()
-	db, release, err := f.Router.Acquire(f.Tenants[i])
+	db, release, err := f.Router.Acquire(context.Background(), f.Tenants[i])
 	require.NoError(t, err)
 	t.Cleanup(release)
 	return db, f.Tenants[i]
