@@ -24,7 +24,8 @@ type Gauges interface {
 
 // PoolStats is what the tenant database router holds.
 type PoolStats struct {
-	DatabasePools, SchemaHandles, OpenConns, InUse, ServerMaxConns int
+	DatabasePools, SchemaHandles, OpenConns, InUse, ServerMaxConns, Waiting int
+	Opened, Taken                                                           int64
 }
 
 type metrics struct {
@@ -76,13 +77,16 @@ var (
 	connsDesc   = prometheus.NewDesc("controlplane_tenant_connections_open", "Connections open to the tenant server by the router.", nil, nil)
 	inUseDesc   = prometheus.NewDesc("controlplane_tenant_connections_in_use", "Router connections serving a query now.", nil, nil)
 	budgetDesc  = prometheus.NewDesc("controlplane_tenant_connections_max", "The router's connection budget on the tenant server.", nil, nil)
+	waitDesc    = prometheus.NewDesc("controlplane_tenant_connections_waiting", "Requests waiting for a connection because every connection of the budget is busy.", nil, nil)
+	openedDesc  = prometheus.NewDesc("controlplane_tenant_connections_opened_total", "Connections the router opened to the tenant server.", nil, nil)
+	takenDesc   = prometheus.NewDesc("controlplane_tenant_connections_taken_total", "Idle connections the router closed to give their budget slot to another tenant's request.", nil, nil)
 )
 
 // stateCollector reads tenants and pools at scrape time.
 type stateCollector struct{ g Gauges }
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{tenantsDesc, poolsDesc, handlesDesc, connsDesc, inUseDesc, budgetDesc} {
+	for _, d := range []*prometheus.Desc{tenantsDesc, poolsDesc, handlesDesc, connsDesc, inUseDesc, budgetDesc, waitDesc, openedDesc, takenDesc} {
 		ch <- d
 	}
 }
@@ -101,4 +105,7 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(p.OpenConns))
 	ch <- prometheus.MustNewConstMetric(inUseDesc, prometheus.GaugeValue, float64(p.InUse))
 	ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, float64(p.ServerMaxConns))
+	ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.GaugeValue, float64(p.Waiting))
+	ch <- prometheus.MustNewConstMetric(openedDesc, prometheus.CounterValue, float64(p.Opened))
+	ch <- prometheus.MustNewConstMetric(takenDesc, prometheus.CounterValue, float64(p.Taken))
 }
