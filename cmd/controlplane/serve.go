@@ -191,6 +191,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		ServerMaxConns:  budget,
 		AcquireTimeout:  cfg.TenantAcquireTimeout,
 		QueueMax:        cfg.TenantQueueMax,
+		SchemaTenants:   app.schemaTenants,
 		RoleSecret:      app.RoleSecret,
 		Latest:          app.LatestTenantSchema,
 	})
@@ -403,6 +404,19 @@ func (a *App) flushKeyUse(ctx context.Context) {
 // didGrace is how old an index row in flight must be before the reconciler
 // touches it: younger ones belong to requests still running.
 const didGrace = time.Minute
+
+// schemaTenants counts the schema-mode tenants in the catalog (a walk of
+// the in-memory cache: microseconds for 10,000, and called only when the
+// router makes a schema connection).
+func (a *App) schemaTenants() int {
+	n := 0
+	a.Store.Cache().Each(func(t *controlplane.Tenant) {
+		if t.Isolation == controlplane.IsolationSchema {
+			n++
+		}
+	})
+	return n
+}
 
 // ReconcileDIDs settles the DID index rows in flight for longer than
 // grace, and says how many.

@@ -172,8 +172,8 @@ type connector struct {
 	closing atomic.Bool
 }
 
-func newConnector(b *budget, cfg pgx.ConnConfig) *connector {
-	return &connector{budget: b, base: stdlib.GetConnector(cfg)}
+func newConnector(b *budget, cfg pgx.ConnConfig, opts ...stdlib.OptionOpenDB) *connector {
+	return &connector{budget: b, base: stdlib.GetConnector(cfg, opts...)}
 }
 
 func (k *connector) Driver() driver.Driver { return k.base.Driver() }

@@ -12,6 +12,7 @@ import (
 	lru "github.com/hashicorp/golang-lru/v2"
 	"github.com/hashicorp/golang-lru/v2/expirable"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/stdlib"
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"golang.org/x/sync/singleflight"
@@ -36,6 +37,10 @@ type Config struct {
 	// budget spent waits up to AcquireTimeout for a connection to free up.
 	ServerMaxConns int
 	AcquireTimeout time.Duration
+	// SchemaTenants, if set, counts the schema-mode tenants: a lane serving
+	// more than its statement cache holds runs statements unprepared (see
+	// laneMode).
+	SchemaTenants func() int
 	// QueueMax is how many more requests of one tenant may wait for a
 	// connection when as many as it may use at once (PoolMaxConns in
 	// database mode, half a lane in schema mode) are running; beyond it a
@@ -130,7 +135,7 @@ func New(c Config) (*Router, error) {
 	}
 
 	for _, n := range laneSizes(c.SchemaPoolConns) {
-		k := newConnector(r.budget, *r.server)
+		k := newConnector(r.budget, *r.server, stdlib.OptionBeforeConnect(r.laneMode))
 		conns := sql.OpenDB(k)
 		conns.SetMaxOpenConns(n)
 		conns.SetMaxIdleConns(n)

@@ -275,3 +275,27 @@ func TestSchemaTenantsKeepToTheirLane(t *testing.T) {
 	require.Greater(t, len(all), 4, "12 tenants spread over both lanes")
 	require.LessOrEqual(t, len(all), 8)
 }
+
+// TestLaneModeFollowsTheFleet: a lane prepares and caches its statements
+// while its share of the schema tenants fits the cache, and runs them
+// unprepared (one round trip, nothing kept in the backend) past it.
+func TestLaneModeFollowsTheFleet(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, controlplane.IsolationSchema, 1)
+	tn := f.Tenants[0]
+	for _, tc := range []struct {
+		tenants  int
+		prepared bool
+	}{{10, true}, {10_000, false}} {
+		n := tc.tenants
+		r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 2, AcquireTimeout: 5 * time.Second,
+			SchemaTenants: func() int { return n }})
+		require.Empty(t, numbers(t, r, tn))
+		db, release, err := r.Acquire(context.Background(), tn)
+		require.NoError(t, err)
+		var prepared int
+		require.NoError(t, db.Raw(`SELECT count(*) FROM pg_prepared_statements`).Scan(&prepared).Error) // the lane's one connection
+		release()
+		require.Equal(t, tc.prepared, prepared > 0, "%d schema tenants: %d statements prepared", n, prepared)
+	}
+}

@@ -1,9 +1,11 @@
 package router
 
 import (
+	"context"
 	"database/sql"
 	"hash/fnv"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"gorm.io/gorm"
@@ -57,4 +59,25 @@ func (r *Router) lane(schema string) lane {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(schema))
 	return r.lanes[h.Sum32()%uint32(len(r.lanes))]
+}
+
+// laneCachedSchemas is the most schemas a lane serves with cached
+// prepared statements. pgx caches 512 statements per connection, and a
+// tenant's statements name its schema, so each tenant has its own: past a
+// few hundred schemas per lane the cache turns over (a statement is
+// prepared, used once and deallocated: three round trips where one would
+// do), and the backends hold plans for thousands of schemas.
+const laneCachedSchemas = 200
+
+// laneMode chooses, as a lane's connection is made, how it runs
+// statements: prepared and cached while the lane's share of the schema
+// tenants fits the cache, else in one round trip without preparing
+// (pgx's exec mode: PostgreSQL parses and plans each statement, a few tens
+// of microseconds). Lane connections are recycled every 10 minutes, so the
+// mode follows the fleet's size.
+func (r *Router) laneMode(_ context.Context, cfg *pgx.ConnConfig) error {
+	if r.cfg.SchemaTenants != nil && r.cfg.SchemaTenants()/len(r.lanes) > laneCachedSchemas {
+		cfg.DefaultQueryExecMode = pgx.QueryExecModeExec
+	}
+	return nil
 }
