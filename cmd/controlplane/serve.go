@@ -182,8 +182,12 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		return nil, err
 	}
 	budget, poolsMax := routerSizes(ctx, cfg, log)
+	// With a pooler, only the router goes through it: everything else on
+	// the tenant server (provisioning, migrations, version reads, the
+	// reconciler, the sizing above) needs session state and goes direct.
 	app.Router, err = router.New(router.Config{
 		URL:             cfg.TenantDatabaseURL.Value(),
+		PoolerURL:       cfg.TenantPoolerURL.Value(),
 		PoolsMax:        poolsMax,
 		PoolMaxConns:    cfg.TenantPoolMaxConns,
 		PoolIdleTimeout: cfg.TenantPoolIdleTimeout,
@@ -245,7 +249,11 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 // routerSizes is the router's connection budget and pool count: as set,
 // or (0, the default) derived from the tenant server, logged once with the
 // numbers it came from; a setting that cannot fit the server is warned
-// about, once, with the numbers.
+// about, once, with the numbers. Through a pooler (TENANT_POOLER_URL) the
+// budget is still the server's: it then bounds the router's client
+// connections to the pooler, each holding at most one server connection at
+// a time, so it still bounds the server connections this replica keeps
+// busy (docs/OPERATIONS.md, "Behind PgBouncer").
 func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budget, poolsMax int) {
 	budget, poolsMax = cfg.TenantServerMaxConns, cfg.TenantPoolsMax
 	catalogHere := sameServer(cfg.DatabaseURL.Value(), cfg.TenantDatabaseURL.Value())
@@ -273,7 +281,7 @@ func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budg
 	}
 	log.Info("tenant connection budget", "budget", budget, "pools_max", poolsMax, "schema_conns", cfg.TenantSchemaPoolConns,
 		"derived", cfg.TenantServerMaxConns == 0, "max_connections", sz.MaxConnections, "reserved", sz.Reserved, "in_use", sz.InUse,
-		"headroom", sz.Headroom, "own_pools", sz.Own)
+		"headroom", sz.Headroom, "own_pools", sz.Own, "through_pooler", cfg.TenantPoolerURL != "")
 	return budget, poolsMax
 }
 
