@@ -409,7 +409,8 @@ pg_pooler_setup_bin() {
 # pooling mode on a free port of 127.0.0.1, in front of the cluster on
 # 127.0.0.1:PGPORT, with its config, log and pid file in DIR (created, owned
 # by the server user); export PGTEST_POOLER_URL (its "postgres" database, as
-# user postgres). Every database name passes through (the wildcard entry).
+# user postgres, also its admin: tests read SHOW POOLS from its console).
+# Every database name passes through (the wildcard entry).
 #
 # Authentication mirrors the cluster's pg_hba.conf: postgres is trusted, as
 # the cluster trusts it; every other role (the tenants') gives its SCRAM
@@ -456,6 +457,7 @@ pg_pooler_start() {
 			max_client_conn = 800
 			default_pool_size = 20
 			server_idle_timeout = 10
+			admin_users = postgres
 			logfile = $dir/pgbouncer.log
 			pidfile = $dir/pgbouncer.pid
 		INI
