@@ -1,7 +1,10 @@
 package main
 
 import (
+	"context"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"sync"
@@ -10,6 +13,7 @@ import (
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
+	"github.com/laracopilot/controlplane/config"
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
@@ -87,4 +91,21 @@ func TestThroughPgBouncer(t *testing.T) {
 	require.True(t, slices.ContainsFunc(pools, func(p pgtest.PoolerPool) bool {
 		return p.Database == db.Name && p.User == "postgres" && p.Clients > 0
 	}), "no schema lane in the pooler: %+v", pools)
+}
+
+// TestPoolerElsewhereStopsServe: a TENANT_POOLER_URL leading to another
+// database than TENANT_DATABASE_URL (schema tenants would all be refused)
+// stops serve at start with a configuration error naming the variable.
+func TestPoolerElsewhereStopsServe(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	cfg, err := config.Load([]string{"DATABASE_URL=" + db.URL, "TENANT_DB_PREFIX=" + db.Prefix, "TENANT_SPARE_DATABASES=0",
+		"TENANT_POOLER_URL=" + pgtest.PoolerURL(t, "postgres")}, nil)
+	require.NoError(t, err)
+	app, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err == nil {
+		app.Close()
+	}
+	require.ErrorAs(t, err, new(configError))
+	require.ErrorContains(t, err, `config: TENANT_POOLER_URL: the pooler leads to database "postgres"`)
 }

@@ -1,6 +1,7 @@
 package router
 
 import (
+	"context"
 	"fmt"
 	"slices"
 	"strings"
@@ -77,6 +78,54 @@ func throughPooler(cfg *pgx.ConnConfig, connString string) error {
 		slices.Sort(refused)
 		return fmt.Errorf("tenant pooler: the connection string sets %s: a transaction pooler refuses startup parameters other than %s (PgBouncer: unsupported startup parameter), and would share them between clients if told to ignore them",
 			strings.Join(refused, ", "), strings.Join(poolerStartupParams, ", "))
+	}
+	return nil
+}
+
+// PoolerMismatchError says that the pooler leads somewhere else than the
+// tenant server's URL: another server, database or role. Schema tenants
+// would then be looked for in the wrong place (and all refused), database
+// tenants perhaps on another server.
+type PoolerMismatchError struct{ What, Direct, Pooled string }
+
+func (e *PoolerMismatchError) Error() string {
+	return fmt.Sprintf("the pooler leads to %s %q, the tenant server's URL to %q: it must reach the same server, database and role", e.What, e.Pooled, e.Direct)
+}
+
+// CheckPooler connects once directly (url) and once through the pooler
+// (poolerURL, as the router would) and compares where each lands: the
+// server (by its postmaster's start time, which two servers do not share to
+// the microsecond), the database and the role. A mismatch is a
+// *PoolerMismatchError; failing to connect is another error (the pooler may
+// be down for now). Neither names a URL.
+func CheckPooler(ctx context.Context, url, poolerURL string) error {
+	direct, err := pgx.ParseConfig(url)
+	if err != nil {
+		return fmt.Errorf("tenant server: invalid connection string")
+	}
+	pooled, err := pgx.ParseConfig(poolerURL)
+	if err != nil {
+		return fmt.Errorf("tenant pooler: invalid connection string")
+	}
+	if err := throughPooler(pooled, poolerURL); err != nil {
+		return err
+	}
+	var where [2][3]string
+	for i, cfg := range []*pgx.ConnConfig{direct, pooled} {
+		conn, err := pgx.ConnectConfig(ctx, cfg)
+		if err != nil {
+			return fmt.Errorf("%s: %w", [2]string{"tenant server", "tenant pooler"}[i], err)
+		}
+		err = conn.QueryRow(ctx, `SELECT pg_postmaster_start_time()::text, current_database(), current_user`).Scan(&where[i][0], &where[i][1], &where[i][2])
+		_ = conn.Close(ctx)
+		if err != nil {
+			return fmt.Errorf("%s: %w", [2]string{"tenant server", "tenant pooler"}[i], err)
+		}
+	}
+	for k, what := range []string{"a server started at", "database", "role"} {
+		if where[0][k] != where[1][k] {
+			return &PoolerMismatchError{What: what, Direct: where[0][k], Pooled: where[1][k]}
+		}
 	}
 	return nil
 }

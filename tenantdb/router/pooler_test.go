@@ -339,3 +339,24 @@ func BenchmarkPoolerExecModes(b *testing.B) {
 		}
 	}
 }
+
+// TestCheckPooler: serve checks at start that the pooler leads where the
+// tenant server's URL does; a pooler down is another error (a warning).
+func TestCheckPooler(t *testing.T) {
+	t.Parallel()
+	db := pgtest.New(t)
+	ctx := context.Background()
+	require.NoError(t, router.CheckPooler(ctx, db.URL, pgtest.PoolerURL(t, db.Name)))
+
+	err := router.CheckPooler(ctx, db.URL, pgtest.PoolerURL(t, "postgres"))
+	var mismatch *router.PoolerMismatchError
+	require.ErrorAs(t, err, &mismatch)
+	require.Equal(t, "database", mismatch.What)
+	require.Equal(t, db.Name, mismatch.Direct)
+	require.Equal(t, "postgres", mismatch.Pooled)
+
+	err = router.CheckPooler(ctx, db.URL, "postgres://postgres:s3cret@127.0.0.1:1/"+db.Name)
+	require.Error(t, err)
+	require.NotErrorAs(t, err, &mismatch)
+	require.NotContains(t, err.Error(), "s3cret")
+}
