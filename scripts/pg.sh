@@ -499,7 +499,10 @@ pg_pooler_stop() {
 			kill -0 "$pid" 2>/dev/null || break
 			sleep 0.1
 		done
-		kill -KILL "$pid" 2>/dev/null || true
+		# Only a pooler still there after 5 s gets SIGKILL.
+		if ((i == 50)); then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
 	fi
 	PG_POOLER_DIR=""
 }
