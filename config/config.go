@@ -35,6 +35,14 @@ type Config struct {
 	// TenantDatabaseURL is the server tenant databases are created on, and
 	// the database schema-mode tenants live in. Defaults to DatabaseURL.
 	TenantDatabaseURL Secret `env:"TENANT_DATABASE_URL"`
+	// TenantPoolerURL, when set, is a transaction pooler (PgBouncer,
+	// pool_mode = transaction) in front of the tenant server, with the same
+	// database names and roles. Tenant request traffic (the router) goes
+	// through it; provisioning, migrations, version reads, the reconciler
+	// and the budget's sizing keep using TenantDatabaseURL directly, as they
+	// need session state (locks, search_path, role) the pooler cannot keep.
+	// Empty: tenant traffic goes direct too.
+	TenantPoolerURL Secret `env:"TENANT_POOLER_URL"`
 	// TenantIsolation is the default isolation of new tenants.
 	TenantIsolation string `env:"TENANT_ISOLATION" envDefault:"database"`
 	// TenantDBPrefix prefixes tenant database/schema names (prefix + id).
@@ -124,6 +132,7 @@ var flags = []flag{
 	{"metrics-listen", "METRICS_ADDR", "listen address serving only /metrics, without token (default: none)", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 	{"database-url", "DATABASE_URL", "catalog database URL", func(c *Config, v string) error { c.DatabaseURL = Secret(v); return nil }},
 	{"tenant-database-url", "TENANT_DATABASE_URL", "tenant server URL (default: DATABASE_URL)", func(c *Config, v string) error { c.TenantDatabaseURL = Secret(v); return nil }},
+	{"tenant-pooler-url", "TENANT_POOLER_URL", "transaction pooler (PgBouncer) in front of the tenant server, for tenant traffic only (default: none, direct)", func(c *Config, v string) error { c.TenantPoolerURL = Secret(v); return nil }},
 	{"isolation", "TENANT_ISOLATION", "default isolation of new tenants: database or schema", func(c *Config, v string) error { c.TenantIsolation = v; return nil }},
 	{"tenant-db-prefix", "TENANT_DB_PREFIX", "prefix of tenant database/schema names", func(c *Config, v string) error { c.TenantDBPrefix = v; return nil }},
 	{"log-level", "LOG_LEVEL", "debug, info, warn or error", func(c *Config, v string) error { c.LogLevel = v; return nil }},
@@ -175,6 +184,11 @@ func (c *Config) Validate() error {
 	}
 	if err := checkURL(c.TenantDatabaseURL.Value()); err != nil {
 		return bad("TENANT_DATABASE_URL", "%v", err)
+	}
+	if c.TenantPoolerURL != "" {
+		if err := checkURL(c.TenantPoolerURL.Value()); err != nil {
+			return bad("TENANT_POOLER_URL", "%v", err)
+		}
 	}
 	if _, port, err := net.SplitHostPort(c.ListenAddr); err != nil || port == "" {
 		return bad("LISTEN_ADDR", "must be host:port or :port, got %q", c.ListenAddr)

@@ -19,6 +19,7 @@ func TestDefaults(t *testing.T) {
 	require.Equal(t, "database", c.TenantIsolation)
 	require.Equal(t, "tenant_", c.TenantDBPrefix)
 	require.Equal(t, Secret(testURL), c.TenantDatabaseURL, "the tenant server defaults to the catalog's")
+	require.Empty(t, c.TenantPoolerURL, "no pooler unless asked: tenant traffic goes direct")
 	require.Equal(t, 2*time.Minute, c.ProvisionTimeout)
 	require.True(t, c.MigrateCatalog)
 
@@ -69,6 +70,7 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 	cases := map[string][]string{
 		"DATABASE_URL":           {},
 		"TENANT_DATABASE_URL":    {"TENANT_DATABASE_URL=postgres://x:pw@h:notaport/db"},
+		"TENANT_POOLER_URL":      {"TENANT_POOLER_URL=postgres://x:pw@h:notaport/db"},
 		"LISTEN_ADDR":            {"LISTEN_ADDR=8080"},
 		"METRICS_ADDR":           {"METRICS_ADDR=9090"},
 		"TENANT_ISOLATION":       {"TENANT_ISOLATION=table"},
@@ -99,9 +101,9 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 }
 
 func TestSecretsDoNotPrint(t *testing.T) {
-	c, err := Load([]string{"DATABASE_URL=" + testURL, "ADMIN_TOKEN=0123456789abcdef-token"}, nil)
+	c, err := Load([]string{"DATABASE_URL=" + testURL, "ADMIN_TOKEN=0123456789abcdef-token", "TENANT_POOLER_URL=postgres://cp:s3cret@pgbouncer:6432/controlplane"}, nil)
 	require.NoError(t, err)
-	for _, s := range []string{c.DatabaseURL.String(), c.AdminToken.String(), c.TenantDatabaseURL.LogValue().String()} {
+	for _, s := range []string{c.DatabaseURL.String(), c.AdminToken.String(), c.TenantDatabaseURL.LogValue().String(), c.TenantPoolerURL.String(), c.TenantPoolerURL.LogValue().String()} {
 		require.Equal(t, "****", s)
 	}
 	require.Equal(t, testURL, c.DatabaseURL.Value())

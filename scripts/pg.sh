@@ -324,7 +324,9 @@ pg_throwaway_init() {
 }
 
 # pg_throwaway_start: start the cluster of pg_throwaway_init on a free port
-# and export DATABASE_URL (its "postgres" database, as user postgres).
+# (PG_PORT) and export DATABASE_URL (its "postgres" database, as user
+# postgres).
+PG_PORT=""
 pg_throwaway_start() {
 	# Another process can grab the port between the check and the bind: retry.
 	local attempt port rc
@@ -334,6 +336,7 @@ pg_throwaway_start() {
 		pg_start_cluster "$PG_TMP_ROOT/data" "$port" "$PG_TMP_ROOT/postgres.log" "$PG_TMP_ROOT" 1 || rc=$?
 		if ((rc == 0)); then
 			pg_wait_ready "$port"
+			PG_PORT=$port
 			export DATABASE_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
 			pg_log "throwaway postgres on 127.0.0.1:$port (in $PG_TMP_ROOT)"
 			return 0
@@ -348,6 +351,7 @@ pg_throwaway_start() {
 # folder. Immediate shutdown: nothing in it is worth a checkpoint; and if
 # pg_ctl fails (a half-started server), the postmaster is killed.
 pg_throwaway_cleanup() {
+	pg_pooler_stop
 	[[ -n $PG_TMP_ROOT ]] || return 0
 	if [[ -f $PG_TMP_ROOT/data/postmaster.pid ]]; then
 		pg_stop_cluster "$PG_TMP_ROOT/data" immediate || true
@@ -361,6 +365,146 @@ pg_throwaway_cleanup() {
 	fi
 	rm -rf -- "$PG_TMP_ROOT"
 	PG_TMP_ROOT=""
+}
+
+# ---- PgBouncer in front of a throwaway cluster (scripts/test.sh) -----------
+
+# PG_POOLER_DIR holds the running pooler's config, log and pid file, set by
+# pg_pooler_start, emptied by pg_pooler_stop.
+PG_POOLER_DIR=""
+
+# Sets PG_POOLER_BIN to pgbouncer, installing Debian's package if missing.
+# The package may start its own pgbouncer (systemd, port 6432); we never use
+# it, so stop it if this install brought it up.
+pg_pooler_setup_bin() {
+	PG_POOLER_BIN=$(command -v pgbouncer || true)
+	[[ -n $PG_POOLER_BIN ]] || { [[ -x /usr/sbin/pgbouncer ]] && PG_POOLER_BIN=/usr/sbin/pgbouncer; } || true
+	[[ -z $PG_POOLER_BIN ]] || return 0
+	local sudo=()
+	if ! pg_is_root; then
+		if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+			sudo=(sudo -n)
+		else
+			pg_die "pgbouncer is not installed (the tests route tenant traffic through it); install it with 'apt-get install pgbouncer' or run as root"
+		fi
+	fi
+	command -v apt-get >/dev/null ||
+		pg_die "pgbouncer is not installed and apt-get is not available; install PgBouncer (1.18 or newer) manually"
+	local was_active=0
+	command -v systemctl >/dev/null && systemctl is-active --quiet pgbouncer 2>/dev/null && was_active=1
+	pg_log "pgbouncer not found, installing it with apt-get..."
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null ||
+		pg_die "apt-get update failed"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null ||
+		pg_die "apt-get install pgbouncer failed"
+	if ((was_active == 0)) && command -v systemctl >/dev/null && systemctl is-active --quiet pgbouncer 2>/dev/null; then
+		pg_log "stopping the pgbouncer service that the package started"
+		"${sudo[@]}" systemctl stop pgbouncer || true
+	fi
+	PG_POOLER_BIN=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
+	[[ -x $PG_POOLER_BIN ]] || pg_die "installed pgbouncer but found no pgbouncer binary"
+}
+
+# pg_pooler_start DIR PGPORT: start a private PgBouncer in transaction
+# pooling mode on a free port of 127.0.0.1, in front of the cluster on
+# 127.0.0.1:PGPORT, with its config, log and pid file in DIR (created, owned
+# by the server user); export PGTEST_POOLER_URL (its "postgres" database, as
+# user postgres, also its admin: tests read SHOW POOLS from its console).
+# Every database name passes through (the wildcard entry).
+#
+# Authentication mirrors the cluster's pg_hba.conf: postgres is trusted, as
+# the cluster trusts it; every other role (the tenants') gives its SCRAM
+# password, which PgBouncer checks against the secret auth_query reads from
+# pg_authid as postgres, and then reuses to log in to the server (SCRAM
+# pass-through), so no password is written anywhere.
+pg_pooler_start() {
+	local dir=$1 pgport=$2
+	pg_pooler_setup_bin
+	mkdir -p "$dir"
+	[[ $dir =~ ^[A-Za-z0-9/._+-]+$ ]] || pg_die "the pooler's folder must be a plain path (letters, digits, / . _ + -): $dir"
+	cat >"$dir/hba.conf" <<-'HBA'
+		host all postgres 127.0.0.1/32 trust
+		host all all 127.0.0.1/32 scram-sha-256
+	HBA
+	# auth_user needs an entry; its password is never asked (trusted).
+	printf '"postgres" ""\n' >"$dir/userlist.txt"
+	if pg_is_root; then
+		chown -R "$PG_OS_USER": "$dir"
+	fi
+	chmod 700 "$dir"
+	local attempt port i
+	for attempt in 1 2 3 4 5; do
+		port=$(pg_free_port)
+		# server_idle_timeout is short so that server connections to the
+		# tests' databases, dropped at the end of each test, do not pile up
+		# against the cluster's max_connections. max_client_conn stays
+		# under the 1,024 descriptors runuser's session gets.
+		pg_run tee "$dir/pgbouncer.ini" >/dev/null <<-INI
+			; Written by scripts/pg.sh: a private PgBouncer for the tests.
+			[databases]
+			* = host=127.0.0.1 port=$pgport
+
+			[pgbouncer]
+			listen_addr = 127.0.0.1
+			listen_port = $port
+			unix_socket_dir =
+			pool_mode = transaction
+			auth_type = hba
+			auth_hba_file = $dir/hba.conf
+			auth_file = $dir/userlist.txt
+			auth_user = postgres
+			auth_query = SELECT usename, passwd FROM pg_shadow WHERE usename = \$1
+			max_client_conn = 800
+			default_pool_size = 20
+			server_idle_timeout = 10
+			admin_users = postgres
+			logfile = $dir/pgbouncer.log
+			pidfile = $dir/pgbouncer.pid
+		INI
+		pg_run "$PG_POOLER_BIN" -d "$dir/pgbouncer.ini" ||
+			{ cat "$dir/pgbouncer.log" >&2 2>/dev/null; pg_die "pgbouncer failed to start"; }
+		# It forks before it binds: its log says which happened. Only then
+		# ask the port, which could be someone else's on a failed bind.
+		for ((i = 0; i < 100; i++)); do
+			grep -q -e "listening on 127.0.0.1:$port" -e FATAL "$dir/pgbouncer.log" 2>/dev/null && break
+			sleep 0.1
+		done
+		if grep -q "listening on 127.0.0.1:$port" "$dir/pgbouncer.log" 2>/dev/null &&
+			"$PG_BIN/pg_isready" -q -t 10 -h 127.0.0.1 -p "$port" -d postgres -U postgres; then
+			PG_POOLER_DIR=$dir
+			export PGTEST_POOLER_URL="postgres://postgres@127.0.0.1:$port/postgres?sslmode=disable"
+			pg_log "throwaway pgbouncer on 127.0.0.1:$port (transaction pooling, in $dir)"
+			return 0
+		fi
+		PG_POOLER_DIR=$dir pg_pooler_stop
+		if grep -q 'Address already in use' "$dir/pgbouncer.log" 2>/dev/null; then
+			pg_log "port $port was taken, trying another one (attempt $attempt)"
+			pg_run rm -f "$dir/pgbouncer.log"
+			continue
+		fi
+		tail -n 20 "$dir/pgbouncer.log" >&2 2>/dev/null || true
+		pg_die "pgbouncer on 127.0.0.1:$port did not start"
+	done
+	pg_die "could not start the throwaway pgbouncer"
+}
+
+# pg_pooler_stop: stop the pooler of pg_pooler_start (by the pid it wrote),
+# if any, and wait until it is gone. Its folder is left to its owner.
+pg_pooler_stop() {
+	[[ -n $PG_POOLER_DIR ]] || return 0
+	local pid i
+	pid=$(cat "$PG_POOLER_DIR/pgbouncer.pid" 2>/dev/null || true)
+	if [[ $pid =~ ^[0-9]+$ ]] && kill -TERM "$pid" 2>/dev/null; then
+		for ((i = 0; i < 50; i++)); do
+			kill -0 "$pid" 2>/dev/null || break
+			sleep 0.1
+		done
+		# Only a pooler still there after 5 s gets SIGKILL.
+		if ((i == 50)); then
+			kill -KILL "$pid" 2>/dev/null || true
+		fi
+	fi
+	PG_POOLER_DIR=""
 }
 
 # pg_run_group CMD...: run CMD in the background in a process group of its

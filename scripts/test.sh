@@ -9,6 +9,14 @@
 # the cluster and folder are removed afterwards, whether the tests pass, fail
 # or are interrupted. The exit code is go test's.
 #
+# With the throwaway cluster comes a private PgBouncer in front of it
+# (transaction pooling, Debian's pgbouncer, installed if missing), stopped
+# with it; PGTEST_POOLER_URL points at it, and the tests that route tenant
+# traffic through a pooler use it. With DATABASE_URL set, those tests run
+# only if PGTEST_POOLER_URL is set too (a pgbouncer in transaction mode in
+# front of that server, trusting its user as the server does); otherwise
+# they skip, saying so.
+#
 # Runs `go test` in the current directory, so it works from any Go module.
 # TEST_PACKAGES overrides the package pattern (default ./...).
 
@@ -50,6 +58,7 @@ trap 'on_signal 129' HUP
 if [[ -z ${DATABASE_URL:-} ]]; then
 	pg_throwaway_init controlplane-test-pg
 	pg_throwaway_start
+	pg_pooler_start "$PG_TMP_ROOT/pgbouncer" "$PG_PORT"
 fi
 
 # go test runs in its own process group (pg_run_group), which on_signal can

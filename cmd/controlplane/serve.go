@@ -182,8 +182,16 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		return nil, err
 	}
 	budget, poolsMax := routerSizes(ctx, cfg, log)
+	if err := checkPooler(ctx, cfg, log); err != nil {
+		app.Close()
+		return nil, err
+	}
+	// With a pooler, only the router goes through it: everything else on
+	// the tenant server (provisioning, migrations, version reads, the
+	// reconciler, the sizing above) needs session state and goes direct.
 	app.Router, err = router.New(router.Config{
 		URL:             cfg.TenantDatabaseURL.Value(),
+		PoolerURL:       cfg.TenantPoolerURL.Value(),
 		PoolsMax:        poolsMax,
 		PoolMaxConns:    cfg.TenantPoolMaxConns,
 		PoolIdleTimeout: cfg.TenantPoolIdleTimeout,
@@ -247,7 +255,11 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 // routerSizes is the router's connection budget and pool count: as set,
 // or (0, the default) derived from the tenant server, logged once with the
 // numbers it came from; a setting that cannot fit the server is warned
-// about, once, with the numbers.
+// about, once, with the numbers. Through a pooler (TENANT_POOLER_URL) the
+// budget is still the server's: it then bounds the router's client
+// connections to the pooler, each holding at most one server connection at
+// a time, so it still bounds the server connections this replica keeps
+// busy (docs/OPERATIONS.md, "Behind PgBouncer").
 func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budget, poolsMax int) {
 	budget, poolsMax = cfg.TenantServerMaxConns, cfg.TenantPoolsMax
 	catalogHere := sameServer(cfg.DatabaseURL.Value(), cfg.TenantDatabaseURL.Value())
@@ -274,8 +286,31 @@ func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budg
 	}
 	log.Info("tenant connection budget", "budget", budget, "pools_max", poolsMax, "schema_conns", cfg.TenantSchemaPoolConns,
 		"derived", cfg.TenantServerMaxConns == 0, "max_connections", sz.MaxConnections, "reserved", sz.Reserved, "in_use", sz.InUse,
-		"headroom", sz.Headroom, "own_pools", sz.Own)
+		"headroom", sz.Headroom, "own_pools", sz.Own, "through_pooler", cfg.TenantPoolerURL != "")
 	return budget, poolsMax
+}
+
+// checkPooler makes sure TENANT_POOLER_URL, when set, leads to the same
+// server, database and role as TENANT_DATABASE_URL: otherwise serve refuses
+// to start, naming what differs. A pooler that cannot be reached now is a
+// warning: tenant requests get 503 until it answers.
+func checkPooler(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	if cfg.TenantPoolerURL == "" {
+		return nil
+	}
+	pctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	err := router.CheckPooler(pctx, cfg.TenantDatabaseURL.Value(), cfg.TenantPoolerURL.Value())
+	var mismatch *router.PoolerMismatchError
+	switch {
+	case errors.As(err, &mismatch):
+		return configError{fmt.Errorf("config: TENANT_POOLER_URL: %w", err)}
+	case err != nil:
+		log.Warn("tenant pooler: cannot check it at start; tenant requests fail (503) until it answers", "err", err)
+	default:
+		log.Info("tenant traffic goes through the pooler (TENANT_POOLER_URL)")
+	}
+	return nil
 }
 
 // sameServer reports whether two connection strings name the same server

@@ -22,6 +22,13 @@ import (
 // Config bounds what the router may hold open on the tenant server.
 type Config struct {
 	URL string // the tenant server, as for the Provisioner
+	// PoolerURL, when set, is a transaction pooler (PgBouncer) in front of
+	// the tenant server, with the same database names and roles: every
+	// routed connection (database pools and schema lanes) dials it instead
+	// of URL, and runs its statements unprepared (pooler.go). The budget
+	// (ServerMaxConns) then bounds the router's client connections to the
+	// pooler, each of which holds at most one server connection at a time.
+	PoolerURL string
 	// PoolsMax is how many tenant databases keep a pool open at once
 	// (database mode); the least recently used one is closed beyond it.
 	PoolsMax int
@@ -82,7 +89,9 @@ type Config struct {
 //
 // One round trip per routed read: gorm's default transaction around writes
 // is off (a single statement is atomic anyway), and pools cache prepared
-// statements, so a warm connection runs a query in one round trip.
+// statements, so a warm connection runs a query in one round trip. Through a
+// transaction pooler (Config.PoolerURL), which cannot keep a prepared
+// statement, statements run unprepared, still in one round trip (pooler.go).
 type Router struct {
 	cfg    Config
 	server *pgx.ConnConfig
@@ -108,6 +117,14 @@ func New(c Config) (*Router, error) {
 	cfg, err := pgx.ParseConfig(c.URL)
 	if err != nil {
 		return nil, fmt.Errorf("tenant server: invalid connection string")
+	}
+	if c.PoolerURL != "" {
+		if cfg, err = pgx.ParseConfig(c.PoolerURL); err != nil {
+			return nil, fmt.Errorf("tenant pooler: invalid connection string")
+		}
+		if err := throughPooler(cfg, c.PoolerURL); err != nil {
+			return nil, err
+		}
 	}
 	cfg.DialFunc = (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 5 * time.Minute}).DialContext
 	r := &Router{

@@ -70,8 +70,14 @@ func create(t *testing.T, r *router.Router, tn *controlplane.Tenant, number stri
 // connection itself never points at a tenant.
 func TestSchemaPoolCarriesNoTenantState(t *testing.T) {
 	t.Parallel()
+	schemaPoolCarriesNoTenantState(t, (*fixture).router)
+}
+
+// schemaPoolCarriesNoTenantState is the test on a router from open: direct
+// to the server, or through the pooler (TestPoolerSchemaCarriesNoTenantState).
+func schemaPoolCarriesNoTenantState(t *testing.T, open func(*fixture, router.Config) *router.Router) {
 	f := newFixture(t, controlplane.IsolationSchema, 2)
-	r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 1, AcquireTimeout: 5 * time.Second})
+	r := open(f, router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 1, AcquireTimeout: 5 * time.Second})
 	a, b := f.Tenants[0], f.Tenants[1]
 	create(t, r, a, "10")
 	create(t, r, a, "11")
@@ -190,9 +196,15 @@ func TestConnectionBudget(t *testing.T) {
 // the same warm connection just works.
 func TestCachedStatementsSurviveAddedColumn(t *testing.T) {
 	t.Parallel()
+	statementsSurviveAddedColumn(t, (*fixture).router)
+}
+
+// statementsSurviveAddedColumn is the test on routers from open: direct to
+// the server, or through the pooler (TestPoolerStatementsSurviveAddedColumn).
+func statementsSurviveAddedColumn(t *testing.T, open func(*fixture, router.Config) *router.Router) {
 	bothIsolations(t, func(t *testing.T, isolation controlplane.Isolation) {
 		f := newFixture(t, isolation, 1)
-		r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 4, AcquireTimeout: 5 * time.Second})
+		r := open(f, router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: 4, AcquireTimeout: 5 * time.Second})
 		tn := f.Tenants[0]
 		create(t, r, tn, "10")
 		get := func() {
