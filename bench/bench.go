@@ -97,6 +97,12 @@ type Config struct {
 	// GoMaxProcs is given to every server the run starts (product and
 	// baseline alike); 0 means the number of CPUs.
 	GoMaxProcs int
+	// ClusterDir, if set, is a folder where benchmark 6 starts PostgreSQL
+	// clusters of its own with scripts/pg.sh (local PostgreSQL binaries,
+	// run as the postgres user when root): the servers of 300 and 100
+	// max_connections its rows need. Empty: those rows run on ServerURL's
+	// server, and the report says so.
+	ClusterDir string
 	// ProfileDir, if set, receives CPU, heap and allocation profiles of
 	// serve (and of the baseline) from extra, uncounted rounds of
 	// benchmarks 1, 4 and 5.
@@ -105,22 +111,35 @@ type Config struct {
 	Log io.Writer
 }
 
-// env is the state of one run.
+// env is the state of one run, on one PostgreSQL server: the run's
+// (DATABASE_URL), or one of the clusters benchmark 6 starts (see on).
 type env struct {
+	*shared
+	pg *pg
+}
+
+// shared is what every env of a run shares, whatever server it is on.
+type shared struct {
 	cfg  Config
 	sz   Sizes
-	pg   *pg
 	work string // scratch folder: binaries, overlays, scripts
 	bin  binaries
 	mig  []migration // the checkout's tenant migrations
 	base uint        // their latest version
 	// budget is TENANT_SERVER_MAX_CONNS for benchmark 1 and 4.
 	budget int
-	procs  []*proc
-	logw   io.Writer
-	logMu  sync.Mutex
-	start  time.Time
+	// procs are the servers started, clusters the PostgreSQL clusters
+	// (folders), all stopped when the run ends whatever happened.
+	procs    []*proc
+	clusters []string
+	logw     io.Writer
+	logMu    sync.Mutex
+	start    time.Time
 }
+
+// on returns the run's env on server p: serve, the tenants and every
+// measurement it makes use p.
+func (e *env) on(p *pg) *env { return &env{shared: e.shared, pg: p} }
 
 // binaries are what the run builds from the checkout.
 type binaries struct {
@@ -151,7 +170,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("unknown benchmark %q (have: %s)", name, strings.Join(Benchmarks, ", "))
 		}
 	}
-	e := &env{cfg: cfg, sz: cfg.Sizes, logw: cfg.Log, start: time.Now()}
+	e := &env{shared: &shared{cfg: cfg, sz: cfg.Sizes, logw: cfg.Log, start: time.Now()}}
 	var err error
 	if e.work, err = os.MkdirTemp("", "controlplane-bench-"); err != nil {
 		return nil, err
@@ -169,6 +188,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// a benchmark failed.
 		for _, p := range e.procs {
 			p.stop()
+		}
+		for _, dir := range e.clusters {
+			destroyCluster(context.WithoutCancel(ctx), e.cfg.Root, dir)
 		}
 		_ = os.RemoveAll(e.work)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
@@ -232,8 +254,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	if err := step("scale", func() (*Section, error) { return e.scale(ctx) }); err != nil {
-		return nil, err
+	if e.wants("scale") {
+		f, err := e.setupScale(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("scale: %w", err)
+		}
+		if err := step("scale", func() (*Section, error) { return e.scale(ctx, f) }); err != nil {
+			return nil, err
+		}
+		if err := e.teardownScale(ctx, f); err != nil {
+			return nil, err
+		}
 	}
 	rep.Took = time.Since(e.start)
 	return rep, nil
