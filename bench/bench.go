@@ -56,6 +56,14 @@ type Sizes struct {
 
 	// 5. Ingest.
 	CDRs, CDRBatch, IngestRounds int
+
+	// 6. Connection physics (issue #13), every serve with its defaults.
+	ConnDBTenants   int           // database-mode tenants on the 300-connection server (rows 1 and 4)
+	ConnManyTenants int           // database-mode tenants on the 100-connection server (row 2)
+	ConnFewSchema   int           // the smaller schema-mode load of row 3 (the larger: all ScaleTenants)
+	ConnBurst       int           // concurrent requests of the noisy tenant (row 4)
+	ConnDuration    time.Duration // measured window of a round, after Warmup
+	ConnRounds      int           // rounds per contender
 }
 
 // Full is the size of `make bench`, as issue #7 asks.
@@ -67,6 +75,7 @@ var Full = Sizes{
 	FleetConcurrency: 4, FleetLoop: true,
 	ScaleTenants: 10000, NoopRuns: 3,
 	CDRs: 10000, CDRBatch: 1000, IngestRounds: 3,
+	ConnDBTenants: 200, ConnManyTenants: 1000, ConnFewSchema: 1000, ConnBurst: 1000, ConnDuration: 8 * time.Second, ConnRounds: 3,
 }
 
 // Smoke runs every code path in seconds: TestSmoke, inside `make test`.
@@ -79,10 +88,11 @@ var Smoke = Sizes{
 	FleetConcurrency: 2, FleetLoop: false,
 	ScaleTenants: 12, NoopRuns: 1,
 	CDRs: 20, CDRBatch: 10, IngestRounds: 1,
+	ConnDBTenants: 3, ConnManyTenants: 5, ConnFewSchema: 4, ConnBurst: 20, ConnDuration: 300 * time.Millisecond, ConnRounds: 1,
 }
 
 // Benchmarks are the names -only accepts, in the order they run.
-var Benchmarks = []string{"ingest", "provision", "reads", "fleet", "scale"}
+var Benchmarks = []string{"ingest", "provision", "reads", "fleet", "scale", "connections"}
 
 // Config is one run of the harness.
 type Config struct {
@@ -132,6 +142,7 @@ type shared struct {
 	// (folders), all stopped when the run ends whatever happened.
 	procs    []*proc
 	clusters []string
+	removing sync.WaitGroup // clusters being deleted in the background
 	logw     io.Writer
 	logMu    sync.Mutex
 	start    time.Time
@@ -189,6 +200,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		for _, p := range e.procs {
 			p.stop()
 		}
+		e.removing.Wait()
 		for _, dir := range e.clusters {
 			destroyCluster(context.WithoutCancel(ctx), e.cfg.Root, dir)
 		}
@@ -254,12 +266,17 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	if e.wants("scale") {
+	if e.wants("scale") || e.wants("connections") {
+		// Benchmark 6 reads from the fleet of benchmark 4 (10,000 schema
+		// tenants take minutes to make).
 		f, err := e.setupScale(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("scale: %w", err)
 		}
 		if err := step("scale", func() (*Section, error) { return e.scale(ctx, f) }); err != nil {
+			return nil, err
+		}
+		if err := step("connections", func() (*Section, error) { return e.connections(ctx, f) }); err != nil {
 			return nil, err
 		}
 		if err := e.teardownScale(ctx, f); err != nil {
@@ -287,7 +304,11 @@ type serveOpts struct {
 	isolation                   string
 	poolsMax, poolConns, schema int
 	budget                      int
-	extra                       map[string]string
+	// defaults leaves the router's sizes to serve (benchmark 6): none of
+	// TENANT_POOLS_MAX, TENANT_POOL_MAX_CONNS, TENANT_SCHEMA_POOL_CONNS,
+	// TENANT_SERVER_MAX_CONNS is set, and the others above are ignored.
+	defaults bool
+	extra    map[string]string
 }
 
 // roleSecret is TENANT_ROLE_SECRET for every serve and CLI run.
@@ -314,6 +335,11 @@ func (e *env) serveEnv(o serveOpts) map[string]string {
 	}
 	if o.isolation == "" {
 		env["TENANT_ISOLATION"] = "schema"
+	}
+	if o.defaults {
+		for _, k := range []string{"TENANT_POOLS_MAX", "TENANT_POOL_MAX_CONNS", "TENANT_SCHEMA_POOL_CONNS", "TENANT_SERVER_MAX_CONNS"} {
+			delete(env, k)
+		}
 	}
 	for k, v := range o.extra {
 		env[k] = v

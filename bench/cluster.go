@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"time"
 )
 
 // cluster starts a PostgreSQL cluster of the run's own in
@@ -15,7 +16,9 @@ import (
 // trusted and every other role (tenant roles) authenticating with
 // SCRAM-SHA-256, pg_stat_statements preloaded when the run's server has
 // it. The run destroys it when it ends, whatever happens; stop destroys it
-// sooner. Nothing else uses it, so PostgreSQL's CPU measured there is the
+// sooner: it stops the server at once and deletes its files in the
+// background (a cluster of 1,000 databases holds gigabytes), which
+// settleClusters waits for. Nothing else uses it, so PostgreSQL's CPU measured there is the
 // whole cluster's (pg.whole).
 func (e *env) cluster(ctx context.Context, name string, maxConns int) (*pg, func(), error) {
 	dir := filepath.Join(e.cfg.ClusterDir, name, "data")
@@ -41,7 +44,12 @@ func (e *env) cluster(ctx context.Context, name string, maxConns int) (*pg, func
 		}
 		p.whole = true
 		e.logf("%s: a cluster of its own on 127.0.0.1:%d, max_connections %d", name, port, maxConns)
-		return p, func() { p.close(); destroyCluster(ctx, e.cfg.Root, dir) }, nil
+		stop := func() {
+			p.close()
+			_, _, _ = runCmd(context.WithoutCancel(ctx), "bash", []string{filepath.Join(e.cfg.Root, "scripts", "pg.sh"), "stop", dir}, nil)
+			e.removing.Go(func() { destroyCluster(ctx, e.cfg.Root, dir) })
+		}
+		return p, stop, nil
 	}
 	destroyCluster(ctx, e.cfg.Root, dir)
 	return nil, nil, fmt.Errorf("start a cluster in %s: %w", dir, err)
@@ -64,4 +72,14 @@ func freePort() (int, error) {
 		return 0, err
 	}
 	return strconv.Atoi(port)
+}
+
+// settleClusters waits until the clusters stopped so far are deleted: no
+// measurement runs while their files are (the disk is shared).
+func (e *env) settleClusters() {
+	t0 := time.Now()
+	e.removing.Wait()
+	if d := time.Since(t0); d > time.Second {
+		e.logf("waited %s for stopped clusters to be deleted", d.Round(time.Second))
+	}
 }
