@@ -100,6 +100,9 @@ func (c *connContender) firstErr() string {
 type connServer struct {
 	MaxConns int
 	Own      bool // a cluster of the run's own; false: the run's server
+	// IdleCPU is the CPUs the cluster used with no load, just before the
+	// rounds (its background processes; -1: not measured).
+	IdleCPU float64
 }
 
 func (s connServer) String() string {
@@ -127,7 +130,7 @@ type dbFleet struct {
 
 // connections is benchmark 6. f is benchmark 4's fleet (row 3).
 func (e *env) connections(ctx context.Context, f *scaleFleet) (*Section, error) {
-	r := &connResult{Want300: connServer{300, true}, Want100: connServer{100, true}}
+	r := &connResult{Want300: connServer{MaxConns: 300, Own: true}, Want100: connServer{MaxConns: 100, Own: true}}
 	if err := e.connsSchema(ctx, f, r); err != nil {
 		return nil, err
 	}
@@ -146,13 +149,43 @@ func (e *env) connections(ctx context.Context, f *scaleFleet) (*Section, error) 
 func (e *env) server(ctx context.Context, name string, maxConns int) (*env, connServer, func(), error) {
 	if e.cfg.ClusterDir == "" {
 		info, err := e.pg.info(ctx)
-		return e, connServer{MaxConns: info.MaxConns}, func() {}, err
+		return e, connServer{MaxConns: info.MaxConns, IdleCPU: -1}, func() {}, err
 	}
 	p, stop, err := e.cluster(ctx, name, maxConns)
 	if err != nil {
 		return nil, connServer{}, nil, err
 	}
-	return e.on(p), connServer{MaxConns: maxConns, Own: true}, stop, nil
+	return e.on(p), connServer{MaxConns: maxConns, Own: true, IdleCPU: -1}, stop, nil
+}
+
+// idleCPU measures the CPUs a cluster of the run's own uses over Warmup
+// with no load (-1 elsewhere): its background processes, which its
+// PostgreSQL CPU per request includes.
+func (e *env) idleCPU(ctx context.Context) (float64, error) {
+	if !e.pg.whole || !e.pg.local {
+		return -1, nil
+	}
+	// A backend's CPU counts when it ends: those of a serve just stopped
+	// must not land in the window.
+	if err := e.waitIdle(ctx); err != nil {
+		return 0, err
+	}
+	time.Sleep(100 * time.Millisecond)
+	c0, err := e.pg.backendCPU(ctx, "")
+	if err != nil {
+		return 0, err
+	}
+	t0 := time.Now()
+	select {
+	case <-ctx.Done():
+		return 0, ctx.Err()
+	case <-time.After(e.sz.Warmup):
+	}
+	c1, err := e.pg.backendCPU(ctx, "")
+	if err != nil {
+		return 0, err
+	}
+	return float64(cpuDelta(c0, c1)) / float64(time.Since(t0)), nil
 }
 
 // dbFleet creates n database-mode tenants through the API (4 creators,
@@ -197,11 +230,14 @@ func (e *env) conns300(ctx context.Context, r *connResult) error {
 		return err
 	}
 	defer stop()
-	r.S300 = where
 	fl, err := es.dbFleet(ctx, "c3", e.sz.ConnDBTenants)
 	if err != nil {
 		return err
 	}
+	if where.IdleCPU, err = es.idleCPU(ctx); err != nil {
+		return err
+	}
+	r.S300 = where
 	n := len(fl.ts)
 	r.Tuned = connContender{Label: "tuned warm (benchmark 1's)", Tenants: n, Server: where.String()}
 	r.Defaults = connContender{Label: "defaults", Tenants: n, Server: where.String()}
@@ -253,12 +289,15 @@ func (e *env) conns100(ctx context.Context, r *connResult) error {
 		return err
 	}
 	defer stop()
-	r.S100 = where
 	fl, err := es.dbFleet(ctx, "c1", e.sz.ConnManyTenants)
 	if err != nil {
 		return err
 	}
 	e.settleClusters() // the previous cluster's files, deleted meanwhile
+	if where.IdleCPU, err = es.idleCPU(ctx); err != nil {
+		return err
+	}
+	r.S100 = where
 	r.Floor = connContender{Label: "connection-setup floor (a new connection per request)", Tenants: len(fl.ts), Server: where.String()}
 	r.Many = connContender{Label: "defaults", Tenants: len(fl.ts), Server: where.String()}
 	defaults := fl.opts("serve (defaults)", serveOpts{}, true)

@@ -147,10 +147,10 @@ func (e *env) connRow1(r *connResult, b *strings.Builder) Row {
 	ok := ratio >= 0.9 && r.Defaults.errors() == 0
 	fmt.Fprintf(b, "**Row 1, %d database-mode tenants, %s**: with its defaults serve ran at %s, %.2f× the tuned warm serve's %s, with %d errors "+
 		"(target ≥ 0.90× and no error: %s).", r.Defaults.Tenants, r.S300, rate(d.rps, "req/s"), ratio, rate(t.rps, "req/s"), r.Defaults.errors(), dash(judged(ok, r.Want300, r.S300)))
-	if !ok {
-		fmt.Fprintf(b, " **Why**: the defaults' serve derived a budget of %s connections and opened %s, against %s for the tuned serve "+
+	{
+		fmt.Fprintf(b, " %s the defaults' serve derived a budget of %s connections and opened %s, against %s for the tuned serve "+
 			"(pools of one connection, primed). Per request, defaults: %s; tuned: %s.",
-			itoa(int(r.Defaults.field(func(x connRound) float64 { return float64(x.Budget) }))), connsPerReq(&r.Defaults), connsPerReq(&r.Tuned),
+			lead(ok), itoa(int(r.Defaults.field(func(x connRound) float64 { return float64(x.Budget) }))), connsPerReq(&r.Defaults), connsPerReq(&r.Tuned),
 			cpuSplit(&r.Defaults, "serve"), cpuSplit(&r.Tuned, "serve"))
 		fmt.Fprintf(b, " From the CPU measured alone (the machine's %d CPUs shared by all three), the defaults would run at %.2f× the tuned serve's rate.",
 			runtime.NumCPU(), float64(cpuTotal(&r.Tuned))/float64(cpuTotal(&r.Defaults)))
@@ -161,6 +161,7 @@ func (e *env) connRow1(r *connResult, b *strings.Builder) Row {
 			}
 			b.WriteString(".")
 		}
+		b.WriteString(idleNote(r.S300, &r.Defaults))
 		if r.Defaults.errors() > 0 {
 			fmt.Fprintf(b, " First error: `%s`.", r.Defaults.firstErr())
 		}
@@ -179,11 +180,12 @@ func (e *env) connRow2(r *connResult, b *strings.Builder) []Row {
 		"p99 %s against the floor's %s, %.2f× (target ≤ 1.50×: %s), with %d errors (the floor: %d).",
 		r.Many.Tenants, r.S100, rate(m.rps, "req/s"), ratio, rate(f.rps, "req/s"), dash(judged(okRate, r.Want100, r.S100)), ms(m.p99), ms(f.p99), p99,
 		dash(judged(okP99, r.Want100, r.S100)), r.Many.errors(), r.Floor.errors())
-	if !okRate || !okP99 {
-		fmt.Fprintf(b, " **Why**: serve derived a budget of %s connections and opened %s; the floor opened %s. Per request, serve: %s; the floor: %s. "+
+	{
+		fmt.Fprintf(b, " %s serve derived a budget of %s connections and opened %s; the floor opened %s. Per request, serve: %s; the floor: %s. "+
 			"From the CPU measured alone serve would run at %.2f× the floor's rate.",
-			itoa(int(r.Many.field(func(x connRound) float64 { return float64(x.Budget) }))), connsPerReq(&r.Many), connsPerReq(&r.Floor),
+			lead(okRate && okP99), itoa(int(r.Many.field(func(x connRound) float64 { return float64(x.Budget) }))), connsPerReq(&r.Many), connsPerReq(&r.Floor),
 			cpuSplit(&r.Many, "serve"), cpuSplit(&r.Floor, "the client"), float64(cpuTotal(&r.Floor))/float64(cpuTotal(&r.Many)))
+		b.WriteString(idleNote(r.S100, &r.Many))
 		if r.Many.errors() > 0 {
 			fmt.Fprintf(b, " First error: `%s`.", r.Many.firstErr())
 		}
@@ -204,16 +206,19 @@ func (e *env) connRow3(r *connResult, b *strings.Builder) Row {
 	ok := ratio >= 0.7 && r.All.errors() == 0
 	fmt.Fprintf(b, "**Row 3, schema mode, the load across %d tenants vs across %d**: %s against %s, %.2f× (target ≥ 0.70×: %s), %d errors.",
 		r.All.Tenants, r.Few.Tenants, rate(a.rps, "req/s"), rate(f.rps, "req/s"), ratio, yesNo(ok), r.All.errors())
-	if !ok {
-		handles := func(c *connContender) string {
-			return itoa(int(c.field(func(x connRound) float64 { return float64(x.Handles) })))
+	{
+		handles := 0
+		for _, c := range []*connContender{&r.Few, &r.All} {
+			for _, x := range c.Rounds {
+				handles = max(handles, x.Handles)
+			}
 		}
-		fmt.Fprintf(b, " **Why**: per request, across %d: %s; across %d: %s. From the CPU measured alone the ratio would be %.2f×. "+
-			"serve held %s schema-mode handles after a round across %d (`controlplane_tenant_schema_handles`), %s after one across %d; "+
-			"its budget was %s, and it opened %s across %d (%s across %d).",
-			r.All.Tenants, cpuSplit(&r.All, "serve"), r.Few.Tenants, cpuSplit(&r.Few, "serve"), float64(cpuTotal(&r.Few))/float64(cpuTotal(&r.All)),
-			handles(&r.All), r.All.Tenants, handles(&r.Few), r.Few.Tenants,
-			itoa(int(r.All.field(func(x connRound) float64 { return float64(x.Budget) }))), connsPerReq(&r.All), r.All.Tenants, connsPerReq(&r.Few), r.Few.Tenants)
+		fmt.Fprintf(b, " %s per request, across %d: %s; across %d: %s. From the CPU measured alone the ratio would be %.2f×. "+
+			"The same serve ran both loads, its shared schema pool within a budget of %s (it opened %s across %d, %s across %d); "+
+			"its cache of schema-mode handles held at most %s (`controlplane_tenant_schema_handles`) for the %d tenants.",
+			lead(ok), r.All.Tenants, cpuSplit(&r.All, "serve"), r.Few.Tenants, cpuSplit(&r.Few, "serve"), float64(cpuTotal(&r.Few))/float64(cpuTotal(&r.All)),
+			itoa(int(r.All.field(func(x connRound) float64 { return float64(x.Budget) }))), connsPerReq(&r.All), r.All.Tenants, connsPerReq(&r.Few), r.Few.Tenants,
+			itoa(handles), r.All.Tenants)
 	}
 	b.WriteString("\n\n")
 	return Row{Bench: connBench, Metric: fmt.Sprintf("req/s, schema mode, %d vs %d tenants, defaults", r.All.Tenants, r.Few.Tenants),
@@ -238,16 +243,16 @@ func (e *env) connRow4(r *connResult, b *strings.Builder) []Row {
 		"windows of %d rounds: %s; %s answered with 200.",
 		e.sz.ConnBurst, r.Noisy.Tenants, ms(n.p99), ms(q.p99), ratio, dash(judged(ok, r.Want300, r.S300)), ms(n.p50), ms(q.p50), rate(n.rps, "req/s"),
 		rate(q.rps, "req/s"), r.Noisy.errors(), len(r.Noisy.Burst), answers, rate(median(burstRPS), "req/s"))
-	if !ok {
+	{
 		share := median(burstRPS) / (median(burstRPS) + n.rps)
 		all := 0
 		for _, k := range status {
 			all += k
 		}
 		if status[http.StatusTooManyRequests] == 0 {
-			b.WriteString(" **Why**: no request of the burst was answered 429: no per-tenant cap stopped it,")
+			fmt.Fprintf(b, " %s no request of the burst was answered 429: no per-tenant cap stopped it, and", lead(ok))
 		} else {
-			fmt.Fprintf(b, " **Why**: %.0f%% of the burst's requests were answered 429 (the per-tenant cap), yet",
+			fmt.Fprintf(b, " %s %.0f%% of the burst's requests were answered 429 (the per-tenant cap), and", lead(ok),
 				100*float64(status[http.StatusTooManyRequests])/float64(all))
 		}
 		fmt.Fprintf(b, " the one tenant took %.0f%% of the requests serve answered with 200. "+
@@ -302,4 +307,23 @@ func fmtConns(x float64) string {
 		return "–"
 	}
 	return fmt.Sprintf("%.1f", x)
+}
+
+// lead opens the numbers behind a row: the why of a missed target, or
+// just the numbers of a met one.
+func lead(ok bool) string {
+	if ok {
+		return "Numbers:"
+	}
+	return "**Why**:"
+}
+
+// idleNote says how much of a contender's PostgreSQL CPU per request the
+// cluster spent idle ("" when not measured).
+func idleNote(s connServer, c *connContender) string {
+	if s.IdleCPU < 0 {
+		return ""
+	}
+	return fmt.Sprintf(" With no load, just before the rounds, the cluster used %.2f CPUs (its background processes, autovacuum visiting its databases among them): "+
+		"%s of the PostgreSQL CPU per request at the %s rate.", s.IdleCPU, us(time.Duration(s.IdleCPU/c.med().rps*float64(time.Second))), c.Label)
 }
