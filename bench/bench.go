@@ -56,6 +56,14 @@ type Sizes struct {
 
 	// 5. Ingest.
 	CDRs, CDRBatch, IngestRounds int
+
+	// 6. Connection physics (issue #13), every serve with its defaults.
+	ConnDBTenants   int           // database-mode tenants on the 300-connection server (rows 1 and 4)
+	ConnManyTenants int           // database-mode tenants on the 100-connection server (row 2)
+	ConnFewSchema   int           // the smaller schema-mode load of row 3 (the larger: all ScaleTenants)
+	ConnBurst       int           // concurrent requests of the noisy tenant (row 4)
+	ConnDuration    time.Duration // measured window of a round, after Warmup
+	ConnRounds      int           // rounds per contender
 }
 
 // Full is the size of `make bench`, as issue #7 asks.
@@ -67,6 +75,7 @@ var Full = Sizes{
 	FleetConcurrency: 4, FleetLoop: true,
 	ScaleTenants: 10000, NoopRuns: 3,
 	CDRs: 10000, CDRBatch: 1000, IngestRounds: 3,
+	ConnDBTenants: 200, ConnManyTenants: 1000, ConnFewSchema: 1000, ConnBurst: 1000, ConnDuration: 8 * time.Second, ConnRounds: 3,
 }
 
 // Smoke runs every code path in seconds: TestSmoke, inside `make test`.
@@ -79,10 +88,11 @@ var Smoke = Sizes{
 	FleetConcurrency: 2, FleetLoop: false,
 	ScaleTenants: 12, NoopRuns: 1,
 	CDRs: 20, CDRBatch: 10, IngestRounds: 1,
+	ConnDBTenants: 3, ConnManyTenants: 5, ConnFewSchema: 4, ConnBurst: 20, ConnDuration: 300 * time.Millisecond, ConnRounds: 1,
 }
 
 // Benchmarks are the names -only accepts, in the order they run.
-var Benchmarks = []string{"ingest", "provision", "reads", "fleet", "scale"}
+var Benchmarks = []string{"ingest", "provision", "reads", "fleet", "scale", "connections"}
 
 // Config is one run of the harness.
 type Config struct {
@@ -97,6 +107,12 @@ type Config struct {
 	// GoMaxProcs is given to every server the run starts (product and
 	// baseline alike); 0 means the number of CPUs.
 	GoMaxProcs int
+	// ClusterDir, if set, is a folder where benchmark 6 starts PostgreSQL
+	// clusters of its own with scripts/pg.sh (local PostgreSQL binaries,
+	// run as the postgres user when root): the servers of 300 and 100
+	// max_connections its rows need. Empty: those rows run on ServerURL's
+	// server, and the report says so.
+	ClusterDir string
 	// ProfileDir, if set, receives CPU, heap and allocation profiles of
 	// serve (and of the baseline) from extra, uncounted rounds of
 	// benchmarks 1, 4 and 5.
@@ -105,22 +121,36 @@ type Config struct {
 	Log io.Writer
 }
 
-// env is the state of one run.
+// env is the state of one run, on one PostgreSQL server: the run's
+// (DATABASE_URL), or one of the clusters benchmark 6 starts (see on).
 type env struct {
+	*shared
+	pg *pg
+}
+
+// shared is what every env of a run shares, whatever server it is on.
+type shared struct {
 	cfg  Config
 	sz   Sizes
-	pg   *pg
 	work string // scratch folder: binaries, overlays, scripts
 	bin  binaries
 	mig  []migration // the checkout's tenant migrations
 	base uint        // their latest version
 	// budget is TENANT_SERVER_MAX_CONNS for benchmark 1 and 4.
 	budget int
-	procs  []*proc
-	logw   io.Writer
-	logMu  sync.Mutex
-	start  time.Time
+	// procs are the servers started, clusters the PostgreSQL clusters
+	// (folders), all stopped when the run ends whatever happened.
+	procs    []*proc
+	clusters []string
+	removing sync.WaitGroup // clusters being deleted in the background
+	logw     io.Writer
+	logMu    sync.Mutex
+	start    time.Time
 }
+
+// on returns the run's env on server p: serve, the tenants and every
+// measurement it makes use p.
+func (e *env) on(p *pg) *env { return &env{shared: e.shared, pg: p} }
 
 // binaries are what the run builds from the checkout.
 type binaries struct {
@@ -151,7 +181,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, fmt.Errorf("unknown benchmark %q (have: %s)", name, strings.Join(Benchmarks, ", "))
 		}
 	}
-	e := &env{cfg: cfg, sz: cfg.Sizes, logw: cfg.Log, start: time.Now()}
+	e := &env{shared: &shared{cfg: cfg, sz: cfg.Sizes, logw: cfg.Log, start: time.Now()}}
 	var err error
 	if e.work, err = os.MkdirTemp("", "controlplane-bench-"); err != nil {
 		return nil, err
@@ -169,6 +199,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		// a benchmark failed.
 		for _, p := range e.procs {
 			p.stop()
+		}
+		e.removing.Wait()
+		for _, dir := range e.clusters {
+			destroyCluster(context.WithoutCancel(ctx), e.cfg.Root, dir)
 		}
 		_ = os.RemoveAll(e.work)
 		cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Minute)
@@ -232,8 +266,22 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	if err := step("scale", func() (*Section, error) { return e.scale(ctx) }); err != nil {
-		return nil, err
+	if e.wants("scale") || e.wants("connections") {
+		// Benchmark 6 reads from the fleet of benchmark 4 (10,000 schema
+		// tenants take minutes to make).
+		f, err := e.setupScale(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("scale: %w", err)
+		}
+		if err := step("scale", func() (*Section, error) { return e.scale(ctx, f) }); err != nil {
+			return nil, err
+		}
+		if err := step("connections", func() (*Section, error) { return e.connections(ctx, f) }); err != nil {
+			return nil, err
+		}
+		if err := e.teardownScale(ctx, f); err != nil {
+			return nil, err
+		}
 	}
 	rep.Took = time.Since(e.start)
 	return rep, nil
@@ -256,7 +304,11 @@ type serveOpts struct {
 	isolation                   string
 	poolsMax, poolConns, schema int
 	budget                      int
-	extra                       map[string]string
+	// defaults leaves the router's sizes to serve (benchmark 6): none of
+	// TENANT_POOLS_MAX, TENANT_POOL_MAX_CONNS, TENANT_SCHEMA_POOL_CONNS,
+	// TENANT_SERVER_MAX_CONNS is set, and the others above are ignored.
+	defaults bool
+	extra    map[string]string
 }
 
 // roleSecret is TENANT_ROLE_SECRET for every serve and CLI run.
@@ -283,6 +335,11 @@ func (e *env) serveEnv(o serveOpts) map[string]string {
 	}
 	if o.isolation == "" {
 		env["TENANT_ISOLATION"] = "schema"
+	}
+	if o.defaults {
+		for _, k := range []string{"TENANT_POOLS_MAX", "TENANT_POOL_MAX_CONNS", "TENANT_SCHEMA_POOL_CONNS", "TENANT_SERVER_MAX_CONNS"} {
+			delete(env, k)
+		}
 	}
 	for k, v := range o.extra {
 		env[k] = v

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"io"
 	"math"
 	"math/rand/v2"
@@ -31,6 +32,9 @@ type loadResult struct {
 	Requests int
 	Errors   int // transport errors and non-200 answers
 	FirstErr string
+	// Status counts the answers of the measured window by HTTP status (0:
+	// no answer, a transport error).
+	Status   map[int]int
 	RPS      float64
 	P50, P99 time.Duration
 }
@@ -51,9 +55,7 @@ func newClient(n int) *http.Client {
 	}
 }
 
-// runLoad runs s and reports throughput and latency. The latencies of each
-// client go to a slice of their own (no lock, no shared histogram on the
-// hot path) and are merged at the end.
+// runLoad runs s and reports throughput and latency.
 func runLoad(ctx context.Context, s loadSpec) loadResult {
 	client := newClient(s.clients)
 	defer client.CloseIdleConnections()
@@ -61,65 +63,84 @@ func runLoad(ctx context.Context, s loadSpec) loadResult {
 	for i := range paths {
 		paths[i] = s.base + "/api/extensions/" + strconv.Itoa(i+1)
 	}
+	return closedLoop(ctx, s.clients, s.warmup, s.duration, func(ctx context.Context, rng *rand.Rand) (int, error) {
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, paths[rng.IntN(len(paths))], nil)
+		req.Host = s.hosts[rng.IntN(len(s.hosts))]
+		resp, err := client.Do(req)
+		if err != nil {
+			return 0, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return resp.StatusCode, errors.New(req.Host + ": HTTP " + strconv.Itoa(resp.StatusCode))
+		}
+		return resp.StatusCode, nil
+	})
+}
+
+// closedLoop runs clients workers, each calling op back to back until
+// warmup+duration has passed; op returns the HTTP status it got (200 is
+// success; 0 with an error when nothing answered). Operations that start
+// during warmup are not recorded. The latencies of each worker go to a
+// slice of its own (no lock, no shared histogram on the hot path) and are
+// merged at the end.
+func closedLoop(ctx context.Context, clients int, warmup, duration time.Duration, op func(ctx context.Context, rng *rand.Rand) (int, error)) loadResult {
 	start := time.Now()
-	measureFrom := start.Add(s.warmup)
-	end := measureFrom.Add(s.duration)
-	lat := make([][]time.Duration, s.clients)
-	errs := make([]int, s.clients)
-	total := make([]int, s.clients)
-	firstErr := make([]string, s.clients)
+	measureFrom := start.Add(warmup)
+	end := measureFrom.Add(duration)
+	lat := make([][]time.Duration, clients)
+	errs := make([]int, clients)
+	total := make([]int, clients)
+	firstErr := make([]string, clients)
+	status := make([]map[int]int, clients)
 	var wg sync.WaitGroup
-	for w := range s.clients {
+	for w := range clients {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
 			rng := rand.New(rand.NewPCG(uint64(w)+1, uint64(start.UnixNano())))
 			own := make([]time.Duration, 0, 1<<14)
+			st := map[int]int{}
 			for ctx.Err() == nil {
 				t0 := time.Now()
 				if !t0.Before(end) {
 					break
 				}
-				req, _ := http.NewRequestWithContext(ctx, http.MethodGet, paths[rng.IntN(len(paths))], nil)
-				req.Host = s.hosts[rng.IntN(len(s.hosts))]
-				ok := false
 				total[w]++
-				resp, err := client.Do(req)
-				if err == nil {
-					_, _ = io.Copy(io.Discard, resp.Body)
-					resp.Body.Close()
-					ok = resp.StatusCode == http.StatusOK
-					if !ok && firstErr[w] == "" {
-						firstErr[w] = req.Host + ": HTTP " + strconv.Itoa(resp.StatusCode)
-					}
-				} else if firstErr[w] == "" {
+				code, err := op(ctx, rng)
+				if err != nil && firstErr[w] == "" {
 					firstErr[w] = err.Error()
 				}
 				if t0.Before(measureFrom) {
 					continue
 				}
-				if !ok {
+				st[code]++
+				if err != nil || code != http.StatusOK {
 					errs[w]++
 					continue
 				}
 				own = append(own, time.Since(t0))
 			}
-			lat[w] = own
+			lat[w], status[w] = own, st
 		}()
 	}
 	wg.Wait()
-	var r loadResult
+	r := loadResult{Status: map[int]int{}}
 	var all []time.Duration
-	for w := range s.clients {
+	for w := range clients {
 		all = append(all, lat[w]...)
 		r.Errors += errs[w]
 		r.Total += total[w]
 		if r.FirstErr == "" {
 			r.FirstErr = firstErr[w]
 		}
+		for code, n := range status[w] {
+			r.Status[code] += n
+		}
 	}
 	r.Requests = len(all)
-	r.RPS = float64(len(all)) / s.duration.Seconds()
+	r.RPS = float64(len(all)) / duration.Seconds()
 	slices.Sort(all)
 	r.P50, r.P99 = percentile(all, 0.50), percentile(all, 0.99)
 	return r

@@ -30,6 +30,14 @@ type pg struct {
 	// local is true when the server's processes are visible in /proc
 	// (backend memory is then measured).
 	local bool
+	// postmaster is the server's main process (local servers; 0 when
+	// unknown).
+	postmaster int
+	// whole is true when the server serves nothing but the measured load (a
+	// cluster of the run's own): PostgreSQL's CPU is then the whole
+	// cluster's, every backend counted, those that connected and left
+	// within a round too.
+	whole bool
 }
 
 // appName tags the connections of the serve processes (PGAPPNAME), so
@@ -64,6 +72,7 @@ func openPG(ctx context.Context, raw, run string) (*pg, error) {
 	if err := admin.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err == nil {
 		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", pid)); err == nil && strings.Contains(string(b), "postgres") {
 			p.local = true
+			p.postmaster, _, _, _ = procTimes(int(pid))
 		}
 	}
 	return p, nil
@@ -323,11 +332,18 @@ func (p *pg) sessions(ctx context.Context, prefix string) int64 {
 // backendCPU returns the CPU time used so far by each backend serving
 // application app, by pid (empty when the server's processes are not
 // visible here). The difference over a round, per request, is what
-// PostgreSQL spent on each request of that contender.
+// PostgreSQL spent on each request of that contender. On a server of the
+// run's own (whole) it is the whole cluster's, under pid 0: a backend that
+// connects and leaves within the round counts too.
 func (p *pg) backendCPU(ctx context.Context, app string) (map[int32]time.Duration, error) {
 	out := map[int32]time.Duration{}
 	if !p.local {
 		return out, nil
+	}
+	if p.whole && p.postmaster > 0 {
+		d, err := treeCPU(p.postmaster)
+		out[0] = d
+		return out, err
 	}
 	rows, err := p.admin.Query(ctx, `SELECT pid FROM pg_stat_activity WHERE application_name = $1`, app)
 	if err != nil {

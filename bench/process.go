@@ -185,26 +185,62 @@ func (p *proc) cpu() (time.Duration, error) {
 }
 
 func procCPU(pid int) (time.Duration, error) {
+	_, self, _, err := procTimes(pid)
+	return self, err
+}
+
+// procTimes reads /proc/PID/stat: the parent's pid, the process's own
+// user+system CPU time, and that of its children that ended (and were
+// waited for).
+func procTimes(pid int) (ppid int, self, children time.Duration, err error) {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
-		return 0, err
+		return 0, 0, 0, err
 	}
 	// The command name (field 2) may hold spaces: count from after ')'.
 	s := string(b)
 	i := strings.LastIndexByte(s, ')')
 	if i < 0 {
-		return 0, errors.New("malformed /proc stat")
+		return 0, 0, 0, errors.New("malformed /proc stat")
 	}
 	f := strings.Fields(s[i+1:])
-	if len(f) < 13 {
-		return 0, errors.New("short /proc stat")
+	if len(f) < 15 {
+		return 0, 0, 0, errors.New("short /proc stat")
 	}
-	utime, err1 := strconv.ParseInt(f[11], 10, 64) // field 14
-	stime, err2 := strconv.ParseInt(f[12], 10, 64) // field 15
-	if err := errors.Join(err1, err2); err != nil {
+	var v [5]int64
+	for j, k := range []int{1, 11, 12, 13, 14} { // fields 4 (ppid), 14-17 (utime, stime, cutime, cstime)
+		if v[j], err = strconv.ParseInt(f[k], 10, 64); err != nil {
+			return 0, 0, 0, err
+		}
+	}
+	tick := func(n int64) time.Duration { return time.Duration(n) * time.Second / clockTick }
+	return int(v[0]), tick(v[1] + v[2]), tick(v[3] + v[4]), nil
+}
+
+// treeCPU is the CPU time used so far by process pid and its children,
+// those running (their own time) and those that ended (pid's children's
+// time): for a postmaster, every backend it ever started, including
+// those that connected and left between two readings.
+func treeCPU(pid int) (time.Duration, error) {
+	_, self, ended, err := procTimes(pid)
+	if err != nil {
 		return 0, err
 	}
-	return time.Duration(utime+stime) * time.Second / clockTick, nil
+	total := self + ended
+	entries, err := os.ReadDir("/proc")
+	if err != nil {
+		return 0, err
+	}
+	for _, d := range entries {
+		child, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		if ppid, self, ended, err := procTimes(child); err == nil && ppid == pid {
+			total += self + ended
+		}
+	}
+	return total, nil
 }
 
 // runCmd runs a command to completion and returns its stdout and the wall

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"math"
 	"net/http"
+	"os"
 	"strconv"
 	"strings"
 	"time"
@@ -323,24 +324,49 @@ func prime(ctx context.Context, p *proc, ts []tenant, clients int) error {
 // allocations per request.
 func (e *env) measure(ctx context.Context, p *proc, product bool, spec loadSpec) (round, error) {
 	spec.base = p.base
-	cpu0, err := p.cpu()
-	if err != nil {
-		return round{}, err
-	}
-	m0, err := mallocs(ctx, p, product)
-	if err != nil {
-		return round{}, err
-	}
 	app := "bench-baseline"
 	if product {
 		app = appName
+	}
+	return e.measureWith(ctx, p, app, func() (loadResult, int) {
+		res := runLoad(ctx, spec)
+		return res, res.Total
+	})
+}
+
+// measureWith runs load, which returns what it measured and how many
+// requests the server handled meanwhile (warm-up included), and adds per
+// request: the CPU time of server p (of the harness itself when p is nil:
+// a load without a server), that of the PostgreSQL backends of
+// application app, and p's heap allocations.
+func (e *env) measureWith(ctx context.Context, p *proc, app string, load func() (loadResult, int)) (round, error) {
+	product := app == appName
+	cpu := func() (time.Duration, error) {
+		if p == nil {
+			return procCPU(os.Getpid())
+		}
+		return p.cpu()
+	}
+	allocs := func() (float64, error) {
+		if p == nil {
+			return 0, nil
+		}
+		return mallocs(ctx, p, product)
+	}
+	cpu0, err := cpu()
+	if err != nil {
+		return round{}, err
+	}
+	m0, err := allocs()
+	if err != nil {
+		return round{}, err
 	}
 	pg0, err := e.pg.backendCPU(ctx, app)
 	if err != nil {
 		return round{}, err
 	}
-	res := runLoad(ctx, spec)
-	cpu1, err := p.cpu()
+	res, served := load()
+	cpu1, err := cpu()
 	if err != nil {
 		return round{}, err
 	}
@@ -348,17 +374,21 @@ func (e *env) measure(ctx context.Context, p *proc, product bool, spec loadSpec)
 	if err != nil {
 		return round{}, err
 	}
-	m1, err := mallocs(ctx, p, product)
+	m1, err := allocs()
 	if err != nil {
 		return round{}, err
 	}
+	name := "the harness"
+	if p != nil {
+		name = p.name
+	}
 	if res.Requests == 0 {
-		return round{}, fmt.Errorf("%s answered no request with 200 (%d errors; first: %s)", p.name, res.Errors, res.FirstErr)
+		return round{}, fmt.Errorf("%s answered no request with 200 (%d errors; first: %s)", name, res.Errors, res.FirstErr)
 	}
 	if res.Errors > 0 {
-		e.logf("  %s: %d failed requests; first: %s", p.name, res.Errors, res.FirstErr)
+		e.logf("  %s: %d failed requests; first: %s", name, res.Errors, res.FirstErr)
 	}
-	n := float64(max(res.Total, 1))
+	n := float64(max(served, 1))
 	return round{loadResult: res, CPUPerReq: time.Duration(float64(cpu1-cpu0) / n),
 		PGCPUPerReq: time.Duration(float64(cpuDelta(pg0, pg1)) / n), AllocsPerReq: (m1 - m0) / n}, nil
 }

@@ -20,6 +20,11 @@
 #   - roles other than postgres authenticate with SCRAM-SHA-256, as tenant
 #     roles do in production, so a new tenant connection costs what it
 #     costs there (the harness itself connects as postgres, trusted).
+# Benchmark 6 (connections) needs servers of max_connections 300 and 100:
+# the harness starts them itself, made alike, in BENCH_CLUSTER_DIR, a folder
+# this script makes and removes (with any cluster still in it) whatever
+# happens. With DATABASE_URL set there is no such folder, and those rows run
+# on the given server (the report says so).
 
 set -euo pipefail
 
@@ -33,11 +38,24 @@ fi
 command -v go >/dev/null || pg_die "go not found on PATH"
 
 build_dir=$(mktemp -d /tmp/controlplane-bench.XXXXXX) # the harness binary
+cluster_dir=""                                       # benchmark 6's clusters
 
 # shellcheck disable=SC2317 # invoked by trap
 cleanup() {
 	local rc=$?
 	trap - EXIT INT TERM HUP
+	if [[ -n $cluster_dir ]]; then
+		# The harness removes its clusters itself; these are what an
+		# interrupted or killed harness left.
+		local main=$PG_TMP_ROOT d
+		for d in "$cluster_dir"/*/; do
+			[[ -d $d ]] || continue
+			PG_TMP_ROOT=${d%/}
+			pg_throwaway_cleanup
+		done
+		PG_TMP_ROOT=$main
+		rm -rf -- "$cluster_dir"
+	fi
 	pg_throwaway_cleanup
 	rm -rf -- "$build_dir"
 	exit "$rc"
@@ -73,6 +91,10 @@ if [[ -z ${DATABASE_URL:-} ]]; then
 	} >"$PG_TMP_ROOT/pg_hba.conf"
 	pg_run cp "$PG_TMP_ROOT/pg_hba.conf" "$PG_TMP_ROOT/data/pg_hba.conf"
 	pg_throwaway_start
+	# Traversable: the postgres user runs the clusters in it.
+	cluster_dir=$(mktemp -d /tmp/controlplane-bench-clusters.XXXXXX)
+	chmod 755 "$cluster_dir"
+	export BENCH_CLUSTER_DIR=$cluster_dir
 fi
 
 if [[ ${1:-} == smoke ]]; then

@@ -40,43 +40,69 @@ type resolveBench struct {
 	Allocs  float64
 }
 
-// scale is benchmark 4: ScaleTenants schema-mode tenants in one catalog
-// (the exemplar through the API, the rest in bulk: see
-// bulkSchemaTenants). It measures a no-op fleet run over all of them, the
-// RSS of serve once every tenant's route is warm, the routed-read load of
-// benchmark 1 across all of them with the connection sampler, and the
-// catalog cache's BenchmarkResolve.
-func (e *env) scale(ctx context.Context) (*Section, error) {
-	r := &scaleResult{Tenants: e.sz.ScaleTenants}
-	cat, ten, prefix := e.pg.run+"_scale_cat", e.pg.run+"_scale", e.pg.run+"s_"
-	for _, db := range []string{cat, ten} {
+// scaleFleet is the fleet of benchmark 4, which benchmark 6 reads from
+// too: ScaleTenants schema-mode tenants in one catalog, the exemplar
+// through the API, the rest in bulk (see bulkSchemaTenants).
+type scaleFleet struct {
+	cat, ten, prefix string
+	opts             serveOpts // the serve of benchmark 4
+	ex               tenant
+	bulk             []tenant // every tenant but the exemplar
+	createTook       time.Duration
+}
+
+// all returns every tenant of the fleet, the exemplar first.
+func (f *scaleFleet) all() []tenant { return append([]tenant{f.ex}, f.bulk...) }
+
+// setupScale creates the fleet of benchmark 4.
+func (e *env) setupScale(ctx context.Context) (*scaleFleet, error) {
+	f := &scaleFleet{cat: e.pg.run + "_scale_cat", ten: e.pg.run + "_scale", prefix: e.pg.run + "s_"}
+	for _, db := range []string{f.cat, f.ten} {
 		if err := e.pg.createDB(ctx, db); err != nil {
 			return nil, err
 		}
 	}
-	o := serveOpts{name: "serve (scale setup)", catalog: cat, tenantDB: ten, prefix: prefix, isolation: "schema", poolsMax: e.sz.ReadDBTenants + 50, budget: e.budget}
-	srv, err := e.serve(ctx, o)
+	f.opts = serveOpts{name: "serve (scale setup)", catalog: f.cat, tenantDB: f.ten, prefix: f.prefix, isolation: "schema", poolsMax: e.sz.ReadDBTenants + 50, budget: e.budget}
+	srv, err := e.serve(ctx, f.opts)
 	if err != nil {
 		return nil, err
 	}
+	defer srv.stop()
 	a := newAPI(srv)
-	ex, err := a.createTenant(ctx, e.tenantSpec("exemplar", 0, "schema"))
-	if err != nil {
+	if f.ex, err = a.createTenant(ctx, e.tenantSpec("exemplar", 0, "schema")); err != nil {
 		return nil, err
 	}
-	if err := e.seedExtensions(ctx, ten, []tenant{ex}, e.sz.Extensions); err != nil {
+	if err := e.seedExtensions(ctx, f.ten, []tenant{f.ex}, e.sz.Extensions); err != nil {
 		return nil, err
 	}
-	e.logf("scale: creating %d schema tenants in bulk", r.Tenants-1)
+	e.logf("scale: creating %d schema tenants in bulk", e.sz.ScaleTenants-1)
 	start := time.Now()
-	bulk, err := e.bulkSchemaTenants(ctx, cat, ten, ex, "s", 1, r.Tenants-1, e.sz.Extensions)
-	if err != nil {
+	if f.bulk, err = e.bulkSchemaTenants(ctx, f.cat, f.ten, f.ex, "s", 1, e.sz.ScaleTenants-1, e.sz.Extensions); err != nil {
 		return nil, err
 	}
-	r.CreateTook = time.Since(start)
-	e.logf("scale: %d tenants in %s", r.Tenants-1, r.CreateTook.Round(time.Second))
-	srv.stop()
-	ts := append([]tenant{ex}, bulk...)
+	f.createTook = time.Since(start)
+	e.logf("scale: %d tenants in %s", len(f.bulk), f.createTook.Round(time.Second))
+	return f, nil
+}
+
+// teardownScale drops the fleet of benchmark 4.
+func (e *env) teardownScale(ctx context.Context, f *scaleFleet) error {
+	for _, db := range []string{f.cat, f.ten} {
+		if _, err := e.pg.admin.Exec(ctx, `DROP DATABASE IF EXISTS `+ident(db)+` WITH (FORCE)`); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// scale is benchmark 4, on the fleet of setupScale. It measures a no-op
+// fleet run over all of the tenants, the RSS of serve once every tenant's
+// route is warm, the routed-read load of benchmark 1 across all of them
+// with the connection sampler, and the catalog cache's BenchmarkResolve.
+func (e *env) scale(ctx context.Context, f *scaleFleet) (*Section, error) {
+	r := &scaleResult{Tenants: e.sz.ScaleTenants, CreateTook: f.createTook}
+	cat, ten, prefix, o, ex, bulk := f.cat, f.ten, f.prefix, f.opts, f.ex, f.bulk
+	ts := f.all()
 
 	// A no-op fleet run: every tenant is at the latest version already.
 	// By default it reads every tenant's real version before skipping it
@@ -104,13 +130,14 @@ func (e *env) scale(ctx context.Context) (*Section, error) {
 	e.logf("scale: no-op fleet run over %d tenants: %s verified, %s from the catalog alone", r.Tenants, medianDur(r.Noop), medianDur(r.NoopTrusted))
 
 	o.name = "serve (scale)"
-	start = time.Now()
-	if srv, err = e.serve(ctx, o); err != nil {
+	start := time.Now()
+	srv, err := e.serve(ctx, o)
+	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
 	r.ServeStart = time.Since(start)
-	a = newAPI(srv)
+	a := newAPI(srv)
 	if err := e.verifyLike(ctx, a, ten, ex, bulk[len(bulk)-1]); err != nil {
 		return nil, err
 	}
@@ -181,11 +208,6 @@ func (e *env) scale(ctx context.Context) (*Section, error) {
 
 	if r.Resolve, err = e.resolveBench(ctx); err != nil {
 		return nil, err
-	}
-	for _, db := range []string{cat, ten} {
-		if _, err := e.pg.admin.Exec(ctx, `DROP DATABASE IF EXISTS `+ident(db)+` WITH (FORCE)`); err != nil {
-			return nil, err
-		}
 	}
 	return e.scaleSection(r), nil
 }

@@ -2,8 +2,10 @@
 # Local PostgreSQL helper for development and tests.
 #
 # Usage:
-#   scripts/pg.sh start DIR PORT   initdb DIR if needed, start it on 127.0.0.1:PORT,
-#                                  wait until it answers and create database "controlplane"
+#   scripts/pg.sh start DIR PORT [SETTING...]
+#                                  initdb DIR if needed (SETTINGs, e.g. "max_connections = 100",
+#                                  go to a new cluster's postgresql.conf), start it on
+#                                  127.0.0.1:PORT, wait until it answers and create database "controlplane"
 #   scripts/pg.sh stop DIR         stop the cluster in DIR (fast shutdown) if it is running
 #   scripts/pg.sh destroy DIR      stop the cluster in DIR and delete its data
 #   scripts/pg.sh url PORT [DB]    print the connection URL (DB defaults to "controlplane")
@@ -607,10 +609,11 @@ pg_resolve_datadir() {
 }
 
 pg_cmd_start() {
-	(($# == 2)) || pg_usage
-	local dir port datadir
+	(($# >= 2)) || pg_usage
+	local arg=$1 dir port datadir
 	dir=$(pg_abspath "$1")
 	port=$2
+	shift 2
 	pg_check_port "$port"
 	pg_pick_os_user "$dir"
 	pg_setup_bin "$dir"
@@ -623,7 +626,7 @@ pg_cmd_start() {
 	if [[ ! -f $datadir/PG_VERSION ]]; then
 		pg_is_root || { mkdir -p "$datadir" && chmod 700 "$datadir"; }
 		pg_log "initializing a new cluster in $datadir"
-		pg_initdb "$datadir"
+		pg_initdb "$datadir" "$@"
 	fi
 
 	if pg_running "$datadir"; then
@@ -632,7 +635,7 @@ pg_cmd_start() {
 		local running_port
 		running_port=$(sed -n 4p "$datadir/postmaster.pid" 2>/dev/null || true)
 		if [[ -n $running_port && $running_port != "$port" ]]; then
-			pg_die "the cluster in $datadir is already running on port $running_port, not $port; stop it first (scripts/pg.sh stop $1)"
+			pg_die "the cluster in $datadir is already running on port $running_port, not $port; stop it first (scripts/pg.sh stop $arg)"
 		fi
 	else
 		pg_start_cluster "$datadir" "$port" "$datadir/postgres.log" "$datadir"
@@ -688,7 +691,9 @@ pg_cmd_url() {
 pg_usage() {
 	cat >&2 <<'EOF'
 usage:
-  scripts/pg.sh start DIR PORT   create the cluster in DIR if needed, start it on 127.0.0.1:PORT, create database controlplane
+  scripts/pg.sh start DIR PORT [SETTING...]
+                                 create the cluster in DIR if needed (SETTINGs go to its postgresql.conf),
+                                 start it on 127.0.0.1:PORT, create database controlplane
   scripts/pg.sh stop DIR         stop the cluster in DIR if it is running
   scripts/pg.sh destroy DIR      stop the cluster in DIR and delete its data
   scripts/pg.sh url PORT [DB]    print postgres://postgres@127.0.0.1:PORT/DB?sslmode=disable (DB defaults to controlplane)

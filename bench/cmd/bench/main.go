@@ -37,7 +37,9 @@ func run() error {
 	procs := flag.Int("gomaxprocs", 0, "GOMAXPROCS of every server (default: the number of CPUs)")
 	flag.Parse()
 
-	cfg := bench.Config{ServerURL: os.Getenv("DATABASE_URL"), GoMaxProcs: *procs, ProfileDir: *profile, Log: os.Stderr}
+	// BENCH_CLUSTER_DIR: bench/run.sh's folder for the clusters of benchmark
+	// 6, set when it made the run's server itself.
+	cfg := bench.Config{ServerURL: os.Getenv("DATABASE_URL"), ClusterDir: os.Getenv("BENCH_CLUSTER_DIR"), GoMaxProcs: *procs, ProfileDir: *profile, Log: os.Stderr}
 	switch *size {
 	case "full":
 		cfg.Sizes = bench.Full
