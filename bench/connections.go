@@ -416,7 +416,7 @@ func (e *env) noisyRound(ctx context.Context, srv *proc, prefix string, others [
 	spec := e.connSpec(others)
 	spec.base = srv.base
 	burst := e.connSpec([]tenant{noisy})
-	burst.base, burst.clients = srv.base, e.sz.ConnBurst
+	burst.base, burst.clients, burst.retryAfter = srv.base, e.sz.ConnBurst, true
 	var b loadResult
 	err := e.connRound(ctx, srv, prefix, c, i, func() (round, error) {
 		return e.measureWith(ctx, srv, appName, func() (loadResult, int) {

@@ -24,6 +24,11 @@ type loadSpec struct {
 	clients  int
 	warmup   time.Duration
 	duration time.Duration
+	// retryAfter makes a client answered 429 wait as its Retry-After
+	// says before its next request, as the API asks of clients (the
+	// burst of benchmark 6: a client ignoring it only measures how fast
+	// serve can say no).
+	retryAfter bool
 }
 
 // loadResult is what a run measured.
@@ -72,6 +77,14 @@ func runLoad(ctx context.Context, s loadSpec) loadResult {
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if s.retryAfter && resp.StatusCode == http.StatusTooManyRequests {
+			if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+				select {
+				case <-ctx.Done():
+				case <-time.After(time.Duration(secs) * time.Second):
+				}
+			}
+		}
 		if resp.StatusCode != http.StatusOK {
 			return resp.StatusCode, errors.New(req.Host + ": HTTP " + strconv.Itoa(resp.StatusCode))
 		}
