@@ -688,6 +688,24 @@ pg_cmd_url() {
 	printf 'postgres://postgres@127.0.0.1:%s/%s?sslmode=disable\n' "$1" "${2:-controlplane}"
 }
 
+# pooler-start DIR PGPORT: a private PgBouncer (pg_pooler_start) in front of
+# the cluster on 127.0.0.1:PGPORT, its files in DIR; prints its URL.
+pg_cmd_pooler_start() {
+	(($# == 2)) || pg_usage
+	pg_check_port "$2"
+	pg_pick_os_user ""
+	pg_setup_bin
+	pg_pooler_start "$(pg_abspath "$1")" "$2"
+	printf '%s\n' "$PGTEST_POOLER_URL"
+}
+
+# pooler-stop DIR: stop the PgBouncer of pooler-start DIR, if it runs.
+pg_cmd_pooler_stop() {
+	(($# == 1)) || pg_usage
+	PG_POOLER_DIR=$(pg_abspath "$1")
+	pg_pooler_stop
+}
+
 pg_usage() {
 	cat >&2 <<'EOF'
 usage:
@@ -697,6 +715,9 @@ usage:
   scripts/pg.sh stop DIR         stop the cluster in DIR if it is running
   scripts/pg.sh destroy DIR      stop the cluster in DIR and delete its data
   scripts/pg.sh url PORT [DB]    print postgres://postgres@127.0.0.1:PORT/DB?sslmode=disable (DB defaults to controlplane)
+  scripts/pg.sh pooler-start DIR PGPORT
+                                 start a PgBouncer (transaction pooling) in front of 127.0.0.1:PGPORT, files in DIR; print its URL
+  scripts/pg.sh pooler-stop DIR  stop that PgBouncer
 EOF
 	exit 2
 }
@@ -711,6 +732,8 @@ pg_main() {
 	stop) pg_cmd_stop "$@" ;;
 	destroy) pg_cmd_destroy "$@" ;;
 	url) pg_cmd_url "$@" ;;
+	pooler-start) pg_cmd_pooler_start "$@" ;;
+	pooler-stop) pg_cmd_pooler_stop "$@" ;;
 	-h | --help | help) pg_usage ;;
 	*) pg_usage ;;
 	esac

@@ -53,15 +53,15 @@ func newBudget(max int, timeout time.Duration) *budget {
 // first released within the timeout. Past the timeout it returns an
 // Unavailable error (503): every connection of the budget is busy.
 func (b *budget) reserve(ctx context.Context) error {
-	if b.sem.TryAcquire(1) || b.takeIdle() {
+	if b.sem.TryAcquire(1) || b.takeIdle(false) {
 		b.open.Add(1)
 		return nil
 	}
-	b.waiting.Add(1)
+	// Counted as waiting under the lock idled takes: a connection going
+	// idle from now on is handed over, and one that went idle before is
+	// in the list for this last look.
 	defer b.waiting.Add(-1)
-	// A connection may have gone idle between takeIdle and the count of
-	// waiters that makes idled hand connections over: look once more.
-	if b.takeIdle() {
+	if b.takeIdle(true) {
 		b.open.Add(1)
 		return nil
 	}
@@ -85,9 +85,13 @@ func (b *budget) release() {
 }
 
 // takeIdle gives up the least recently used idle connection, its slot
-// passing to the caller; false if none is idle.
-func (b *budget) takeIdle() bool {
+// passing to the caller; false if none is idle. wait counts the caller as
+// waiting, in the same critical section.
+func (b *budget) takeIdle(wait bool) bool {
 	b.mu.Lock()
+	if wait {
+		b.waiting.Add(1)
+	}
 	for e := b.idle.Front(); e != nil; e = b.idle.Front() {
 		c := b.idle.Remove(e).(*conn)
 		c.elem = nil
@@ -108,7 +112,9 @@ func (b *budget) takeIdle() bool {
 // a busy pool must not keep a connection idle while another tenant's
 // request waits for one. It says whether c may stay in its pool.
 func (b *budget) idled(c *conn) bool {
+	b.mu.Lock()
 	if b.waiting.Load() > 0 {
+		b.mu.Unlock()
 		if c.state.CompareAndSwap(connBusy, connGone) {
 			b.taken.Add(1)
 			b.release()
@@ -116,10 +122,11 @@ func (b *budget) idled(c *conn) bool {
 		}
 		return false
 	}
-	b.mu.Lock()
 	defer b.mu.Unlock()
 	if !c.state.CompareAndSwap(connBusy, connIdle) {
-		return false
+		// Idle already: handed to a request that gave up waiting for it
+		// before using it. Still good.
+		return c.state.Load() == connIdle
 	}
 	c.elem = b.idle.PushBack(c)
 	return true

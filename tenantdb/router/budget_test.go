@@ -11,6 +11,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/sqlerr"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 	"github.com/laracopilot/controlplane/tenantdb/router"
 )
@@ -38,6 +39,25 @@ func hold(t *testing.T, r *router.Router, tn *controlplane.Tenant) func() {
 	require.NoError(t, tx.Error)
 	require.NoError(t, tx.Exec(`SELECT 1`).Error)
 	return func() { tx.Rollback(); release() }
+}
+
+// requireBudgetSpent holds the two connections of a budget of two (open
+// transactions of ts[0] and ts[1]) and checks that a request of ts[2]
+// gets, within the acquire timeout, a 503-class error; then ends them.
+func requireBudgetSpent(t *testing.T, r *router.Router, ts []*controlplane.Tenant) {
+	t.Helper()
+	endA, endB := hold(t, r, ts[0]), hold(t, r, ts[1])
+	defer endB()
+	defer endA()
+	start := time.Now()
+	db, release, err := r.Acquire(context.Background(), ts[2]) // refused here if its schema is to be checked
+	if err == nil {
+		err = db.Exec(`SELECT 1`).Error
+		release()
+	}
+	require.Error(t, err)
+	require.Equal(t, controlplane.Unavailable, controlplane.ErrorCode(sqlerr.Translate(err, nil)), "%v", err)
+	require.Less(t, time.Since(start), 3*time.Second)
 }
 
 // TestBudgetTakesTheLeastRecentlyUsedIdleConnection: with the budget spent

@@ -13,7 +13,6 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/controlplane/sqlerr"
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/extensions"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
@@ -238,26 +237,7 @@ func TestPoolerBudget(t *testing.T) {
 			require.LessOrEqual(t, r.Stats().OpenConns, 2)
 		}
 	}
-	ctx := context.Background()
-	var releases []func()
-	for _, tn := range f.Tenants[:2] {
-		db, release, err := r.Acquire(context.Background(), tn)
-		require.NoError(t, err)
-		tx := db.WithContext(ctx).Begin()
-		require.NoError(t, tx.Error)
-		releases = append(releases, func() { tx.Rollback(); release() })
-	}
-	db, release, err := r.Acquire(context.Background(), f.Tenants[2])
-	require.NoError(t, err)
-	start := time.Now()
-	err = db.Exec(`SELECT 1`).Error
-	release()
-	require.Error(t, err)
-	require.Equal(t, controlplane.Unavailable, controlplane.ErrorCode(sqlerr.Translate(err, nil)), "%v", err)
-	require.Less(t, time.Since(start), 3*time.Second)
-	for _, rel := range releases {
-		rel()
-	}
+	requireBudgetSpent(t, r, f.Tenants)
 	require.Empty(t, numbers(t, r, f.Tenants[2]), "works again once connections are free")
 }
 

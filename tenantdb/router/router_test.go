@@ -10,7 +10,6 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/controlplane/sqlerr"
 	"github.com/laracopilot/controlplane/tenantdb/extensions"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 	"github.com/laracopilot/controlplane/tenantdb/router"
@@ -167,25 +166,7 @@ func TestConnectionBudget(t *testing.T) {
 
 	// Two requests hold both connections (open transactions); a third
 	// tenant's request waits, then gets a clear 503-class error.
-	ctx := context.Background()
-	var releases []func()
-	for _, tn := range f.Tenants[:2] {
-		db, release, err := r.Acquire(context.Background(), tn)
-		require.NoError(t, err)
-		tx := db.WithContext(ctx).Begin()
-		require.NoError(t, tx.Error)
-		releases = append(releases, func() { tx.Rollback(); release() })
-	}
-	db, release, err := r.Acquire(context.Background(), f.Tenants[2])
-	require.NoError(t, err)
-	err = db.Exec(`SELECT 1`).Error
-	release()
-	require.Error(t, err)
-	require.Equal(t, controlplane.Unavailable, controlplane.ErrorCode(sqlerr.Translate(err, nil)), "%v", err)
-
-	for _, rel := range releases {
-		rel()
-	}
+	requireBudgetSpent(t, r, f.Tenants)
 	require.Empty(t, numbers(t, r, f.Tenants[2]), "works again once connections are free")
 }
 
