@@ -32,7 +32,7 @@ var profiled = map[string][3]string{
 }
 
 // readsAnalysis explains the routed-read targets a run missed.
-func readsAnalysis(modes []*modeResult) string {
+func readsAnalysis(modes []*modeResult, budget int) string {
 	var b strings.Builder
 	cpus := runtime.NumCPU()
 	for _, m := range modes {
@@ -103,14 +103,11 @@ func readsAnalysis(modes []*modeResult) string {
 			continue
 		}
 		pm := medians(m.Prod)
-		fmt.Fprintf(&b, "**Why the default pool size hurts (TENANT_POOL_MAX_CONNS=%d).** A pool may open %d connections but keeps one idle "+
-			"(`SetMaxIdleConns(1)`, `tenantdb/router/`): a second connection, opened when two requests of a tenant overlap, is closed as soon as it "+
-			"is idle and opened again at the next overlap. The run measured %.0f new connections per second, each a TCP connect, a SCRAM exchange and "+
-			"a backend start (the cold request above), hence the p99 of %s. Keeping the extra connections idle instead was tried at 4dcd82f and "+
-			"measured worse (ca4da0c: the pools then run into the budget). What serve does about it: the default TENANT_POOLS_MAX (40) fits the "+
-			"default budget with one warm connection per pool, serve warns at start when the pools cannot all keep theirs, and docs/OPERATIONS.md "+
-			"advises TENANT_POOL_MAX_CONNS=1 where many tenant databases are busy at once (the warm round above).\n\n",
-			m.PoolConns, m.PoolConns, m.NewConns, ms(pm.p99))
+		fmt.Fprintf(&b, "**New connections with pools of %d.** A tenant's pool opens a second connection only when two of its requests overlap, "+
+			"and keeps it while idle; when the budget (%d) is spent, a new connection takes the slot of the least recently used idle one, whichever "+
+			"tenant's (`tenantdb/router/budget.go`). The run measured %.0f new connections per second, each a TCP connect, a SCRAM exchange and a "+
+			"backend start (the cold request above), with a p99 of %s.\n\n",
+			m.PoolConns, budget, m.NewConns, ms(pm.p99))
 	}
 	return b.String()
 }

@@ -6,7 +6,10 @@ import (
 	"math/rand/v2"
 	"net/url"
 	"os"
+	"path/filepath"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -120,11 +123,18 @@ type connResult struct {
 	Floor, Many      connContender
 	Few, All         connContender
 	Noisy            connContender
+	// Row 5, on row 1's server: its database tenants through PgBouncer
+	// (against row 1's defaults), and as many schema tenants, direct and
+	// through PgBouncer.
+	PooledDB, DirectSchema, PooledSchema connContender
+	// Pooler says whether row 5 ran (a cluster of the run's own).
+	Pooler bool
 }
 
-// dbFleet is a catalog of database-mode tenants on one server.
+// dbFleet is a catalog of tenants of one isolation on one server.
 type dbFleet struct {
 	catalog, tenantDB, prefix string
+	isolation                 string
 	ts                        []tenant
 }
 
@@ -191,32 +201,38 @@ func (e *env) idleCPU(ctx context.Context) (float64, error) {
 // dbFleet creates n database-mode tenants through the API (4 creators,
 // serve with its defaults) with Extensions extensions each.
 func (e *env) dbFleet(ctx context.Context, tag string, n int) (*dbFleet, error) {
-	fl := &dbFleet{catalog: e.pg.run + "_" + tag + "_cat", tenantDB: e.pg.run + "_" + tag, prefix: e.pg.run + tag + "_"}
+	return e.tenantFleet(ctx, tag, n, "database")
+}
+
+// tenantFleet creates n tenants of the given isolation through the API in a
+// catalog of their own, with Extensions extensions each.
+func (e *env) tenantFleet(ctx context.Context, tag string, n int, isolation string) (*dbFleet, error) {
+	fl := &dbFleet{catalog: e.pg.run + "_" + tag + "_cat", tenantDB: e.pg.run + "_" + tag, prefix: e.pg.run + tag + "_", isolation: isolation}
 	for _, db := range []string{fl.catalog, fl.tenantDB} {
 		if err := e.pg.createDB(ctx, db); err != nil {
 			return nil, err
 		}
 	}
-	srv, err := e.serve(ctx, serveOpts{name: "serve (" + tag + " setup)", catalog: fl.catalog, tenantDB: fl.tenantDB, prefix: fl.prefix, isolation: "database", defaults: true})
+	srv, err := e.serve(ctx, serveOpts{name: "serve (" + tag + " setup)", catalog: fl.catalog, tenantDB: fl.tenantDB, prefix: fl.prefix, isolation: isolation, defaults: true})
 	if err != nil {
 		return nil, err
 	}
 	defer srv.stop()
 	start := time.Now()
-	if fl.ts, err = e.createTenants(ctx, newAPI(srv), tag, "database", 1, n, 4); err != nil {
+	if fl.ts, err = e.createTenants(ctx, newAPI(srv), tag, isolation, 1, n, 4); err != nil {
 		return nil, err
 	}
 	if err := e.seedExtensions(ctx, fl.tenantDB, fl.ts, e.sz.Extensions); err != nil {
 		return nil, err
 	}
-	e.logf("connections: %d database tenants through the API in %s", n, time.Since(start).Round(time.Millisecond))
+	e.logf("connections: %d %s tenants through the API in %s", n, isolation, time.Since(start).Round(time.Millisecond))
 	return fl, nil
 }
 
 // opts is serve on the fleet with the router's sizes of o, or its
 // defaults.
 func (fl *dbFleet) opts(name string, o serveOpts, defaults bool) serveOpts {
-	o.name, o.catalog, o.tenantDB, o.prefix, o.isolation, o.defaults = name, fl.catalog, fl.tenantDB, fl.prefix, "database", defaults
+	o.name, o.catalog, o.tenantDB, o.prefix, o.isolation, o.defaults = name, fl.catalog, fl.tenantDB, fl.prefix, fl.isolation, defaults
 	return o
 }
 
@@ -247,6 +263,43 @@ func (e *env) conns300(ctx context.Context, r *connResult) error {
 	tuned := fl.opts("serve (tuned warm)", serveOpts{poolsMax: n + 50, poolConns: 1, budget: e.budget}, false)
 	defaults := fl.opts("serve (defaults)", serveOpts{}, true)
 	noisy, others := fl.ts[0], fl.ts[1:]
+	// Row 5: the same server behind a PgBouncer of the run's own, when
+	// the run makes its own servers.
+	var extra []func(i int) error
+	if where.Own {
+		sfl, err := es.tenantFleet(ctx, "c3s", n, "schema")
+		if err != nil {
+			return err
+		}
+		poolerURL, stopPooler, err := es.pooler(ctx, "c300")
+		if err != nil {
+			return err
+		}
+		defer stopPooler()
+		r.Pooler = true
+		via := func(o serveOpts, db string) serveOpts {
+			o.extra = map[string]string{"TENANT_POOLER_URL": withDatabase(poolerURL, db)}
+			return o
+		}
+		r.PooledDB = connContender{Label: "defaults, through PgBouncer", Tenants: n, Server: where.String()}
+		r.DirectSchema = connContender{Label: "schema mode, defaults", Tenants: len(sfl.ts), Server: where.String()}
+		r.PooledSchema = connContender{Label: "schema mode, defaults, through PgBouncer", Tenants: len(sfl.ts), Server: where.String()}
+		round := func(o serveOpts, ts []tenant, prefix string, c *connContender) func(int) error {
+			return func(i int) error {
+				return es.withServe(ctx, o, func(srv *proc) error {
+					if err := prime(ctx, srv, ts, e.sz.Clients); err != nil {
+						return err
+					}
+					return es.readRound(ctx, srv, prefix, ts, c, i)
+				})
+			}
+		}
+		extra = []func(int) error{
+			round(via(fl.opts("serve (defaults, through PgBouncer)", serveOpts{}, true), fl.tenantDB), fl.ts, fl.prefix, &r.PooledDB),
+			round(sfl.opts("serve (schema, defaults)", serveOpts{}, true), sfl.ts, sfl.prefix, &r.DirectSchema),
+			round(via(sfl.opts("serve (schema, defaults, through PgBouncer)", serveOpts{}, true), sfl.tenantDB), sfl.ts, sfl.prefix, &r.PooledSchema),
+		}
+	}
 	for i := range e.sz.ConnRounds {
 		runTuned := func() error {
 			return es.withServe(ctx, tuned, func(srv *proc) error {
@@ -268,8 +321,11 @@ func (e *env) conns300(ctx context.Context, r *connResult) error {
 			})
 		}
 		order := []func() error{runTuned, runDefaults}
+		for _, run := range extra {
+			order = append(order, func() error { return run(i) })
+		}
 		if i%2 == 1 {
-			order = []func() error{runDefaults, runTuned}
+			slices.Reverse(order)
 		}
 		for _, run := range order {
 			if err := run(); err != nil {
@@ -278,6 +334,33 @@ func (e *env) conns300(ctx context.Context, r *connResult) error {
 		}
 	}
 	return nil
+}
+
+// pooler starts a PgBouncer of the run's own (scripts/pg.sh pooler-start:
+// transaction pooling, as make test's) in front of the env's cluster, and
+// returns its URL and how to stop it.
+func (e *env) pooler(ctx context.Context, name string) (string, func(), error) {
+	dir := filepath.Join(e.cfg.ClusterDir, name+"-pgbouncer")
+	script := filepath.Join(e.cfg.Root, "scripts", "pg.sh")
+	out, _, err := runCmd(ctx, "bash", []string{script, "pooler-start", dir, e.pg.url.Port()}, nil)
+	if err != nil {
+		return "", nil, err
+	}
+	url := strings.TrimSpace(string(out))
+	e.logf("%s: PgBouncer of its own in front of it, %s", name, url)
+	return url, func() {
+		_, _, _ = runCmd(context.WithoutCancel(ctx), "bash", []string{script, "pooler-stop", dir}, nil)
+	}, nil
+}
+
+// withDatabase is url naming database db.
+func withDatabase(raw, db string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return raw
+	}
+	u.Path = "/" + db
+	return u.String()
 }
 
 // conns100 runs row 2 on the server of max_connections 100: serve with its
@@ -398,7 +481,11 @@ func (e *env) waitIdle(ctx context.Context) error {
 
 // spec is the read load of benchmark 6 across ts.
 func (e *env) connSpec(ts []tenant) loadSpec {
-	return loadSpec{hosts: domains(ts), ids: e.sz.Extensions, clients: e.sz.Clients, warmup: e.sz.Warmup, duration: e.sz.ConnDuration}
+	owners := make(map[string]string, len(ts))
+	for _, t := range ts {
+		owners[t.Domain] = t.DBName
+	}
+	return loadSpec{hosts: domains(ts), ids: e.sz.Extensions, clients: e.sz.Clients, warmup: e.sz.Warmup, duration: e.sz.ConnDuration, owners: owners}
 }
 
 // readRound runs one round of the read load across ts against srv and

@@ -35,6 +35,10 @@ func (e *env) connectionsSection(r *connResult) *Section {
 		"pgbench -C's shape. serve is stopped during the floor's rounds.\n", r.S100, r.Floor.Tenants, e.sz.Clients, floorQuery)
 	fmt.Fprintf(&b, "- **Row 3** (the run's server): benchmark 4's %d schema-mode tenants; one serve with its defaults, the load across the first %d of them "+
 		"and across all %d in alternating rounds (the catalog holds all of them in both).\n", r.All.Tenants, r.Few.Tenants, r.All.Tenants)
+	fmt.Fprintf(&b, "- **Row 5** (row 1's server, with a PgBouncer 1.18 of the run's own in front of it: transaction pooling, `default_pool_size=20`, "+
+		"started like `make test`'s by `scripts/pg.sh pooler-start`): serve with its defaults and `TENANT_POOLER_URL` on row 1's database tenants, against "+
+		"row 1's defaults round; and %d schema-mode tenants of their own, direct and through the pooler. Every extension's name ends with its tenant's "+
+		"database or schema name, and the load checks every answer (in every row): one naming another tenant counts as a cross-tenant read.\n", r.DirectSchema.Tenants)
 	fmt.Fprintf(&b, "- **Row 4** (row 1's server and tenants): during each defaults round's serve, one more round where the %d clients read from the other %d "+
 		"tenants while %d more clients send requests back to back to the remaining one (a client answered 429 waits as its Retry-After says, as the API asks), all in the harness; the other tenants' p99 is compared "+
 		"with the defaults round of row 1 (the same load across all %d, no burst).\n", e.sz.Clients, r.Noisy.Tenants, e.sz.ConnBurst, r.Defaults.Tenants)
@@ -47,6 +51,9 @@ func (e *env) connectionsSection(r *connResult) *Section {
 		c   *connContender
 	}
 	lines := []line{{"1", &r.Tuned}, {"1", &r.Defaults}, {"2", &r.Floor}, {"2", &r.Many}, {"3", &r.Few}, {"3", &r.All}, {"4", &r.Noisy}}
+	if r.Pooler {
+		lines = append(lines, line{"5", &r.PooledDB}, line{"5", &r.DirectSchema}, line{"5", &r.PooledSchema})
+	}
 	var rows [][]string
 	for _, l := range lines {
 		m := l.c.med()
@@ -71,6 +78,7 @@ func (e *env) connectionsSection(r *connResult) *Section {
 	s.Rows = append(s.Rows, e.connRow2(r, &b)...)
 	s.Rows = append(s.Rows, e.connRow3(r, &b))
 	s.Rows = append(s.Rows, e.connRow4(r, &b)...)
+	s.Rows = append(s.Rows, e.connRow5(r, &b)...)
 	s.Body = b.String()
 	return s
 }
@@ -273,6 +281,45 @@ func (e *env) connRow4(r *connResult, b *strings.Builder) []Row {
 	}
 }
 
+// foreign counts a contender's cross-tenant reads over its rounds.
+func (c *connContender) foreign() int {
+	n := 0
+	for _, x := range c.Rounds {
+		n += x.Status[statusForeign]
+	}
+	return n
+}
+
+func (e *env) connRow5(r *connResult, b *strings.Builder) []Row {
+	if !r.Pooler {
+		b.WriteString("\n**Row 5, through PgBouncer**: not run: the run has no cluster of its own to put a pooler in front of.\n")
+		return nil
+	}
+	var rows []Row
+	for _, p := range []struct {
+		mode           string
+		direct, pooled *connContender
+	}{{"database mode", &r.Defaults, &r.PooledDB}, {"schema mode", &r.DirectSchema, &r.PooledSchema}} {
+		d, q := p.direct.med(), p.pooled.med()
+		ratio := q.rps / d.rps
+		foreign := p.direct.foreign() + p.pooled.foreign()
+		ok := foreign == 0 && p.pooled.errors() == 0
+		fmt.Fprintf(b, "\n**Row 5, %s through PgBouncer, %d tenants**: %s against %s direct, %.2f×; p99 %s against %s; %d errors, %d cross-tenant reads "+
+			"(target: 0 and 0: %s). Per request through the pooler: %s; direct: %s. Through a transaction pooler serve runs its statements unprepared "+
+			"(pgx's exec mode: PostgreSQL parses and plans each one), and every query crosses one more process.",
+			p.mode, p.pooled.Tenants, rate(q.rps, "req/s"), rate(d.rps, "req/s"), ratio, ms(q.p99), ms(d.p99), p.pooled.errors(), foreign, yesNo(ok),
+			cpuSplit(p.pooled, "serve"), cpuSplit(p.direct, "serve"))
+		if p.pooled.errors() > 0 {
+			fmt.Fprintf(b, " First error: `%s`.", p.pooled.firstErr())
+		}
+		b.WriteString("\n")
+		rows = append(rows, Row{Bench: connBench, Metric: fmt.Sprintf("req/s, %s, %d tenants, through PgBouncer vs direct (defaults)", p.mode, p.pooled.Tenants),
+			Ours: rate(q.rps, "req/s") + errNote(p.pooled.errors()), Base: rate(d.rps, "req/s"), Ratio: ratio,
+			Target: "0 errors, 0 cross-tenant reads", Met: yesNo(ok)})
+	}
+	return rows
+}
+
 // statusCounts prints HTTP status counts, "0" being transport errors.
 func statusCounts(st map[int]int) string {
 	var codes []int
@@ -283,8 +330,11 @@ func statusCounts(st map[int]int) string {
 	var out []string
 	for _, c := range codes {
 		name := fmt.Sprint(c)
-		if c == 0 {
+		switch c {
+		case 0:
 			name = "no answer"
+		case statusForeign:
+			name = "another tenant's row"
 		}
 		out = append(out, fmt.Sprintf("%s: %d", name, st[c]))
 	}

@@ -1,6 +1,7 @@
 package bench
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -29,7 +30,15 @@ type loadSpec struct {
 	// burst of benchmark 6: a client ignoring it only measures how fast
 	// serve can say no).
 	retryAfter bool
+	// owners, if set, gives each host's tenant (its database or schema
+	// name, which every extension's name ends with): an answer naming
+	// another is counted under statusForeign.
+	owners map[string]string
 }
+
+// statusForeign counts, among a load's statuses, the 200 answers that
+// carried another tenant's row: a cross-tenant read.
+const statusForeign = -1
 
 // loadResult is what a run measured.
 type loadResult struct {
@@ -75,8 +84,16 @@ func runLoad(ctx context.Context, s loadSpec) loadResult {
 		if err != nil {
 			return 0, err
 		}
+		var foreign bool
+		if s.owners != nil && resp.StatusCode == http.StatusOK {
+			body, _ := io.ReadAll(resp.Body)
+			foreign = !bytes.Contains(body, []byte(" of "+s.owners[req.Host]+`"`))
+		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+		if foreign {
+			return statusForeign, errors.New(req.Host + ": answered with another tenant's row")
+		}
 		if s.retryAfter && resp.StatusCode == http.StatusTooManyRequests {
 			if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
 				select {

@@ -112,9 +112,12 @@ func (e *env) createTenants(ctx context.Context, a *api, tag, isolation string, 
 
 // extensionsSQL inserts n extensions numbered 1001.. into table, as POST
 // /api/extensions would store them without a password (ids 1..n).
-func extensionsSQL(table string, n int) string {
+// extensionsSQL inserts n extensions into table, each named after its
+// tenant (owner, the tenant's database or schema), so that a read returning
+// another tenant's row is seen (benchmark 6, through PgBouncer).
+func extensionsSQL(table string, n int, owner string) string {
 	return fmt.Sprintf(`INSERT INTO %s (number, name, enabled, created_at, updated_at)
-		SELECT (1000 + g)::text, 'Extension ' || g, true, now(), now() FROM generate_series(1, %d) g`, table, n)
+		SELECT (1000 + g)::text, 'Extension ' || g || ' of ' || %s, true, now(), now() FROM generate_series(1, %d) g`, table, literal(owner), n)
 }
 
 // seedExtensions gives every tenant n extensions, with SQL (24,000 POSTs
@@ -137,7 +140,7 @@ func (e *env) seedExtensions(ctx context.Context, tenantDB string, ts []tenant, 
 		for i := 0; i < len(schemas); i += 200 {
 			var sb strings.Builder
 			for _, t := range schemas[i:min(i+200, len(schemas))] {
-				sb.WriteString(extensionsSQL(ident(t.DBName)+".extensions", n) + ";\n")
+				sb.WriteString(extensionsSQL(ident(t.DBName)+".extensions", n, t.DBName) + ";\n")
 			}
 			if _, err := conn.PgConn().Exec(ctx, sb.String()).ReadAll(); err != nil {
 				return err
@@ -153,7 +156,7 @@ func (e *env) seedExtensions(ctx context.Context, tenantDB string, ts []tenant, 
 				return err
 			}
 			defer conn.Close(gctx)
-			_, err = conn.Exec(gctx, extensionsSQL("extensions", n))
+			_, err = conn.Exec(gctx, extensionsSQL("extensions", n, t.DBName))
 			return err
 		})
 	}
@@ -245,7 +248,7 @@ func (e *env) bulkSchemaTenants(ctx context.Context, catalogDB, tenantDB string,
 				ddl.String() +
 				"CREATE TABLE " + s + ".schema_migrations (version bigint not null primary key, dirty boolean not null);\n" +
 				fmt.Sprintf("INSERT INTO %s.schema_migrations (version, dirty) VALUES (%d, false);\n", s, e.base) +
-				extensionsSQL(s+".extensions", extensions) + ";\nCOMMIT;"
+				extensionsSQL(s+".extensions", extensions, t.DBName) + ";\nCOMMIT;"
 			c, err := pool.Acquire(gctx)
 			if err != nil {
 				return err
