@@ -78,6 +78,9 @@ func (b *budget) reserve(ctx context.Context) error {
 	return nil
 }
 
+// room says whether a slot is free now.
+func (b *budget) room() bool { return b.open.Load() < int64(b.max) }
+
 // release gives a slot back.
 func (b *budget) release() {
 	b.open.Add(-1)
@@ -97,6 +100,7 @@ func (b *budget) takeIdle(wait bool) bool {
 		c.elem = nil
 		if c.state.CompareAndSwap(connIdle, connGone) {
 			b.mu.Unlock()
+			c.connector.live.Add(-1)
 			b.open.Add(-1) // the caller adds its own
 			b.taken.Add(1)
 			c.closeDriver()
@@ -116,6 +120,7 @@ func (b *budget) idled(c *conn) bool {
 	if b.waiting.Load() > 0 {
 		b.mu.Unlock()
 		if c.state.CompareAndSwap(connBusy, connGone) {
+			c.connector.live.Add(-1)
 			b.taken.Add(1)
 			b.release()
 			c.closeDriver()
@@ -157,6 +162,7 @@ func (b *budget) closed(c *conn) {
 	}
 	b.mu.Unlock()
 	if c.state.Swap(connGone) != connGone {
+		c.connector.live.Add(-1)
 		b.release()
 	}
 }
@@ -173,6 +179,9 @@ const (
 type connector struct {
 	budget *budget
 	base   driver.Connector
+	// live counts its connections the budget has not given up: those a
+	// request of the pool may still use.
+	live atomic.Int64
 	// closing makes Close wait for the sockets: the pool is being closed
 	// for good (a tenant database about to be dropped, shutdown), by no
 	// request, and its caller needs the server to have let go.
@@ -197,6 +206,7 @@ func (k *connector) Connect(ctx context.Context) (driver.Conn, error) {
 		return nil, err
 	}
 	k.budget.opened.Add(1)
+	k.live.Add(1)
 	return &conn{Conn: dc.(*stdlib.Conn), budget: k.budget, connector: k}, nil
 }
 

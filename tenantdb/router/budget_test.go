@@ -202,3 +202,49 @@ func TestPoolGrowsOnlyWhenItsTenantQueues(t *testing.T) {
 	require.Eventually(t, func() bool { return r.Stats().OpenConns == 0 }, 5*time.Second, 50*time.Millisecond,
 		"idle connections are closed after the idle timeout")
 }
+
+// TestOverlappingRequestsShareAConnection: a request finding its tenant's
+// one connection busy waits for it rather than opening another, and with
+// the budget spent a tenant's pool does not grow by taking another
+// tenant's idle connection: it waits for its own.
+func TestOverlappingRequestsShareAConnection(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, controlplane.IsolationDatabase, 2)
+	for _, tc := range []struct {
+		name   string
+		budget int
+		grow   time.Duration
+	}{
+		{"within the wait", 10, time.Minute},       // released long before it would grow
+		{"budget spent", 2, 10 * time.Millisecond}, // it would grow, but there is no room
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 4, PoolIdleTimeout: time.Minute, SchemaPoolConns: 1, ServerMaxConns: tc.budget,
+				AcquireTimeout: 5 * time.Minute, GrowAfter: tc.grow})
+			a, b := f.Tenants[0], f.Tenants[1]
+			require.Empty(t, numbers(t, r, b)) // b keeps one idle connection
+			end := hold(t, r, a)
+			before := r.Stats()
+			served := make(chan []string, 1)
+			go func() {
+				got := numbers(t, r, a)
+				served <- append([]string{}, got...)
+			}()
+			select {
+			case <-served:
+				t.Fatal("the overlapping request did not wait for its tenant's connection")
+			case <-time.After(300 * time.Millisecond):
+			}
+			end()
+			select {
+			case <-served:
+			case <-time.After(5 * time.Second):
+				t.Fatal("the waiting request was not served once its tenant's connection was free")
+			}
+			after := r.Stats()
+			require.Equal(t, before.Opened, after.Opened, "no connection opened for an overlap")
+			require.Equal(t, before.Taken, after.Taken, "no other tenant's connection taken")
+			require.True(t, f.connected()[1], "the other tenant kept its connection")
+		})
+	}
+}

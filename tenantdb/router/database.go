@@ -43,7 +43,9 @@ func (r *Router) newPool(name string) *pool {
 	return &pool{sql: db, conns: k, gorm: g}
 }
 
-func (r *Router) databaseDB(t *controlplane.Tenant) (*gorm.DB, func(), error) {
+// databaseDB admits a request of t to its pool (limits) and returns the
+// pool's handle.
+func (r *Router) databaseDB(ctx context.Context, t *controlplane.Tenant) (*gorm.DB, func(), error) {
 	name := t.DBName
 	r.mu.Lock()
 	p, ok := r.pools.Get(name)
@@ -56,7 +58,7 @@ func (r *Router) databaseDB(t *controlplane.Tenant) (*gorm.DB, func(), error) {
 	r.mu.Unlock()
 
 	var once sync.Once
-	release := func() {
+	unref := func() {
 		once.Do(func() {
 			r.mu.Lock()
 			p.refs--
@@ -68,6 +70,12 @@ func (r *Router) databaseDB(t *controlplane.Tenant) (*gorm.DB, func(), error) {
 			}
 		})
 	}
+	done, err := r.limits.enter(ctx, t, func() int { return int(p.conns.live.Load()) })
+	if err != nil {
+		unref()
+		return nil, nil, err
+	}
+	release := func() { done(); unref() }
 	if err := r.verify(t, p.sql, "public"); err != nil {
 		release()
 		return nil, nil, err

@@ -4,64 +4,160 @@ import (
 	"context"
 	"fmt"
 	"sync"
-	"sync/atomic"
-
-	"golang.org/x/sync/semaphore"
+	"time"
 
 	"github.com/laracopilot/controlplane/controlplane"
 )
 
-// limiter keeps one tenant's burst to its share: at most active of its
-// requests use connections at once, at most queued more wait for one, and
-// any beyond are refused at once (429 rate_limited) instead of waiting in a
-// queue that would hold connections, memory and the other tenants' CPU.
-// Measured before it existed: 1,000 concurrent requests to one tenant took
-// another tenant's p99 from ~13 ms to ~166 ms.
+// limiter admits one tenant's requests to its connections.
+//
+// It keeps a tenant's burst to its share: at most active of its requests
+// run at once, at most queued more wait, and any beyond are refused at once
+// (429 rate_limited) instead of waiting in a queue that would hold
+// connections, memory and the other tenants' CPU. Measured before it
+// existed: 1,000 concurrent requests to one tenant took another tenant's
+// p99 from ~13 ms to ~166 ms.
+//
+// And in database mode it decides when the tenant's pool grows. A request
+// that finds a connection of its tenant idle, or the tenant with none,
+// runs at once. One that would need another connection first waits up to
+// growAfter for one of the tenant's running requests to end: a read takes
+// about a millisecond and a new connection ten (TCP, SCRAM, a backend's
+// start), so two requests that merely overlap share one connection, and
+// only a tenant still queueing after that grows. And it grows only into a
+// free slot of the budget: with the budget spent, taking another tenant's
+// idle connection so that this one has two would cost that tenant a
+// reconnect, and measured (docs/BENCHMARKS.md, benchmark 6) turned every
+// overlap into two new connections.
 type limiter struct {
-	inflight atomic.Int64
-	active   *semaphore.Weighted
+	mu      sync.Mutex
+	running int
+	waiting int
+	ended   chan struct{} // a running request ended (capacity 1: a wake-up, not a count)
 }
 
 // limits holds a limiter per tenant (by id), made on first use.
 type limits struct {
-	// database and schema are how many requests of a tenant may use
-	// connections at once: its pool's size, or half a lane (the other
-	// half is its lane neighbours'); queued how many more may wait.
-	database, schema, queued int64
-	m                        sync.Map // tenant id -> *limiter
+	// database and schema are how many requests of a tenant may run at
+	// once: its pool's size, or half a lane (the other half is its lane
+	// neighbours'); queued how many more may wait.
+	database, schema, queued int
+	// growAfter is how long a database-mode request waits for one of its
+	// tenant's connections before its pool grows.
+	growAfter time.Duration
+	// room says whether the budget has a free slot now.
+	room func() bool
+	m    sync.Map // tenant id -> *limiter
 }
 
-func (l *limits) of(t *controlplane.Tenant) (*limiter, int64) {
-	active := l.database
-	if t.Isolation == controlplane.IsolationSchema {
+// growAfter's default: a few reads' worth.
+const growAfter = 5 * time.Millisecond
+
+func (l *limits) of(id int64) *limiter {
+	if v, ok := l.m.Load(id); ok {
+		return v.(*limiter)
+	}
+	v, _ := l.m.LoadOrStore(id, &limiter{ended: make(chan struct{}, 1)})
+	return v.(*limiter)
+}
+
+// enter admits one request of tenant t, waiting (within ctx) as above;
+// conns, in database mode, says how many connections the tenant's pool
+// holds now (nil in schema mode: a lane's connections are not the
+// tenant's). done must be called when the request ends.
+func (l *limits) enter(ctx context.Context, t *controlplane.Tenant, conns func() int) (done func(), err error) {
+	lim, active := l.of(t.ID), l.database
+	if conns == nil {
 		active = l.schema
 	}
-	if v, ok := l.m.Load(t.ID); ok {
-		return v.(*limiter), active
+	done = func() {
+		lim.mu.Lock()
+		lim.running--
+		lim.mu.Unlock()
+		select {
+		case lim.ended <- struct{}{}:
+		default:
+		}
 	}
-	v, _ := l.m.LoadOrStore(t.ID, &limiter{active: semaphore.NewWeighted(active)})
-	return v.(*limiter), active
-}
+	// runNow says (under lim.mu) whether a request may run: below the
+	// tenant's share, and on a connection of its own or a free slot.
+	runNow := func(grow bool) bool {
+		if lim.running >= active {
+			return false
+		}
+		if conns == nil || lim.running == 0 || lim.running < conns() {
+			return true
+		}
+		return grow && l.room()
+	}
 
-// enter admits one request of tenant t, waiting (up to ctx) for one of its
-// active slots; done must be called when the request ends.
-func (l *limits) enter(ctx context.Context, t *controlplane.Tenant) (done func(), err error) {
-	lim, active := l.of(t)
-	if lim.inflight.Add(1) > active+l.queued {
-		lim.inflight.Add(-1)
+	lim.mu.Lock()
+	if runNow(false) && lim.waiting == 0 {
+		lim.running++
+		lim.mu.Unlock()
+		return done, nil
+	}
+	if lim.running+lim.waiting >= active+l.queued {
+		lim.mu.Unlock()
 		return nil, l.refuse(t, active, nil)
 	}
-	if err := lim.active.Acquire(ctx, 1); err != nil {
-		lim.inflight.Add(-1)
-		return nil, l.refuse(t, active, err)
+	lim.waiting++
+	lim.mu.Unlock()
+
+	var grow <-chan time.Time
+	if conns != nil {
+		timer := time.NewTimer(l.growAfter)
+		defer timer.Stop()
+		grow = timer.C
 	}
-	return func() {
-		lim.active.Release(1)
-		lim.inflight.Add(-1)
-	}, nil
+	mayGrow := false
+	for {
+		select {
+		case <-ctx.Done():
+			lim.mu.Lock()
+			lim.waiting--
+			lim.mu.Unlock()
+			return nil, l.refuse(t, active, ctx.Err())
+		case <-grow:
+			mayGrow, grow = true, nil
+		case <-lim.ended:
+		}
+		lim.mu.Lock()
+		if runNow(mayGrow) {
+			lim.running++
+			lim.waiting--
+			lim.mu.Unlock()
+			return done, nil
+		}
+		lim.mu.Unlock()
+		if mayGrow {
+			// No room in the budget: wait for the tenant's own
+			// connections, looking again now and then for room.
+			retry := time.NewTimer(l.growAfter)
+			select {
+			case <-ctx.Done():
+				retry.Stop()
+				lim.mu.Lock()
+				lim.waiting--
+				lim.mu.Unlock()
+				return nil, l.refuse(t, active, ctx.Err())
+			case <-lim.ended:
+				retry.Stop()
+			case <-retry.C:
+			}
+			lim.mu.Lock()
+			if runNow(true) {
+				lim.running++
+				lim.waiting--
+				lim.mu.Unlock()
+				return done, nil
+			}
+			lim.mu.Unlock()
+		}
+	}
 }
 
-func (l *limits) refuse(t *controlplane.Tenant, active int64, cause error) error {
+func (l *limits) refuse(t *controlplane.Tenant, active int, cause error) error {
 	return &controlplane.Error{
 		Code:    controlplane.RateLimited,
 		Message: fmt.Sprintf("tenant %s has %d requests in progress, its limit; retry shortly", t.Slug, active+l.queued),

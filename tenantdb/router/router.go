@@ -1,6 +1,7 @@
 package router
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
@@ -44,6 +45,10 @@ type Config struct {
 	// budget spent waits up to AcquireTimeout for a connection to free up.
 	ServerMaxConns int
 	AcquireTimeout time.Duration
+	// GrowAfter is how long a database-mode request waits for one of its
+	// tenant's busy connections before the tenant's pool opens another
+	// (see limiter); 0 is 5 ms.
+	GrowAfter time.Duration
 	// SchemaTenants, if set, counts the schema-mode tenants: a lane serving
 	// more than its statement cache holds runs statements unprepared (see
 	// laneMode).
@@ -131,11 +136,12 @@ func New(c Config) (*Router, error) {
 		cfg:      c,
 		server:   cfg,
 		budget:   newBudget(c.ServerMaxConns, c.AcquireTimeout),
-		limits:   &limits{database: int64(c.PoolMaxConns), schema: schemaLaneConns / 2, queued: int64(c.QueueMax)},
+		limits:   &limits{database: c.PoolMaxConns, schema: schemaLaneConns / 2, queued: c.QueueMax, growAfter: cmp.Or(c.GrowAfter, growAfter)},
 		verified: expirable.NewLRU[verdict, struct{}](verdictsKept, nil, verdictTTL),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
 	}
+	r.limits.room = r.budget.room
 	if r.pools, err = lru.NewWithEvict(c.PoolsMax, r.evicted); err != nil {
 		return nil, err
 	}
@@ -185,30 +191,24 @@ func New(c Config) (*Router, error) {
 // the tenant runs as many requests as it may at once, and refuses one past
 // its queue (429 rate_limited).
 func (r *Router) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB, func(), error) {
-	wctx, cancel := context.WithTimeout(ctx, r.cfg.AcquireTimeout)
+	ctx, cancel := context.WithTimeout(ctx, r.cfg.AcquireTimeout)
 	defer cancel()
-	done, err := r.limits.enter(wctx, t)
-	if err != nil {
-		return nil, nil, err
-	}
-	var db *gorm.DB
-	release := done
 	switch t.Isolation {
 	case controlplane.IsolationSchema:
-		db, err = r.schemaDB(t)
-	case controlplane.IsolationDatabase:
-		var free func()
-		if db, free, err = r.databaseDB(t); err == nil {
-			release = func() { free(); done() }
+		done, err := r.limits.enter(ctx, t, nil)
+		if err != nil {
+			return nil, nil, err
 		}
-	default:
-		err = fmt.Errorf("tenant %d: unknown isolation %q", t.ID, t.Isolation)
+		db, err := r.schemaDB(t)
+		if err != nil {
+			done()
+			return nil, nil, err
+		}
+		return db, done, nil
+	case controlplane.IsolationDatabase:
+		return r.databaseDB(ctx, t)
 	}
-	if err != nil {
-		done()
-		return nil, nil, err
-	}
-	return db, release, nil
+	return nil, nil, fmt.Errorf("tenant %d: unknown isolation %q", t.ID, t.Isolation)
 }
 
 // Forget closes the pool of a tenant database that is about to be dropped
