@@ -63,6 +63,8 @@ type connContender struct {
 	Rounds  []connRound
 	// Burst is, per round, what the noisy tenant's requests got (row 4).
 	Burst []loadResult
+	// Failed is why the contender stopped (row 5), "" if it did not.
+	Failed string
 }
 
 func (c *connContender) med() med {
@@ -284,14 +286,25 @@ func (e *env) conns300(ctx context.Context, r *connResult) error {
 		r.PooledDB = connContender{Label: "defaults, through PgBouncer", Tenants: n, Server: where.String()}
 		r.DirectSchema = connContender{Label: "schema mode, defaults", Tenants: len(sfl.ts), Server: where.String()}
 		r.PooledSchema = connContender{Label: "schema mode, defaults, through PgBouncer", Tenants: len(sfl.ts), Server: where.String()}
+		// A contender of row 5 that fails is reported as failed (Failed),
+		// its later rounds skipped, and the other rows go on.
 		round := func(o serveOpts, ts []tenant, prefix string, c *connContender) func(int) error {
 			return func(i int) error {
-				return es.withServe(ctx, o, func(srv *proc) error {
+				if c.Failed != "" {
+					return nil
+				}
+				err := es.withServe(ctx, o, func(srv *proc) error {
 					if err := prime(ctx, srv, ts, e.sz.Clients); err != nil {
 						return err
 					}
 					return es.readRound(ctx, srv, prefix, ts, c, i)
 				})
+				if err != nil && ctx.Err() == nil {
+					c.Failed = err.Error()
+					e.logf("  %s failed: %v", c.Label, err)
+					return nil
+				}
+				return err
 			}
 		}
 		extra = []func(int) error{

@@ -56,6 +56,9 @@ func (e *env) connectionsSection(r *connResult) *Section {
 	}
 	var rows [][]string
 	for _, l := range lines {
+		if len(l.c.Rounds) == 0 {
+			continue // a contender that failed before its first round (row 5)
+		}
 		m := l.c.med()
 		var each []string
 		for _, x := range l.c.Rounds {
@@ -300,6 +303,13 @@ func (e *env) connRow5(r *connResult, b *strings.Builder) []Row {
 		mode           string
 		direct, pooled *connContender
 	}{{"database mode", &r.Defaults, &r.PooledDB}, {"schema mode", &r.DirectSchema, &r.PooledSchema}} {
+		if c := p.pooled; c.Failed != "" || p.direct.Failed != "" {
+			why := c.Failed + p.direct.Failed
+			fmt.Fprintf(b, "\n**Row 5, %s through PgBouncer**: failed after %d rounds: `%s`.\n", p.mode, len(c.Rounds), why)
+			rows = append(rows, Row{Bench: connBench, Metric: fmt.Sprintf("req/s, %s, through PgBouncer vs direct (defaults)", p.mode),
+				Ours: "failed", Base: "–", Ratio: math.NaN(), Target: "0 errors, 0 cross-tenant reads", Met: "no"})
+			continue
+		}
 		d, q := p.direct.med(), p.pooled.med()
 		ratio := q.rps / d.rps
 		foreign := p.direct.foreign() + p.pooled.foreign()
