@@ -110,6 +110,7 @@ func (l *limits) enter(ctx context.Context, t *controlplane.Tenant, conns func()
 		defer timer.Stop()
 		grow = timer.C
 	}
+	var retry <-chan time.Time
 	mayGrow := false
 	for {
 		select {
@@ -120,6 +121,7 @@ func (l *limits) enter(ctx context.Context, t *controlplane.Tenant, conns func()
 			return nil, l.refuse(t, active, ctx.Err())
 		case <-grow:
 			mayGrow, grow = true, nil
+		case <-retry:
 		case <-lim.ended:
 		}
 		lim.mu.Lock()
@@ -132,27 +134,8 @@ func (l *limits) enter(ctx context.Context, t *controlplane.Tenant, conns func()
 		lim.mu.Unlock()
 		if mayGrow {
 			// No room in the budget: wait for the tenant's own
-			// connections, looking again now and then for room.
-			retry := time.NewTimer(l.growAfter)
-			select {
-			case <-ctx.Done():
-				retry.Stop()
-				lim.mu.Lock()
-				lim.waiting--
-				lim.mu.Unlock()
-				return nil, l.refuse(t, active, ctx.Err())
-			case <-lim.ended:
-				retry.Stop()
-			case <-retry.C:
-			}
-			lim.mu.Lock()
-			if runNow(true) {
-				lim.running++
-				lim.waiting--
-				lim.mu.Unlock()
-				return done, nil
-			}
-			lim.mu.Unlock()
+			// connections, looking again for room now and then.
+			retry = time.After(l.growAfter)
 		}
 	}
 }
