@@ -13,11 +13,12 @@ import (
 )
 
 // pool is one tenant database's connections: none while the tenant is
-// quiet, one per request it runs at once, up to PoolMaxConns. It grows only
-// when a request of the tenant finds every connection of it busy, keeps
-// what it grew while the tenant stays busy (an idle connection is the
-// budget's to take back, the least recently used first), and shrinks by
-// itself: database/sql closes a connection idle for PoolIdleTimeout.
+// quiet, at most one per request it runs at once, up to PoolMaxConns. When
+// it grows is the limiter's decision (limit.go: only when its tenant
+// queues, only into a free slot of the budget); it keeps what it grew while
+// the tenant stays busy (an idle connection is the budget's to take back,
+// the least recently used first), and shrinks by itself: database/sql
+// closes a connection idle for PoolIdleTimeout.
 type pool struct {
 	sql      *sql.DB
 	conns    *connector
@@ -87,7 +88,10 @@ func (r *Router) databaseDB(ctx context.Context, t *controlplane.Tenant) (*gorm.
 // the background, once no request uses it.
 func (r *Router) evicted(_ string, p *pool) {
 	p.evicted = true
-	if p.refs == 0 {
+	// A pool being closed for good (Forget, Close) is closed by the
+	// caller, which waits for it: a second, background Close would win
+	// the race and leave the caller's to return at once.
+	if p.refs == 0 && !p.conns.closing.Load() {
 		go p.sql.Close()
 	}
 }

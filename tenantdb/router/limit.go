@@ -45,6 +45,8 @@ type limits struct {
 	// growAfter is how long a database-mode request waits for one of its
 	// tenant's connections before its pool grows.
 	growAfter time.Duration
+	// timeout bounds a request's wait (TENANT_ACQUIRE_TIMEOUT).
+	timeout time.Duration
 	// room says whether the budget has a free slot now.
 	room func() bool
 	m    sync.Map // tenant id -> *limiter
@@ -61,7 +63,8 @@ func (l *limits) of(id int64) *limiter {
 	return v.(*limiter)
 }
 
-// enter admits one request of tenant t, waiting (within ctx) as above;
+// enter admits one request of tenant t, waiting (within ctx and the
+// timeout) as above;
 // conns, in database mode, says how many connections the tenant's pool
 // holds now (nil in schema mode: a lane's connections are not the
 // tenant's). done must be called when the request ends.
@@ -103,6 +106,10 @@ func (l *limits) enter(ctx context.Context, t *controlplane.Tenant, conns func()
 	}
 	lim.waiting++
 	lim.mu.Unlock()
+	// Only a request that waits needs a deadline: none is made on the
+	// path that runs at once.
+	ctx, cancel := context.WithTimeout(ctx, l.timeout)
+	defer cancel()
 
 	var grow <-chan time.Time
 	if conns != nil {

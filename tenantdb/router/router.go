@@ -136,7 +136,7 @@ func New(c Config) (*Router, error) {
 		cfg:      c,
 		server:   cfg,
 		budget:   newBudget(c.ServerMaxConns, c.AcquireTimeout),
-		limits:   &limits{database: c.PoolMaxConns, schema: schemaLaneConns / 2, queued: c.QueueMax, growAfter: cmp.Or(c.GrowAfter, growAfter)},
+		limits:   &limits{database: c.PoolMaxConns, schema: schemaLaneConns / 2, queued: c.QueueMax, growAfter: cmp.Or(c.GrowAfter, growAfter), timeout: c.AcquireTimeout},
 		verified: expirable.NewLRU[verdict, struct{}](verdictsKept, nil, verdictTTL),
 		stop:     make(chan struct{}),
 		done:     make(chan struct{}),
@@ -191,8 +191,6 @@ func New(c Config) (*Router, error) {
 // the tenant runs as many requests as it may at once, and refuses one past
 // its queue (429 rate_limited).
 func (r *Router) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB, func(), error) {
-	ctx, cancel := context.WithTimeout(ctx, r.cfg.AcquireTimeout)
-	defer cancel()
 	switch t.Isolation {
 	case controlplane.IsolationSchema:
 		done, err := r.limits.enter(ctx, t, nil)
