@@ -125,12 +125,12 @@ type connResult struct {
 	Floor, Many      connContender
 	Few, All         connContender
 	Noisy            connContender
-	// Row 5, on row 1's server: its database tenants through PgBouncer
-	// (against row 1's defaults), and as many schema tenants, direct and
-	// through PgBouncer.
-	PooledDB, DirectSchema, PooledSchema connContender
+	// Row 5, on a server of its own (S5): as many database tenants as
+	// row 1 and as many schema tenants, each direct and through PgBouncer.
+	DirectDB, PooledDB, DirectSchema, PooledSchema connContender
 	// Pooler says whether row 5 ran (a cluster of the run's own).
 	Pooler bool
+	S5     connServer
 }
 
 // dbFleet is a catalog of tenants of one isolation on one server.
@@ -150,6 +150,9 @@ func (e *env) connections(ctx context.Context, f *scaleFleet) (*Section, error) 
 		return nil, err
 	}
 	if err := e.conns100(ctx, r); err != nil {
+		return nil, err
+	}
+	if err := e.connsPooler(ctx, r); err != nil {
 		return nil, err
 	}
 	return e.connectionsSection(r), nil
@@ -265,54 +268,6 @@ func (e *env) conns300(ctx context.Context, r *connResult) error {
 	tuned := fl.opts("serve (tuned warm)", serveOpts{poolsMax: n + 50, poolConns: 1, budget: e.budget}, false)
 	defaults := fl.opts("serve (defaults)", serveOpts{}, true)
 	noisy, others := fl.ts[0], fl.ts[1:]
-	// Row 5: the same server behind a PgBouncer of the run's own, when
-	// the run makes its own servers.
-	var extra []func(i int) error
-	if where.Own {
-		sfl, err := es.tenantFleet(ctx, "c3s", n, "schema")
-		if err != nil {
-			return err
-		}
-		poolerURL, stopPooler, err := es.pooler(ctx, "c300")
-		if err != nil {
-			return err
-		}
-		defer stopPooler()
-		r.Pooler = true
-		via := func(o serveOpts, db string) serveOpts {
-			o.extra = map[string]string{"TENANT_POOLER_URL": withDatabase(poolerURL, db)}
-			return o
-		}
-		r.PooledDB = connContender{Label: "defaults, through PgBouncer", Tenants: n, Server: where.String()}
-		r.DirectSchema = connContender{Label: "schema mode, defaults", Tenants: len(sfl.ts), Server: where.String()}
-		r.PooledSchema = connContender{Label: "schema mode, defaults, through PgBouncer", Tenants: len(sfl.ts), Server: where.String()}
-		// A contender of row 5 that fails is reported as failed (Failed),
-		// its later rounds skipped, and the other rows go on.
-		round := func(o serveOpts, ts []tenant, prefix string, c *connContender) func(int) error {
-			return func(i int) error {
-				if c.Failed != "" {
-					return nil
-				}
-				err := es.withServe(ctx, o, func(srv *proc) error {
-					if err := prime(ctx, srv, ts, e.sz.Clients); err != nil {
-						return err
-					}
-					return es.readRound(ctx, srv, prefix, ts, c, i)
-				})
-				if err != nil && ctx.Err() == nil {
-					c.Failed = err.Error()
-					e.logf("  %s failed: %v", c.Label, err)
-					return nil
-				}
-				return err
-			}
-		}
-		extra = []func(int) error{
-			round(via(fl.opts("serve (defaults, through PgBouncer)", serveOpts{}, true), fl.tenantDB), fl.ts, fl.prefix, &r.PooledDB),
-			round(sfl.opts("serve (schema, defaults)", serveOpts{}, true), sfl.ts, sfl.prefix, &r.DirectSchema),
-			round(via(sfl.opts("serve (schema, defaults, through PgBouncer)", serveOpts{}, true), sfl.tenantDB), sfl.ts, sfl.prefix, &r.PooledSchema),
-		}
-	}
 	for i := range e.sz.ConnRounds {
 		runTuned := func() error {
 			return es.withServe(ctx, tuned, func(srv *proc) error {
@@ -334,9 +289,6 @@ func (e *env) conns300(ctx context.Context, r *connResult) error {
 			})
 		}
 		order := []func() error{runTuned, runDefaults}
-		for _, run := range extra {
-			order = append(order, func() error { return run(i) })
-		}
 		if i%2 == 1 {
 			slices.Reverse(order)
 		}
@@ -345,6 +297,88 @@ func (e *env) conns300(ctx context.Context, r *connResult) error {
 				return err
 			}
 		}
+	}
+	return nil
+}
+
+// connsPooler runs row 5 on a server of its own sized as docs/OPERATIONS.md
+// sizes one behind PgBouncer 1.18 ("Behind PgBouncer"): 1.18 runs its
+// auth_query in each tenant database, so every database tenant active within
+// server_idle_timeout may hold two server connections (its pool's and the
+// lookup's), and row 1's max_connections 300 cannot hold 200 such tenants
+// (the first run of this row failed there once 146 tenants were primed:
+// "remaining connection slots are reserved"). Database and schema tenants,
+// each direct and through the pooler, all on this server.
+func (e *env) connsPooler(ctx context.Context, r *connResult) error {
+	if e.cfg.ClusterDir == "" {
+		return nil // no cluster of the run's own to put a pooler in front of
+	}
+	n := e.sz.ConnDBTenants
+	es, where, stop, err := e.server(ctx, "c5", 2*n+100)
+	if err != nil {
+		return err
+	}
+	defer stop()
+	fl, err := es.dbFleet(ctx, "c5", n)
+	if err != nil {
+		return err
+	}
+	sfl, err := es.tenantFleet(ctx, "c5s", n, "schema")
+	if err != nil {
+		return err
+	}
+	e.settleClusters() // the previous clusters' files, deleted meanwhile
+	if where.IdleCPU, err = es.idleCPU(ctx); err != nil {
+		return err
+	}
+	poolerURL, stopPooler, err := es.pooler(ctx, "c5")
+	if err != nil {
+		return err
+	}
+	defer stopPooler()
+	r.Pooler, r.S5 = true, where
+	via := func(o serveOpts, db string) serveOpts {
+		o.extra = map[string]string{"TENANT_POOLER_URL": withDatabase(poolerURL, db)}
+		return o
+	}
+	r.DirectDB = connContender{Label: "database mode, defaults", Tenants: n, Server: where.String()}
+	r.PooledDB = connContender{Label: "database mode, defaults, through PgBouncer", Tenants: n, Server: where.String()}
+	r.DirectSchema = connContender{Label: "schema mode, defaults", Tenants: len(sfl.ts), Server: where.String()}
+	r.PooledSchema = connContender{Label: "schema mode, defaults, through PgBouncer", Tenants: len(sfl.ts), Server: where.String()}
+	// A contender that fails is reported as failed (Failed), its later
+	// rounds skipped, and the others go on.
+	round := func(o serveOpts, ts []tenant, prefix string, c *connContender) func(int) error {
+		return func(i int) error {
+			if c.Failed != "" {
+				return nil
+			}
+			err := es.withServe(ctx, o, func(srv *proc) error {
+				if err := prime(ctx, srv, ts, e.sz.Clients); err != nil {
+					return err
+				}
+				return es.readRound(ctx, srv, prefix, ts, c, i)
+			})
+			if err != nil && ctx.Err() == nil {
+				c.Failed = err.Error()
+				e.logf("  %s failed: %v", c.Label, err)
+				return nil
+			}
+			return err
+		}
+	}
+	order := []func(int) error{
+		round(fl.opts("serve (database, defaults)", serveOpts{}, true), fl.ts, fl.prefix, &r.DirectDB),
+		round(via(fl.opts("serve (database, defaults, through PgBouncer)", serveOpts{}, true), fl.tenantDB), fl.ts, fl.prefix, &r.PooledDB),
+		round(sfl.opts("serve (schema, defaults)", serveOpts{}, true), sfl.ts, sfl.prefix, &r.DirectSchema),
+		round(via(sfl.opts("serve (schema, defaults, through PgBouncer)", serveOpts{}, true), sfl.tenantDB), sfl.ts, sfl.prefix, &r.PooledSchema),
+	}
+	for i := range e.sz.ConnRounds {
+		for _, run := range order {
+			if err := run(i); err != nil {
+				return err
+			}
+		}
+		slices.Reverse(order)
 	}
 	return nil
 }

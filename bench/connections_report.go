@@ -35,10 +35,11 @@ func (e *env) connectionsSection(r *connResult) *Section {
 		"pgbench -C's shape. serve is stopped during the floor's rounds.\n", r.S100, r.Floor.Tenants, e.sz.Clients, floorQuery)
 	fmt.Fprintf(&b, "- **Row 3** (the run's server): benchmark 4's %d schema-mode tenants; one serve with its defaults, the load across the first %d of them "+
 		"and across all %d in alternating rounds (the catalog holds all of them in both).\n", r.All.Tenants, r.Few.Tenants, r.All.Tenants)
-	fmt.Fprintf(&b, "- **Row 5** (row 1's server, with a PgBouncer 1.18 of the run's own in front of it: transaction pooling, `default_pool_size=20`, "+
-		"started like `make test`'s by `scripts/pg.sh pooler-start`): serve with its defaults and `TENANT_POOLER_URL` on row 1's database tenants, against "+
-		"row 1's defaults round; and %d schema-mode tenants of their own, direct and through the pooler. Every extension's name ends with its tenant's "+
-		"database or schema name, and the load checks every answer (in every row): one naming another tenant counts as a cross-tenant read.\n", r.DirectSchema.Tenants)
+	fmt.Fprintf(&b, "- **Row 5** (%s, with a PgBouncer 1.18 of the run's own in front of it: transaction pooling, `default_pool_size=20`, "+
+		"`server_idle_timeout=10`, started like `make test`'s by `scripts/pg.sh pooler-start`): %d database-mode and %d schema-mode tenants, each "+
+		"served by serve with its defaults, direct and with `TENANT_POOLER_URL`, primed like row 1, in alternating order. Every extension's name ends "+
+		"with its tenant's database or schema name, and the load checks every answer (in every row): one naming another tenant counts as a cross-tenant "+
+		"read.\n", r.S5, r.DirectDB.Tenants, r.DirectSchema.Tenants)
 	fmt.Fprintf(&b, "- **Row 4** (row 1's server and tenants): during each defaults round's serve, one more round where the %d clients read from the other %d "+
 		"tenants while %d more clients send requests back to back to the remaining one (a client answered 429 waits as its Retry-After says, as the API asks), all in the harness; the other tenants' p99 is compared "+
 		"with the defaults round of row 1 (the same load across all %d, no burst).\n", e.sz.Clients, r.Noisy.Tenants, e.sz.ConnBurst, r.Defaults.Tenants)
@@ -52,7 +53,7 @@ func (e *env) connectionsSection(r *connResult) *Section {
 	}
 	lines := []line{{"1", &r.Tuned}, {"1", &r.Defaults}, {"2", &r.Floor}, {"2", &r.Many}, {"3", &r.Few}, {"3", &r.All}, {"4", &r.Noisy}}
 	if r.Pooler {
-		lines = append(lines, line{"5", &r.PooledDB}, line{"5", &r.DirectSchema}, line{"5", &r.PooledSchema})
+		lines = append(lines, line{"5", &r.DirectDB}, line{"5", &r.PooledDB}, line{"5", &r.DirectSchema}, line{"5", &r.PooledSchema})
 	}
 	var rows [][]string
 	for _, l := range lines {
@@ -91,11 +92,22 @@ func (e *env) connServers(r *connResult) string {
 	if r.S300.Own && r.S100.Own {
 		return "rows 1 and 4 on a PostgreSQL cluster of the run's own with `max_connections=300`, row 2 on one with `max_connections=100` (Debian's default), " +
 			"each started for these rows and removed after them, made like the run's server (`scripts/pg.sh`; fsync off; `postgres` trusted, every other role " +
-			"with SCRAM-SHA-256; `pg_stat_statements` when the run's server has it), catalog and tenant databases on it; row 3 on the run's server."
+			"with SCRAM-SHA-256; `pg_stat_statements` when the run's server has it), catalog and tenant databases on it; row 3 on the run's server" +
+			row5Server(r) + "."
 	}
 	return fmt.Sprintf("**the rows ran on the run's server (max_connections %d), not on servers of max_connections 300 and 100**: the harness was given "+
 		"a server (`DATABASE_URL` set) and no folder for clusters of its own (`bench/run.sh` makes both only when it starts its own server). "+
 		"Rows 1, 2 and 4 measure that server instead, and their targets are not judged.", r.S300.MaxConns)
+}
+
+// row5Server says where row 5 ran, when it did.
+func row5Server(r *connResult) string {
+	if !r.Pooler {
+		return ""
+	}
+	return fmt.Sprintf("; row 5 on a third one with `max_connections=%d`, sized as docs/OPERATIONS.md sizes a server behind PgBouncer 1.18 "+
+		"(two connections per database tenant active within `server_idle_timeout`: its pool's and the one 1.18 opens in each tenant database for its "+
+		"`auth_query`; row 1's 300 cannot hold %d such tenants, and the first run of this row failed there)", r.S5.MaxConns, r.PooledDB.Tenants)
 }
 
 // pgCPUNote says how PostgreSQL's CPU was measured.
@@ -302,7 +314,7 @@ func (e *env) connRow5(r *connResult, b *strings.Builder) []Row {
 	for _, p := range []struct {
 		mode           string
 		direct, pooled *connContender
-	}{{"database mode", &r.Defaults, &r.PooledDB}, {"schema mode", &r.DirectSchema, &r.PooledSchema}} {
+	}{{"database mode", &r.DirectDB, &r.PooledDB}, {"schema mode", &r.DirectSchema, &r.PooledSchema}} {
 		if c := p.pooled; c.Failed != "" || p.direct.Failed != "" {
 			why := c.Failed + p.direct.Failed
 			fmt.Fprintf(b, "\n**Row 5, %s through PgBouncer**: failed after %d rounds: `%s`.\n", p.mode, len(c.Rounds), why)
