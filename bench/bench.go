@@ -99,6 +99,10 @@ type Config struct {
 	Sizes Sizes
 	// Only lists the benchmarks to run (see Benchmarks); empty runs all.
 	Only []string
+	// Rows lists benchmark 6's rows to run ("1".."5"; rows 1 and 4 run
+	// together); empty runs all. For working on one row: a full
+	// benchmark 6 takes about 15 minutes.
+	Rows []string
 	// ServerURL is the PostgreSQL server (DATABASE_URL) to use; the run
 	// creates and drops its own databases and roles on it.
 	ServerURL string
@@ -266,7 +270,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	}
-	if e.wants("scale") || e.wants("connections") {
+	if e.wants("scale") || e.wants("connections") && e.wantsRow("3") {
 		// Benchmark 6 reads from the fleet of benchmark 4 (10,000 schema
 		// tenants take minutes to make).
 		f, err := e.setupScale(ctx)
@@ -282,6 +286,8 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		if err := e.teardownScale(ctx, f); err != nil {
 			return nil, err
 		}
+	} else if err := step("connections", func() (*Section, error) { return e.connections(ctx, nil) }); err != nil {
+		return nil, err
 	}
 	rep.Took = time.Since(e.start)
 	return rep, nil
@@ -289,6 +295,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 func (e *env) wants(name string) bool {
 	return len(e.cfg.Only) == 0 || slices.Contains(e.cfg.Only, name)
+}
+
+// wantsRow says whether benchmark 6's row is to run.
+func (e *env) wantsRow(row string) bool {
+	return len(e.cfg.Rows) == 0 || slices.Contains(e.cfg.Rows, row)
 }
 
 func (e *env) logf(format string, args ...any) {

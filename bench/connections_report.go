@@ -78,11 +78,24 @@ func (e *env) connectionsSection(r *connResult) *Section {
 		"load generator CPU / req", "new connections / s", "budget", "req/s per round"}, rows))
 	b.WriteString("\n(The floor's \"serve CPU\" is the harness's: the client side of each connection, SCRAM included. Row 4's CPU per request counts the burst's requests too.)\n\n")
 
-	s.Rows = append(s.Rows, e.connRow1(r, &b))
-	s.Rows = append(s.Rows, e.connRow2(r, &b)...)
-	s.Rows = append(s.Rows, e.connRow3(r, &b))
-	s.Rows = append(s.Rows, e.connRow4(r, &b)...)
-	s.Rows = append(s.Rows, e.connRow5(r, &b)...)
+	if len(e.cfg.Rows) > 0 {
+		fmt.Fprintf(&b, "Only rows %s ran (`-rows`).\n", strings.Join(e.cfg.Rows, ", "))
+	}
+	if e.wantsRow("1") || e.wantsRow("4") {
+		s.Rows = append(s.Rows, e.connRow1(r, &b))
+	}
+	if e.wantsRow("2") {
+		s.Rows = append(s.Rows, e.connRow2(r, &b)...)
+	}
+	if e.wantsRow("3") {
+		s.Rows = append(s.Rows, e.connRow3(r, &b))
+	}
+	if e.wantsRow("1") || e.wantsRow("4") {
+		s.Rows = append(s.Rows, e.connRow4(r, &b)...)
+	}
+	if e.wantsRow("5") {
+		s.Rows = append(s.Rows, e.connRow5(r, &b)...)
+	}
 	s.Body = b.String()
 	return s
 }

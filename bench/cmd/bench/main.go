@@ -32,6 +32,7 @@ func main() {
 func run() error {
 	size := flag.String("size", "full", "smoke (seconds, every code path) or full (issue #7's sizes)")
 	only := flag.String("only", "", "comma-separated benchmarks to run: "+strings.Join(bench.Benchmarks, ", ")+" (default all)")
+	rows := flag.String("rows", "", "comma-separated rows of benchmark 6 (connections) to run: 1-5, rows 1 and 4 together (default all)")
 	out := flag.String("out", "", "write the report (markdown) to this file, e.g. docs/BENCHMARKS.md")
 	profile := flag.String("profile", "", "save CPU and heap profiles of serve during benchmark 1 in this folder")
 	procs := flag.Int("gomaxprocs", 0, "GOMAXPROCS of every server (default: the number of CPUs)")
@@ -50,6 +51,14 @@ func run() error {
 	}
 	if *only != "" {
 		cfg.Only = strings.Split(*only, ",")
+	}
+	if *rows != "" {
+		cfg.Rows = strings.Split(*rows, ",")
+		for _, r := range cfg.Rows {
+			if r < "1" || r > "5" || len(r) != 1 {
+				return fmt.Errorf("-rows: benchmark 6 has rows 1 to 5, got %q", r)
+			}
+		}
 	}
 	if cfg.ServerURL == "" {
 		return errors.New("DATABASE_URL is not set: run `make bench`, which starts a throwaway PostgreSQL")
