@@ -90,7 +90,10 @@ type Config struct {
 // tenant has its own). Measured (docs/BENCHMARKS.md): with every connection
 // serving every one of 1,000 schemas in exec mode, PostgreSQL spent 4 times
 // the baseline's CPU per read. A lane also bounds how much of the shared
-// pool one busy tenant can take from the others.
+// pool one busy tenant can take from the others. Within its lane a tenant
+// has a home connection, used whenever it is free (schema.go): a schema's
+// catalog entries are then cached in about one backend, not in each of the
+// lane's.
 //
 // One round trip per routed read: gorm's default transaction around writes
 // is off (a single statement is atomic anyway), and pools cache prepared
@@ -103,8 +106,9 @@ type Router struct {
 	budget *budget
 	limits *limits
 
-	lanes   []lane                       // schema mode: the shared connections
-	schemas *lru.Cache[string, *gorm.DB] // schema mode handles, by schema name
+	lanes      []*lane                           // schema mode: the shared connections
+	schemas    *lru.Cache[string, *schemaHandle] // schema mode handles, by schema name
+	schemaBase *gorm.DB                          // schema mode: the handle every slot's is a session of
 
 	base  *gorm.DB   // database mode: the handle every pool's is a session of
 	mu    sync.Mutex // guards pools' refs and eviction
@@ -147,7 +151,7 @@ func New(c Config) (*Router, error) {
 	}
 	// A schema handle is a gorm session naming its schema (a few hundred
 	// bytes): cheap to rebuild, kept so that a request does not allocate one.
-	if r.schemas, err = lru.New[string, *gorm.DB](10 * c.PoolsMax); err != nil {
+	if r.schemas, err = lru.New[string, *schemaHandle](10 * c.PoolsMax); err != nil {
 		return nil, err
 	}
 	// Its own connections are none: a statement that ran on it, rather
@@ -157,28 +161,32 @@ func New(c Config) (*Router, error) {
 		return nil, err
 	}
 
+	// One handle for every slot of every lane, with the callback that
+	// names each table's schema: models are parsed once.
+	if r.schemaBase, err = openGorm(noPool{}); err == nil {
+		err = qualifyTables(r.schemaBase)
+	}
+	if err != nil {
+		return nil, err
+	}
 	for _, n := range laneSizes(c.SchemaPoolConns) {
-		k := newConnector(r.budget, *r.server, stdlib.OptionBeforeConnect(r.laneMode))
-		conns := sql.OpenDB(k)
-		conns.SetMaxOpenConns(n)
-		conns.SetMaxIdleConns(n)
-		// A backend caches the metadata of every relation it touches and
-		// the plans of the statements it prepared; recycle them now and
-		// then so that tenants gone or moved do not stay in its memory.
-		conns.SetConnMaxLifetime(10 * time.Minute)
-		conns.SetConnMaxIdleTime(c.PoolIdleTimeout)
-		db, err := openGorm(conns)
-		if err == nil {
-			err = qualifyTables(db)
+		l := &lane{}
+		for range n {
+			k := newConnector(r.budget, *r.server, stdlib.OptionBeforeConnect(r.laneMode))
+			conns := sql.OpenDB(k)
+			conns.SetMaxOpenConns(1)
+			conns.SetMaxIdleConns(1)
+			// A backend caches the metadata of every relation it touches
+			// and the plans of the statements it prepared; recycle them now
+			// and then so that tenants gone or moved do not stay in its
+			// memory.
+			conns.SetConnMaxLifetime(10 * time.Minute)
+			conns.SetConnMaxIdleTime(c.PoolIdleTimeout)
+			g := r.schemaBase.Session(&gorm.Session{Context: context.Background()})
+			g.Statement.ConnPool = conns
+			l.slots = append(l.slots, &slot{sql: conns, conns: k, gorm: g})
 		}
-		if err != nil {
-			_ = conns.Close()
-			for _, l := range r.lanes {
-				_ = l.sql.Close()
-			}
-			return nil, err
-		}
-		r.lanes = append(r.lanes, lane{sql: conns, conns: k, gorm: db})
+		r.lanes = append(r.lanes, l)
 	}
 
 	go r.janitor()
@@ -197,12 +205,13 @@ func (r *Router) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB,
 		if err != nil {
 			return nil, nil, err
 		}
-		db, err := r.schemaDB(t)
+		h, err := r.schemaDB(t)
 		if err != nil {
 			done()
 			return nil, nil, err
 		}
-		return db, done, nil
+		db, leave := h.take()
+		return db, func() { leave(); done() }, nil
 	case controlplane.IsolationDatabase:
 		return r.databaseDB(ctx, t)
 	}
@@ -272,8 +281,10 @@ func (r *Router) Stats() Stats {
 	b := r.budget
 	s := Stats{DatabasePools: len(pools), SchemaHandles: r.schemas.Len(), OpenConns: int(b.open.Load()), ServerMaxConns: b.max,
 		Waiting: int(b.waiting.Load()), Opened: b.opened.Load(), Taken: b.taken.Load()}
-	for _, lane := range r.lanes {
-		s.InUse += lane.sql.Stats().InUse
+	for _, l := range r.lanes {
+		for _, sl := range l.slots {
+			s.InUse += sl.sql.Stats().InUse
+		}
 	}
 	for _, p := range pools {
 		s.InUse += p.sql.Stats().InUse
@@ -298,9 +309,11 @@ func (r *Router) Close() error {
 	for _, p := range pools {
 		p.closeNow()
 	}
-	for _, lane := range r.lanes {
-		lane.conns.closing.Store(true)
-		errs = append(errs, lane.sql.Close())
+	for _, l := range r.lanes {
+		for _, sl := range l.slots {
+			sl.conns.closing.Store(true)
+			errs = append(errs, sl.sql.Close())
+		}
 	}
 	return errors.Join(errs...)
 }

@@ -269,6 +269,51 @@ func TestSchemaTenantsKeepToTheirLane(t *testing.T) {
 	require.LessOrEqual(t, len(all), 8)
 }
 
+// TestSchemaTenantsHaveAHomeConnection: a schema tenant's requests, one at
+// a time, all run on one backend (its home slot), so a schema's catalog
+// entries are cached in one backend, not in every one of its lane; the
+// tenants' homes spread over the lane; and a request arriving while its
+// tenant's home is held runs at once on another connection of the lane.
+func TestSchemaTenantsHaveAHomeConnection(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t, controlplane.IsolationSchema, 12)
+	r := f.router(router.Config{PoolsMax: 10, PoolMaxConns: 1, PoolIdleTimeout: time.Minute, SchemaPoolConns: 4, ServerMaxConns: 20, AcquireTimeout: 5 * time.Second})
+	pid := func(tn *controlplane.Tenant) int32 {
+		db, release, err := r.Acquire(context.Background(), tn)
+		require.NoError(t, err)
+		defer release()
+		var p int32
+		require.NoError(t, db.Raw(`SELECT pg_backend_pid()`).Scan(&p).Error)
+		return p
+	}
+	homes := map[int32]bool{}
+	for _, tn := range f.Tenants {
+		home := pid(tn)
+		for range 5 {
+			require.Equal(t, home, pid(tn), "tenant %d left its home connection while it was free", tn.ID)
+		}
+		homes[home] = true
+	}
+	require.Greater(t, len(homes), 1, "12 tenants' homes spread over the lane's 4 connections")
+
+	tn := f.Tenants[0]
+	home := pid(tn)
+	db, release, err := r.Acquire(context.Background(), tn)
+	require.NoError(t, err)
+	var held int32
+	require.NoError(t, db.Raw(`SELECT pg_backend_pid()`).Scan(&held).Error)
+	require.Equal(t, home, held)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	db2, release2, err := r.Acquire(ctx, tn)
+	require.NoError(t, err)
+	var other int32
+	require.NoError(t, db2.WithContext(ctx).Raw(`SELECT pg_backend_pid()`).Scan(&other).Error, "the second request waited for the held home")
+	require.NotEqual(t, home, other)
+	release2()
+	release()
+}
+
 // TestLaneModeFollowsTheFleet: a lane prepares and caches its statements
 // while its share of the schema tenants fits the cache, and runs them
 // unprepared (one round trip, nothing kept in the backend) past it.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"hash/fnv"
+	"sync/atomic"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/laracopilot/controlplane/controlplane"
@@ -11,28 +12,77 @@ import (
 	"gorm.io/gorm"
 )
 
-// lane is a share of the schema tenants' connections and the one gorm
-// handle all its tenants' handles derive from.
+// lane is a share of the schema tenants' connections: slots of one
+// connection each. A tenant has a home slot in its lane and runs there
+// whenever the slot is free, on another slot of its lane only when its home
+// is busy. A backend caches the catalog entries of every relation it
+// touches, and meeting a schema for the first time costs it a few catalog
+// reads per relation: with a tenant on any of its lane's connections, each
+// of them paid that for every schema of the lane (measured across 10,000
+// schemas, docs/BENCHMARKS.md benchmark 6: PostgreSQL spent 2.5 times the
+// CPU per read it spent across 1,000, the backends still warming after
+// three rounds), and held its own copy. With a home, a schema is mostly in
+// one backend's cache, while a tenant's overlapping requests and a slow
+// statement still have the lane's other connections.
 type lane struct {
-	sql   *sql.DB
-	conns *connector
-	gorm  *gorm.DB
+	slots []*slot
 }
 
-func (r *Router) schemaDB(t *controlplane.Tenant) (*gorm.DB, error) {
+// slot is one connection of a lane: its own database/sql pool of one, so
+// that a request chooses the connection it runs on.
+type slot struct {
+	sql   *sql.DB
+	conns *connector
+	gorm  *gorm.DB     // a session of Router.schemaBase on this connection
+	users atomic.Int32 // requests holding the slot now
+}
+
+// schemaHandle is a schema tenant's handles, one per slot of its lane,
+// each made when first used.
+type schemaHandle struct {
+	name string
+	lane *lane
+	home int
+	dbs  []atomic.Pointer[gorm.DB]
+}
+
+func (r *Router) schemaDB(t *controlplane.Tenant) (*schemaHandle, error) {
 	name := t.DBName
-	if db, ok := r.schemas.Get(name); ok {
-		return db, nil
+	if h, ok := r.schemas.Get(name); ok {
+		return h, nil
 	}
-	l := r.lane(name)
-	if err := r.verify(t, l.sql, name); err != nil {
+	l, home := r.lane(name)
+	if err := r.verify(t, l.slots[home].sql, name); err != nil {
 		return nil, err
 	}
-	// A session (clone 2): every chain on it starts from a copy of this
-	// statement, setting included, so requests may share it.
-	db := l.gorm.Set(tenantdb.SchemaSetting, name).Session(&gorm.Session{})
-	r.schemas.Add(name, db)
-	return db, nil
+	h := &schemaHandle{name: name, lane: l, home: home, dbs: make([]atomic.Pointer[gorm.DB], len(l.slots))}
+	r.schemas.Add(name, h)
+	return h, nil
+}
+
+// take chooses the slot a request of the tenant runs on: its home if no
+// request holds it, else the one of its lane held by the fewest (a request
+// may then wait inside that slot's pool, as it would in a lane's). leave
+// must be called when the request ends.
+func (h *schemaHandle) take() (db *gorm.DB, leave func()) {
+	i := h.home
+	if least := h.lane.slots[i].users.Load(); least > 0 {
+		for j, s := range h.lane.slots {
+			if n := s.users.Load(); n < least {
+				i, least = j, n
+			}
+		}
+	}
+	s := h.lane.slots[i]
+	s.users.Add(1)
+	if db = h.dbs[i].Load(); db == nil {
+		// A session (clone 2): every chain on it starts from a copy of
+		// this statement, setting and connection included, so requests
+		// may share it.
+		db = s.gorm.Set(tenantdb.SchemaSetting, h.name).Session(&gorm.Session{})
+		h.dbs[i].Store(db)
+	}
+	return db, func() { s.users.Add(-1) }
 }
 
 // schemaLaneConns is the size of a lane of the shared schema connections:
@@ -54,11 +104,14 @@ func laneSizes(total int) []int {
 	return sizes
 }
 
-// lane returns the shared connections the schema's tenant always uses.
-func (r *Router) lane(schema string) lane {
+// lane returns the shared connections the schema's tenant always uses,
+// and its home slot there.
+func (r *Router) lane(schema string) (*lane, int) {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(schema))
-	return r.lanes[h.Sum32()%uint32(len(r.lanes))]
+	sum := h.Sum32()
+	l := r.lanes[sum%uint32(len(r.lanes))]
+	return l, int(sum / uint32(len(r.lanes)) % uint32(len(l.slots)))
 }
 
 // laneCachedSchemas is the most schemas a lane serves with cached
