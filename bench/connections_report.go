@@ -41,7 +41,7 @@ func (e *env) connectionsSection(r *connResult) *Section {
 		"with its tenant's database or schema name, and the load checks every answer (in every row): one naming another tenant counts as a cross-tenant "+
 		"read.\n", r.S5, r.DirectDB.Tenants, r.DirectSchema.Tenants)
 	fmt.Fprintf(&b, "- **Row 4** (row 1's server and tenants): during each defaults round's serve, one more round where the %d clients read from the other %d "+
-		"tenants while %d more clients send requests back to back to the remaining one (a client answered 429 waits as its Retry-After says, as the API asks), all in the harness; the other tenants' p99 is compared "+
+		"tenants while %d more clients send requests back to back to the remaining one (a client answered 429 waits as docs/API.md asks: its Retry-After plus a random part of as much again), all in the harness; the other tenants' p99 is compared "+
 		"with the defaults round of row 1 (the same load across all %d, no burst).\n", e.sz.Clients, r.Noisy.Tenants, e.sz.ConnBurst, r.Defaults.Tenants)
 	b.WriteString("- CPU per request: serve's user+system time (`/proc/PID/stat`) ÷ the requests it served (the floor: the harness's own, which is all the " +
 		"floor's client work); PostgreSQL's " + e.pgCPUNote(r) + ". New connections per second: `pg_stat_database.sessions` of the tenant databases over the " +
