@@ -56,9 +56,12 @@ func translateServer(err error, name string) error {
 
 // CreateServer inserts s and its audit entry in one transaction.
 func (s *Store) CreateServer(ctx context.Context, srv *controlplane.Server, passwordEnc []byte) error {
-	row := serverRow{Name: srv.Name, URL: srv.URL, PasswordEnc: passwordEnc, Capacity: srv.Capacity, Status: string(srv.Status)}
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := tx.Create(&row).Error; err != nil {
+		// The timestamps are the database's, as every later read shows them.
+		var row serverRow
+		err := tx.Raw(`INSERT INTO servers (name, url, password_enc, capacity, status) VALUES (?, ?, ?, ?, ?) RETURNING *`,
+			srv.Name, srv.URL, passwordEnc, srv.Capacity, string(srv.Status)).Scan(&row).Error
+		if err != nil {
 			return translateServer(err, srv.Name)
 		}
 		*srv = row.server()
