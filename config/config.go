@@ -4,6 +4,7 @@
 package config
 
 import (
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -80,6 +81,12 @@ type Config struct {
 	// (HMAC). Unset: a random secret generated once and kept in the catalog
 	// database.
 	TenantRoleSecret Secret `env:"TENANT_ROLE_SECRET"`
+	// ServerSecretKey seals the passwords of registered tenant servers in
+	// the catalog (AES-256-GCM): 32 bytes, base64-encoded (openssl rand
+	// -base64 32). Unset: a server whose URL carries a password cannot be
+	// registered (its password belongs in a pgpass file instead), and the
+	// default server's credentials stay in TENANT_DATABASE_URL only.
+	ServerSecretKey Secret `env:"SERVER_SECRET_KEY"`
 	// TrustedProxies are the CIDRs (or IPs) of reverse proxies whose
 	// X-Forwarded-For and X-Forwarded-Host headers are honoured.
 	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
@@ -242,6 +249,9 @@ func (c *Config) Validate() error {
 	if c.TenantRoleSecret != "" && len(c.TenantRoleSecret) < 16 {
 		return bad("TENANT_ROLE_SECRET", "must be at least 16 characters (e.g. openssl rand -hex 32)")
 	}
+	if _, err := c.ServerKey(); err != nil {
+		return bad("SERVER_SECRET_KEY", "%v", err)
+	}
 	if _, err := c.TrustedProxyPrefixes(); err != nil {
 		return bad("TRUSTED_PROXIES", "%v", err)
 	}
@@ -267,6 +277,22 @@ func (c *Config) Validate() error {
 		return bad("LOG_FORMAT", "must be text or json, got %q", c.LogFormat)
 	}
 	return nil
+}
+
+// ServerKey decodes ServerSecretKey: nil when unset. Base64 (standard,
+// padded, as openssl rand -base64 32 writes it) rather than hex or raw
+// bytes: short enough for an environment file, and a key of the wrong
+// length is caught here, not at the first sealed password.
+func (c *Config) ServerKey() ([]byte, error) {
+	if c.ServerSecretKey == "" {
+		return nil, nil
+	}
+	key, err := base64.StdEncoding.DecodeString(strings.TrimSpace(c.ServerSecretKey.Value()))
+	if err != nil || len(key) != 32 {
+		// Never echo it: it is a key.
+		return nil, errors.New("must be 32 bytes in base64 (e.g. openssl rand -base64 32)")
+	}
+	return key, nil
 }
 
 // TrustedProxyPrefixes parses TrustedProxies; a bare IP is a /32 (/128).

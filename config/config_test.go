@@ -83,6 +83,7 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"LOG_FORMAT":             {"LOG_FORMAT=xml"},
 		"ADMIN_TOKEN":            {"ADMIN_TOKEN=short"},
 		"TRUSTED_PROXIES":        {"TRUSTED_PROXIES=10.0.0.0/8,proxy.internal"},
+		"SERVER_SECRET_KEY":      {"SERVER_SECRET_KEY=s3cret"},
 	}
 	for name, env := range cases {
 		t.Run(name, func(t *testing.T) {
@@ -122,5 +123,35 @@ func TestTrustedProxiesAndLoopback(t *testing.T) {
 	} {
 		c.ListenAddr = addr
 		require.Equal(t, want, c.LoopbackListener(), addr)
+	}
+}
+
+// SERVER_SECRET_KEY is 32 bytes in base64; anything else stops the start
+// naming the variable, never the value.
+func TestServerSecretKey(t *testing.T) {
+	c, err := Load([]string{"DATABASE_URL=" + testURL}, nil)
+	require.NoError(t, err)
+	key, err := c.ServerKey()
+	require.NoError(t, err)
+	require.Nil(t, key, "unset: no key")
+
+	good := "q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJA="
+	c, err = Load([]string{"DATABASE_URL=" + testURL, "SERVER_SECRET_KEY=" + good}, nil)
+	require.NoError(t, err)
+	key, err = c.ServerKey()
+	require.NoError(t, err)
+	require.Len(t, key, 32)
+	require.Equal(t, "****", c.ServerSecretKey.String())
+
+	for _, v := range []string{
+		"q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQ",                                 // 24 bytes
+		"q83vEjRWeJCrze8SNFZ4kKvN7xI0VniQq83vEjRWeJCrze8SNFZ4kKvN7xI0VniQ", // 48 bytes
+		"abcdef0123456789abcdef0123456789abcdef0123456789abcdef0123456789", // hex: 48 bytes of base64
+		"not base64 at all!",
+	} {
+		_, err := Load([]string{"DATABASE_URL=" + testURL, "SERVER_SECRET_KEY=" + v}, nil)
+		require.Error(t, err, v)
+		require.True(t, strings.HasPrefix(err.Error(), "config: SERVER_SECRET_KEY: must be 32 bytes in base64"), err.Error())
+		require.NotContains(t, err.Error(), v)
 	}
 }

@@ -40,7 +40,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	config.BindFlags(root.PersistentFlags())
-	root.AddCommand(newServe(), newMigrate(), newTenants())
+	root.AddCommand(newServe(), newMigrate(), newTenants(), newServersCmd())
 	return root
 }
 

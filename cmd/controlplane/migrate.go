@@ -1,15 +1,18 @@
 package main
 
 import (
+	"context"
 	"database/sql"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"strconv"
 
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/spf13/cobra"
 
+	"github.com/laracopilot/controlplane/config"
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/catalog"
 	"github.com/laracopilot/controlplane/migrations"
@@ -47,6 +50,9 @@ the tenant server's own database, to every role but the control plane's
 				if err := closeDatabases(cmd.Context(), cfg, log); err != nil {
 					return err
 				}
+				if err := registerDefaultServer(cmd.Context(), cfg, log); err != nil {
+					return err
+				}
 				fmt.Fprintf(cmd.OutOrStdout(), "catalog at version %d\n", v)
 				return nil
 			case args[0] == "down" && len(args) == 2:
@@ -61,6 +67,22 @@ the tenant server's own database, to every role but the control plane's
 			return usageError{fmt.Errorf("expected: up | down N | version")}
 		},
 	}
+}
+
+// registerDefaultServer records TENANT_DATABASE_URL as the default
+// server's URL, as serve does at start, so that a catalog migrated ahead of
+// a deploy lists it already.
+func registerDefaultServer(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	db, err := catalog.Open(ctx, cfg.DatabaseURL.Value())
+	if err != nil {
+		return err
+	}
+	defer func() {
+		if sqlDB, err := db.DB(); err == nil {
+			_ = sqlDB.Close()
+		}
+	}()
+	return newServers(cfg, catalog.NewStore(db), log).RegisterDefault(ctx)
 }
 
 // catalogRun runs fn on the catalog's migrations and prints the version.

@@ -181,7 +181,7 @@ func TestGeneratedRoleSecretRace(t *testing.T) {
 	require.NotEqual(t, []byte(b.app.RoleSecret), secrets[0], "a new one once the old is gone")
 }
 
-// An installation of the previous version: catalog at version 5, every
+// An installation of an older version: catalog at version 5, every
 // tenant role's password derived from the catalog's identity. The first
 // start sets them from the generated secret; a tenant whose role cannot be
 // set does not stop it, and the next start finishes the job.
@@ -198,7 +198,7 @@ func TestUpgradeRotatesPasswordsOfTheOldDerivation(t *testing.T) {
 	var out bytes.Buffer
 	root := newRoot()
 	root.SetOut(&out)
-	root.SetArgs([]string{"migrate", "catalog", "down", "2", "--database-url", b.db.URL, "--log-level", "error"})
+	root.SetArgs([]string{"migrate", "catalog", "down", "3", "--database-url", b.db.URL, "--log-level", "error"})
 	require.NoError(t, root.ExecuteContext(ctx))
 	require.Equal(t, "catalog at version 5 (dirty: false)\n", out.String())
 	admin := pgtest.Open(t, b.db.URL)

@@ -55,6 +55,8 @@ type App struct {
 	Provisioner *tenantdb.Provisioner
 	Router      *router.Router
 	Tenants     *controlplane.Tenants
+	// Servers is the registry of tenant servers.
+	Servers *controlplane.Servers
 	// LatestTenantSchema is the newest tenant migration this binary has.
 	LatestTenantSchema uint
 	// RoleSecret derives tenant database roles' passwords.
@@ -149,7 +151,14 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 	}
 	// With 0 wanted, creates claim none and the reconciler drops any left.
 	app.Tenants.Spares = controlplane.NewSpares(store, app.Provisioner, cfg.TenantSpareDatabases, log)
+	app.Servers = newServers(cfg, store, log)
 	return app, nil
+}
+
+// newServers wires the registry of tenant servers on the catalog store.
+func newServers(cfg config.Config, store *catalog.Store, log *slog.Logger) *controlplane.Servers {
+	key, _ := cfg.ServerKey() // validated by Load
+	return &controlplane.Servers{Store: store, Key: key, DefaultURL: cfg.TenantDatabaseURL.Value(), Log: log}
 }
 
 // newApp connects to the catalog and the tenant server and wires the domain
@@ -173,6 +182,12 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	}
 	app, err := openCore(ctx, cfg, log, tenantMigrations)
 	if err != nil {
+		return nil, err
+	}
+	// Every tenant made so far is on TENANT_DATABASE_URL's server: the
+	// registry names it default, with the URL of this start.
+	if err := app.Servers.RegisterDefault(ctx); err != nil {
+		app.Close()
 		return nil, err
 	}
 	// Before the router opens a pool: with a new secret (or the first start
@@ -232,6 +247,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	}
 	srv := &httpapi.Server{
 		Tenants:            app.Tenants,
+		Servers:            app.Servers,
 		Directory:          store.Cache(),
 		DIDIndex:           store,
 		Router:             app.Router,

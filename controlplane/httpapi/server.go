@@ -24,7 +24,9 @@ const requestIDKey = "request_id"
 
 // Server holds what the handlers need.
 type Server struct {
-	Tenants   *controlplane.Tenants
+	Tenants *controlplane.Tenants
+	// Servers is the registry of tenant servers.
+	Servers   *controlplane.Servers
 	Directory Directory
 	// DIDIndex is the global DID → tenant index (catalog).
 	DIDIndex controlplane.DIDIndex
@@ -98,7 +100,9 @@ func (s *Server) Handler() http.Handler {
 		r.GET("/metrics", s.operatorOnly, gin.WrapH(m.handler()))
 	}
 
-	s.tenantRoutes(r.Group("/api", s.operatorOnly))
+	operator := r.Group("/api", s.operatorOnly)
+	s.tenantRoutes(operator)
+	s.serverRoutes(operator)
 	tenant := r.Group("/api", s.tenantOnly)
 	s.extensionRoutes(tenant)
 	s.queueRoutes(tenant)
