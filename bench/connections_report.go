@@ -33,8 +33,8 @@ func (e *env) connectionsSection(r *connResult) *Section {
 		"harness, each request a new pgx connection to a random tenant database as that tenant's role (SCRAM-SHA-256, the password serve derives from "+
 		"`TENANT_ROLE_SECRET`), the statement serve runs for the read (`%s`, prepared and executed as pgx does on a new connection), and close: "+
 		"pgbench -C's shape. serve is stopped during the floor's rounds.\n", r.S100, r.Floor.Tenants, e.sz.Clients, floorQuery)
-	fmt.Fprintf(&b, "- **Row 3** (the run's server): benchmark 4's %d schema-mode tenants; one serve with its defaults, the load across the first %d of them "+
-		"and across all %d in alternating rounds (the catalog holds all of them in both).\n", r.All.Tenants, r.Few.Tenants, r.All.Tenants)
+	fmt.Fprintf(&b, "- **Row 3** (the run's server): benchmark 4's %d schema-mode tenants; one serve with its defaults, primed with one request to each "+
+		"tenant, the load across the first %d of them and across all %d in alternating rounds (the catalog holds all of them in both).\n", r.All.Tenants, r.Few.Tenants, r.All.Tenants)
 	fmt.Fprintf(&b, "- **Row 5** (%s, with a PgBouncer 1.18 of the run's own in front of it: transaction pooling, `default_pool_size=20`, "+
 		"`server_idle_timeout=10`, started like `make test`'s by `scripts/pg.sh pooler-start`): %d database-mode and %d schema-mode tenants, each "+
 		"served by serve with its defaults, direct and with `TENANT_POOLER_URL`, primed like row 1, in alternating order. Every extension's name ends "+
@@ -255,6 +255,12 @@ func (e *env) connRow3(r *connResult, b *strings.Builder) Row {
 			lead(ok), r.All.Tenants, cpuSplit(&r.All, "serve"), r.Few.Tenants, cpuSplit(&r.Few, "serve"), float64(cpuTotal(&r.Few))/float64(cpuTotal(&r.All)),
 			itoa(int(r.All.field(func(x connRound) float64 { return float64(x.Budget) }))), connsPerReq(&r.All), r.All.Tenants, connsPerReq(&r.Few), r.Few.Tenants,
 			itoa(handles), r.All.Tenants)
+	}
+	if r.PrimeAll > 0 {
+		fmt.Fprintf(b, " Before the rounds serve was primed with one request to each of the %d tenants (as rows 1 and 5 are): that took %s, %s, "+
+			"the cold cost, as each schema's first request on a lane connection makes its backend read that schema's catalog entries "+
+			"(a tenant runs on its home connection of its lane whenever it is free, so mostly once per schema; lane connections are "+
+			"replaced every 10 minutes).", r.All.Tenants, r.PrimeAll.Round(time.Millisecond), rate(float64(r.All.Tenants)/r.PrimeAll.Seconds(), "req/s"))
 	}
 	b.WriteString("\n\n")
 	return Row{Bench: connBench, Metric: fmt.Sprintf("req/s, schema mode, %d vs %d tenants, defaults", r.All.Tenants, r.Few.Tenants),
