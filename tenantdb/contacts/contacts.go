@@ -200,7 +200,7 @@ func (s *Store) Get(ctx context.Context, id int64) (*Contact, error) {
 	if err := s.DB.WithContext(ctx).First(&row, id).Error; err != nil {
 		return nil, translate(err, id)
 	}
-	list, err := s.withLists(ctx, []contact{row})
+	list, err := withLists(s.DB.WithContext(ctx), []contact{row})
 	if err != nil {
 		return nil, err
 	}
@@ -229,7 +229,7 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Contact, int, error) {
 	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
-	out, err := s.withLists(ctx, rows)
+	out, err := withLists(s.DB.WithContext(ctx), rows)
 	return out, total, err
 }
 
@@ -270,7 +270,11 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err
 		}
-		cur, err := s.withLists(ctx, []contact{row})
+		// In the transaction: read outside it, the lists would need a
+		// second connection while this one is held (a tenant whose
+		// requests may use one at a time would wait for itself), and
+		// would not be read under the row's lock.
+		cur, err := withLists(tx, []contact{row})
 		if err != nil {
 			return err
 		}
@@ -337,7 +341,7 @@ func writeLists(tx *gorm.DB, id int64, spec Spec) error {
 }
 
 // withLists loads the phones and addresses of rows in two queries.
-func (s *Store) withLists(ctx context.Context, rows []contact) ([]Contact, error) {
+func withLists(db *gorm.DB, rows []contact) ([]Contact, error) {
 	ids := make([]int64, len(rows))
 	for i := range rows {
 		ids[i] = rows[i].ID
@@ -345,10 +349,10 @@ func (s *Store) withLists(ctx context.Context, rows []contact) ([]Contact, error
 	var phones []contactPhone
 	var emails []contactEmail
 	if len(ids) > 0 {
-		if err := s.DB.WithContext(ctx).Where("contact_id IN ?", ids).Order("id").Find(&phones).Error; err != nil {
+		if err := db.Where("contact_id IN ?", ids).Order("id").Find(&phones).Error; err != nil {
 			return nil, translate(err, 0)
 		}
-		if err := s.DB.WithContext(ctx).Where("contact_id IN ?", ids).Order("id").Find(&emails).Error; err != nil {
+		if err := db.Where("contact_id IN ?", ids).Order("id").Find(&emails).Error; err != nil {
 			return nil, translate(err, 0)
 		}
 	}
