@@ -56,6 +56,7 @@ func TenantDiff(before, after *Tenant) map[string]Change {
 		return map[string]any{
 			"name": t.Name, "slug": t.Slug, "domain": t.Domain, "status": t.Status, "timezone": t.Timezone,
 			"max_extensions": t.MaxExtensions, "settings": json.RawMessage(t.Settings), "isolation": t.Isolation,
+			"server": t.Server,
 		}
 	}
 	b, a := fields(before), fields(after)

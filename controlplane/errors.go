@@ -23,6 +23,7 @@ const (
 	NotFound           Code = "not_found"           // 404
 	Conflict           Code = "conflict"            // 409: uniqueness or state conflict
 	QuotaExceeded      Code = "quota_exceeded"      // 409: a hard cap was reached
+	NoCapacity         Code = "no_capacity"         // 409: no tenant server may take a new tenant
 	UnknownTenant      Code = "unknown_tenant"      // 404: no tenant has this host or slug
 	TenantSuspended    Code = "tenant_suspended"    // 403
 	TenantUnavailable  Code = "tenant_unavailable"  // 503: tenant not provisioned (yet)

@@ -53,6 +53,11 @@ type CreateOptions struct {
 	// template, and the tenant takes its id; with none left an id is
 	// reserved as usual.
 	SpareTemplate string
+	// Server is the tenant server placement chose: the insert fails with
+	// NoCapacity if it is not active or holds its capacity already,
+	// checked under its row's lock, so concurrent creates never overfill
+	// it.
+	Server string
 	// Idempotency, if set, is recorded with the tenant's id, in the
 	// statement that inserts the tenant: a crash leaves both or neither.
 	// A record of the same actor and key committed first fails the insert
@@ -96,8 +101,11 @@ type Tenants struct {
 	Keys             KeyStore
 	Provisioner      Provisioner
 	DefaultIsolation Isolation
-	// Spares, if set, are claimed by creates in database mode.
+	// Spares, if set, are claimed by creates in database mode on the
+	// default server (the one whose spares they are).
 	Spares *Spares
+	// Placement chooses each new tenant's server; nil: the default one.
+	Placement *Placement
 	// Idempotency keeps the outcomes of creates sent with an
 	// Idempotency-Key (CreateIdempotent), for IdempotencyTTL (0: a day).
 	Idempotency    IdempotencyStore
@@ -146,13 +154,7 @@ func (s *Tenants) create(ctx context.Context, spec TenantSpec, idem *Idempotency
 	t := &Tenant{Provisioning: ProvisionPending}
 	t.apply(spec)
 	t.Isolation = spec.Isolation
-	opts := CreateOptions{DBPrefix: s.Provisioner.DBPrefix(), Idempotency: idem}
-	if s.Spares != nil && s.Spares.Want > 0 && t.Isolation == IsolationDatabase {
-		if tpl, err := s.Spares.Provisioner.SpareTemplate(); err == nil {
-			opts.SpareTemplate = tpl
-		}
-	}
-	lock, claimed, err := s.Catalog.CreateTenantLocked(ctx, t, opts)
+	lock, claimed, err := s.insert(ctx, t, spec.Server, idem)
 	if err != nil {
 		return nil, nil, false, err
 	}
@@ -195,6 +197,31 @@ func (s *Tenants) create(ctx context.Context, spec TenantSpec, idem *Idempotency
 		s.Log.Error("tenant created without its initial API key", "tenant_id", t.ID, "err", err)
 	}
 	return ready, newKey, true, nil
+}
+
+// insert places t on a tenant server and inserts it, pending, under its
+// lifecycle lock. A create that names no server and loses the server
+// placement chose to concurrent creates (full by the time it inserts)
+// chooses again, a few times.
+func (s *Tenants) insert(ctx context.Context, t *Tenant, requested string, idem *IdempotencyRecord) (TenantLock, bool, error) {
+	for attempt := 0; ; attempt++ {
+		server, err := s.Placement.Choose(ctx, requested)
+		if err != nil {
+			return nil, false, err
+		}
+		t.Server = server
+		opts := CreateOptions{DBPrefix: s.Provisioner.DBPrefix(), Server: server, Idempotency: idem}
+		if s.Spares != nil && s.Spares.Want > 0 && t.Isolation == IsolationDatabase && server == DefaultServer {
+			if tpl, err := s.Spares.Provisioner.SpareTemplate(); err == nil {
+				opts.SpareTemplate = tpl
+			}
+		}
+		lock, claimed, err := s.Catalog.CreateTenantLocked(ctx, t, opts)
+		if requested == "" && attempt < 3 && ErrorCode(err) == NoCapacity {
+			continue
+		}
+		return lock, claimed, err
+	}
 }
 
 // Get returns one tenant.
@@ -248,6 +275,9 @@ func (s *Tenants) update(ctx context.Context, id int64, change func(TenantSpec) 
 		}
 		if spec.Isolation != t.Isolation {
 			return FieldError("isolation", "cannot be changed after creation (it is "+string(t.Isolation)+")")
+		}
+		if spec.Server != "" && spec.Server != t.Server {
+			return FieldError("server", "cannot be changed by an update (it is "+t.Server+"); a tenant changes server by a move")
 		}
 		t.apply(spec)
 		return nil

@@ -50,6 +50,9 @@ type Tenant struct {
 	MaxExtensions int             `json:"max_extensions"`
 	Settings      json.RawMessage `json:"settings"`
 	Isolation     Isolation       `json:"isolation"`
+	// Server is the tenant server (the registry's name) its database or
+	// schema lives on, chosen at creation.
+	Server string `json:"server"`
 	// DBName is the tenant's database (database mode) or schema (schema
 	// mode), derived from ID at creation and never changed afterwards.
 	DBName        string         `json:"db_name"`
@@ -79,6 +82,7 @@ func (t *Tenant) Spec() TenantSpec {
 		MaxExtensions: t.MaxExtensions,
 		Settings:      t.Settings,
 		Isolation:     t.Isolation,
+		Server:        t.Server,
 	}
 }
 
@@ -94,6 +98,9 @@ type TenantSpec struct {
 	MaxExtensions int             `json:"max_extensions" validate:"min=0,max=100000"`
 	Settings      json.RawMessage `json:"settings" validate:"json_array"`
 	Isolation     Isolation       `json:"isolation" validate:"oneof=database schema"`
+	// Server, on create, names the tenant server to place the tenant on
+	// (else placement chooses); on update it must equal the tenant's.
+	Server string `json:"server,omitempty" validate:"omitempty,max=63,slug"`
 }
 
 // Defaults for fields a create or a replace leaves out.
@@ -144,6 +151,7 @@ func (p TenantPatch) Apply(spec TenantSpec) TenantSpec {
 // so pages are stable while tenants are added.
 type TenantFilter struct {
 	Status Status // "" for any
+	Server string // "" for any
 	Query  string // substring of name, slug or domain, case-insensitive
 	// SchemaVersionLT, if set, selects tenants whose schema is older.
 	SchemaVersionLT *uint

@@ -1,6 +1,7 @@
 package catalog
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"encoding/json"
@@ -33,14 +34,14 @@ import (
 func tenantColumns(t string) string {
 	return strings.NewReplacer("t.", t+".").Replace(`t.id, t.name, t.slug, t.domain, t.status, t.timezone, t.max_extensions, t.settings::text,
 		t.isolation, t.db_name, t.provisioning, t.schema_version, t.last_error, t.schema_dirty, t.migrated_at, t.migration_error,
-		t.version, t.created_at, t.updated_at`)
+		t.version, t.created_at, t.updated_at, t.server`)
 }
 
 func scanTenant(row pgx.Row, extra ...any) (tenantRow, error) {
 	var r tenantRow
 	dest := []any{&r.ID, &r.Name, &r.Slug, &r.Domain, &r.Status, &r.Timezone, &r.MaxExtensions, &r.Settings, &r.Isolation,
 		&r.DBName, &r.Provisioning, &r.SchemaVersion, &r.LastError, &r.SchemaDirty, &r.MigratedAt, &r.MigrationErr,
-		&r.Version, &r.CreatedAt, &r.UpdatedAt}
+		&r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Server}
 	return r, row.Scan(append(dest, extra...)...)
 }
 
@@ -68,8 +69,9 @@ func (s *Store) CreateTenantLocked(ctx context.Context, t *controlplane.Tenant, 
 		return nil, false, translate(err)
 	}
 	lock := &sessionLock{store: s, conn: conn}
+	server := cmp.Or(o.Server, controlplane.DefaultServer)
 	args := []any{lockClass, t.Name, t.Slug, t.Domain, string(t.Status), t.Timezone, t.MaxExtensions, string(t.Settings),
-		string(t.Isolation), controlplane.ActorFrom(ctx), string(diff), o.DBPrefix}
+		string(t.Isolation), controlplane.ActorFrom(ctx), string(diff), o.DBPrefix, server}
 	insert := func(source string, extra ...any) (tenantRow, bool, error) {
 		a := append(append([]any{}, args...), extra...)
 		idem := ""
@@ -87,19 +89,24 @@ func (s *Store) CreateTenantLocked(ctx context.Context, t *controlplane.Tenant, 
 		}
 		var row tenantRow
 		err := lock.pgx(func(c *pgx.Conn) error {
-			var err error
-			row, err = scanTenant(c.QueryRow(ctx, `
+			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+				if err := roomOn(ctx, tx, server); err != nil {
+					return err
+				}
+				var err error
+				row, err = scanTenant(tx.QueryRow(ctx, `
 				WITH `+source+`,
 				ins AS (
-					INSERT INTO tenants (id, name, slug, domain, status, timezone, max_extensions, settings, isolation, db_name, provisioning)
-					SELECT id, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, db_name, 'pending' FROM src
+					INSERT INTO tenants (id, name, slug, domain, status, timezone, max_extensions, settings, isolation, db_name, provisioning, server)
+					SELECT id, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, db_name, 'pending', $13 FROM src
 					RETURNING *
 				), aud AS (
 					INSERT INTO audit_log (at, actor, action, tenant_id, target, diff)
 					SELECT now(), $10, 'tenant.create', id, slug, $11::jsonb FROM ins
 				)`+idem+`
 				SELECT `+tenantColumns("ins")+` FROM ins`, a...))
-			return err
+				return err
+			})
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			return row, false, nil
@@ -115,7 +122,7 @@ func (s *Store) CreateTenantLocked(ctx context.Context, t *controlplane.Tenant, 
 		// if its lifecycle lock is free (a reconciler dropping it holds it).
 		row, ok, err = insert(`pick AS (
 					SELECT id, db_name FROM tenant_spares
-					WHERE state = 'ready' AND template = $13 AND db_name = $12::text || id
+					WHERE state = 'ready' AND template = $14 AND server = $13 AND db_name = $12::text || id
 					ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
 				), locked AS (
 					SELECT id, db_name FROM pick WHERE pg_try_advisory_lock($1, `+fmt.Sprintf(lockKey, "id")+`)
@@ -144,6 +151,34 @@ func (s *Store) CreateTenantLocked(ctx context.Context, t *controlplane.Tenant, 
 	lock.id = t.ID
 	s.cache.put(*t)
 	return lock, claimed, nil
+}
+
+// roomOn checks, in tx, that server may take one more tenant: registered,
+// active, and below its capacity. It locks the server's row first and
+// counts after, in a statement of its own (a newer snapshot), so creates
+// placed on the same server at once take turns and the last one sees every
+// tenant committed before it: none overfills the server.
+func roomOn(ctx context.Context, tx pgx.Tx, server string) error {
+	var status string
+	var capacity int
+	err := tx.QueryRow(ctx, `SELECT status, capacity FROM servers WHERE name = $1 FOR UPDATE`, server).Scan(&status, &capacity)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return controlplane.FieldError("server", "no tenant server is named "+server)
+	}
+	if err != nil {
+		return err
+	}
+	if controlplane.ServerStatus(status) != controlplane.ServerActive {
+		return controlplane.Errorf(controlplane.Conflict, "tenant server %s is %s: it takes no new tenants", server, status)
+	}
+	var n int
+	if err := tx.QueryRow(ctx, `SELECT count(*) FROM tenants WHERE server = $1`, server).Scan(&n); err != nil {
+		return err
+	}
+	if n >= capacity {
+		return controlplane.Errorf(controlplane.NoCapacity, "tenant server %s is full: %d tenants, its capacity %d", server, n, capacity)
+	}
+	return nil
 }
 
 // sessionLock is a tenant's lifecycle lock held on conn.

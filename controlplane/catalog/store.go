@@ -75,6 +75,7 @@ type tenantRow struct {
 	Version       int64      `gorm:"column:version;default:(-)"`
 	CreatedAt     time.Time  `gorm:"column:created_at"`
 	UpdatedAt     time.Time  `gorm:"column:updated_at"`
+	Server        string     `gorm:"column:server"`
 }
 
 func (tenantRow) TableName() string { return "tenants" }
@@ -99,6 +100,7 @@ func (r *tenantRow) tenant() controlplane.Tenant {
 		MigrationError: r.MigrationErr,
 		CreatedAt:      r.CreatedAt,
 		UpdatedAt:      r.UpdatedAt,
+		Server:         r.Server,
 		Version:        r.Version,
 	}
 }
@@ -170,6 +172,9 @@ func (s *Store) Tenant(ctx context.Context, id int64) (*controlplane.Tenant, err
 // ListTenants returns a page of tenants ordered by id, and the total.
 func (s *Store) ListTenants(ctx context.Context, f controlplane.TenantFilter) ([]controlplane.Tenant, int, error) {
 	q := s.db.WithContext(ctx).Model(&tenantRow{})
+	if f.Server != "" {
+		q = q.Where("server = ?", f.Server)
+	}
 	if f.Status != "" {
 		q = q.Where("status = ?", string(f.Status))
 	}

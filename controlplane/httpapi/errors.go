@@ -29,6 +29,7 @@ var statusOf = map[controlplane.Code]int{
 	controlplane.TenantUnavailable:  http.StatusServiceUnavailable,
 	controlplane.Unavailable:        http.StatusServiceUnavailable,
 	controlplane.RateLimited:        http.StatusTooManyRequests,
+	controlplane.NoCapacity:         http.StatusConflict,
 	controlplane.Unauthorized:       http.StatusUnauthorized,
 	controlplane.Forbidden:          http.StatusForbidden,
 	controlplane.ProvisioningFailed: http.StatusInternalServerError,

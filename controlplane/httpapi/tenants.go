@@ -78,7 +78,7 @@ func (s *Server) listTenants(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	f := controlplane.TenantFilter{Status: controlplane.Status(c.Query("status")), Query: c.Query("q"), Limit: limit, Offset: offset}
+	f := controlplane.TenantFilter{Status: controlplane.Status(c.Query("status")), Server: c.Query("server"), Query: c.Query("q"), Limit: limit, Offset: offset}
 	fields := controlplane.FieldErrors{}
 	if _, ok := c.GetQuery("schema_version_lt"); ok {
 		v := uint(max(0, queryInt(c, "schema_version_lt", fields)))
