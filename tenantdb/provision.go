@@ -88,6 +88,12 @@ func (p *Provisioner) Close() error {
 	return p.admin.Close()
 }
 
+// Ping checks that the server answers (the health check of its tenant
+// server).
+func (p *Provisioner) Ping(ctx context.Context) error {
+	return p.admin.PingContext(ctx)
+}
+
 // DBName derives the database or schema name from the immutable tenant id,
 // never from user text, so it is always a safe identifier.
 func (p *Provisioner) DBName(id int64) string {

@@ -186,13 +186,13 @@ by --status.`,
 			if args[0] == "status" {
 				var real []controlplane.VersionRead
 				if f.verify {
-					real = app.Provisioner.ReadVersions(cmd.Context(), tenants, f.concurrency)
+					real = app.TenantServers.ReadVersions(cmd.Context(), tenants, f.concurrency)
 				}
 				return rep.status(tenants, real)
 			}
-			fleet := &controlplane.Fleet{Migrator: app.Provisioner, Catalog: app.Store, Latest: app.LatestTenantSchema, Concurrency: f.concurrency}
+			fleet := &controlplane.Fleet{Migrator: app.TenantServers, Catalog: app.Store, Latest: app.LatestTenantSchema, Concurrency: f.concurrency}
 			if !f.noVerify {
-				fleet.Verifier = app.Provisioner
+				fleet.Verifier = app.TenantServers
 			}
 			if f.dryRun {
 				return rep.dryRun(fleet, tenants, op)

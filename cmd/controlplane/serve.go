@@ -1,6 +1,7 @@
 package main
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +26,7 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/dids"
 	"github.com/laracopilot/controlplane/tenantdb/router"
+	"github.com/laracopilot/controlplane/tenantdb/servers"
 )
 
 func newServe() *cobra.Command {
@@ -57,6 +59,9 @@ type App struct {
 	Tenants     *controlplane.Tenants
 	// Servers is the registry of tenant servers.
 	Servers *controlplane.Servers
+	// TenantServers reaches them: the default server's provisioner and
+	// router (Provisioner, Router above), the others' opened on first use.
+	TenantServers *servers.Set
 	// LatestTenantSchema is the newest tenant migration this binary has.
 	LatestTenantSchema uint
 	// RoleSecret derives tenant database roles' passwords.
@@ -66,7 +71,10 @@ type App struct {
 	// RolePasswords sets the roles' passwords from RoleSecret when they
 	// were last set from another secret.
 	RolePasswords *controlplane.RolePasswords
-	Handler       http.Handler
+	// routing says whether this process routes tenant requests (serve):
+	// then each tenant server opened later gets a router too.
+	routing bool
+	Handler http.Handler
 	// MetricsHandler serves /metrics for METRICS_ADDR; nil when unset (then
 	// Handler serves /metrics on admin hosts).
 	MetricsHandler http.Handler
@@ -74,10 +82,9 @@ type App struct {
 
 // Close releases the app's connections.
 func (a *App) Close() {
-	if a.Router != nil {
-		_ = a.Router.Close()
-	}
-	if a.Provisioner != nil {
+	if a.TenantServers != nil {
+		_ = a.TenantServers.Close() // the default server's included
+	} else if a.Provisioner != nil {
 		_ = a.Provisioner.Close()
 	}
 	if a.Catalog != nil {
@@ -135,7 +142,12 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		app.Close()
 		return nil, err
 	}
-	app.RolePasswords = &controlplane.RolePasswords{Catalog: store, Roles: app.Provisioner, Tag: app.RoleSecret.Tag()}
+	app.Servers = newServers(cfg, store, log)
+	app.TenantServers = servers.New(&servers.Conn{Name: controlplane.DefaultServer, Provisioner: app.Provisioner}, func(ctx context.Context, name string) (*servers.Conn, error) {
+		return app.openServer(ctx, cfg, log, owner, tenantMigrations, name)
+	})
+	app.TenantServers.Log = log
+	app.RolePasswords = &controlplane.RolePasswords{Catalog: store, Roles: app.TenantServers, Tag: app.RoleSecret.Tag()}
 	if app.LatestTenantSchema, err = migrations.Latest(tenantMigrations); err != nil {
 		app.Close()
 		return nil, err
@@ -144,14 +156,14 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		Catalog:          store,
 		Keys:             store,
 		Idempotency:      store,
-		Provisioner:      app.Provisioner,
+		Provisioner:      app.TenantServers,
+		Placement:        &controlplane.Placement{Servers: store, Health: app.TenantServers.Health},
 		DefaultIsolation: controlplane.Isolation(cfg.TenantIsolation),
 		ProvisionTimeout: cfg.ProvisionTimeout,
 		Log:              log,
 	}
 	// With 0 wanted, creates claim none and the reconciler drops any left.
 	app.Tenants.Spares = controlplane.NewSpares(store, app.Provisioner, cfg.TenantSpareDatabases, log)
-	app.Servers = newServers(cfg, store, log)
 	return app, nil
 }
 
@@ -196,7 +208,6 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		app.Close()
 		return nil, err
 	}
-	budget, poolsMax := routerSizes(ctx, cfg, log)
 	if err := checkPooler(ctx, cfg, log); err != nil {
 		app.Close()
 		return nil, err
@@ -204,24 +215,13 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	// With a pooler, only the router goes through it: everything else on
 	// the tenant server (provisioning, migrations, version reads, the
 	// reconciler, the sizing above) needs session state and goes direct.
-	app.Router, err = router.New(router.Config{
-		URL:             cfg.TenantDatabaseURL.Value(),
-		PoolerURL:       cfg.TenantPoolerURL.Value(),
-		PoolsMax:        poolsMax,
-		PoolMaxConns:    cfg.TenantPoolMaxConns,
-		PoolIdleTimeout: cfg.TenantPoolIdleTimeout,
-		SchemaPoolConns: cfg.TenantSchemaPoolConns,
-		ServerMaxConns:  budget,
-		AcquireTimeout:  cfg.TenantAcquireTimeout,
-		QueueMax:        cfg.TenantQueueMax,
-		SchemaTenants:   app.schemaTenants,
-		RoleSecret:      app.RoleSecret,
-		Latest:          app.LatestTenantSchema,
-	})
+	app.routing = true
+	app.Router, err = app.newRouter(ctx, cfg, log, controlplane.DefaultServer, cfg.TenantDatabaseURL.Value(), cfg.TenantPoolerURL.Value())
 	if err != nil {
 		app.Close()
 		return nil, err
 	}
+	app.TenantServers.Default().Router = app.Router
 	app.Provisioner.BeforeDrop = app.Router.Forget
 	store := app.Store
 	proxies, err := cfg.TrustedProxyPrefixes()
@@ -250,14 +250,15 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Servers:            app.Servers,
 		Directory:          store.Cache(),
 		DIDIndex:           store,
-		Router:             app.Router,
-		Gauges:             gauges{cache: store.Cache(), router: app.Router},
+		Router:             app.TenantServers,
+		Gauges:             gauges{cache: store.Cache(), servers: app.TenantServers},
 		AdminHosts:         cfg.AdminHosts,
 		Auth:               httpapi.Auth{AdminToken: cfg.AdminToken.Value(), Keys: store.Keys(), TrustedProxies: proxies},
 		Fleet:              store,
 		LatestTenantSchema: app.LatestTenantSchema,
 		SeparateMetrics:    cfg.MetricsAddr != "",
 		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
+		ServerHealth:       app.TenantServers.Healths,
 		Log:                log,
 		Collectors:         []prometheus.Collector{reconciled},
 	}
@@ -268,6 +269,52 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	return app, nil
 }
 
+// newRouter is the router of one tenant server (url), through poolerURL
+// if set, sized from that server.
+func (a *App) newRouter(ctx context.Context, cfg config.Config, log *slog.Logger, name, url, poolerURL string) (*router.Router, error) {
+	budget, poolsMax := routerSizes(ctx, cfg, log.With("server", name), url, poolerURL != "")
+	return router.New(router.Config{
+		URL:             url,
+		PoolerURL:       poolerURL,
+		PoolsMax:        poolsMax,
+		PoolMaxConns:    cfg.TenantPoolMaxConns,
+		PoolIdleTimeout: cfg.TenantPoolIdleTimeout,
+		SchemaPoolConns: cfg.TenantSchemaPoolConns,
+		ServerMaxConns:  budget,
+		AcquireTimeout:  cfg.TenantAcquireTimeout,
+		QueueMax:        cfg.TenantQueueMax,
+		SchemaTenants:   func() int { return a.schemaTenants(name) },
+		RoleSecret:      a.RoleSecret,
+		Latest:          a.LatestTenantSchema,
+	})
+}
+
+// openServer opens a registered tenant server other than the default one:
+// its provisioner, and its router when this process routes (serve). Its
+// URL, password included, comes from the registry (Servers.ConnURL) and
+// goes nowhere else. Traffic to it goes direct: TENANT_POOLER_URL is the
+// default server's pooler.
+func (a *App) openServer(ctx context.Context, cfg config.Config, log *slog.Logger, owner string, migs fs.FS, name string) (*servers.Conn, error) {
+	url, err := a.Servers.ConnURL(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	p, err := tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{URL: url, Prefix: cfg.TenantDBPrefix, Owner: owner, Migrations: migs, RoleSecret: a.RoleSecret})
+	if err != nil {
+		return nil, err
+	}
+	c := &servers.Conn{Name: name, Provisioner: p}
+	if a.routing {
+		if c.Router, err = a.newRouter(ctx, cfg, log, name, url, ""); err != nil {
+			_ = p.Close()
+			return nil, err
+		}
+		p.BeforeDrop = c.Router.Forget
+	}
+	log.Info("tenant server opened", "server", name)
+	return c, nil
+}
+
 // routerSizes is the router's connection budget and pool count: as set,
 // or (0, the default) derived from the tenant server, logged once with the
 // numbers it came from; a setting that cannot fit the server is warned
@@ -276,12 +323,12 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 // connections to the pooler, each holding at most one server connection at
 // a time, so it still bounds the server connections this replica keeps
 // busy (docs/OPERATIONS.md, "Behind PgBouncer").
-func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budget, poolsMax int) {
+func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger, url string, pooled bool) (budget, poolsMax int) {
 	budget, poolsMax = cfg.TenantServerMaxConns, cfg.TenantPoolsMax
-	catalogHere := sameServer(cfg.DatabaseURL.Value(), cfg.TenantDatabaseURL.Value())
+	catalogHere := sameServer(cfg.DatabaseURL.Value(), url)
 	sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	sz, err := router.SizeFromServer(sctx, cfg.TenantDatabaseURL.Value(), catalogHere, catalog.MaxOpenConns)
+	sz, err := router.SizeFromServer(sctx, url, catalogHere, catalog.MaxOpenConns)
 	switch {
 	case err != nil && budget == 0:
 		budget = 60
@@ -302,7 +349,7 @@ func routerSizes(ctx context.Context, cfg config.Config, log *slog.Logger) (budg
 	}
 	log.Info("tenant connection budget", "budget", budget, "pools_max", poolsMax, "schema_conns", cfg.TenantSchemaPoolConns,
 		"derived", cfg.TenantServerMaxConns == 0, "max_connections", sz.MaxConnections, "reserved", sz.Reserved, "in_use", sz.InUse,
-		"headroom", sz.Headroom, "own_pools", sz.Own, "through_pooler", cfg.TenantPoolerURL != "")
+		"headroom", sz.Headroom, "own_pools", sz.Own, "through_pooler", pooled)
 	return budget, poolsMax
 }
 
@@ -372,6 +419,10 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Keep spare tenant databases ready for creates to claim, and drop the
 	// ones the catalog no longer wants.
 	go app.Tenants.Spares.Run(ctx)
+
+	// Check every tenant server that may take tenants: placement skips
+	// one that does not answer, /readyz reports it.
+	go app.TenantServers.Run(ctx, app.checkedServers, serverCheckPeriod)
 
 	ln, err := net.Listen("tcp", cfg.ListenAddr)
 	if err != nil {
@@ -456,13 +507,31 @@ func (a *App) flushKeyUse(ctx context.Context) {
 // touches it: younger ones belong to requests still running.
 const didGrace = time.Minute
 
+// serverCheckPeriod is how often serve checks its tenant servers.
+const serverCheckPeriod = 5 * time.Second
+
+// checkedServers names the registered servers that are not disabled.
+func (a *App) checkedServers(ctx context.Context) ([]string, error) {
+	list, err := a.Store.Servers(ctx)
+	if err != nil {
+		return nil, err
+	}
+	var names []string
+	for _, s := range list {
+		if s.Status != controlplane.ServerDisabled {
+			names = append(names, s.Name)
+		}
+	}
+	return names, nil
+}
+
 // schemaTenants counts the schema-mode tenants in the catalog (a walk of
 // the in-memory cache: microseconds for 10,000, and called only when the
 // router makes a schema connection).
-func (a *App) schemaTenants() int {
+func (a *App) schemaTenants(server string) int {
 	n := 0
 	a.Store.Cache().Each(func(t *controlplane.Tenant) {
-		if t.Isolation == controlplane.IsolationSchema {
+		if t.Isolation == controlplane.IsolationSchema && cmp.Or(t.Server, controlplane.DefaultServer) == server {
 			n++
 		}
 	})
@@ -477,7 +546,7 @@ func (a *App) ReconcileDIDs(ctx context.Context, grace time.Duration) (int, erro
 		if !ok || t.Provisioning != controlplane.ProvisionReady {
 			return nil, nil, nil
 		}
-		db, release, err := a.Router.Acquire(ctx, t)
+		db, release, err := a.TenantServers.Acquire(ctx, t)
 		if err != nil {
 			return nil, nil, err
 		}
@@ -487,8 +556,8 @@ func (a *App) ReconcileDIDs(ctx context.Context, grace time.Duration) (int, erro
 
 // gauges adapts the catalog cache and the router to what /metrics shows.
 type gauges struct {
-	cache  *catalog.Cache
-	router *router.Router
+	cache   *catalog.Cache
+	servers *servers.Set
 }
 
 func (g gauges) TenantCounts() map[[2]string]int {
@@ -497,8 +566,15 @@ func (g gauges) TenantCounts() map[[2]string]int {
 	return counts
 }
 
-func (g gauges) PoolStats() httpapi.PoolStats {
-	s := g.router.Stats()
-	return httpapi.PoolStats{DatabasePools: s.DatabasePools, SchemaHandles: s.SchemaHandles, OpenConns: s.OpenConns, InUse: s.InUse,
-		ServerMaxConns: s.ServerMaxConns, Waiting: s.Waiting, Opened: s.Opened, Taken: s.Taken}
+func (g gauges) PoolStats() map[string]httpapi.PoolStats {
+	out := map[string]httpapi.PoolStats{}
+	g.servers.Each(func(c *servers.Conn) {
+		if c.Router == nil {
+			return
+		}
+		s := c.Router.Stats()
+		out[c.Name] = httpapi.PoolStats{DatabasePools: s.DatabasePools, SchemaHandles: s.SchemaHandles, OpenConns: s.OpenConns, InUse: s.InUse,
+			ServerMaxConns: s.ServerMaxConns, Waiting: s.Waiting, Opened: s.Opened, Taken: s.Taken}
+	})
+	return out
 }

@@ -30,7 +30,7 @@ func TestRouterSizesFromTheServer(t *testing.T) {
 	}
 
 	cfg, logs, log := load()
-	budget, pools := routerSizes(ctx, cfg, log)
+	budget, pools := routerSizes(ctx, cfg, log, cfg.TenantDatabaseURL.Value(), false)
 	require.Equal(t, 4*budget, pools, "pools beyond the budget keep no connection, only their few KB")
 	var line map[string]float64
 	var msg struct {
@@ -49,7 +49,7 @@ func TestRouterSizesFromTheServer(t *testing.T) {
 	require.Equal(t, 4+4+20, int(line["own_pools"]), "the catalog is on the same server here")
 
 	cfg, logs, log = load("TENANT_SERVER_MAX_CONNS=100000")
-	budget, _ = routerSizes(ctx, cfg, log)
+	budget, _ = routerSizes(ctx, cfg, log, cfg.TenantDatabaseURL.Value(), false)
 	require.Equal(t, 100000, budget, "a setting wins")
 	require.Contains(t, logs.String(), "TENANT_SERVER_MAX_CONNS is more than the tenant server leaves")
 	require.Contains(t, logs.String(), `"max_connections":`)

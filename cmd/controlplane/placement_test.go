@@ -1,0 +1,253 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/assert"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+)
+
+// threeServers is a control plane whose tenants may live on three
+// PostgreSQL clusters: the shared test server (default) and two clusters of
+// the test's own, registered as pg-b and pg-c.
+type threeServers struct {
+	*bundle
+	clusters map[string]*pgtest.Cluster
+}
+
+func setupThreeServers(t *testing.T, capacities map[string]int) *threeServers {
+	t.Helper()
+	b := setup(t, controlplane.IsolationDatabase, "TENANT_SPARE_DATABASES=0")
+	ts := &threeServers{bundle: b, clusters: map[string]*pgtest.Cluster{}}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for _, name := range []string{"pg-b", "pg-c"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := pgtest.NewCluster(t)
+			mu.Lock()
+			ts.clusters[name] = c
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	status, got := b.do("PATCH", "/api/servers/default", map[string]any{"capacity": capacities["default"]})
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	for _, name := range []string{"pg-b", "pg-c"} {
+		status, got := b.do("POST", "/api/servers", map[string]any{"name": name, "url": ts.clusters[name].URL, "capacity": capacities[name]})
+		require.Equal(t, http.StatusCreated, status, "%v", got)
+	}
+	return ts
+}
+
+// placed is tenant i's create body, naming server if not "".
+func placed(i int, isolation, server string) map[string]any {
+	body := tenantBody(fmt.Sprintf("t-%d", i), controlplane.Isolation(isolation))
+	if server != "" {
+		body["server"] = server
+	}
+	return body
+}
+
+func errMessage(body map[string]any) string {
+	e, _ := body["error"].(map[string]any)
+	s, _ := e["message"].(string)
+	return s
+}
+
+// onServer says whether tenant's database or schema exists on the cluster
+// at url (the default server: the shared test server).
+func (ts *threeServers) onServer(url string, tenant map[string]any) bool {
+	ts.t.Helper()
+	db := pgtest.Open(ts.t, url)
+	defer db.Close()
+	var n int
+	q := `SELECT count(*) FROM pg_database WHERE datname = $1`
+	if tenant["isolation"] == "schema" {
+		q = `SELECT count(*) FROM pg_namespace WHERE nspname = $1`
+	}
+	require.NoError(ts.t, db.QueryRow(q, tenant["db_name"]).Scan(&n))
+	return n == 1
+}
+
+func (ts *threeServers) serverURL(name string) string {
+	if name == controlplane.DefaultServer {
+		return ts.cfg.TenantDatabaseURL.Value()
+	}
+	return ts.clusters[name].URL
+}
+
+// TestPlacementSpreadsTenantsAcrossServers: 60 concurrent creates with no
+// server named land by the policy (least loaded by tenants ÷ capacity),
+// never past a server's capacity; each tenant's database or schema is on
+// its server and nowhere else, and its routed requests reach it there.
+func TestPlacementSpreadsTenantsAcrossServers(t *testing.T) {
+	t.Parallel()
+	caps := map[string]int{"default": 20, "pg-b": 20, "pg-c": 40}
+	ts := setupThreeServers(t, caps)
+	const n = 60
+	tenants := make([]map[string]any, n)
+	var wg sync.WaitGroup
+	sem := make(chan struct{}, 8)
+	for i := range n {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			sem <- struct{}{}
+			defer func() { <-sem }()
+			iso := "database"
+			if i%2 == 1 {
+				iso = "schema"
+			}
+			status, got := ts.do("POST", "/api/tenants", placed(i, iso, ""))
+			if assert.Equal(t, http.StatusCreated, status, "%v", got) {
+				tenants[i] = got
+			}
+		}()
+	}
+	wg.Wait()
+	count := map[string]int{}
+	for _, tn := range tenants {
+		require.NotNil(t, tn)
+		count[tn["server"].(string)]++
+	}
+	// Equal load (tenants ÷ capacity) is 15, 15 and 30; creates choosing at
+	// once from the same counts may land one or two off.
+	for name, want := range map[string]int{"default": 15, "pg-b": 15, "pg-c": 30} {
+		assert.InDelta(t, want, count[name], 3, "tenants on %s: %v", name, count)
+		assert.LessOrEqual(t, count[name], caps[name], "over capacity: %v", count)
+	}
+	for _, tn := range tenants[:12] {
+		server := tn["server"].(string)
+		for name := range caps {
+			assert.Equal(t, name == server, ts.onServer(ts.serverURL(name), tn), "tenant %v (on %s) on %s", tn["slug"], server, name)
+		}
+		host := tn["domain"].(string)
+		status, _, got := ts.req("POST", host, "/api/extensions", map[string]any{"number": "1001", "name": "Desk of " + tn["slug"].(string)})
+		require.Equal(t, http.StatusCreated, status, "%v", got)
+		status, _, got = ts.req("GET", host, "/api/extensions", nil)
+		require.Equal(t, http.StatusOK, status, "%v", got)
+		require.Len(t, got["data"], 1)
+	}
+	status, got := ts.do("GET", "/api/tenants?server=pg-c&limit=500", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.EqualValues(t, count["pg-c"], got["total"])
+	status, got = ts.do("GET", "/api/servers/pg-b", nil)
+	require.Equal(t, http.StatusOK, status)
+	require.EqualValues(t, count["pg-b"], got["database_tenants"].(float64)+got["schema_tenants"].(float64))
+}
+
+// TestPlacementRules: a named server is honoured; an unknown one is a 422
+// naming server; a draining server takes no new tenant (named: 409); a
+// full fleet answers 409 no_capacity naming each server's state; a
+// tenant's server cannot be changed by an update.
+func TestPlacementRules(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 100, "pg-b": 100, "pg-c": 2})
+
+	got := ts.create(placed(1, "database", "pg-c"))
+	require.Equal(t, "pg-c", got["server"])
+	require.True(t, ts.onServer(ts.clusters["pg-c"].URL, got))
+
+	status, got := ts.do("POST", "/api/tenants", placed(2, "database", "pg-x"))
+	require.Equal(t, http.StatusUnprocessableEntity, status, "%v", got)
+	require.Contains(t, fields(got), "server")
+
+	status, got = ts.do("PUT", "/api/tenants/"+fmt.Sprint(ts.create(placed(3, "schema", "pg-b"))["id"]), placed(3, "schema", "pg-c"))
+	require.Equal(t, http.StatusUnprocessableEntity, status, "%v", got)
+	require.Contains(t, fields(got), "server")
+
+	status, _ = ts.do("PATCH", "/api/servers/pg-b", map[string]any{"status": "draining"})
+	require.Equal(t, http.StatusOK, status)
+	for i := 10; i < 16; i++ {
+		got := ts.create(placed(i, "schema", ""))
+		require.NotEqual(t, "pg-b", got["server"], "a draining server took a new tenant")
+	}
+	status, got = ts.do("POST", "/api/tenants", placed(20, "schema", "pg-b"))
+	require.Equal(t, http.StatusConflict, status, "%v", got)
+	require.Contains(t, errMessage(got), "draining")
+
+	// pg-c holds 1 of 2; a second named create fills it, a third is refused.
+	ts.create(placed(21, "schema", "pg-c"))
+	status, got = ts.do("POST", "/api/tenants", placed(22, "schema", "pg-c"))
+	require.Equal(t, http.StatusConflict, status, "%v", got)
+	require.Equal(t, "no_capacity", errCode(got))
+
+	status, _ = ts.do("PATCH", "/api/servers/default", map[string]any{"status": "disabled"})
+	require.Equal(t, http.StatusOK, status)
+	status, got = ts.do("POST", "/api/tenants", placed(23, "schema", ""))
+	require.Equal(t, http.StatusConflict, status, "%v", got)
+	require.Equal(t, "no_capacity", errCode(got))
+	for _, want := range []string{"default", "disabled", "pg-b", "draining", "pg-c", "full"} {
+		require.Contains(t, errMessage(got), want)
+	}
+}
+
+// TestServerOutageTouchesOnlyItsTenants: with one of three servers stopped,
+// the other servers' tenants keep being served with no error while the
+// stopped server's get 503 with Retry-After, promptly; placement skips it
+// once its health check fails; when it returns, its tenants are served
+// again without a restart.
+func TestServerOutageTouchesOnlyItsTenants(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 100, "pg-b": 100, "pg-c": 100})
+	byServer := map[string][]string{} // server → hosts
+	for i, server := range []string{"default", "pg-b", "pg-c", "default", "pg-b", "pg-c"} {
+		iso := []string{"database", "schema"}[i%2]
+		got := ts.create(placed(i, iso, server))
+		host := got["domain"].(string)
+		status, _, body := ts.req("POST", host, "/api/extensions", map[string]any{"number": "1001", "name": "Desk"})
+		require.Equal(t, http.StatusCreated, status, "%v", body)
+		byServer[server] = append(byServer[server], host)
+	}
+	read := func(host string) (int, string) {
+		status, hdr, _ := ts.req("GET", host, "/api/extensions", nil)
+		return status, hdr.Get("Retry-After")
+	}
+
+	ts.clusters["pg-b"].Stop()
+	ts.app.TenantServers.Check(context.Background(), []string{"default", "pg-b", "pg-c"})
+	require.Error(t, ts.app.TenantServers.Health("pg-b"))
+	for range 5 {
+		for _, server := range []string{"default", "pg-c"} {
+			for _, host := range byServer[server] {
+				status, _ := read(host)
+				require.Equal(t, http.StatusOK, status, "%s on %s while pg-b is down", host, server)
+			}
+		}
+		for _, host := range byServer["pg-b"] {
+			start := time.Now()
+			status, retry := read(host)
+			require.Equal(t, http.StatusServiceUnavailable, status, host)
+			require.NotEmpty(t, retry)
+			require.Less(t, time.Since(start), ts.cfg.TenantAcquireTimeout+2*time.Second)
+		}
+	}
+	for i := 30; i < 36; i++ {
+		got := ts.create(placed(i, "schema", ""))
+		require.NotEqual(t, "pg-b", got["server"], "placement chose a server that does not answer")
+	}
+	status, got := ts.do("POST", "/api/tenants", placed(40, "schema", "pg-b"))
+	require.Equal(t, http.StatusServiceUnavailable, status, "%v", got)
+
+	ts.clusters["pg-b"].Start()
+	require.Eventually(t, func() bool {
+		for _, host := range byServer["pg-b"] {
+			if status, _ := read(host); status != http.StatusOK {
+				return false
+			}
+		}
+		return true
+	}, 30*time.Second, 200*time.Millisecond, "pg-b's tenants are served again without a restart")
+	ts.app.TenantServers.Check(context.Background(), []string{"pg-b"})
+	require.NoError(t, ts.app.TenantServers.Health("pg-b"))
+}

@@ -1,0 +1,348 @@
+// Package servers is the tenant servers one control plane process talks
+// to: for each registered server (controlplane.Servers) a provisioner and a
+// router of its own, opened when first needed, and each server's health.
+//
+// Everything that acts on a tenant's database goes through a Set, which
+// hands the work to the tenant's server (Tenant.Server): the tenant
+// lifecycle (controlplane.Provisioner), routed requests (Acquire), fleet
+// migrations (Migrate, ReadVersions) and role rotation. Each server has its
+// own connection budget, sized from that server, so one server's outage or
+// saturation costs only its own tenants: their requests fail (503) within
+// the acquire timeout while the other servers' pools and budgets are
+// untouched.
+package servers
+
+import (
+	"cmp"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/router"
+)
+
+// Conn is one tenant server as this process reaches it.
+type Conn struct {
+	Name        string
+	Provisioner *tenantdb.Provisioner
+	Router      *router.Router // nil in a process that does not route (the CLI)
+}
+
+// Close releases the server's connections.
+func (c *Conn) Close() error {
+	var err error
+	if c.Router != nil {
+		err = c.Router.Close()
+	}
+	return errors.Join(err, c.Provisioner.Close())
+}
+
+// Opener opens a server's Conn: its URL from the registry, its budget
+// sized from the server itself (cmd/controlplane wires it).
+type Opener func(ctx context.Context, name string) (*Conn, error)
+
+// Set is the tenant servers of one process.
+type Set struct {
+	// Log, if set, hears when a server stops or starts answering its
+	// health check.
+	Log  *slog.Logger
+	def  *Conn
+	open Opener
+	// retryAfter is how long a server that could not be opened is not
+	// tried again: a request to its tenants fails at once meanwhile,
+	// instead of each waiting for a connect to a server that is down.
+	retryAfter time.Duration
+
+	mu     sync.Mutex
+	conns  map[string]*Conn
+	failed map[string]failure
+	health map[string]error
+	closed bool
+	// opening makes concurrent first uses of one server open it once.
+	opening map[string]chan struct{}
+}
+
+type failure struct {
+	at  time.Time
+	err error
+}
+
+// New returns a Set with the default server's Conn (opened at start, as
+// one-server installs always did) and the way to open the others.
+func New(def *Conn, open Opener) *Set {
+	return &Set{def: def, open: open, retryAfter: 2 * time.Second,
+		conns:   map[string]*Conn{controlplane.DefaultServer: def},
+		failed:  map[string]failure{},
+		health:  map[string]error{},
+		opening: map[string]chan struct{}{},
+	}
+}
+
+// Default returns the default server's Conn.
+func (s *Set) Default() *Conn { return s.def }
+
+// Get returns server name's Conn, opening it on first use. A server that
+// cannot be opened is an Unavailable error (503, Retry-After), and is not
+// tried again for a moment.
+func (s *Set) Get(ctx context.Context, name string) (*Conn, error) {
+	name = cmp.Or(name, controlplane.DefaultServer)
+	for {
+		s.mu.Lock()
+		if s.closed {
+			s.mu.Unlock()
+			return nil, errors.New("servers: closed")
+		}
+		if c, ok := s.conns[name]; ok {
+			s.mu.Unlock()
+			return c, nil
+		}
+		if f, ok := s.failed[name]; ok && time.Since(f.at) < s.retryAfter {
+			s.mu.Unlock()
+			return nil, unavailable(name, f.err)
+		}
+		if wait, ok := s.opening[name]; ok {
+			s.mu.Unlock()
+			select {
+			case <-wait:
+				continue
+			case <-ctx.Done():
+				return nil, unavailable(name, ctx.Err())
+			}
+		}
+		done := make(chan struct{})
+		s.opening[name] = done
+		s.mu.Unlock()
+
+		// Detached from the request: a server opened once serves every
+		// later request, whoever hung up first.
+		octx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+		c, err := s.open(octx, name)
+		cancel()
+		s.mu.Lock()
+		delete(s.opening, name)
+		close(done)
+		switch {
+		case err != nil:
+			s.failed[name] = failure{at: time.Now(), err: err}
+		case s.closed:
+			s.mu.Unlock()
+			_ = c.Close()
+			return nil, errors.New("servers: closed")
+		default:
+			delete(s.failed, name)
+			s.conns[name] = c
+		}
+		s.mu.Unlock()
+		if err != nil {
+			return nil, unavailable(name, err)
+		}
+		return c, nil
+	}
+}
+
+// unavailable is the error of a tenant server that cannot be reached: a
+// 503 naming the server, never its address or credentials (those stay in
+// err, which is logged only).
+func unavailable(name string, err error) error {
+	var ce *controlplane.Error
+	if errors.As(err, &ce) && ce.Code == controlplane.NotFound {
+		return &controlplane.Error{Code: controlplane.Internal, Message: "internal error", Err: fmt.Errorf("tenant server %s: %w", name, err)}
+	}
+	return &controlplane.Error{Code: controlplane.Unavailable, Message: "tenant server " + name + " cannot be reached now; try again later", Err: err}
+}
+
+// Acquire routes a request of t to its server's router.
+func (s *Set) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB, func(), error) {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return nil, nil, err
+	}
+	return c.Router.Acquire(ctx, t)
+}
+
+// Forget forgets t's pool and schema handle on its server, if open.
+func (s *Set) Forget(t *controlplane.Tenant) {
+	s.mu.Lock()
+	c, ok := s.conns[cmp.Or(t.Server, controlplane.DefaultServer)]
+	s.mu.Unlock()
+	if ok {
+		c.Router.Forget(t)
+	}
+}
+
+// DBName and DBPrefix name tenants' databases alike on every server.
+func (s *Set) DBName(id int64) string { return s.def.Provisioner.DBName(id) }
+func (s *Set) DBPrefix() string       { return s.def.Provisioner.DBPrefix() }
+
+// Provision provisions t on its server.
+func (s *Set) Provision(ctx context.Context, t *controlplane.Tenant) (uint, error) {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return 0, err
+	}
+	return c.Provisioner.Provision(ctx, t)
+}
+
+// Deprovision drops t's database or schema on its server.
+func (s *Set) Deprovision(ctx context.Context, t *controlplane.Tenant) error {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return err
+	}
+	return c.Provisioner.Deprovision(ctx, t)
+}
+
+// Migrate runs a migration of t on its server (controlplane.Migrator).
+func (s *Set) Migrate(ctx context.Context, t *controlplane.Tenant, op controlplane.MigrationOp) controlplane.MigrationOutcome {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return controlplane.MigrationOutcome{Err: err}
+	}
+	return c.Provisioner.Migrate(ctx, t, op)
+}
+
+// ReadVersions reads the tenants' real schema versions, each on its
+// server, the servers at once (controlplane.VersionReader).
+func (s *Set) ReadVersions(ctx context.Context, tenants []*controlplane.Tenant, concurrency int) []controlplane.VersionRead {
+	out := make([]controlplane.VersionRead, len(tenants))
+	byServer := map[string][]int{}
+	for i, t := range tenants {
+		name := cmp.Or(t.Server, controlplane.DefaultServer)
+		byServer[name] = append(byServer[name], i)
+	}
+	var wg sync.WaitGroup
+	for name, idx := range byServer {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c, err := s.Get(ctx, name)
+			if err != nil {
+				for _, i := range idx {
+					out[i] = controlplane.VersionRead{Err: err}
+				}
+				return
+			}
+			batch := make([]*controlplane.Tenant, len(idx))
+			for k, i := range idx {
+				batch[k] = tenants[i]
+			}
+			for k, r := range c.Provisioner.ReadVersions(ctx, batch, concurrency) {
+				out[idx[k]] = r
+			}
+		}()
+	}
+	wg.Wait()
+	return out
+}
+
+// RotateRolePassword sets t's role password on its server
+// (controlplane.RoleRotator).
+func (s *Set) RotateRolePassword(ctx context.Context, t *controlplane.Tenant) error {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return err
+	}
+	return c.Provisioner.RotateRolePassword(ctx, t)
+}
+
+// Each calls fn for every server open now, the default first.
+func (s *Set) Each(fn func(*Conn)) {
+	s.mu.Lock()
+	conns := make([]*Conn, 0, len(s.conns))
+	conns = append(conns, s.def)
+	for name, c := range s.conns {
+		if name != controlplane.DefaultServer {
+			conns = append(conns, c)
+		}
+	}
+	s.mu.Unlock()
+	for _, c := range conns {
+		fn(c)
+	}
+}
+
+// Health returns server name's last health check: nil if it answered (or
+// was not checked yet), else why not.
+func (s *Set) Health(name string) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.health[name]
+}
+
+// Healths returns every checked server's last check.
+func (s *Set) Healths() map[string]error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	out := make(map[string]error, len(s.health))
+	for name, err := range s.health {
+		out[name] = err
+	}
+	return out
+}
+
+// Check opens (if need be) and pings each of names, recording their
+// health; placement skips a server whose last check failed.
+func (s *Set) Check(ctx context.Context, names []string) {
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+			defer cancel()
+			c, err := s.Get(cctx, name)
+			if err == nil {
+				err = c.Provisioner.Ping(cctx)
+			}
+			s.mu.Lock()
+			before, seen := s.health[name]
+			s.health[name] = err
+			s.mu.Unlock()
+			switch {
+			case s.Log == nil:
+			case err != nil && (before == nil || !seen):
+				s.Log.Warn("tenant server not answering: placement skips it, its tenants get 503 until it answers", "server", name, "err", err)
+			case err == nil && before != nil:
+				s.Log.Info("tenant server answering again", "server", name)
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// Run checks the servers list returns every period until ctx ends.
+func (s *Set) Run(ctx context.Context, list func(context.Context) ([]string, error), period time.Duration) {
+	tick := time.NewTicker(period)
+	defer tick.Stop()
+	for {
+		if names, err := list(ctx); err == nil {
+			s.Check(ctx, names)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+// Close closes every server's connections.
+func (s *Set) Close() error {
+	s.mu.Lock()
+	s.closed = true
+	conns := s.conns
+	s.conns = map[string]*Conn{}
+	s.mu.Unlock()
+	var errs []error
+	for _, c := range conns {
+		errs = append(errs, c.Close())
+	}
+	return errors.Join(errs...)
+}
