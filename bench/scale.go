@@ -226,14 +226,25 @@ func gauge(ctx context.Context, p *proc, name string) int {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	sc.Buffer(make([]byte, 1<<16), 1<<20)
+	// The series of every label set (the router's are by tenant server),
+	// summed.
+	sum, found := 0.0, false
 	for sc.Scan() {
-		if rest, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
+		line := sc.Text()
+		rest, ok := strings.CutPrefix(line, name+" ")
+		if !ok && strings.HasPrefix(line, name+"{") {
+			_, rest, ok = strings.Cut(line, "} ")
+		}
+		if ok {
 			if v, err := strconv.ParseFloat(strings.TrimSpace(rest), 64); err == nil {
-				return int(v)
+				sum, found = sum+v, true
 			}
 		}
 	}
-	return -1
+	if !found {
+		return -1
+	}
+	return int(sum)
 }
 
 // summaryField reads an integer field of the summary line of

@@ -19,7 +19,7 @@ import (
 // fleet.
 type Gauges interface {
 	TenantCounts() map[[2]string]int // (status, provisioning) → count
-	PoolStats() PoolStats
+	PoolStats() map[string]PoolStats // by tenant server
 }
 
 // PoolStats is what the tenant database router holds.
@@ -72,14 +72,14 @@ func (m *metrics) handler() http.Handler {
 
 var (
 	tenantsDesc = prometheus.NewDesc("controlplane_tenants", "Tenants in the catalog by status and provisioning state.", []string{"status", "provisioning"}, nil)
-	poolsDesc   = prometheus.NewDesc("controlplane_tenant_pools_open", "Tenant database connection pools open (database mode).", nil, nil)
-	handlesDesc = prometheus.NewDesc("controlplane_tenant_schema_handles", "Cached schema-mode tenant handles (they hold no connection).", nil, nil)
-	connsDesc   = prometheus.NewDesc("controlplane_tenant_connections_open", "Connections open to the tenant server by the router.", nil, nil)
-	inUseDesc   = prometheus.NewDesc("controlplane_tenant_connections_in_use", "Router connections serving a query now.", nil, nil)
-	budgetDesc  = prometheus.NewDesc("controlplane_tenant_connections_max", "The router's connection budget on the tenant server.", nil, nil)
-	waitDesc    = prometheus.NewDesc("controlplane_tenant_connections_waiting", "Requests waiting for a connection because every connection of the budget is busy.", nil, nil)
-	openedDesc  = prometheus.NewDesc("controlplane_tenant_connections_opened_total", "Connections the router opened to the tenant server.", nil, nil)
-	takenDesc   = prometheus.NewDesc("controlplane_tenant_connections_taken_total", "Idle connections the router closed to give their budget slot to another tenant's request.", nil, nil)
+	poolsDesc   = prometheus.NewDesc("controlplane_tenant_pools_open", "Tenant database connection pools open (database mode).", []string{"server"}, nil)
+	handlesDesc = prometheus.NewDesc("controlplane_tenant_schema_handles", "Cached schema-mode tenant handles (they hold no connection).", []string{"server"}, nil)
+	connsDesc   = prometheus.NewDesc("controlplane_tenant_connections_open", "Connections open to the tenant server by the router.", []string{"server"}, nil)
+	inUseDesc   = prometheus.NewDesc("controlplane_tenant_connections_in_use", "Router connections serving a query now.", []string{"server"}, nil)
+	budgetDesc  = prometheus.NewDesc("controlplane_tenant_connections_max", "The router's connection budget on the tenant server.", []string{"server"}, nil)
+	waitDesc    = prometheus.NewDesc("controlplane_tenant_connections_waiting", "Requests waiting for a connection because every connection of the budget is busy.", []string{"server"}, nil)
+	openedDesc  = prometheus.NewDesc("controlplane_tenant_connections_opened_total", "Connections the router opened to the tenant server.", []string{"server"}, nil)
+	takenDesc   = prometheus.NewDesc("controlplane_tenant_connections_taken_total", "Idle connections the router closed to give their budget slot to another tenant's request.", []string{"server"}, nil)
 )
 
 // stateCollector reads tenants and pools at scrape time.
@@ -99,13 +99,16 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 			ch <- prometheus.MustNewConstMetric(tenantsDesc, prometheus.GaugeValue, float64(n), string(st), string(pr))
 		}
 	}
-	p := s.g.PoolStats()
-	ch <- prometheus.MustNewConstMetric(poolsDesc, prometheus.GaugeValue, float64(p.DatabasePools))
-	ch <- prometheus.MustNewConstMetric(handlesDesc, prometheus.GaugeValue, float64(p.SchemaHandles))
-	ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(p.OpenConns))
-	ch <- prometheus.MustNewConstMetric(inUseDesc, prometheus.GaugeValue, float64(p.InUse))
-	ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, float64(p.ServerMaxConns))
-	ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.GaugeValue, float64(p.Waiting))
-	ch <- prometheus.MustNewConstMetric(openedDesc, prometheus.CounterValue, float64(p.Opened))
-	ch <- prometheus.MustNewConstMetric(takenDesc, prometheus.CounterValue, float64(p.Taken))
+	// By server (its registry name, never a tenant's): each has a router
+	// and a budget of its own.
+	for server, p := range s.g.PoolStats() {
+		ch <- prometheus.MustNewConstMetric(poolsDesc, prometheus.GaugeValue, float64(p.DatabasePools), server)
+		ch <- prometheus.MustNewConstMetric(handlesDesc, prometheus.GaugeValue, float64(p.SchemaHandles), server)
+		ch <- prometheus.MustNewConstMetric(connsDesc, prometheus.GaugeValue, float64(p.OpenConns), server)
+		ch <- prometheus.MustNewConstMetric(inUseDesc, prometheus.GaugeValue, float64(p.InUse), server)
+		ch <- prometheus.MustNewConstMetric(budgetDesc, prometheus.GaugeValue, float64(p.ServerMaxConns), server)
+		ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.GaugeValue, float64(p.Waiting), server)
+		ch <- prometheus.MustNewConstMetric(openedDesc, prometheus.CounterValue, float64(p.Opened), server)
+		ch <- prometheus.MustNewConstMetric(takenDesc, prometheus.CounterValue, float64(p.Taken), server)
+	}
 }

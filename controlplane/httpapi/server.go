@@ -51,7 +51,10 @@ type Server struct {
 	// Ready reports whether the service can take traffic (catalog reachable
 	// and migrated); it backs /readyz.
 	Ready func(ctx context.Context) error
-	Log   *slog.Logger
+	// ServerHealth, if set, gives each tenant server's last health check
+	// (nil: it answered), shown by /readyz.
+	ServerHealth func() map[string]error
+	Log          *slog.Logger
 	// Collectors are more series for /metrics (the reconciler's counts).
 	Collectors []prometheus.Collector
 
@@ -134,7 +137,21 @@ func (s *Server) readyz(c *gin.Context) {
 		c.JSON(http.StatusServiceUnavailable, gin.H{"status": "unavailable", "reason": "catalog unreachable or not at the expected migration; see the server log"})
 		return
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "ready"})
+	body := gin.H{"status": "ready"}
+	if s.ServerHealth != nil {
+		// Each tenant server's last check, without its error (which may
+		// name a host or user): a server down costs its own tenants, not
+		// this replica's readiness.
+		servers := map[string]string{}
+		for name, err := range s.ServerHealth() {
+			servers[name] = "ok"
+			if err != nil {
+				servers[name] = "unreachable"
+			}
+		}
+		body["servers"] = servers
+	}
+	c.JSON(http.StatusOK, body)
 }
 
 // requestID tags each request with an id, taken from X-Request-ID when the
