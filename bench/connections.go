@@ -127,7 +127,7 @@ type connResult struct {
 	// PrimeAll is how long row 3's priming took: one request to each of
 	// its tenants, cold.
 	PrimeAll time.Duration
-	Noisy            connContender
+	Noisy    connContender
 	// Row 5, on a server of its own (S5): as many database tenants as
 	// row 1 and as many schema tenants, each direct and through PgBouncer.
 	DirectDB, PooledDB, DirectSchema, PooledSchema connContender
