@@ -116,6 +116,7 @@ type tenantsFlags struct {
 	slugs       []string
 	all         bool
 	status      string
+	server      string
 	concurrency int
 	dryRun      bool
 	json        bool
@@ -203,6 +204,7 @@ by --status.`,
 	cmd.Flags().StringArrayVar(&f.slugs, "tenant", nil, "a tenant slug (repeatable)")
 	cmd.Flags().BoolVar(&f.all, "all", false, "every tenant")
 	cmd.Flags().StringVar(&f.status, "status", "", "only tenants with this status: active or suspended")
+	cmd.Flags().StringVar(&f.server, "server", "", "only tenants on this tenant server (see controlplane servers list)")
 	cmd.Flags().IntVar(&f.concurrency, "concurrency", defaultConcurrency, "tenants migrated at once")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would run for each tenant, change nothing")
 	cmd.Flags().BoolVar(&f.json, "json", false, "one JSON object per tenant, then a summary object")
@@ -271,7 +273,7 @@ func selectTenants(app *App, f tenantsFlags) ([]*controlplane.Tenant, error) {
 	}
 	kept := out[:0]
 	for _, t := range out {
-		if f.status == "" || string(t.Status) == f.status {
+		if (f.status == "" || string(t.Status) == f.status) && (f.server == "" || t.Server == f.server) {
 			kept = append(kept, t)
 		}
 	}

@@ -238,7 +238,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Lock:    app.Store.TryLockReconciler,
 		Steps: []controlplane.ReconcileStep{
 			{Kind: "did", Run: func(ctx context.Context) (int, error) { return app.ReconcileDIDs(ctx, didGrace) }},
-			{Kind: "template", Run: app.Provisioner.DropHalfBuiltTemplates},
+			{Kind: "template", Run: app.TenantServers.DropHalfBuiltTemplates},
 		},
 		Period:  cfg.ReconcileInterval,
 		Grace:   time.Minute,

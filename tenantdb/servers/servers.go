@@ -252,6 +252,21 @@ func (s *Set) RotateRolePassword(ctx context.Context, t *controlplane.Tenant) er
 	return c.Provisioner.RotateRolePassword(ctx, t)
 }
 
+// DropHalfBuiltTemplates drops, on every server open now, the template
+// databases a crash left half-built (the reconciler's step).
+func (s *Set) DropHalfBuiltTemplates(ctx context.Context) (int, error) {
+	total := 0
+	var errs []error
+	s.Each(func(c *Conn) {
+		n, err := c.Provisioner.DropHalfBuiltTemplates(ctx)
+		total += n
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant server %s: %w", c.Name, err))
+		}
+	})
+	return total, errors.Join(errs...)
+}
+
 // Each calls fn for every server open now, the default first.
 func (s *Set) Each(fn func(*Conn)) {
 	s.mu.Lock()
