@@ -1,9 +1,13 @@
 package main
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"io"
 	"net/http"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -250,4 +254,61 @@ func TestServerOutageTouchesOnlyItsTenants(t *testing.T) {
 	}, 30*time.Second, 200*time.Millisecond, "pg-b's tenants are served again without a restart")
 	ts.app.TenantServers.Check(context.Background(), []string{"pg-b"})
 	require.NoError(t, ts.app.TenantServers.Health("pg-b"))
+}
+
+// TestFleetMigrationWithAServerDown: with one of three servers stopped,
+// migrate tenants up --all migrates the other servers' tenants, fails the
+// stopped server's at once naming it, and exits non-zero; --server selects
+// one server's tenants.
+func TestFleetMigrationWithAServerDown(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 100, "pg-b": 100, "pg-c": 100})
+	onServer := map[string]string{} // slug → server
+	for i, server := range []string{"default", "pg-b", "pg-c", "default", "pg-b", "pg-c"} {
+		got := ts.create(placed(i, []string{"database", "schema"}[i%2], server))
+		onServer[got["slug"].(string)] = server
+	}
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		root := newRoot()
+		root.SetOut(&out)
+		root.SetErr(io.Discard)
+		root.SetArgs(append(args, "--database-url", ts.db.URL, "--tenant-db-prefix", ts.db.Prefix, "--log-level", "error"))
+		err := root.ExecuteContext(context.Background())
+		return out.String(), err
+	}
+	_, err := run("migrate", "tenants", "down", "1", "--all")
+	require.NoError(t, err)
+
+	ts.clusters["pg-b"].Stop()
+	start := time.Now()
+	out, err := run("migrate", "tenants", "up", "--all", "--json")
+	require.Error(t, err, "a run with a server down exits non-zero")
+	require.Less(t, time.Since(start), time.Minute, "the stopped server did not stall the run")
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	require.Len(t, lines, len(onServer)+1, out)
+	for _, l := range lines[:len(onServer)] {
+		var line map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &line))
+		slug := line["tenant"].(string)
+		if onServer[slug] == "pg-b" {
+			require.Contains(t, line["error"], "pg-b", "%s: %v", slug, line)
+		} else {
+			require.Nil(t, line["error"], "%s on %s: %v", slug, onServer[slug], line)
+			require.EqualValues(t, 1, line["to"], "%s: %v", slug, line)
+		}
+	}
+
+	out, err = run("migrate", "tenants", "status", "--server", "pg-c", "--json")
+	require.NoError(t, err)
+	n := 0
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		var line map[string]any
+		require.NoError(t, json.Unmarshal([]byte(l), &line))
+		if slug, ok := line["tenant"].(string); ok {
+			require.Equal(t, "pg-c", onServer[slug], out)
+			n++
+		}
+	}
+	require.Equal(t, 2, n, out)
 }
