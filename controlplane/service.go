@@ -101,9 +101,11 @@ type Tenants struct {
 	Keys             KeyStore
 	Provisioner      Provisioner
 	DefaultIsolation Isolation
-	// Spares, if set, are claimed by creates in database mode on the
-	// default server (the one whose spares they are).
-	Spares *Spares
+	// Spares, if set, are the default server's spares, claimed by creates
+	// in database mode placed there; SparesOn, if set, gives another
+	// server's (nil: it keeps none).
+	Spares   *Spares
+	SparesOn func(server string) *Spares
 	// Placement chooses each new tenant's server; nil: the default one.
 	Placement *Placement
 	// Idempotency keeps the outcomes of creates sent with an
@@ -164,8 +166,9 @@ func (s *Tenants) create(ctx context.Context, spec TenantSpec, idem *Idempotency
 	var version uint
 	if claimed {
 		// Make a new spare once this create is done, not beside it.
-		defer s.Spares.Wake()
-		version, err = s.Spares.Provisioner.AdoptSpare(ctx, t)
+		spares := s.sparesOf(t.Server)
+		defer spares.Wake()
+		version, err = spares.Provisioner.AdoptSpare(ctx, t)
 		if err != nil {
 			// Provision finishes whatever is there (a spare's marks are
 			// this tenant's to take over) or makes the database anew.
@@ -211,8 +214,9 @@ func (s *Tenants) insert(ctx context.Context, t *Tenant, requested string, idem 
 		}
 		t.Server = server
 		opts := CreateOptions{DBPrefix: s.Provisioner.DBPrefix(), Server: server, Idempotency: idem}
-		if s.Spares != nil && s.Spares.Want > 0 && t.Isolation == IsolationDatabase && server == DefaultServer {
-			if tpl, err := s.Spares.Provisioner.SpareTemplate(); err == nil {
+		spares := s.sparesOf(server)
+		if spares != nil && spares.Want > 0 && t.Isolation == IsolationDatabase {
+			if tpl, err := spares.Provisioner.SpareTemplate(); err == nil {
 				opts.SpareTemplate = tpl
 			}
 		}
@@ -222,6 +226,17 @@ func (s *Tenants) insert(ctx context.Context, t *Tenant, requested string, idem 
 		}
 		return lock, claimed, err
 	}
+}
+
+// sparesOf returns tenant server name's spares, or nil.
+func (s *Tenants) sparesOf(name string) *Spares {
+	switch {
+	case name == "" || name == DefaultServer:
+		return s.Spares
+	case s.SparesOn != nil:
+		return s.SparesOn(name)
+	}
+	return nil
 }
 
 // Get returns one tenant.

@@ -75,6 +75,10 @@ type Spares struct {
 	// Want is how many spares to keep; with 0, creates claim none and the
 	// reconciler drops any left.
 	Want int
+	// Active, if set, says whether the server takes new tenants now: a
+	// server draining or disabled keeps no spares (its reconcile drops
+	// them, so that it can be removed once its tenants are gone).
+	Active func(ctx context.Context) bool
 	// Interval is how often Run reconciles without being woken.
 	Interval time.Duration
 	Log      *slog.Logger
@@ -85,6 +89,15 @@ type Spares struct {
 // NewSpares returns a filler; Run starts it.
 func NewSpares(c SpareCatalog, p SpareProvisioner, want int, log *slog.Logger) *Spares {
 	return &Spares{Catalog: c, Provisioner: p, Want: want, Interval: 30 * time.Second, Log: log, wake: make(chan struct{}, 1)}
+}
+
+// want is how many spares to keep now: Want, or none on a server that
+// takes no new tenants.
+func (s *Spares) want(ctx context.Context) int {
+	if s.Active != nil && !s.Active(ctx) {
+		return 0
+	}
+	return s.Want
 }
 
 // Wake asks Run to refill now (a spare was just claimed).
@@ -122,7 +135,7 @@ func (s *Spares) Run(ctx context.Context) {
 
 // Fill makes spares until Want of the current template exist.
 func (s *Spares) Fill(ctx context.Context) error {
-	if s.Want <= 0 {
+	if s.want(ctx) <= 0 {
 		return nil
 	}
 	tpl, err := s.Provisioner.SpareTemplate()
@@ -130,7 +143,7 @@ func (s *Spares) Fill(ctx context.Context) error {
 		return err
 	}
 	for ctx.Err() == nil {
-		id, unlock, ok, err := s.Catalog.ReserveSpare(ctx, tpl, s.Provisioner.DBPrefix(), s.Want)
+		id, unlock, ok, err := s.Catalog.ReserveSpare(ctx, tpl, s.Provisioner.DBPrefix(), s.want(ctx))
 		if err != nil || !ok {
 			return err
 		}
@@ -176,11 +189,11 @@ func (s *Spares) Reconcile(ctx context.Context) error {
 		return err
 	}
 	var errs []error
-	kept := 0
+	kept, want := 0, s.want(ctx)
 	for _, sp := range rows {
 		keep := tpl
 		if sp.State == "ready" && sp.Template == tpl {
-			if kept < s.Want {
+			if kept < want {
 				kept++
 				continue
 			}

@@ -27,9 +27,9 @@ type threeServers struct {
 	clusters map[string]*pgtest.Cluster
 }
 
-func setupThreeServers(t *testing.T, capacities map[string]int) *threeServers {
+func setupThreeServers(t *testing.T, capacities map[string]int, env ...string) *threeServers {
 	t.Helper()
-	b := setup(t, controlplane.IsolationDatabase, "TENANT_SPARE_DATABASES=0")
+	b := setup(t, controlplane.IsolationDatabase, append([]string{"TENANT_SPARE_DATABASES=0"}, env...)...)
 	ts := &threeServers{bundle: b, clusters: map[string]*pgtest.Cluster{}}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
@@ -311,4 +311,51 @@ func TestFleetMigrationWithAServerDown(t *testing.T) {
 		}
 	}
 	require.Equal(t, 2, n, out)
+}
+
+// TestSparesPerServer: each server keeps spare databases of its own, made
+// on it; a create placed there claims one of them (taking its id), never
+// another server's; a server set draining drops its spares at its next
+// reconcile, so that it can be removed once its tenants are gone.
+func TestSparesPerServer(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 100, "pg-b": 100, "pg-c": 100}, "TENANT_SPARE_DATABASES=1")
+	ctx := context.Background()
+	ts.app.TenantServers.Check(ctx, []string{"pg-b"}) // opens it, and its filler
+	spares := ts.app.Tenants.SparesOn("pg-b")
+	require.NotNil(t, spares)
+	require.NoError(t, spares.Fill(ctx))
+	list, err := ts.app.Store.SparesOn("pg-b").Spares(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 1)
+	spare := list[0]
+	require.True(t, ts.onServer(ts.clusters["pg-b"].URL, map[string]any{"db_name": spare.DBName, "isolation": "database"}), "the spare is made on pg-b")
+	require.False(t, ts.onServer(ts.cfg.TenantDatabaseURL.Value(), map[string]any{"db_name": spare.DBName, "isolation": "database"}))
+	defaults, err := ts.app.Store.SparesOn(controlplane.DefaultServer).Spares(ctx)
+	require.NoError(t, err)
+	for _, d := range defaults {
+		require.NotEqual(t, spare.ID, d.ID)
+	}
+
+	got := ts.create(placed(1, "database", "pg-c"))
+	require.NotEqual(t, float64(spare.ID), got["id"], "a create on pg-c took pg-b's spare")
+	got = ts.create(placed(2, "database", "pg-b"))
+	require.Equal(t, float64(spare.ID), got["id"], "a create on pg-b claims pg-b's spare")
+	require.True(t, ts.onServer(ts.clusters["pg-b"].URL, got))
+	host := got["domain"].(string)
+	status, _, body := ts.req("POST", host, "/api/extensions", map[string]any{"number": "1001", "name": "Desk"})
+	require.Equal(t, http.StatusCreated, status, "%v", body)
+
+	require.NoError(t, spares.Fill(ctx))
+	list, err = ts.app.Store.SparesOn("pg-b").Spares(ctx)
+	require.NoError(t, err)
+	require.Len(t, list, 1, "refilled")
+	refilled := list[0]
+	status, _ = ts.do("PATCH", "/api/servers/pg-b", map[string]any{"status": "draining"})
+	require.Equal(t, http.StatusOK, status)
+	require.NoError(t, spares.Reconcile(ctx))
+	list, err = ts.app.Store.SparesOn("pg-b").Spares(ctx)
+	require.NoError(t, err)
+	require.Empty(t, list, "a draining server keeps no spares")
+	require.False(t, ts.onServer(ts.clusters["pg-b"].URL, map[string]any{"db_name": refilled.DBName, "isolation": "database"}), "its database dropped")
 }

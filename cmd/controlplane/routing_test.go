@@ -469,9 +469,9 @@ func TestMetrics(t *testing.T) {
 		`controlplane_tenants{provisioning="ready",status="active"} 2`,
 		`controlplane_tenant_pools_open{server="default"} 1`,
 		fmt.Sprintf(`controlplane_tenant_connections_max{server="default"} %d`, b.app.Router.Stats().ServerMaxConns),
-		`controlplane_tenant_connections_waiting 0`,
+		`controlplane_tenant_connections_waiting{server="default"} 0`,
 		`# TYPE controlplane_tenant_connections_opened_total counter`,
-		`controlplane_tenant_connections_taken_total 0`,
+		`controlplane_tenant_connections_taken_total{server="default"} 0`,
 		`controlplane_http_request_duration_seconds_bucket`,
 	} {
 		require.Contains(t, text, want)

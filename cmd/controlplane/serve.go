@@ -11,6 +11,7 @@ import (
 	"net/http"
 	"os"
 	"runtime/debug"
+	"sync"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -74,7 +75,12 @@ type App struct {
 	// routing says whether this process routes tenant requests (serve):
 	// then each tenant server opened later gets a router too.
 	routing bool
-	Handler http.Handler
+	// background, set by serve, is the life of its background work: a
+	// tenant server opened later starts its spare filler under it.
+	background context.Context
+	sparesMu   sync.Mutex
+	spares     map[string]*controlplane.Spares // other servers' than the default
+	Handler    http.Handler
 	// MetricsHandler serves /metrics for METRICS_ADDR; nil when unset (then
 	// Handler serves /metrics on admin hosts).
 	MetricsHandler http.Handler
@@ -163,7 +169,12 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		Log:              log,
 	}
 	// With 0 wanted, creates claim none and the reconciler drops any left.
-	app.Tenants.Spares = controlplane.NewSpares(store, app.Provisioner, cfg.TenantSpareDatabases, log)
+	app.Tenants.Spares = app.newSpares(cfg, log, controlplane.DefaultServer, app.Provisioner)
+	app.Tenants.SparesOn = func(name string) *controlplane.Spares {
+		app.sparesMu.Lock()
+		defer app.sparesMu.Unlock()
+		return app.spares[name]
+	}
 	return app, nil
 }
 
@@ -304,6 +315,16 @@ func (a *App) openServer(ctx context.Context, cfg config.Config, log *slog.Logge
 		return nil, err
 	}
 	c := &servers.Conn{Name: name, Provisioner: p}
+	spares := a.newSpares(cfg, log.With("server", name), name, p)
+	a.sparesMu.Lock()
+	if a.spares == nil {
+		a.spares = map[string]*controlplane.Spares{}
+	}
+	a.spares[name] = spares
+	a.sparesMu.Unlock()
+	if a.background != nil {
+		go spares.Run(a.background)
+	}
 	if a.routing {
 		if c.Router, err = a.newRouter(ctx, cfg, log, name, url, ""); err != nil {
 			_ = p.Close()
@@ -313,6 +334,18 @@ func (a *App) openServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	}
 	log.Info("tenant server opened", "server", name)
 	return c, nil
+}
+
+// newSpares is the spare filler of tenant server name: TENANT_SPARE_DATABASES
+// spares while the server is active, none while it is draining or disabled.
+func (a *App) newSpares(cfg config.Config, log *slog.Logger, name string, p *tenantdb.Provisioner) *controlplane.Spares {
+	sp := controlplane.NewSpares(a.Store.SparesOn(name), p, cfg.TenantSpareDatabases, log)
+	sp.Active = func(ctx context.Context) bool {
+		s, err := a.Store.Server(ctx, name)
+		// The catalog unreachable: keep what is there, decide later.
+		return err != nil || s.Status == controlplane.ServerActive
+	}
+	return sp
 }
 
 // routerSizes is the router's connection budget and pool count: as set,
@@ -419,6 +452,7 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// Keep spare tenant databases ready for creates to claim, and drop the
 	// ones the catalog no longer wants.
 	go app.Tenants.Spares.Run(ctx)
+	app.background = ctx
 
 	// Check every tenant server that may take tenants: placement skips
 	// one that does not answer, /readyz reports it.

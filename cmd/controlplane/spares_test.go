@@ -19,7 +19,7 @@ import (
 // spareRows returns the catalog's spares: id → state.
 func (b *bundle) spareRows() map[int64]string {
 	b.t.Helper()
-	spares, err := b.app.Store.Spares(context.Background())
+	spares, err := b.app.Store.SparesOn(controlplane.DefaultServer).Spares(context.Background())
 	require.NoError(b.t, err)
 	out := map[int64]string{}
 	for _, s := range spares {
@@ -224,7 +224,7 @@ func TestSparesAfterCrash(t *testing.T) {
 	t.Parallel()
 	b := setup(t, controlplane.IsolationDatabase)
 	ctx := context.Background()
-	p, store, spares := b.app.Provisioner, b.app.Store, b.app.Tenants.Spares
+	p, store, spares := b.app.Provisioner, b.app.Store.SparesOn(controlplane.DefaultServer), b.app.Tenants.Spares
 	tpl, err := p.SpareTemplate()
 	require.NoError(t, err)
 	admin := pgtest.Open(t, b.db.URL)

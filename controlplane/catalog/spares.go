@@ -10,7 +10,18 @@ import (
 	"github.com/laracopilot/controlplane/controlplane"
 )
 
-var _ controlplane.SpareCatalog = (*Store)(nil)
+var _ controlplane.SpareCatalog = (*SpareStore)(nil)
+
+// SpareStore is the catalog's record of one tenant server's spare
+// databases: each server keeps spares of its own, claimed only by creates
+// placed there.
+type SpareStore struct {
+	*Store
+	server string
+}
+
+// SparesOn returns the spares of tenant server name.
+func (s *Store) SparesOn(name string) *SpareStore { return &SpareStore{Store: s, server: name} }
 
 // spareFillKey is the transaction lock that serialises ReserveSpare across
 // replicas, so that they count and add spares one at a time.
@@ -21,7 +32,7 @@ const spareFillKey = 0x4c43_5350 // "LCSP"
 // in state making while this session takes the id's lifecycle lock, held
 // until unlock is called: the reconciler leaves a spare alone while its
 // maker is alive.
-func (s *Store) ReserveSpare(ctx context.Context, template, dbPrefix string, want int) (int64, func(), bool, error) {
+func (s *SpareStore) ReserveSpare(ctx context.Context, template, dbPrefix string, want int) (int64, func(), bool, error) {
 	sqlDB, err := s.db.DB()
 	if err != nil {
 		return 0, nil, false, translate(err)
@@ -30,7 +41,7 @@ func (s *Store) ReserveSpare(ctx context.Context, template, dbPrefix string, wan
 	if err != nil {
 		return 0, nil, false, translate(err)
 	}
-	lock := &sessionLock{store: s, conn: conn}
+	lock := &sessionLock{store: s.Store, conn: conn}
 	var id int64
 	err = lock.pgx(func(c *pgx.Conn) error {
 		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
@@ -40,12 +51,12 @@ func (s *Store) ReserveSpare(ctx context.Context, template, dbPrefix string, wan
 			// The count reads a snapshot taken after the lock: it sees every
 			// spare another replica added before letting go of it.
 			return tx.QueryRow(ctx, `
-				INSERT INTO tenant_spares (id, db_name, template)
-				SELECT id, $2::text || id, $3
+				INSERT INTO tenant_spares (id, db_name, template, server)
+				SELECT id, $2::text || id, $3, $5
 				FROM (SELECT nextval(pg_get_serial_sequence('tenants', 'id')) AS id
-				      WHERE (SELECT count(*) FROM tenant_spares WHERE template = $3) < $4) r
+				      WHERE (SELECT count(*) FROM tenant_spares WHERE template = $3 AND server = $5) < $4) r
 				WHERE pg_try_advisory_lock($1, `+fmt.Sprintf(lockKey, "id")+`)
-				RETURNING id`, lockClass, dbPrefix, template, want).Scan(&id)
+				RETURNING id`, lockClass, dbPrefix, template, want, s.server).Scan(&id)
 		})
 	})
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -61,7 +72,7 @@ func (s *Store) ReserveSpare(ctx context.Context, template, dbPrefix string, wan
 }
 
 // SpareReady records that spare id is complete: it may be claimed from now on.
-func (s *Store) SpareReady(ctx context.Context, id int64) error {
+func (s *SpareStore) SpareReady(ctx context.Context, id int64) error {
 	res := s.db.WithContext(ctx).Exec(`UPDATE tenant_spares SET state = 'ready', updated_at = now() WHERE id = ?`, id)
 	if res.Error != nil {
 		return translate(res.Error)
@@ -72,10 +83,10 @@ func (s *Store) SpareReady(ctx context.Context, id int64) error {
 	return nil
 }
 
-// Spares lists every spare, by id.
-func (s *Store) Spares(ctx context.Context) ([]controlplane.Spare, error) {
+// Spares lists the server's spares, by id.
+func (s *SpareStore) Spares(ctx context.Context) ([]controlplane.Spare, error) {
 	var out []controlplane.Spare
-	err := s.db.WithContext(ctx).Raw(`SELECT id, db_name, template, state FROM tenant_spares ORDER BY id`).Scan(&out).Error
+	err := s.db.WithContext(ctx).Raw(`SELECT id, db_name, template, state FROM tenant_spares WHERE server = ? ORDER BY id`, s.server).Scan(&out).Error
 	return out, translate(err)
 }
 
@@ -85,25 +96,27 @@ func (s *Store) Spares(ctx context.Context) ([]controlplane.Spare, error) {
 // cannot be at work).
 // It reports whether the row was removed; its database is the caller's to
 // drop.
-func (s *Store) TakeSpare(ctx context.Context, id int64, keep string) (bool, error) {
+func (s *SpareStore) TakeSpare(ctx context.Context, id int64, keep string) (bool, error) {
 	res := s.db.WithContext(ctx).Exec(`DELETE FROM tenant_spares WHERE id = ? AND (state = 'making' OR template <> ?)`, id, keep)
 	return res.RowsAffected > 0, translate(res.Error)
 }
 
 // DeleteSpare removes spare id's row whatever its state (its maker gave up).
-func (s *Store) DeleteSpare(ctx context.Context, id int64) error {
+func (s *SpareStore) DeleteSpare(ctx context.Context, id int64) error {
 	return translate(s.db.WithContext(ctx).Exec(`DELETE FROM tenant_spares WHERE id = ?`, id).Error)
 }
 
-// UsedIDs returns which of ids belong to a tenant or a spare, read in one
-// snapshot (a claim moves an id from one table to the other atomically).
-func (s *Store) UsedIDs(ctx context.Context, ids []int64) (map[int64]bool, error) {
+// UsedIDs returns which of ids belong to a tenant or a spare on this
+// server, read in one snapshot (a claim moves an id from one table to the
+// other atomically). A spare database left on this server under an id
+// whose tenant lives on another server is not used here.
+func (s *SpareStore) UsedIDs(ctx context.Context, ids []int64) (map[int64]bool, error) {
 	out := map[int64]bool{}
 	if len(ids) == 0 {
 		return out, nil
 	}
 	var used []int64
-	err := s.db.WithContext(ctx).Raw(`SELECT id FROM tenants WHERE id IN ? UNION SELECT id FROM tenant_spares WHERE id IN ?`, ids, ids).Scan(&used).Error
+	err := s.db.WithContext(ctx).Raw(`SELECT id FROM tenants WHERE id IN ? AND server = ? UNION SELECT id FROM tenant_spares WHERE id IN ? AND server = ?`, ids, s.server, ids, s.server).Scan(&used).Error
 	for _, id := range used {
 		out[id] = true
 	}
