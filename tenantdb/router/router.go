@@ -170,7 +170,7 @@ func New(c Config) (*Router, error) {
 		return nil, err
 	}
 	for _, n := range laneSizes(c.SchemaPoolConns) {
-		l := &lane{}
+		var slots []*slot
 		for range n {
 			k := newConnector(r.budget, *r.server, stdlib.OptionBeforeConnect(r.laneMode))
 			conns := sql.OpenDB(k)
@@ -184,9 +184,9 @@ func New(c Config) (*Router, error) {
 			conns.SetConnMaxIdleTime(c.PoolIdleTimeout)
 			g := r.schemaBase.Session(&gorm.Session{Context: context.Background()})
 			g.Statement.ConnPool = conns
-			l.slots = append(l.slots, &slot{sql: conns, conns: k, gorm: g})
+			slots = append(slots, &slot{sql: conns, conns: k, gorm: g})
 		}
-		r.lanes = append(r.lanes, l)
+		r.lanes = append(r.lanes, newLane(slots))
 	}
 
 	go r.janitor()
@@ -210,7 +210,11 @@ func (r *Router) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB,
 			done()
 			return nil, nil, err
 		}
-		db, leave := h.take()
+		db, leave, err := h.take(ctx, r.cfg.AcquireTimeout)
+		if err != nil {
+			done()
+			return nil, nil, err
+		}
 		return db, func() { leave(); done() }, nil
 	case controlplane.IsolationDatabase:
 		return r.databaseDB(ctx, t)

@@ -4,7 +4,9 @@ import (
 	"context"
 	"database/sql"
 	"hash/fnv"
+	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/laracopilot/controlplane/controlplane"
@@ -24,8 +26,20 @@ import (
 // three rounds), and held its own copy. With a home, a schema is mostly in
 // one backend's cache, while a tenant's overlapping requests and a slow
 // statement still have the lane's other connections.
+//
+// A request holds a slot for its whole life and waits, when every slot of
+// the lane is held, for whichever is freed first: one queue per lane, as a
+// lane's pool had, not one per slot (a request committed to one busy
+// slot would wait behind it while another frees).
 type lane struct {
 	slots []*slot
+	free  chan struct{} // a token per slot held: sending takes one, receiving gives it back
+	mu    sync.Mutex
+	held  []bool
+}
+
+func newLane(slots []*slot) *lane {
+	return &lane{slots: slots, free: make(chan struct{}, len(slots)), held: make([]bool, len(slots))}
 }
 
 // slot is one connection of a lane: its own database/sql pool of one, so
@@ -33,8 +47,7 @@ type lane struct {
 type slot struct {
 	sql   *sql.DB
 	conns *connector
-	gorm  *gorm.DB     // a session of Router.schemaBase on this connection
-	users atomic.Int32 // requests holding the slot now
+	gorm  *gorm.DB // a session of Router.schemaBase on this connection
 }
 
 // schemaHandle is a schema tenant's handles, one per slot of its lane,
@@ -60,29 +73,49 @@ func (r *Router) schemaDB(t *controlplane.Tenant) (*schemaHandle, error) {
 	return h, nil
 }
 
-// take chooses the slot a request of the tenant runs on: its home if no
-// request holds it, else the one of its lane held by the fewest (a request
-// may then wait inside that slot's pool, as it would in a lane's). leave
-// must be called when the request ends.
-func (h *schemaHandle) take() (db *gorm.DB, leave func()) {
+// take gives a request of the tenant a slot of its lane, waiting (up to
+// timeout, within ctx) while all are held: its home if free, else the
+// first free one. leave must be called when the request ends.
+func (h *schemaHandle) take(ctx context.Context, timeout time.Duration) (db *gorm.DB, leave func(), err error) {
+	l := h.lane
+	select {
+	case l.free <- struct{}{}:
+	default:
+		// Only a request that waits needs a deadline.
+		wctx, cancel := context.WithTimeout(ctx, timeout)
+		defer cancel()
+		select {
+		case l.free <- struct{}{}:
+		case <-wctx.Done():
+			return nil, nil, &controlplane.Error{Code: controlplane.Unavailable,
+				Message: "the shared schema connections of this tenant are all busy; retry shortly", Err: wctx.Err()}
+		}
+	}
+	l.mu.Lock()
 	i := h.home
-	if least := h.lane.slots[i].users.Load(); least > 0 {
-		for j, s := range h.lane.slots {
-			if n := s.users.Load(); n < least {
-				i, least = j, n
+	if l.held[i] {
+		for j, held := range l.held {
+			if !held {
+				i = j
+				break
 			}
 		}
 	}
-	s := h.lane.slots[i]
-	s.users.Add(1)
+	l.held[i] = true
+	l.mu.Unlock()
 	if db = h.dbs[i].Load(); db == nil {
 		// A session (clone 2): every chain on it starts from a copy of
 		// this statement, setting and connection included, so requests
 		// may share it.
-		db = s.gorm.Set(tenantdb.SchemaSetting, h.name).Session(&gorm.Session{})
+		db = l.slots[i].gorm.Set(tenantdb.SchemaSetting, h.name).Session(&gorm.Session{})
 		h.dbs[i].Store(db)
 	}
-	return db, func() { s.users.Add(-1) }
+	return db, func() {
+		l.mu.Lock()
+		l.held[i] = false
+		l.mu.Unlock()
+		<-l.free
+	}, nil
 }
 
 // schemaLaneConns is the size of a lane of the shared schema connections:
