@@ -207,6 +207,9 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	if err != nil {
 		return nil, err
 	}
+	// This process routes: a tenant server opened from now on (by the role
+	// password sync below, say) gets its router with it.
+	app.routing = true
 	// Every tenant made so far is on TENANT_DATABASE_URL's server: the
 	// registry names it default, with the URL of this start.
 	if err := app.Servers.RegisterDefault(ctx); err != nil {
@@ -226,7 +229,6 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	// With a pooler, only the router goes through it: everything else on
 	// the tenant server (provisioning, migrations, version reads, the
 	// reconciler, the sizing above) needs session state and goes direct.
-	app.routing = true
 	app.Router, err = app.newRouter(ctx, cfg, log, controlplane.DefaultServer, cfg.TenantDatabaseURL.Value(), cfg.TenantPoolerURL.Value())
 	if err != nil {
 		app.Close()

@@ -164,6 +164,9 @@ func (s *Set) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB, fu
 	if err != nil {
 		return nil, nil, err
 	}
+	if c.Router == nil {
+		return nil, nil, fmt.Errorf("tenant server %s: this process does not route", c.Name)
+	}
 	return c.Router.Acquire(ctx, t)
 }
 
