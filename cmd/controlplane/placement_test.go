@@ -125,9 +125,9 @@ func TestPlacementSpreadsTenantsAcrossServers(t *testing.T) {
 		count[tn["server"].(string)]++
 	}
 	// Equal load (tenants ÷ capacity) is 15, 15 and 30; creates choosing at
-	// once from the same counts may land one or two off.
+	// once (8 in flight) from the same counts may land a few off.
 	for name, want := range map[string]int{"default": 15, "pg-b": 15, "pg-c": 30} {
-		assert.InDelta(t, want, count[name], 3, "tenants on %s: %v", name, count)
+		assert.InDelta(t, want, count[name], 5, "tenants on %s: %v", name, count)
 		assert.LessOrEqual(t, count[name], caps[name], "over capacity: %v", count)
 	}
 	for _, tn := range tenants[:12] {
