@@ -102,6 +102,19 @@ func (b *bundle) do(method, path string, body any) (int, map[string]any) {
 	return resp.StatusCode, out
 }
 
+// cli runs the controlplane command with args against the bundle's
+// catalog and tenant prefix, as an operator's shell would, and returns what
+// it printed on stdout.
+func (b *bundle) cli(args ...string) (string, error) {
+	var out bytes.Buffer
+	root := newRoot()
+	root.SetOut(&out)
+	root.SetErr(io.Discard)
+	root.SetArgs(append(args, "--database-url", b.db.URL, "--tenant-db-prefix", b.db.Prefix, "--log-level", "error"))
+	err := root.ExecuteContext(context.Background())
+	return out.String(), err
+}
+
 // create posts a tenant and requires 201.
 func (b *bundle) create(body map[string]any) map[string]any {
 	b.t.Helper()

@@ -232,15 +232,7 @@ func TestMigrateCLI(t *testing.T) {
 	t.Parallel()
 	b := setup(t, controlplane.IsolationDatabase)
 	b.twoTenants()
-	run := func(args ...string) (string, error) {
-		var out bytes.Buffer
-		root := newRoot()
-		root.SetOut(&out)
-		root.SetErr(io.Discard)
-		root.SetArgs(append(args, "--database-url", b.db.URL, "--tenant-db-prefix", b.db.Prefix, "--log-level", "error"))
-		err := root.ExecuteContext(context.Background())
-		return out.String(), err
-	}
+	run := b.cli
 
 	out, err := run("migrate", "tenants", "status")
 	require.NoError(t, err)

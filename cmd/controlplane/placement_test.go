@@ -1,11 +1,9 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"sync"
@@ -268,15 +266,7 @@ func TestFleetMigrationWithAServerDown(t *testing.T) {
 		got := ts.create(placed(i, []string{"database", "schema"}[i%2], server))
 		onServer[got["slug"].(string)] = server
 	}
-	run := func(args ...string) (string, error) {
-		var out bytes.Buffer
-		root := newRoot()
-		root.SetOut(&out)
-		root.SetErr(io.Discard)
-		root.SetArgs(append(args, "--database-url", ts.db.URL, "--tenant-db-prefix", ts.db.Prefix, "--log-level", "error"))
-		err := root.ExecuteContext(context.Background())
-		return out.String(), err
-	}
+	run := ts.cli
 	_, err := run("migrate", "tenants", "down", "1", "--all")
 	require.NoError(t, err)
 

@@ -494,14 +494,10 @@ func TestServersMigrationKeepsTenantsOnDefault(t *testing.T) {
 	t.Parallel()
 	b := setup(t, controlplane.IsolationSchema)
 	b.create(seed())
-	ctx := context.Background()
 	run := func(args ...string) string {
-		var out bytes.Buffer
-		root := newRoot()
-		root.SetOut(&out)
-		root.SetArgs(append(args, "--database-url", b.db.URL, "--log-level", "error"))
-		require.NoError(t, root.ExecuteContext(ctx))
-		return out.String()
+		out, err := b.cli(args...)
+		require.NoError(t, err)
+		return out
 	}
 	run("migrate", "catalog", "down", "1")
 	catalogDB := pgtest.Open(t, b.db.URL)
@@ -541,15 +537,7 @@ func TestServersNeedTheOperator(t *testing.T) {
 func TestServersCLI(t *testing.T) {
 	t.Parallel()
 	b := setup(t, controlplane.IsolationSchema)
-	ctx := context.Background()
-	run := func(args ...string) (string, error) {
-		var out bytes.Buffer
-		root := newRoot()
-		root.SetOut(&out)
-		root.SetArgs(append([]string{"servers"}, append(args, "--database-url", b.db.URL, "--log-level", "error")...))
-		err := root.ExecuteContext(ctx)
-		return out.String(), err
-	}
+	run := func(args ...string) (string, error) { return b.cli(append([]string{"servers"}, args...)...) }
 	out, err := run("add", "pg-b", "--url", "postgres://cp@10.0.0.2:5432/postgres?sslmode=require", "--capacity", "500", "--json")
 	require.NoError(t, err)
 	var srv controlplane.Server
