@@ -28,6 +28,10 @@ type provMode struct {
 	// Unspared are the burst's creations that found no spare ready: the
 	// ordinary path (clone, role, ownership), beside the filler.
 	Unspared latencies
+	// NoSpare (database mode): a serve that keeps no spares
+	// (TENANT_SPARE_DATABASES=0), timed in turn with the others: the
+	// ordinary path alone, with nothing made beside it.
+	NoSpare provSeries
 }
 
 // provSpares is TENANT_SPARE_DATABASES of the two serves of benchmark 2
@@ -45,13 +49,13 @@ const (
 // order rotates), so drift of the machine hits them alike.
 func (e *env) provision(ctx context.Context) (*Section, error) {
 	run := e.pg.run
-	cat1, catN, ten := run+"_prov1_cat", run+"_provn_cat", run+"_prov"
-	for _, db := range []string{cat1, catN, ten} {
+	cat1, catN, cat0, ten := run+"_prov1_cat", run+"_provn_cat", run+"_prov0_cat", run+"_prov"
+	for _, db := range []string{cat1, catN, cat0, ten} {
 		if err := e.pg.createDB(ctx, db); err != nil {
 			return nil, err
 		}
 	}
-	p1, pN, pf := run+"p1_", run+"pn_", run+"pf_"
+	p1, pN, p0, pf := run+"p1_", run+"pn_", run+"p0_", run+"pf_"
 	spares := map[string]string{"TENANT_SPARE_DATABASES": strconv.Itoa(provSpares)}
 	s1, err := e.serve(ctx, serveOpts{name: "serve (checkout's migrations)", catalog: cat1, tenantDB: ten, prefix: p1, extra: spares})
 	if err != nil {
@@ -63,7 +67,12 @@ func (e *env) provision(ctx context.Context) (*Section, error) {
 		return nil, err
 	}
 	defer sN.stop()
-	a1, aN := newAPI(s1), newAPI(sN)
+	s0, err := e.serve(ctx, serveOpts{name: "serve (no spares)", catalog: cat0, tenantDB: ten, prefix: p0, extra: map[string]string{"TENANT_SPARE_DATABASES": "0"}})
+	if err != nil {
+		return nil, err
+	}
+	defer s0.stop()
+	a1, aN, a0 := newAPI(s1), newAPI(sN), newAPI(s0)
 
 	// Each serve keeps spare databases ready in the background (made at its
 	// start, and again after each claim). No timed creation may overlap
@@ -151,6 +160,10 @@ func (e *env) provision(ctx context.Context) (*Section, error) {
 			func(i int) (*provSeries, error) { return &m.One, product(a1, "p1"+tag, mode, i, e.base) },
 			func(i int) (*provSeries, error) { return &m.Many, product(aN, "pn"+tag, mode, i, many) },
 		}
+		if mode == "database" {
+			m.NoSpare.Name = fmt.Sprintf("product, %d migration file(s), no spares (`TENANT_SPARE_DATABASES=0`)", len(e.mig))
+			steps = append(steps, func(i int) (*provSeries, error) { return &m.NoSpare, product(a0, "p0"+tag, mode, i, e.base) })
+		}
 		e.logf("provision %s: %d tenants per contender", mode, e.sz.ProvisionTenants)
 		for i := range e.sz.ProvisionTenants {
 			for k := range steps {
@@ -236,13 +249,14 @@ func (e *env) provision(ctx context.Context) (*Section, error) {
 	}
 	s1.stop()
 	sN.stop()
+	s0.stop()
 	// Leave the cluster as lean as the next benchmarks expect.
-	for _, db := range []string{ten, cat1, catN} {
+	for _, db := range []string{ten, cat1, catN, cat0} {
 		if _, err := e.pg.admin.Exec(ctx, `DROP DATABASE IF EXISTS `+ident(db)+` WITH (FORCE)`); err != nil {
 			return nil, err
 		}
 	}
-	for _, p := range []string{p1, pN, pf} {
+	for _, p := range []string{p1, pN, p0, pf} {
 		if err := e.pg.dropPrefixed(ctx, p); err != nil {
 			return nil, err
 		}
@@ -259,7 +273,9 @@ func (e *env) provisionSection(modes []*provMode, many uint) *Section {
 		"one built from the checkout (%d tenant migration file), one with %d migration files (the checkout's plus small `ALTER TABLE ... ADD COLUMN` "+
 		"files, added with `go build -overlay`). The floor, over one connection of the harness: `CREATE DATABASE` (database mode), or "+
 		"`BEGIN; CREATE SCHEMA; SET LOCAL search_path; <the tenant DDL>; COMMIT` sent as one simple-protocol round trip (schema mode). "+
-		"The three take turns tenant by tenant, the order rotating.\n\n"+
+		"The three take turns tenant by tenant, the order rotating; in database mode a fourth takes its turn too: a third serve, built from the "+
+		"checkout, that keeps no spare databases (`TENANT_SPARE_DATABASES=0`), so each of its creations takes the ordinary path (the role, then "+
+		"`CREATE DATABASE … OWNER … TEMPLATE`, marked as it is made) with nothing made beside it.\n\n"+
 		"Each serve keeps %d spare tenant databases ready (`TENANT_SPARE_DATABASES`, the default), made in the background at its start and after each claim; "+
 		"a database-mode creation claims one instead of cloning the template. No timed creation overlaps that background work: before each one "+
 		"(floor included) the harness waits, untimed, until both serves have all their spares ready. So the database-mode rows show a creation that finds "+
@@ -269,6 +285,9 @@ func (e *env) provisionSection(modes []*provMode, many uint) *Section {
 	for _, m := range modes {
 		fp50 := m.Floor.Lat.p(0.5)
 		series := []*provSeries{&m.Floor, &m.One, &m.Many}
+		if len(m.NoSpare.Lat) > 0 {
+			series = append(series, &m.NoSpare)
+		}
 		if len(m.Burst.Lat) > 0 {
 			series = append(series, &m.Burst)
 		}
@@ -290,6 +309,11 @@ func (e *env) provisionSection(modes []*provMode, many uint) *Section {
 		if len(m.Burst.Lat) > 0 {
 			s.Rows = append(s.Rows, Row{Bench: "2. Provisioning", Metric: fmt.Sprintf("p50 of a burst of %d, %s mode (spares used up)", len(m.Burst.Lat), m.Mode),
 				Ours: ms(m.Burst.Lat.p(0.5)), Base: "floor " + ms(fp50), Ratio: float64(m.Burst.Lat.p(0.5)) / float64(fp50)})
+		}
+		if len(m.NoSpare.Lat) > 0 {
+			r0 := float64(m.NoSpare.Lat.p(0.5)) / float64(fp50)
+			s.Rows = append(s.Rows, Row{Bench: "2. Provisioning", Metric: fmt.Sprintf("p50 per tenant with no spares (TENANT_SPARE_DATABASES=0), %s mode", m.Mode),
+				Ours: ms(m.NoSpare.Lat.p(0.5)), Base: "floor " + ms(fp50), Ratio: r0, Target: "≤ 1.30×", Met: yesNo(r0 <= 1.3)})
 		}
 		if len(m.Unspared) > 0 {
 			s.Rows = append(s.Rows, Row{Bench: "2. Provisioning", Metric: fmt.Sprintf("p50 without a spare (%d of the burst), %s mode", len(m.Unspared), m.Mode),
