@@ -281,6 +281,7 @@ func TestFleetMigrationWithAServerDown(t *testing.T) {
 		var line map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &line))
 		slug := line["tenant"].(string)
+		require.Equal(t, onServer[slug], line["server"], "%v", line)
 		if onServer[slug] == "pg-b" {
 			require.Contains(t, line["error"], "pg-b", "%s: %v", slug, line)
 		} else {
@@ -297,6 +298,7 @@ func TestFleetMigrationWithAServerDown(t *testing.T) {
 		require.NoError(t, json.Unmarshal([]byte(l), &line))
 		if slug, ok := line["tenant"].(string); ok {
 			require.Equal(t, "pg-c", onServer[slug], out)
+			require.Equal(t, "pg-c", line["server"], out)
 			n++
 		}
 	}

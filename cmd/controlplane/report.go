@@ -46,6 +46,7 @@ func newReporter(out, errw io.Writer, asJSON bool, total int, versions []uint) *
 type jsonResult struct {
 	Tenant     string  `json:"tenant"`
 	Isolation  string  `json:"isolation"`
+	Server     string  `json:"server"`
 	From       uint    `json:"from"`
 	To         uint    `json:"to"`
 	Dirty      bool    `json:"dirty"`
@@ -63,7 +64,7 @@ func (r *reporter) result(res controlplane.MigrationResult) {
 	}
 	switch {
 	case r.json:
-		j := jsonResult{Tenant: res.Tenant.Slug, Isolation: string(res.Tenant.Isolation), From: res.From, To: res.To, Dirty: res.Dirty,
+		j := jsonResult{Tenant: res.Tenant.Slug, Isolation: string(res.Tenant.Isolation), Server: res.Tenant.Server, From: res.From, To: res.To, Dirty: res.Dirty,
 			Skipped: res.Skipped, Drift: res.Drift, DurationMS: float64(res.Duration.Microseconds()) / 1000}
 		if res.Err != nil {
 			msg := res.Err.Error()
@@ -198,7 +199,7 @@ func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.Ve
 			}
 		}
 		if r.json {
-			j := map[string]any{"tenant": t.Slug, "isolation": t.Isolation, "version": t.SchemaVersion, "dirty": t.SchemaDirty, "error": problem, "migrated_at": t.MigratedAt}
+			j := map[string]any{"tenant": t.Slug, "isolation": t.Isolation, "server": t.Server, "version": t.SchemaVersion, "dirty": t.SchemaDirty, "error": problem, "migrated_at": t.MigratedAt}
 			if t.SchemaDirty {
 				j["repair"] = controlplane.RepairAdvice(t, r.versions)
 			}
