@@ -18,7 +18,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"gorm.io/gorm"
@@ -60,8 +62,10 @@ type Set struct {
 	// instead of each waiting for a connect to a server that is down.
 	retryAfter time.Duration
 
+	// conns is the servers open now, read without a lock on every
+	// request (Acquire); written, as a new map, under mu.
+	conns  atomic.Pointer[map[string]*Conn]
 	mu     sync.Mutex
-	conns  map[string]*Conn
 	failed map[string]failure
 	health map[string]error
 	closed bool
@@ -77,12 +81,13 @@ type failure struct {
 // New returns a Set with the default server's Conn (opened at start, as
 // one-server installs always did) and the way to open the others.
 func New(def *Conn, open Opener) *Set {
-	return &Set{def: def, open: open, retryAfter: 2 * time.Second,
-		conns:   map[string]*Conn{controlplane.DefaultServer: def},
+	s := &Set{def: def, open: open, retryAfter: 2 * time.Second,
 		failed:  map[string]failure{},
 		health:  map[string]error{},
 		opening: map[string]chan struct{}{},
 	}
+	s.conns.Store(&map[string]*Conn{controlplane.DefaultServer: def})
+	return s
 }
 
 // Default returns the default server's Conn.
@@ -93,13 +98,16 @@ func (s *Set) Default() *Conn { return s.def }
 // tried again for a moment.
 func (s *Set) Get(ctx context.Context, name string) (*Conn, error) {
 	name = cmp.Or(name, controlplane.DefaultServer)
+	if c, ok := (*s.conns.Load())[name]; ok {
+		return c, nil
+	}
 	for {
 		s.mu.Lock()
 		if s.closed {
 			s.mu.Unlock()
 			return nil, errors.New("servers: closed")
 		}
-		if c, ok := s.conns[name]; ok {
+		if c, ok := (*s.conns.Load())[name]; ok {
 			s.mu.Unlock()
 			return c, nil
 		}
@@ -137,7 +145,9 @@ func (s *Set) Get(ctx context.Context, name string) (*Conn, error) {
 			return nil, errors.New("servers: closed")
 		default:
 			delete(s.failed, name)
-			s.conns[name] = c
+			conns := maps.Clone(*s.conns.Load())
+			conns[name] = c
+			s.conns.Store(&conns)
 		}
 		s.mu.Unlock()
 		if err != nil {
@@ -168,16 +178,6 @@ func (s *Set) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB, fu
 		return nil, nil, fmt.Errorf("tenant server %s: this process does not route", c.Name)
 	}
 	return c.Router.Acquire(ctx, t)
-}
-
-// Forget forgets t's pool and schema handle on its server, if open.
-func (s *Set) Forget(t *controlplane.Tenant) {
-	s.mu.Lock()
-	c, ok := s.conns[cmp.Or(t.Server, controlplane.DefaultServer)]
-	s.mu.Unlock()
-	if ok {
-		c.Router.Forget(t)
-	}
 }
 
 // DBName and DBPrefix name tenants' databases alike on every server.
@@ -272,17 +272,14 @@ func (s *Set) DropHalfBuiltTemplates(ctx context.Context) (int, error) {
 
 // Each calls fn for every server open now, the default first.
 func (s *Set) Each(fn func(*Conn)) {
-	s.mu.Lock()
-	conns := make([]*Conn, 0, len(s.conns))
-	conns = append(conns, s.def)
-	for name, c := range s.conns {
-		if name != controlplane.DefaultServer {
-			conns = append(conns, c)
-		}
-	}
-	s.mu.Unlock()
-	for _, c := range conns {
+	open := *s.conns.Load()
+	if c, ok := open[controlplane.DefaultServer]; ok {
 		fn(c)
+	}
+	for name, c := range open {
+		if name != controlplane.DefaultServer {
+			fn(c)
+		}
 	}
 }
 
@@ -355,8 +352,7 @@ func (s *Set) Run(ctx context.Context, list func(context.Context) ([]string, err
 func (s *Set) Close() error {
 	s.mu.Lock()
 	s.closed = true
-	conns := s.conns
-	s.conns = map[string]*Conn{}
+	conns := *s.conns.Swap(&map[string]*Conn{})
 	s.mu.Unlock()
 	var errs []error
 	for _, c := range conns {
