@@ -94,14 +94,18 @@ type MigrationResult struct {
 	Err      error
 }
 
-// Fleet migrates many tenants with a bounded pool of workers. One tenant's
-// failure never stops the others; each tenant's outcome is recorded in the
-// catalog (and its lock released) shortly after it completes, many tenants
-// per statement.
+// Fleet migrates many tenants with a bounded pool of workers per tenant
+// server. One tenant's failure never stops the others; each tenant's
+// outcome is recorded in the catalog (and its lock released) shortly after
+// it completes, many tenants per statement.
 type Fleet struct {
-	Migrator    Migrator
-	Catalog     FleetCatalog
-	Latest      uint // the newest tenant migration this binary carries
+	Migrator Migrator
+	Catalog  FleetCatalog
+	Latest   uint // the newest tenant migration this binary carries
+	// Concurrency is the tenants migrated at once on each tenant server:
+	// the servers run side by side, so that a slow or unreachable server
+	// holds up only its own tenants, and each server's load is the same
+	// whatever the size of the fleet elsewhere.
 	Concurrency int
 	// Verifier, if set, reads the real version of every tenant the
 	// catalog says is already at the target (batched, Concurrency
@@ -197,13 +201,54 @@ type finished struct {
 // and are recorded. It returns the results in the order of tenants;
 // tenants never started have Skipped set.
 //
+// Each tenant server's tenants are a run of their own (runOn), all at
+// once, each with Concurrency workers.
+func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
+	groups := map[string][]int{}
+	var names []string
+	for i, t := range tenants {
+		name := t.ServerName()
+		if groups[name] == nil {
+			names = append(names, name)
+		}
+		groups[name] = append(groups[name], i)
+	}
+	if len(names) <= 1 {
+		return f.runOn(ctx, tenants, op, report)
+	}
+	var mu sync.Mutex
+	serial := func(r MigrationResult) {
+		mu.Lock()
+		defer mu.Unlock()
+		report(r)
+	}
+	results := make([]MigrationResult, len(tenants))
+	var wg sync.WaitGroup
+	for _, name := range names {
+		idx := groups[name]
+		wg.Go(func() {
+			mine := make([]*Tenant, len(idx))
+			for k, i := range idx {
+				mine[k] = tenants[i]
+			}
+			for k, r := range f.runOn(ctx, mine, op, serial) {
+				results[idx[k]] = r
+			}
+		})
+	}
+	wg.Wait()
+	return results
+}
+
+// runOn is Run on one server's tenants.
+//
 // Tenants are locked in batches (LockBatch per statement, without
 // waiting): a tenant whose lock is held elsewhere (being provisioned,
 // deleted or migrated by another runner) is set aside and, once every
 // other tenant has been handed out, waited for and migrated alone. The
 // runner therefore never waits for a lock while holding others it has
 // not yet worked on, so two runners cannot block each other.
-func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
+func (f *Fleet) runOn(ctx context.Context, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
 	tenants = slices.Clone(tenants) // verify replaces drifted ones: not in the caller's slice
 	results := make([]MigrationResult, len(tenants))
 	started := make([]bool, len(tenants))

@@ -1,6 +1,7 @@
 package controlplane
 
 import (
+	"cmp"
 	"encoding/json"
 	"time"
 )
@@ -70,6 +71,10 @@ type Tenant struct {
 	// Version orders the writes of the catalog (see catalog.Cache).
 	Version int64 `json:"-"`
 }
+
+// ServerName is t's server, DefaultServer for a tenant value made without
+// one (the catalog always names it).
+func (t *Tenant) ServerName() string { return cmp.Or(t.Server, DefaultServer) }
 
 // Spec returns the writable fields of t.
 func (t *Tenant) Spec() TenantSpec {

@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"strconv"
+	"strings"
 
 	"github.com/golang-migrate/migrate/v4"
 	"github.com/spf13/cobra"
@@ -288,8 +289,15 @@ func (e usageError) Unwrap() error { return e.error }
 
 // failedError makes the exit status 1 after a run that printed its own
 // report.
-type failedError struct{ failed, total int }
+type failedError struct {
+	failed, total int
+	servers       []string // "name (failures)", for the servers that had any
+}
 
 func (e failedError) Error() string {
-	return fmt.Sprintf("%d of %d tenants failed", e.failed, e.total)
+	msg := fmt.Sprintf("%d of %d tenants failed", e.failed, e.total)
+	if len(e.servers) > 0 {
+		msg += ", on " + strings.Join(e.servers, ", ")
+	}
+	return msg
 }

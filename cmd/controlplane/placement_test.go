@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
@@ -273,10 +274,16 @@ func TestFleetMigrationWithAServerDown(t *testing.T) {
 	ts.clusters["pg-b"].Stop()
 	start := time.Now()
 	out, err := run("migrate", "tenants", "up", "--all", "--json")
-	require.Error(t, err, "a run with a server down exits non-zero")
+	require.ErrorContains(t, err, "2 of 6 tenants failed, on pg-b (2)", "a run with a server down exits non-zero, naming it")
 	require.Less(t, time.Since(start), time.Minute, "the stopped server did not stall the run")
 	lines := strings.Split(strings.TrimSpace(out), "\n")
 	require.Len(t, lines, len(onServer)+1, out)
+	var summary struct {
+		Servers map[string]struct{ Tenants, Migrated, Failed int }
+	}
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &summary))
+	require.Equal(t, 2, summary.Servers["pg-b"].Failed, out)
+	require.Equal(t, 2, summary.Servers["pg-c"].Migrated, out)
 	for _, l := range lines[:len(onServer)] {
 		var line map[string]any
 		require.NoError(t, json.Unmarshal([]byte(l), &line))
@@ -303,6 +310,104 @@ func TestFleetMigrationWithAServerDown(t *testing.T) {
 		}
 	}
 	require.Equal(t, 2, n, out)
+
+	// The text status lists the fleet server by server, with each server's
+	// counts: pg-b's tenants are the ones whose migration failed.
+	out, err = run("migrate", "tenants", "status")
+	require.NoError(t, err)
+	require.Contains(t, out, "  on pg-b: 2 tenants: 0 at latest, 0 behind, 0 dirty, 2 failed", out)
+	require.Contains(t, out, "  on pg-c: 2 tenants: 2 at latest, 0 behind,", out)
+	var servers []string
+	for _, l := range strings.Split(out, "\n") {
+		if f := strings.Fields(l); len(f) > 3 && onServer[f[0]] != "" {
+			require.Equal(t, onServer[f[0]], f[2], l)
+			if len(servers) == 0 || servers[len(servers)-1] != f[2] {
+				servers = append(servers, f[2])
+			}
+		}
+	}
+	require.Equal(t, []string{"default", "pg-b", "pg-c"}, servers, "tenants grouped by server:\n%s", out)
+}
+
+// TestFleetMigrationSlowServerHoldsOnlyItsTenants: --concurrency is per
+// server. With one worker, a server whose migrations hang (here: a
+// session holds its tenants' migrations tables locked, as a long
+// transaction or a stuck server would) holds up only its own tenants: the
+// other servers' tenants are all migrated meanwhile, and the slow
+// server's finish once it moves again.
+func TestFleetMigrationSlowServerHoldsOnlyItsTenants(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 100, "pg-b": 100, "pg-c": 100})
+	onServer := map[string]string{} // slug → server
+	var slow []string               // pg-b's databases
+	for i, server := range []string{"default", "pg-b", "pg-c", "default", "pg-b", "pg-c"} {
+		iso := []string{"database", "schema"}[i%2]
+		if server == "pg-b" {
+			iso = "database"
+		}
+		got := ts.create(placed(i, iso, server))
+		onServer[got["slug"].(string)] = server
+		if server == "pg-b" {
+			slow = append(slow, got["db_name"].(string))
+		}
+	}
+	_, err := ts.cli("migrate", "tenants", "down", "1", "--all")
+	require.NoError(t, err)
+	latest := ts.app.LatestTenantSchema
+	var tenants []*controlplane.Tenant
+	require.Eventually(t, func() bool { // the down reaches this process's catalog cache
+		tenants = tenants[:0]
+		behind := true
+		ts.app.Store.Cache().Each(func(tn *controlplane.Tenant) {
+			tenants = append(tenants, tn)
+			behind = behind && tn.SchemaVersion == latest-1
+		})
+		return behind && len(tenants) == len(onServer)
+	}, 10*time.Second, 20*time.Millisecond)
+	controlplane.SortBySlug(tenants) // t-1, a pg-b tenant, comes second
+
+	ctx := context.Background()
+	var held []pgx.Tx
+	for _, db := range slow {
+		conn, err := pgx.Connect(ctx, pgtest.WithDatabase(t, ts.clusters["pg-b"].URL, db))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close(context.Background()) })
+		tx, err := conn.Begin(ctx)
+		require.NoError(t, err)
+		_, err = tx.Exec(ctx, `LOCK TABLE schema_migrations IN ACCESS EXCLUSIVE MODE`)
+		require.NoError(t, err)
+		held = append(held, tx)
+	}
+
+	fleet := &controlplane.Fleet{Migrator: ts.app.TenantServers, Catalog: ts.app.Store, Latest: latest, Concurrency: 1}
+	reported := make(chan controlplane.MigrationResult, len(tenants))
+	done := make(chan []controlplane.MigrationResult, 1)
+	go func() {
+		done <- fleet.Run(ctx, tenants, controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(r controlplane.MigrationResult) { reported <- r })
+	}()
+	timeout := time.After(time.Minute)
+	for range len(tenants) - len(slow) {
+		select {
+		case r := <-reported:
+			require.NotEqual(t, "pg-b", r.Tenant.Server, "a pg-b tenant finished while its table was locked: %+v", r)
+			require.NoError(t, r.Err, r.Tenant.Slug)
+			require.Equal(t, latest, r.To, r.Tenant.Slug)
+		case <-timeout:
+			t.Fatal("the other servers' tenants waited for the slow server")
+		}
+	}
+	for _, tx := range held {
+		require.NoError(t, tx.Rollback(ctx))
+	}
+	select {
+	case results := <-done:
+		for _, r := range results {
+			require.NoError(t, r.Err, r.Tenant.Slug)
+			require.Equal(t, latest, r.To, "%s on %s", r.Tenant.Slug, onServer[r.Tenant.Slug])
+		}
+	case <-time.After(time.Minute):
+		t.Fatal("the slow server's tenants never finished after it moved again")
+	}
 }
 
 // TestSparesPerServer: each server keeps spare databases of its own, made

@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"os"
+	"slices"
 	"strings"
 	"time"
 
@@ -99,7 +101,7 @@ func (r *reporter) line(res controlplane.MigrationResult) string {
 	if res.Drift != "" {
 		outcome += " (drift: " + res.Drift + ")"
 	}
-	return fmt.Sprintf("%-32s %-8s %4d → %-4d %9s  %s", res.Tenant.Slug, res.Tenant.Isolation, res.From, res.To, res.Duration.Round(time.Millisecond), outcome)
+	return fmt.Sprintf("%-32s %-8s %-12s %4d → %-4d %9s  %s", res.Tenant.Slug, res.Tenant.Isolation, res.Tenant.ServerName(), res.From, res.To, res.Duration.Round(time.Millisecond), outcome)
 }
 
 func (r *reporter) progress() {
@@ -112,36 +114,79 @@ func (r *reporter) progress() {
 	fmt.Fprintf(r.errw, "\r\033[Kmigrating: %d/%d done, %d failed, %.1f tenants/s, ETA %s", r.done, r.total, r.failed, rate, eta)
 }
 
-// run migrates and reports; the error is non-nil if any tenant failed.
+// runCounts are a run's outcomes, in all or on one server.
+type runCounts struct {
+	Tenants     int `json:"tenants"`
+	Migrated    int `json:"migrated"`
+	Skipped     int `json:"skipped"`
+	Failed      int `json:"failed"`
+	Interrupted int `json:"interrupted"`
+}
+
+func (c *runCounts) add(res controlplane.MigrationResult) {
+	c.Tenants++
+	switch {
+	case res.Err != nil:
+		c.Failed++
+	case res.Skipped == "interrupted before it started":
+		c.Interrupted++
+	case res.Skipped != "":
+		c.Skipped++
+	default:
+		c.Migrated++
+	}
+}
+
+func (c runCounts) String() string {
+	s := fmt.Sprintf("%d migrated, %d skipped, %d failed", c.Migrated, c.Skipped, c.Failed)
+	if c.Interrupted > 0 {
+		s += fmt.Sprintf(", %d not started (interrupted)", c.Interrupted)
+	}
+	return s
+}
+
+// run migrates and reports; the error is non-nil if any tenant failed, and
+// names the servers of the failures. A run over several servers also
+// reports each server's counts: a server that was down shows as one line
+// of failures.
 func (r *reporter) run(ctx context.Context, fleet *controlplane.Fleet, tenants []*controlplane.Tenant, op controlplane.MigrationOp) error {
 	r.start = time.Now()
 	results := fleet.Run(ctx, tenants, op, r.result)
 	if r.tty {
 		fmt.Fprintln(r.errw)
 	}
-	var migrated, skipped, interrupted int
+	var all runCounts
+	byServer := map[string]*runCounts{}
 	for _, res := range results {
-		switch {
-		case res.Err != nil:
-		case res.Skipped == "interrupted before it started":
-			interrupted++
-		case res.Skipped != "":
-			skipped++
-		default:
-			migrated++
+		all.add(res)
+		name := res.Tenant.ServerName()
+		if byServer[name] == nil {
+			byServer[name] = &runCounts{}
 		}
+		byServer[name].add(res)
 	}
-	summary := fmt.Sprintf("%d tenants in %s: %d migrated, %d skipped, %d failed", len(results), time.Since(r.start).Round(time.Millisecond), migrated, skipped, r.failed)
-	if interrupted > 0 {
-		summary += fmt.Sprintf(", %d not started (interrupted)", interrupted)
-	}
+	names := slices.Sorted(maps.Keys(byServer))
+	summary := fmt.Sprintf("%d tenants in %s: %s", len(results), time.Since(r.start).Round(time.Millisecond), all)
 	if r.json {
-		r.writeJSON(map[string]any{"summary": summary, "tenants": len(results), "migrated": migrated, "skipped": skipped, "failed": r.failed, "interrupted": interrupted})
+		out := map[string]any{"summary": summary, "tenants": len(results), "migrated": all.Migrated, "skipped": all.Skipped, "failed": all.Failed, "interrupted": all.Interrupted, "servers": byServer}
+		r.writeJSON(out)
 	} else {
 		fmt.Fprintln(r.out, summary)
+		if len(names) > 1 {
+			for _, name := range names {
+				c := byServer[name]
+				fmt.Fprintf(r.out, "  on %s: %d tenants: %s\n", name, c.Tenants, c)
+			}
+		}
 	}
-	if r.failed > 0 || interrupted > 0 {
-		return failedError{failed: r.failed + interrupted, total: len(results)}
+	if all.Failed > 0 || all.Interrupted > 0 {
+		e := failedError{failed: all.Failed + all.Interrupted, total: len(results)}
+		for _, name := range names {
+			if c := byServer[name]; c.Failed+c.Interrupted > 0 {
+				e.servers = append(e.servers, fmt.Sprintf("%s (%d)", name, c.Failed+c.Interrupted))
+			}
+		}
+		return e
 	}
 	return nil
 }
@@ -179,8 +224,19 @@ func (r *reporter) dryRun(fleet *controlplane.Fleet, tenants []*controlplane.Ten
 
 // status reports the fleet from the catalog, with repair commands; with
 // real (status --verify, real[i] for tenants[i]) it also reports each
-// tenant whose migrations table differs from the catalog.
+// tenant whose migrations table differs from the catalog. Tenants are
+// listed server by server, and a fleet on several servers gets a summary
+// per server too.
 func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.VersionRead) error {
+	order := make([]int, len(tenants))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return strings.Compare(tenants[a].ServerName(), tenants[b].ServerName()) })
+	tenants = permute(tenants, order)
+	if real != nil {
+		real = permute(real, order)
+	}
 	drifted := 0
 	for i, t := range tenants {
 		problem := oneLine(t.MigrationError)
@@ -220,22 +276,33 @@ func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.Ve
 		if drift != "" {
 			problem = strings.TrimSpace("DRIFT: " + drift + " " + problem)
 		}
-		fmt.Fprintf(r.out, "%-32s %-8s %4d %-5s %s\n", t.Slug, t.Isolation, t.SchemaVersion, dirty, problem)
+		fmt.Fprintf(r.out, "%-32s %-8s %-12s %4d %-5s %s\n", t.Slug, t.Isolation, t.ServerName(), t.SchemaVersion, dirty, problem)
 	}
 	s := controlplane.Summarize(tenants, r.latest)
-	summary := fmt.Sprintf("%d tenants, latest version %d: %d at latest, %d behind, %d dirty, %d failed, %d not provisioned",
-		len(tenants), r.latest, s.AtLatest, s.Behind, s.Dirty, s.Failed, s.NotReady)
-	if s.Ahead > 0 {
-		summary += fmt.Sprintf(", %d AHEAD of this binary", s.Ahead)
-	}
+	summary := fmt.Sprintf("%d tenants, latest version %d: %s", len(tenants), r.latest, statusCounts(s))
 	if real != nil {
 		summary += fmt.Sprintf("; verified: %d drifted from the catalog", drifted)
 	}
+	byServer := map[string][]*controlplane.Tenant{}
+	for _, t := range tenants {
+		byServer[t.ServerName()] = append(byServer[t.ServerName()], t)
+	}
+	names := slices.Sorted(maps.Keys(byServer))
 	if r.json {
-		r.writeJSON(map[string]any{"summary": summary, "latest": r.latest, "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead, "drifted": drifted})
+		servers := map[string]any{}
+		for _, name := range names {
+			s := controlplane.Summarize(byServer[name], r.latest)
+			servers[name] = map[string]int{"tenants": len(byServer[name]), "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead}
+		}
+		r.writeJSON(map[string]any{"summary": summary, "latest": r.latest, "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead, "drifted": drifted, "servers": servers})
 		return nil
 	}
 	fmt.Fprintln(r.out, summary)
+	if len(names) > 1 {
+		for _, name := range names {
+			fmt.Fprintf(r.out, "  on %s: %d tenants: %s\n", name, len(byServer[name]), statusCounts(controlplane.Summarize(byServer[name], r.latest)))
+		}
+	}
 	for i, t := range tenants {
 		switch {
 		case real != nil && t.Provisioning == controlplane.ProvisionReady && real[i].Err == nil && controlplane.Drift(t, real[i]) != "":
@@ -254,6 +321,24 @@ func (r *reporter) repair(res controlplane.MigrationResult) string {
 		return controlplane.RepairCommand(res.Tenant.Slug, *res.Clean)
 	}
 	return controlplane.RepairAdvice(&controlplane.Tenant{Slug: res.Tenant.Slug, SchemaVersion: res.To}, r.versions)
+}
+
+// statusCounts is the catalog's view of some tenants, in words.
+func statusCounts(s controlplane.FleetSummary) string {
+	out := fmt.Sprintf("%d at latest, %d behind, %d dirty, %d failed, %d not provisioned", s.AtLatest, s.Behind, s.Dirty, s.Failed, s.NotReady)
+	if s.Ahead > 0 {
+		out += fmt.Sprintf(", %d AHEAD of this binary", s.Ahead)
+	}
+	return out
+}
+
+// permute returns xs in the order of the indexes in order.
+func permute[T any](xs []T, order []int) []T {
+	out := make([]T, len(order))
+	for k, i := range order {
+		out[k] = xs[i]
+	}
+	return out
 }
 
 func (r *reporter) writeJSON(v any) {

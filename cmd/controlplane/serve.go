@@ -1,7 +1,6 @@
 package main
 
 import (
-	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -567,7 +566,7 @@ func (a *App) checkedServers(ctx context.Context) ([]string, error) {
 func (a *App) schemaTenants(server string) int {
 	n := 0
 	a.Store.Cache().Each(func(t *controlplane.Tenant) {
-		if t.Isolation == controlplane.IsolationSchema && cmp.Or(t.Server, controlplane.DefaultServer) == server {
+		if t.Isolation == controlplane.IsolationSchema && t.ServerName() == server {
 			n++
 		}
 	})

@@ -217,7 +217,7 @@ func (s *Set) ReadVersions(ctx context.Context, tenants []*controlplane.Tenant, 
 	out := make([]controlplane.VersionRead, len(tenants))
 	byServer := map[string][]int{}
 	for i, t := range tenants {
-		name := cmp.Or(t.Server, controlplane.DefaultServer)
+		name := t.ServerName()
 		byServer[name] = append(byServer[name], i)
 	}
 	var wg sync.WaitGroup
