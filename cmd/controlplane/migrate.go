@@ -128,7 +128,8 @@ type tenantsFlags struct {
 
 // defaultConcurrency is per tenant server: enough to keep a server busy on
 // the round trips of many small migrations without crowding its
-// connections (each worker holds two). One server today.
+// connections (each worker holds two). Servers run side by side, each with
+// its own workers (controlplane.Fleet).
 const defaultConcurrency = 4
 
 func newMigrateTenants() *cobra.Command {
@@ -206,7 +207,7 @@ by --status.`,
 	cmd.Flags().BoolVar(&f.all, "all", false, "every tenant")
 	cmd.Flags().StringVar(&f.status, "status", "", "only tenants with this status: active or suspended")
 	cmd.Flags().StringVar(&f.server, "server", "", "only tenants on this tenant server (see controlplane servers list)")
-	cmd.Flags().IntVar(&f.concurrency, "concurrency", defaultConcurrency, "tenants migrated at once")
+	cmd.Flags().IntVar(&f.concurrency, "concurrency", defaultConcurrency, "tenants migrated at once on each tenant server (the servers run side by side)")
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would run for each tenant, change nothing")
 	cmd.Flags().BoolVar(&f.json, "json", false, "one JSON object per tenant, then a summary object")
 	cmd.Flags().BoolVar(&f.verify, "verify", false, "status: also read each tenant's real version and report drift")
