@@ -83,7 +83,7 @@ func (p *Provisioner) ensureRole(ctx context.Context, t *controlplane.Tenant) er
 	if exists {
 		return p.setPassword(ctx, t.DBName)
 	}
-	return p.createRole(ctx, t.DBName, p.mark(t))
+	return p.createRole(ctx, t.DBName, p.mark(t), true)
 }
 
 // setPassword sets role name's password to the current secret's.
@@ -94,11 +94,15 @@ func (p *Provisioner) setPassword(ctx context.Context, name string) error {
 }
 
 // createRole creates login role name, marked with mark, with its password
-// from the role secret, and makes the admin a member of it.
-func (p *Provisioner) createRole(ctx context.Context, name, mark string) error {
-	role, verifier := quote(name), literal(scramVerifier(p.roles.Password(name)))
+// from the role secret (or, without password, none yet: setPassword
+// follows), and makes the admin a member of it.
+func (p *Provisioner) createRole(ctx context.Context, name, mark string, password bool) error {
+	role, with := quote(name), ""
+	if password {
+		with = ` PASSWORD ` + literal(scramVerifier(p.roles.Password(name)))
+	}
 	// One round trip, one implicit transaction: all three or none.
-	_, err := p.admin.ExecContext(ctx, `CREATE ROLE `+role+` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE PASSWORD `+verifier+`;
+	_, err := p.admin.ExecContext(ctx, `CREATE ROLE `+role+` WITH LOGIN NOSUPERUSER NOCREATEDB NOCREATEROLE`+with+`;
 		COMMENT ON ROLE `+role+` IS `+literal(mark)+`;
 		GRANT `+role+` TO CURRENT_USER`)
 	if err != nil {

@@ -77,7 +77,7 @@ func (p *Provisioner) MakeSpare(ctx context.Context, id int64) error {
 		return fmt.Errorf("template database: %w", err)
 	}
 	name := p.DBName(id)
-	if err := p.createRole(ctx, name, p.spareMark(id, tpl)); err != nil {
+	if err := p.createRole(ctx, name, p.spareMark(id, tpl), true); err != nil {
 		return err
 	}
 	p.step("spare:role")
