@@ -17,9 +17,9 @@ import (
 // server's state. The catalog checks the choice again under the server's
 // row lock as it inserts the tenant (CreateOptions.Server).
 type Placement struct {
-	Servers interface {
-		Servers(ctx context.Context) ([]Server, error)
-	}
+	// Servers lists the registered servers with their tenants counted
+	// (catalog.Store.ServerStates).
+	Servers func(ctx context.Context) ([]Server, error)
 	// Health returns a server's last health check: the error it failed
 	// with, nil if it answered. nil: every server is taken as healthy.
 	Health func(name string) error
@@ -31,7 +31,7 @@ func (p *Placement) Choose(ctx context.Context, requested string) (string, error
 	if p == nil {
 		return cmp.Or(requested, DefaultServer), nil
 	}
-	servers, err := p.Servers.Servers(ctx)
+	servers, err := p.Servers(ctx)
 	if err != nil {
 		return "", err
 	}

@@ -162,7 +162,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		Keys:             store,
 		Idempotency:      store,
 		Provisioner:      app.TenantServers,
-		Placement:        &controlplane.Placement{Servers: store, Health: app.TenantServers.Health},
+		Placement:        &controlplane.Placement{Servers: store.ServerStates, Health: app.TenantServers.Health},
 		DefaultIsolation: controlplane.Isolation(cfg.TenantIsolation),
 		ProvisionTimeout: cfg.ProvisionTimeout,
 		Log:              log,
@@ -547,7 +547,7 @@ const serverCheckPeriod = 5 * time.Second
 
 // checkedServers names the registered servers that are not disabled.
 func (a *App) checkedServers(ctx context.Context) ([]string, error) {
-	list, err := a.Store.Servers(ctx)
+	list, err := a.Store.ServerStates(ctx)
 	if err != nil {
 		return nil, err
 	}

@@ -108,6 +108,38 @@ func (s *Store) Servers(ctx context.Context) ([]controlplane.Server, error) {
 	return out, nil
 }
 
+// ServerStates lists every server by name, with its tenants counted by
+// provisioning state from the in-memory catalog rather than by a scan of
+// the tenants table, whose cost grows with the fleet: what placement reads
+// at every create, and the health loop every few seconds. The isolation
+// and spare counts are left at 0 (neither reads them). A count a moment
+// behind another replica's creates is harmless: the create checks the
+// server it chose again under the server's row lock (roomOn).
+func (s *Store) ServerStates(ctx context.Context) ([]controlplane.Server, error) {
+	var rows []serverRow
+	if err := s.db.WithContext(ctx).Order("name").Find(&rows).Error; err != nil {
+		return nil, translateServer(err, "")
+	}
+	counts := map[string]map[controlplane.ProvisionState]int{}
+	s.cache.Each(func(t *controlplane.Tenant) {
+		c := counts[t.ServerName()]
+		if c == nil {
+			c = map[controlplane.ProvisionState]int{}
+			counts[t.ServerName()] = c
+		}
+		c[t.Provisioning]++
+	})
+	out := make([]controlplane.Server, len(rows))
+	for i := range rows {
+		out[i] = rows[i].server()
+		out[i].ServerLoad = controlplane.NewServerLoad()
+		for state, n := range counts[rows[i].Name] {
+			out[i].Tenants[state] = n
+		}
+	}
+	return out, nil
+}
+
 // serverLoads counts tenants (by provisioning state and isolation) and
 // spares per server; only server name's when name is set.
 func (s *Store) serverLoads(ctx context.Context, name string) (map[string]controlplane.ServerLoad, error) {
