@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+	"github.com/laracopilot/controlplane/tenantdb/servers"
 )
 
 // threeServers is a control plane whose tenants may live on three
@@ -408,6 +410,46 @@ func TestFleetMigrationSlowServerHoldsOnlyItsTenants(t *testing.T) {
 	case <-time.After(time.Minute):
 		t.Fatal("the slow server's tenants never finished after it moved again")
 	}
+}
+
+// TestServerRemovedAndRegisteredAgain: serve closes a server once it is
+// removed from the registry (at its next health pass), so that a server
+// registered again under the same name at another address is reached
+// there, never through the old one's connections.
+func TestServerRemovedAndRegisteredAgain(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 100, "pg-b": 100, "pg-c": 100}, "TENANT_SPARE_DATABASES=1")
+	ctx := context.Background()
+	ts.app.TenantServers.Check(ctx, []string{"pg-b", "pg-c"}) // opens them, and their fillers
+	require.NotNil(t, ts.app.Tenants.SparesOn("pg-b"))
+	open := func() []string {
+		var names []string
+		ts.app.TenantServers.Each(func(c *servers.Conn) { names = append(names, c.Name) })
+		slices.Sort(names)
+		return names
+	}
+	require.Equal(t, []string{"default", "pg-b", "pg-c"}, open())
+
+	for _, name := range []string{"pg-b", "pg-c"} {
+		status, got := ts.do("PATCH", "/api/servers/"+name, map[string]any{"status": "draining"})
+		require.Equal(t, http.StatusOK, status, "%v", got)
+		// A draining server keeps no spares: its filler drops any it made.
+		require.NoError(t, ts.app.Tenants.SparesOn(name).Reconcile(ctx))
+		status, got = ts.do("DELETE", "/api/servers/"+name, nil)
+		require.Equal(t, http.StatusNoContent, status, "%v", got)
+	}
+	require.NoError(t, ts.app.TenantServers.Refresh(ctx, ts.app.checkedServers))
+	require.Equal(t, []string{"default"}, open(), "removed servers are closed")
+	require.Nil(t, ts.app.Tenants.SparesOn("pg-b"), "and their fillers stopped")
+
+	// pg-b again, now at pg-c's cluster.
+	status, got := ts.do("POST", "/api/servers", map[string]any{"name": "pg-b", "url": ts.clusters["pg-c"].URL, "capacity": 100})
+	require.Equal(t, http.StatusCreated, status, "%v", got)
+	tenant := ts.create(placed(1, "database", "pg-b"))
+	require.True(t, ts.onServer(ts.clusters["pg-c"].URL, tenant), "created at pg-b's new address")
+	require.False(t, ts.onServer(ts.clusters["pg-b"].URL, tenant), "not at its old one")
+	status, _, body := ts.req("POST", tenant["domain"].(string), "/api/extensions", map[string]any{"number": "1001", "name": "Desk"})
+	require.Equal(t, http.StatusCreated, status, "%v", body)
 }
 
 // TestSparesPerServer: each server keeps spare databases of its own, made

@@ -323,12 +323,27 @@ func (a *App) openServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	}
 	a.spares[name] = spares
 	a.sparesMu.Unlock()
+	stop := func() {}
 	if a.background != nil {
-		go spares.Run(a.background)
+		fctx, cancel := context.WithCancel(a.background)
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			spares.Run(fctx)
+		}()
+		stop = func() { cancel(); <-done }
+	}
+	c.OnClose = func() { // the server was removed: its filler goes first
+		stop()
+		a.sparesMu.Lock()
+		if a.spares[name] == spares {
+			delete(a.spares, name)
+		}
+		a.sparesMu.Unlock()
 	}
 	if a.routing {
 		if c.Router, err = a.newRouter(ctx, cfg, log, name, url, ""); err != nil {
-			_ = p.Close()
+			_ = c.Close() // its filler too
 			return nil, err
 		}
 		p.BeforeDrop = c.Router.Forget
@@ -545,19 +560,20 @@ const didGrace = time.Minute
 // serverCheckPeriod is how often serve checks its tenant servers.
 const serverCheckPeriod = 5 * time.Second
 
-// checkedServers names the registered servers that are not disabled.
-func (a *App) checkedServers(ctx context.Context) ([]string, error) {
+// checkedServers names the registered servers that are not disabled (to
+// check) and every registered server (servers.Lister).
+func (a *App) checkedServers(ctx context.Context) (check, registered []string, err error) {
 	list, err := a.Store.ServerStates(ctx)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	var names []string
 	for _, s := range list {
+		registered = append(registered, s.Name)
 		if s.Status != controlplane.ServerDisabled {
-			names = append(names, s.Name)
+			check = append(check, s.Name)
 		}
 	}
-	return names, nil
+	return check, registered, nil
 }
 
 // schemaTenants counts the schema-mode tenants in the catalog (a walk of

@@ -35,10 +35,16 @@ type Conn struct {
 	Name        string
 	Provisioner *tenantdb.Provisioner
 	Router      *router.Router // nil in a process that does not route (the CLI)
+	// OnClose, if set, stops what works on the server beside requests
+	// (its spare filler) before its connections close.
+	OnClose func()
 }
 
 // Close releases the server's connections.
 func (c *Conn) Close() error {
+	if c.OnClose != nil {
+		c.OnClose()
+	}
 	var err error
 	if c.Router != nil {
 		err = c.Router.Close()
@@ -332,14 +338,64 @@ func (s *Set) Check(ctx context.Context, names []string) {
 	wg.Wait()
 }
 
-// Run checks the servers list returns every period until ctx ends.
-func (s *Set) Run(ctx context.Context, list func(context.Context) ([]string, error), period time.Duration) {
+// Lister names the servers to check and every registered server.
+type Lister func(context.Context) (check, registered []string, err error)
+
+// Refresh is one pass of Run: it checks the servers list names to check
+// and closes the open servers that are no longer registered, so that a
+// server removed and registered again under its name (at another address)
+// is opened afresh, not reached through the old one's connections.
+func (s *Set) Refresh(ctx context.Context, list Lister) error {
+	check, registered, err := list(ctx)
+	if err != nil {
+		return err
+	}
+	s.Check(ctx, check)
+	s.retain(registered)
+	return nil
+}
+
+// retain closes every open server but the default and those of names.
+// Nothing routes to a removed server (the registry refuses to remove one
+// that still has tenants or spares), so closing it interrupts nothing.
+func (s *Set) retain(names []string) {
+	keep := map[string]bool{controlplane.DefaultServer: true}
+	for _, n := range names {
+		keep[n] = true
+	}
+	s.mu.Lock()
+	var gone []*Conn
+	conns := maps.Clone(*s.conns.Load())
+	for name, c := range conns {
+		if !keep[name] {
+			gone = append(gone, c)
+			delete(conns, name)
+		}
+	}
+	for name := range s.health {
+		if !keep[name] {
+			delete(s.health, name)
+			delete(s.failed, name)
+		}
+	}
+	if len(gone) > 0 {
+		s.conns.Store(&conns)
+	}
+	s.mu.Unlock()
+	for _, c := range gone {
+		if s.Log != nil {
+			s.Log.Info("tenant server closed: no longer registered", "server", c.Name)
+		}
+		_ = c.Close()
+	}
+}
+
+// Run refreshes the servers every period until ctx ends.
+func (s *Set) Run(ctx context.Context, list Lister, period time.Duration) {
 	tick := time.NewTicker(period)
 	defer tick.Stop()
 	for {
-		if names, err := list(ctx); err == nil {
-			s.Check(ctx, names)
-		}
+		_ = s.Refresh(ctx, list)
 		select {
 		case <-ctx.Done():
 			return
