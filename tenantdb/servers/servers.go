@@ -38,6 +38,7 @@ type Conn struct {
 	// OnClose, if set, stops what works on the server beside requests
 	// (its spare filler) before its connections close.
 	OnClose func()
+	opened  time.Time // when the Set opened it
 }
 
 // Close releases the server's connections.
@@ -150,6 +151,7 @@ func (s *Set) Get(ctx context.Context, name string) (*Conn, error) {
 			_ = c.Close()
 			return nil, errors.New("servers: closed")
 		default:
+			c.opened = time.Now()
 			delete(s.failed, name)
 			conns := maps.Clone(*s.conns.Load())
 			conns[name] = c
@@ -346,19 +348,22 @@ type Lister func(context.Context) (check, registered []string, err error)
 // server removed and registered again under its name (at another address)
 // is opened afresh, not reached through the old one's connections.
 func (s *Set) Refresh(ctx context.Context, list Lister) error {
+	listed := time.Now()
 	check, registered, err := list(ctx)
 	if err != nil {
 		return err
 	}
 	s.Check(ctx, check)
-	s.retain(registered)
+	s.retain(registered, listed)
 	return nil
 }
 
-// retain closes every open server but the default and those of names.
-// Nothing routes to a removed server (the registry refuses to remove one
-// that still has tenants or spares), so closing it interrupts nothing.
-func (s *Set) retain(names []string) {
+// retain closes every server opened before listed but the default and
+// those of names (the servers registered at listed): one opened since may
+// have been registered since. Nothing routes to a removed server (the
+// registry refuses to remove one that still has tenants or spares), so
+// closing it interrupts nothing.
+func (s *Set) retain(names []string, listed time.Time) {
 	keep := map[string]bool{controlplane.DefaultServer: true}
 	for _, n := range names {
 		keep[n] = true
@@ -367,13 +372,13 @@ func (s *Set) retain(names []string) {
 	var gone []*Conn
 	conns := maps.Clone(*s.conns.Load())
 	for name, c := range conns {
-		if !keep[name] {
+		if !keep[name] && c.opened.Before(listed) {
 			gone = append(gone, c)
 			delete(conns, name)
 		}
 	}
 	for name := range s.health {
-		if !keep[name] {
+		if _, open := conns[name]; !keep[name] && !open {
 			delete(s.health, name)
 			delete(s.failed, name)
 		}
