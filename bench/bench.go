@@ -64,6 +64,11 @@ type Sizes struct {
 	ConnBurst       int           // concurrent requests of the noisy tenant (row 4)
 	ConnDuration    time.Duration // measured window of a round, after Warmup
 	ConnRounds      int           // rounds per contender
+
+	// 7. Tenant servers, every serve with its defaults.
+	ServerTenants  int           // database-mode tenants (a third on each of the three servers)
+	ServerDuration time.Duration // measured window of a round, after Warmup
+	ServerRounds   int           // rounds per contender, and outages
 }
 
 // Full is the size of `make bench`, as issue #7 asks.
@@ -76,6 +81,7 @@ var Full = Sizes{
 	ScaleTenants: 10000, NoopRuns: 3,
 	CDRs: 10000, CDRBatch: 1000, IngestRounds: 3,
 	ConnDBTenants: 200, ConnManyTenants: 1000, ConnFewSchema: 1000, ConnBurst: 1000, ConnDuration: 8 * time.Second, ConnRounds: 3,
+	ServerTenants: 60, ServerDuration: 8 * time.Second, ServerRounds: 3,
 }
 
 // Smoke runs every code path in seconds: TestSmoke, inside `make test`.
@@ -89,10 +95,11 @@ var Smoke = Sizes{
 	ScaleTenants: 12, NoopRuns: 1,
 	CDRs: 20, CDRBatch: 10, IngestRounds: 1,
 	ConnDBTenants: 3, ConnManyTenants: 5, ConnFewSchema: 4, ConnBurst: 20, ConnDuration: 300 * time.Millisecond, ConnRounds: 1,
+	ServerTenants: 6, ServerDuration: 300 * time.Millisecond, ServerRounds: 1,
 }
 
 // Benchmarks are the names -only accepts, in the order they run.
-var Benchmarks = []string{"ingest", "provision", "reads", "fleet", "scale", "connections"}
+var Benchmarks = []string{"ingest", "provision", "reads", "fleet", "scale", "connections", "servers"}
 
 // Config is one run of the harness.
 type Config struct {
@@ -115,7 +122,9 @@ type Config struct {
 	// clusters of its own with scripts/pg.sh (local PostgreSQL binaries,
 	// run as the postgres user when root): the servers of 300 and 100
 	// max_connections its rows need. Empty: those rows run on ServerURL's
-	// server, and the report says so.
+	// server, and the report says so. Benchmark 7 starts its three
+	// clusters there too, or, empty, in a temporary folder of its own (it
+	// cannot run on one server).
 	ClusterDir string
 	// ProfileDir, if set, receives CPU, heap and allocation profiles of
 	// serve (and of the baseline) from extra, uncounted rounds of
@@ -126,7 +135,7 @@ type Config struct {
 }
 
 // env is the state of one run, on one PostgreSQL server: the run's
-// (DATABASE_URL), or one of the clusters benchmark 6 starts (see on).
+// (DATABASE_URL), or one of the clusters benchmarks 6 and 7 start (see on).
 type env struct {
 	*shared
 	pg *pg
@@ -287,6 +296,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 			return nil, err
 		}
 	} else if err := step("connections", func() (*Section, error) { return e.connections(ctx, nil) }); err != nil {
+		return nil, err
+	}
+	if err := step("servers", func() (*Section, error) { return e.servers(ctx) }); err != nil {
 		return nil, err
 	}
 	rep.Took = time.Since(e.start)

@@ -2,6 +2,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"os"
@@ -21,7 +22,13 @@ import (
 // settleClusters waits for. Nothing else uses it, so PostgreSQL's CPU measured there is the
 // whole cluster's (pg.whole).
 func (e *env) cluster(ctx context.Context, name string, maxConns int) (*pg, func(), error) {
-	dir := filepath.Join(e.cfg.ClusterDir, name, "data")
+	return e.clusterIn(ctx, e.cfg.ClusterDir, name, maxConns)
+}
+
+// clusterIn is cluster in folder root instead of ClusterDir (benchmark 7
+// makes one of its own when the run has none).
+func (e *env) clusterIn(ctx context.Context, root, name string, maxConns int) (*pg, func(), error) {
+	dir := filepath.Join(root, name, "data")
 	settings := []string{"max_connections = " + strconv.Itoa(maxConns), "fsync = off", "synchronous_commit = off", "full_page_writes = off"}
 	if e.pg.stmts {
 		settings = append(settings, "shared_preload_libraries = 'pg_stat_statements'")
@@ -42,7 +49,7 @@ func (e *env) cluster(ctx context.Context, name string, maxConns int) (*pg, func
 		if p, err = openPG(ctx, url, e.pg.run); err != nil {
 			break
 		}
-		p.whole = true
+		p.whole, p.dir, p.conf = true, dir, settings
 		e.logf("%s: a cluster of its own on 127.0.0.1:%d, max_connections %d", name, port, maxConns)
 		stop := func() {
 			p.close()
@@ -53,6 +60,41 @@ func (e *env) cluster(ctx context.Context, name string, maxConns int) (*pg, func
 	}
 	destroyCluster(ctx, e.cfg.Root, dir)
 	return nil, nil, fmt.Errorf("start a cluster in %s: %w", dir, err)
+}
+
+// halt stops the env's cluster (scripts/pg.sh stop: a fast shutdown, every
+// backend ended at once, as a crash of the server would end them) and keeps
+// its files, for restart. The run still destroys it at the end.
+func (e *env) halt(ctx context.Context) error {
+	if e.pg.dir == "" {
+		return errors.New("halt: not a cluster of the run's own")
+	}
+	_, _, err := runCmd(ctx, "bash", []string{filepath.Join(e.cfg.Root, "scripts", "pg.sh"), "stop", e.pg.dir}, nil)
+	return err
+}
+
+// restart starts the env's cluster again after halt, on the same port (its
+// clients know it by its address) with the same settings, once it accepts
+// connections, and reconnects the harness: its pool's connections died
+// with the server, and the postmaster whose CPU it measures is a new
+// process.
+func (e *env) restart(ctx context.Context) error {
+	if e.pg.dir == "" {
+		return errors.New("restart: not a cluster of the run's own")
+	}
+	args := append([]string{filepath.Join(e.cfg.Root, "scripts", "pg.sh"), "start", e.pg.dir, e.pg.url.Port()}, e.pg.conf...)
+	if _, _, err := runCmd(ctx, "bash", args, nil); err != nil {
+		return err
+	}
+	e.pg.admin.Reset()
+	var pid int
+	if err := e.pg.admin.QueryRow(ctx, `SELECT pg_backend_pid()`).Scan(&pid); err != nil {
+		return err
+	}
+	if e.pg.local {
+		e.pg.postmaster, _, _, _ = procTimes(pid)
+	}
+	return nil
 }
 
 // destroyCluster stops the cluster in dir, if it runs, and deletes it.

@@ -49,7 +49,10 @@ type loadResult struct {
 	Total    int // every request sent, warm-up included (for per-request CPU)
 	Requests int
 	Errors   int // transport errors and non-200 answers
-	FirstErr string
+	// WarmErrors is the failures of the warm-up, not in Errors (benchmark
+	// 7 stops a server during it).
+	WarmErrors int
+	FirstErr   string
 	// Status counts the answers of the measured window by HTTP status (0:
 	// no answer, a transport error).
 	Status   map[int]int
@@ -99,10 +102,10 @@ func runLoad(ctx context.Context, s loadSpec) loadResult {
 			return statusForeign, errors.New(req.Host + ": answered with another tenant's row")
 		}
 		if s.retryAfter && resp.StatusCode == http.StatusTooManyRequests {
-			if secs, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil {
+			if wait, ok := retryWait(resp.Header.Get("Retry-After"), rng); ok {
 				select {
 				case <-ctx.Done():
-				case <-time.After(time.Duration(float64(secs) * (1 + rng.Float64()) * float64(time.Second))):
+				case <-time.After(wait):
 				}
 			}
 		}
@@ -111,6 +114,18 @@ func runLoad(ctx context.Context, s loadSpec) loadResult {
 		}
 		return resp.StatusCode, nil
 	})
+}
+
+// retryWait is how long a client answered with Retry-After h waits before
+// its next request, as docs/API.md asks of clients: h's seconds plus a
+// random part of as much again, so that clients refused together do not
+// come back together (false: no usable header).
+func retryWait(h string, rng *rand.Rand) (time.Duration, bool) {
+	secs, err := strconv.Atoi(h)
+	if err != nil || secs < 0 {
+		return 0, false
+	}
+	return time.Duration(float64(secs) * (1 + rng.Float64()) * float64(time.Second)), true
 }
 
 // closedLoop runs clients workers, each calling op back to back until
@@ -125,6 +140,7 @@ func closedLoop(ctx context.Context, clients int, warmup, duration time.Duration
 	end := measureFrom.Add(duration)
 	lat := make([][]time.Duration, clients)
 	errs := make([]int, clients)
+	warmErrs := make([]int, clients)
 	total := make([]int, clients)
 	firstErr := make([]string, clients)
 	status := make([]map[int]int, clients)
@@ -147,6 +163,9 @@ func closedLoop(ctx context.Context, clients int, warmup, duration time.Duration
 					firstErr[w] = err.Error()
 				}
 				if t0.Before(measureFrom) {
+					if err != nil || code != http.StatusOK {
+						warmErrs[w]++
+					}
 					continue
 				}
 				st[code]++
@@ -165,6 +184,7 @@ func closedLoop(ctx context.Context, clients int, warmup, duration time.Duration
 	for w := range clients {
 		all = append(all, lat[w]...)
 		r.Errors += errs[w]
+		r.WarmErrors += warmErrs[w]
 		r.Total += total[w]
 		if r.FirstErr == "" {
 			r.FirstErr = firstErr[w]

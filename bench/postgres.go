@@ -38,6 +38,11 @@ type pg struct {
 	// cluster's, every backend counted, those that connected and left
 	// within a round too.
 	whole bool
+	// dir and conf are, for a cluster of the run's own, its data folder
+	// and the settings it was made with (halt, restart); dir is "" for the
+	// run's server.
+	dir  string
+	conf []string
 }
 
 // appName tags the connections of the serve processes (PGAPPNAME), so

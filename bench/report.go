@@ -52,7 +52,7 @@ type Row struct {
 	Met string
 }
 
-// add keeps the sections in the issues' order ("1. ..." to "6. ..."),
+// add keeps the sections in the issues' order ("1. ..." to "7. ..."),
 // whatever order they ran in.
 func (r *Report) add(s *Section) {
 	if s != nil {
@@ -127,7 +127,7 @@ func (r *Report) Markdown(w io.Writer) {
 	p("## Reproduce")
 	p("")
 	p("```sh")
-	p("make bench           # all six at full size, about 20 minutes on 2 CPUs; writes this file")
+	p("make bench           # all seven at full size, about 25 minutes on 2 CPUs; writes this file")
 	p("make bench-smoke     # every benchmark at tiny size (also part of make test)")
 	p("bash bench/run.sh -only reads -profile /tmp/prof   # one benchmark, with CPU/heap profiles of serve")
 	p("```")
@@ -136,11 +136,12 @@ func (r *Report) Markdown(w io.Writer) {
 	p("server instead: the run creates and drops its own `bn*` databases and roles there), builds the")
 	p("product, its variants (extra tenant migrations via `go build -overlay`, the checkout is not")
 	p("touched) and the baseline, runs `bench/cmd/bench -size full -out docs/BENCHMARKS.md`, and removes")
-	p("the cluster; benchmark 6 starts two more clusters of its own (max_connections 300 and 100) in a")
+	p("the cluster; benchmark 6 starts more clusters of its own (max_connections 300 and 100) in a")
 	p("folder `bench/run.sh` makes and removes (`BENCH_CLUSTER_DIR`), and with `DATABASE_URL` set runs")
-	p("those rows on the given server and says so. Flags of `bench/cmd/bench` (and of `bench/run.sh`):")
-	p("`-size smoke|full`, `-only NAME[,NAME]` (ingest, provision, reads, fleet, scale, connections; fleet")
-	p("runs on the tenants of reads, connections partly on the fleet of scale), `-out FILE`,")
+	p("those rows on the given server and says so; benchmark 7 starts its three tenant servers there")
+	p("too, or in a temporary folder of its own. Flags of `bench/cmd/bench` (and of `bench/run.sh`):")
+	p("`-size smoke|full`, `-only NAME[,NAME]` (ingest, provision, reads, fleet, scale, connections,")
+	p("servers; fleet runs on the tenants of reads, connections partly on the fleet of scale), `-out FILE`,")
 	p("`-profile DIR` (CPU, heap and allocation profiles of serve and the baseline from extra rounds),")
 	p("`-gomaxprocs N`. The golang-migrate CLI of benchmark 3 is `go install`ed, so the module proxy must")
 	p("be reachable (or the module cache hold it).")

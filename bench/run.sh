@@ -24,7 +24,9 @@
 # the harness starts them itself, made alike, in BENCH_CLUSTER_DIR, a folder
 # this script makes and removes (with any cluster still in it) whatever
 # happens. With DATABASE_URL set there is no such folder, and those rows run
-# on the given server (the report says so).
+# on the given server (the report says so). Benchmark 7 (servers) starts its
+# three tenant servers in that folder too, or, without it, in a temporary
+# folder of its own.
 
 set -euo pipefail
 

@@ -79,6 +79,8 @@ type tenant struct {
 	DBName        string          `json:"db_name"`
 	Provisioning  string          `json:"provisioning"`
 	SchemaVersion uint            `json:"schema_version"`
+	// Server is the tenant server its database lives on (benchmark 7).
+	Server string `json:"server"`
 }
 
 // tenantSpec names tenant i of a group: slug tag-i, domain tag-i.RUN.bench.test.
