@@ -421,16 +421,23 @@ func (e *env) serversRound(ctx context.Context, srv *proc, pgs []*pg, prefix str
 
 // outageRound is one outage of A with the three-server serve srv, after
 // its read round: the load across B's and C's tenants with every server up
-// (before), then the same load while A is stopped as its warm-up starts
-// (during; outageClients more clients read from A's tenants once it is
-// down), then A started again on its port and probed until every one of
-// its tenants is served again, serve untouched.
+// (before the outage, or after A's recovery in odd rounds), and the same
+// load while A is stopped as its warm-up starts (during; outageClients
+// more clients read from A's tenants once it is down), then A started
+// again on its port and probed until every one of its tenants is served
+// again, serve untouched.
 func (e *env) outageRound(ctx context.Context, srv *proc, r *serversResult, fl *serversFleet, i int) error {
 	a := r.Servers[0].env
 	onA, others := fl.on(r.Servers[0].Name)
 	up := []*pg{r.Servers[1].env.pg, r.Servers[2].env.pg} // A is idle, then stopped: not part of the load
-	if err := e.serversRound(ctx, srv, up, fl.prefix, &r.Before, i, e.serversLoad(srv, others)); err != nil {
-		return err
+	// The all-up round comes before the outage in even rounds and after
+	// A's recovery in odd ones, so that a machine growing busier or
+	// quieter over the pair weighs on both sides alike.
+	allUp := func() error { return e.serversRound(ctx, srv, up, fl.prefix, &r.Before, i, e.serversLoad(srv, others)) }
+	if i%2 == 0 {
+		if err := allUp(); err != nil {
+			return err
+		}
 	}
 
 	var o outage
@@ -484,6 +491,9 @@ func (e *env) outageRound(ctx context.Context, srv *proc, r *serversResult, fl *
 	r.Outages = append(r.Outages, o)
 	e.logf("  A back in %s; all %d of its tenants served again %s later (%d probes), the same serve (pid %d)",
 		o.Start.Round(time.Millisecond), len(onA), o.AllOK.Round(time.Millisecond), o.Probes, o.Pid)
+	if i%2 == 1 {
+		return allUp()
+	}
 	return nil
 }
 

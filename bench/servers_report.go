@@ -52,8 +52,9 @@ func (e *env) serversSection(r *serversResult) *Section {
 		"%d tenants (slugs, domains) created one at a time through `POST /api/tenants` without `server`: placement put %s (the responses' `server`). "+
 		"In both, each tenant's %d extensions are written with SQL on the server it lives on.\n",
 		serverCapacity, r.Tenants, splitText(r.Split), e.sz.Extensions)
-	fmt.Fprintf(&b, "- **Outage**, with each round's 3-server serve after its read round: *before*, the load across the %d tenants of B and C, every "+
-		"server up; *during*, the same load with A stopped (`scripts/pg.sh stop`: a fast shutdown, every backend ended at once) as its warm-up starts, "+
+	fmt.Fprintf(&b, "- **Outage**, with each round's 3-server serve after its read round: *all up*, the load across the %d tenants of B and C, every "+
+		"server up (before the outage in odd-numbered rounds, after A's recovery in even-numbered ones, so that a machine growing busier or quieter "+
+		"weighs on both sides); *during*, the same load with A stopped (`scripts/pg.sh stop`: a fast shutdown, every backend ended at once) as its warm-up starts, "+
 		"so that the warm-up holds the outage's first moments (errors count warm-up included, in both). From the moment A is down to the end of the "+
 		"round %d more clients read from A's %d tenants, each waiting after a 503 as docs/API.md asks (its `Retry-After` plus a random part of as much "+
 		"again), as benchmark 6's burst clients do; every answer counts. Then A is started again on the same port (`scripts/pg.sh start`) and, from the "+
@@ -61,7 +62,7 @@ func (e *env) serversSection(r *serversResult) *Section {
 		"the instrument, not a client) until one pass finds all of them answering 200, and checks that serve is the same process (no restart).\n",
 		r.Before.Tenants, outageClients, r.OnA, probeEvery)
 	b.WriteString("- CPU per request: serve's user+system time (`/proc/PID/stat`) ÷ the requests it served (the outage's clients' too); PostgreSQL's is " +
-		"the whole clusters' (the postmaster's tree in `/proc`): A, B and C for the read rounds, B and C for before and during (A is idle, then " +
+		"the whole clusters' (the postmaster's tree in `/proc`): A, B and C for the read rounds, B and C for all up and during (A is idle, then " +
 		"stopped). New connections per second: `pg_stat_database.sessions` of the tenant databases on those clusters. Budget: " +
 		"`controlplane_tenant_connections_max`, every server's router summed.\n\n")
 
@@ -91,7 +92,7 @@ func (e *env) serversSection(r *serversResult) *Section {
 			fmt.Sprintf("%d", o.NoRetryAfter), rate(float64(o.A.Total)/o.Window.Seconds(), "req/s"), ms(o.Start), ms(o.FirstOK), ms(o.AllOK),
 			fmt.Sprintf("%d", o.Pid)})
 	}
-	b.WriteString(table([]string{"outage", "B+C before", "B+C during", "during ÷ before", "B+C errors before / during", "A stopped in",
+	b.WriteString(table([]string{"outage", "B+C all up", "B+C during", "during ÷ all up", "B+C errors all up / during", "A stopped in",
 		"A's tenants' answers", "without Retry-After", "A's clients' requests", "A accepting connections in", "first 200 after", "all 200 after",
 		"serve pid"}, rows))
 	b.WriteString("\n(\"first 200 after\" is the probe's first answer 200, \"all 200 after\" the end of its first pass where all of A's tenants answered 200, both from the moment A accepted connections again; \"A accepting connections in\" is " +
@@ -141,11 +142,11 @@ func (e *env) serversOutage(r *serversResult, b *strings.Builder) Row {
 	bf, du := r.Before.med(), r.During.med()
 	ratio := du.rps / bf.rps
 	ok := ratio >= 0.9 && failures(&r.During) == 0
-	fmt.Fprintf(b, "**B's and C's %d tenants while A is stopped**: %s, %.2f× their %s with every server up just before (target ≥ 0.90×: %s); p99 %s "+
-		"against %s; %d errors over the %d outages, warm-up included (target 0: %s; before: %d).",
+	fmt.Fprintf(b, "**B's and C's %d tenants while A is stopped**: %s, %.2f× their %s with every server up, the same serve (target ≥ 0.90×: %s); p99 %s "+
+		"against %s; %d errors over the %d outages, warm-up included (target 0: %s; all up: %d).",
 		r.During.Tenants, rate(du.rps, "req/s"), ratio, rate(bf.rps, "req/s"), yesNo(ratio >= 0.9), ms(du.p99), ms(bf.p99), failures(&r.During),
 		len(r.Outages), yesNo(failures(&r.During) == 0), failures(&r.Before))
-	fmt.Fprintf(b, " %s per request during: %s; before: %s. A's cluster was idle in both rounds but for the stop (none of its tenants is in this "+
+	fmt.Fprintf(b, " %s per request during: %s; all up: %s. A's cluster was idle in both rounds but for the stop (none of its tenants is in this "+
 		"load), so stopping it frees little of the CPU the others use.", lead(ok), cpuSplit(&r.During, "serve"), cpuSplit(&r.Before, "serve"))
 	var stops []time.Duration
 	late := 0
@@ -165,7 +166,7 @@ func (e *env) serversOutage(r *serversResult, b *strings.Builder) Row {
 		fmt.Fprintf(b, " First error: `%s`.", r.During.firstErr())
 	}
 	b.WriteString("\n\n")
-	return Row{Bench: serversBench, Metric: fmt.Sprintf("req/s of B's and C's %d tenants while A is stopped vs before", r.During.Tenants),
+	return Row{Bench: serversBench, Metric: fmt.Sprintf("req/s of B's and C's %d tenants while A is stopped vs all up", r.During.Tenants),
 		Ours: rate(du.rps, "req/s") + errNote(failures(&r.During)), Base: rate(bf.rps, "req/s"), Ratio: ratio, Target: "≥ 0.90×, 0 errors", Met: yesNo(ok)}
 }
 
