@@ -11,8 +11,7 @@ import (
 // ServerStatus is the operator's switch on a tenant server.
 type ServerStatus string
 
-// Server statuses. They say where new tenants may go; placement will read
-// them (it does not yet: every tenant is created on the default server).
+// Server statuses. They say where new tenants may go (Placement).
 const (
 	ServerActive   ServerStatus = "active"   // takes new tenants
 	ServerDraining ServerStatus = "draining" // keeps its tenants, takes no new ones

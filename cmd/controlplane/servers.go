@@ -56,6 +56,13 @@ TENANT_DATABASE_URL is registered as "default" by serve and by
 				if err != nil {
 					return err
 				}
+				// Placement takes the least loaded by tenants ÷ capacity:
+				// with its placeholder capacity the default server stays
+				// the least loaded, and the new server would get nothing.
+				if def, err := s.Get(ctx, controlplane.DefaultServer); err == nil && def.Capacity == controlplane.MaxServerCapacity {
+					fmt.Fprintf(cmd.ErrOrStderr(), "note: server %s still has the placeholder capacity %d, so placement keeps choosing it (least loaded by tenants ÷ capacity); "+
+						"set its real capacity: PATCH /api/servers/%s {\"capacity\": N}\n", def.Name, def.Capacity, def.Name)
+				}
 				return printServer(cmd.OutOrStdout(), srv, asJSON)
 			})
 		},
