@@ -100,6 +100,13 @@ type Config struct {
 	// outages left (tenants pending or deleting, DID index intents,
 	// half-built templates), in one replica at a time.
 	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"30s"`
+	// BackupDir is where tenant backups (pg_dump archives) are written,
+	// one folder per tenant.
+	BackupDir string `env:"BACKUP_DIR" envDefault:".data/backups"`
+	// PgBinDir is the folder of pg_dump; empty: found on PATH (Debian's
+	// wrapper picks the newest installed client, which reads older
+	// servers).
+	PgBinDir string `env:"PG_BIN_DIR"`
 	// ProvisionTimeout bounds creating (or dropping) one tenant database.
 	ProvisionTimeout time.Duration `env:"PROVISION_TIMEOUT" envDefault:"2m"`
 	// ShutdownTimeout bounds draining in-flight requests on SIGTERM.

@@ -27,6 +27,8 @@ import (
 // names.
 type Provisioner struct {
 	server     *pgx.ConnConfig
+	tls        []string // the URL's TLS settings as libpq environment (pg_dump)
+	pgBin      string
 	admin      *sql.DB // the URL's own database: CREATE/DROP DATABASE, schemas
 	prefix     string
 	owner      string
@@ -63,6 +65,8 @@ type ProvisionerConfig struct {
 	Migrations fs.FS // the tenant migrations (migrations.Tenant)
 	// RoleSecret derives the passwords of database-mode tenants' roles.
 	RoleSecret RoleSecret
+	// PgBinDir is where pg_dump is (PG_BIN_DIR); "" looks it up on PATH.
+	PgBinDir string
 }
 
 // NewProvisioner connects to the tenant server.
@@ -77,7 +81,7 @@ func NewProvisioner(ctx context.Context, c ProvisionerConfig) (*Provisioner, err
 		_ = admin.Close()
 		return nil, fmt.Errorf("connect to tenant server: %w", err)
 	}
-	return &Provisioner{server: cfg, admin: admin, prefix: c.Prefix, owner: c.Owner, roles: c.RoleSecret, migrations: c.Migrations}, nil
+	return &Provisioner{server: cfg, tls: libpqTLS(c.URL), pgBin: c.PgBinDir, admin: admin, prefix: c.Prefix, owner: c.Owner, roles: c.RoleSecret, migrations: c.Migrations}, nil
 }
 
 // Close closes the connections to the tenant server.

@@ -26,6 +26,8 @@ import (
 const (
 	crashEnv  = "CONTROLPLANE_TEST_CRASH_AT"
 	crashWhat = "CONTROLPLANE_TEST_CRASH_DOING"
+	// crashTenant is the tenant a "backup" child backs up.
+	crashTenant = "CONTROLPLANE_TEST_CRASH_TENANT"
 )
 
 func TestMain(m *testing.M) {
@@ -63,8 +65,14 @@ func crashChild(step, doing string) int {
 			return 2
 		}
 	}
-	app.Provisioner.Step, app.Tenants.Step = kill, kill
+	app.Provisioner.Step, app.Tenants.Step, app.Operations.Step = kill, kill, kill
 	switch doing {
+	case "backup":
+		var id int64
+		_, _ = fmt.Sscan(os.Getenv(crashTenant), &id)
+		if _, err = app.Operations.StartBackup(ctx, id); err == nil {
+			time.Sleep(time.Minute) // the backup runs into the kill
+		}
 	case "create":
 		_, _, err = app.Tenants.Create(ctx, controlplane.TenantSpec{Name: "Crash", Slug: "crash", Domain: "crash.example.com", Status: controlplane.StatusActive, Timezone: "UTC", MaxExtensions: 10, Settings: []byte("[]")})
 	case "fill":

@@ -68,6 +68,8 @@ type App struct {
 	RoleSecret tenantdb.RoleSecret
 	// Reconciler repairs what crashes and outages leave (serve runs it).
 	Reconciler *controlplane.Reconciler
+	// Operations runs backups (and recovers the ones a crash left).
+	Operations *controlplane.Operations
 	// RolePasswords sets the roles' passwords from RoleSecret when they
 	// were last set from another secret.
 	RolePasswords *controlplane.RolePasswords
@@ -142,6 +144,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		Owner:      owner,
 		Migrations: tenantMigrations,
 		RoleSecret: app.RoleSecret,
+		PgBinDir:   cfg.PgBinDir,
 	})
 	if err != nil {
 		app.Close()
@@ -245,12 +248,14 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Name: "controlplane_reconciled_total",
 		Help: "Repairs by the reconciler, by kind (tenant, did, template) and outcome.",
 	}, []string{"kind", "outcome"})
+	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, BackupDir: cfg.BackupDir, Log: log}
 	app.Reconciler = &controlplane.Reconciler{
 		Tenants: app.Tenants,
 		Lock:    app.Store.TryLockReconciler,
 		Steps: []controlplane.ReconcileStep{
 			{Kind: "did", Run: func(ctx context.Context) (int, error) { return app.ReconcileDIDs(ctx, didGrace) }},
 			{Kind: "template", Run: app.TenantServers.DropHalfBuiltTemplates},
+			{Kind: "operation", Run: app.Operations.Recover},
 		},
 		Period:  cfg.ReconcileInterval,
 		Grace:   time.Minute,
@@ -260,6 +265,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	srv := &httpapi.Server{
 		Tenants:            app.Tenants,
 		Servers:            app.Servers,
+		Operations:         app.Operations,
 		Directory:          store.Cache(),
 		DIDIndex:           store,
 		Router:             app.TenantServers,
@@ -311,7 +317,7 @@ func (a *App) openServer(ctx context.Context, cfg config.Config, log *slog.Logge
 	if err != nil {
 		return nil, err
 	}
-	p, err := tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{URL: url, Prefix: cfg.TenantDBPrefix, Owner: owner, Migrations: migs, RoleSecret: a.RoleSecret})
+	p, err := tenantdb.NewProvisioner(ctx, tenantdb.ProvisionerConfig{URL: url, Prefix: cfg.TenantDBPrefix, Owner: owner, Migrations: migs, RoleSecret: a.RoleSecret, PgBinDir: cfg.PgBinDir})
 	if err != nil {
 		return nil, err
 	}
@@ -469,6 +475,9 @@ func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	// ones the catalog no longer wants.
 	go app.Tenants.Spares.Run(ctx)
 	app.background = ctx
+	// Running operations end with the process (recorded as interrupted);
+	// the shutdown waits for them to be recorded.
+	defer app.Operations.Start(ctx)()
 
 	// Check every tenant server that may take tenants: placement skips
 	// one that does not answer, /readyz reports it.

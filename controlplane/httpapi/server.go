@@ -26,8 +26,10 @@ const requestIDKey = "request_id"
 type Server struct {
 	Tenants *controlplane.Tenants
 	// Servers is the registry of tenant servers.
-	Servers   *controlplane.Servers
-	Directory Directory
+	Servers *controlplane.Servers
+	// Operations runs and reports backups.
+	Operations *controlplane.Operations
+	Directory  Directory
 	// DIDIndex is the global DID → tenant index (catalog).
 	DIDIndex controlplane.DIDIndex
 	Router   DBRouter
@@ -106,6 +108,7 @@ func (s *Server) Handler() http.Handler {
 	operator := r.Group("/api", s.operatorOnly)
 	s.tenantRoutes(operator)
 	s.serverRoutes(operator)
+	s.operationRoutes(operator)
 	tenant := r.Group("/api", s.tenantOnly)
 	s.extensionRoutes(tenant)
 	s.queueRoutes(tenant)

@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"maps"
 	"sync"
@@ -251,6 +252,16 @@ func (s *Set) ReadVersions(ctx context.Context, tenants []*controlplane.Tenant, 
 	}
 	wg.Wait()
 	return out
+}
+
+// Dump writes t's pg_dump archive, from its server
+// (controlplane.Dumper).
+func (s *Set) Dump(ctx context.Context, t *controlplane.Tenant, w io.Writer) error {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return err
+	}
+	return c.Provisioner.Dump(ctx, t, w)
 }
 
 // RotateRolePassword sets t's role password on its server

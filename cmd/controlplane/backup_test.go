@@ -1,0 +1,265 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+)
+
+// waitOperation polls operation id until it is no longer running.
+func (b *bundle) waitOperation(id any) map[string]any {
+	b.t.Helper()
+	path := fmt.Sprintf("/api/operations/%v", id)
+	deadline := time.Now().Add(time.Minute)
+	for {
+		status, op := b.do("GET", path, nil)
+		require.Equal(b.t, http.StatusOK, status, "%v", op)
+		if op["state"] != "running" {
+			return op
+		}
+		require.True(b.t, time.Now().Before(deadline), "operation still running after a minute: %v", op)
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// download fetches backup id's archive and returns its bytes and the
+// checksum header.
+func (b *bundle) download(id any) ([]byte, string) {
+	b.t.Helper()
+	resp, err := http.Get(fmt.Sprintf("%s/api/backups/%v/download", b.srv.URL, id))
+	require.NoError(b.t, err)
+	defer resp.Body.Close()
+	raw, err := io.ReadAll(resp.Body)
+	require.NoError(b.t, err)
+	require.Equal(b.t, http.StatusOK, resp.StatusCode, "%s", raw)
+	return raw, resp.Header.Get("X-Content-SHA256")
+}
+
+// restoreInto restores archive into a new database of the test server
+// (pg_restore, as an operator would) and returns the database's URL.
+func restoreInto(t *testing.T, b *bundle, archive []byte) string {
+	t.Helper()
+	file := filepath.Join(t.TempDir(), "a.dump")
+	require.NoError(t, os.WriteFile(file, archive, 0o600))
+	name := b.db.Prefix + "restored"
+	admin := pgtest.Open(t, b.db.URL)
+	_, err := admin.Exec(`CREATE DATABASE ` + name)
+	require.NoError(t, err)
+	t.Cleanup(func() { _, _ = admin.Exec(`DROP DATABASE IF EXISTS ` + name + ` WITH (FORCE)`) })
+	url := pgtest.WithDatabase(t, b.db.URL, name)
+	out, err := exec.Command("pg_restore", "--no-owner", "--no-acl", "--dbname="+url, file).CombinedOutput()
+	require.NoError(t, err, "%s", out)
+	return url
+}
+
+// A backup of one tenant, in each mode: 202 with an operation that ends
+// succeeded; the backup records its tenant, version, size and SHA-256;
+// the download is those bytes; restored by pg_restore it holds exactly
+// the tenant's data, and nothing of another tenant's (schema mode: the
+// other tenant's schema in the same database is not in it). Deleting the
+// backup removes its file.
+func TestBackupOfOneTenant(t *testing.T) {
+	t.Parallel()
+	for _, iso := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationSchema} {
+		t.Run(string(iso), func(t *testing.T) {
+			t.Parallel()
+			dir := t.TempDir()
+			b := setup(t, iso, "BACKUP_DIR="+dir, "TENANT_SPARE_DATABASES=0")
+			mine := b.create(tenantBody("mine", iso))
+			other := b.create(tenantBody("other", iso))
+			for i, host := range []string{"mine.example.com", "other.example.com"} {
+				for n := range 3 + i*2 { // 3 extensions for mine, 5 for the other
+					status, _, body := b.req("POST", host, "/api/extensions", map[string]any{"number": fmt.Sprint(1001 + n), "name": "Desk"})
+					require.Equal(t, http.StatusCreated, status, "%v", body)
+				}
+			}
+
+			status, op := b.do("POST", fmt.Sprintf("/api/tenants/%v/backups", mine["id"]), nil)
+			require.Equal(t, http.StatusAccepted, status, "%v", op)
+			require.Equal(t, "backup", op["kind"])
+			op = b.waitOperation(op["id"])
+			require.Equal(t, "succeeded", op["state"], "%v", op)
+			backupID := op["backup_id"]
+			status, bk := b.do("GET", fmt.Sprintf("/api/backups/%v", backupID), nil)
+			require.Equal(t, http.StatusOK, status, "%v", bk)
+			require.Equal(t, "ready", bk["state"])
+			require.Equal(t, mine["id"], bk["tenant_id"])
+			require.Equal(t, "mine", bk["tenant_slug"])
+			require.EqualValues(t, mine["schema_version"], bk["schema_version"])
+			require.NotContains(t, bk, "path", "the file's path is not shown")
+
+			archive, header := b.download(backupID)
+			sum := sha256.Sum256(archive)
+			require.Equal(t, hex.EncodeToString(sum[:]), bk["sha256"])
+			require.Equal(t, bk["sha256"], header)
+			require.EqualValues(t, len(archive), bk["size_bytes"])
+			require.True(t, strings.HasPrefix(string(archive), "PGDMP"), "a pg_dump custom archive")
+
+			restored := pgtest.Open(t, restoreInto(t, b, archive))
+			table := "extensions"
+			if iso == controlplane.IsolationSchema {
+				table = mine["db_name"].(string) + ".extensions"
+				var n int
+				require.NoError(t, restored.QueryRow(`SELECT count(*) FROM pg_namespace WHERE nspname = $1`, other["db_name"]).Scan(&n))
+				require.Zero(t, n, "the other tenant's schema is not in the backup")
+			}
+			var n int
+			require.NoError(t, restored.QueryRow(`SELECT count(*) FROM `+table).Scan(&n))
+			require.Equal(t, 3, n, "exactly the tenant's extensions")
+
+			status, list := b.do("GET", fmt.Sprintf("/api/tenants/%v/backups", mine["id"]), nil)
+			require.Equal(t, http.StatusOK, status)
+			require.Len(t, list["data"], 1)
+			status, body := b.do("DELETE", fmt.Sprintf("/api/backups/%v", backupID), nil)
+			require.Equal(t, http.StatusNoContent, status, "%v", body)
+			files, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+			require.Empty(t, files, "the archive is removed with its backup")
+			status, _ = b.do("GET", fmt.Sprintf("/api/backups/%v", backupID), nil)
+			require.Equal(t, http.StatusNotFound, status)
+		})
+	}
+}
+
+// One operation per tenant at a time, and a cancel stops a running backup:
+// it ends cancelled, its backup failed, with no file left.
+func TestBackupOneAtATimeAndCancel(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b := setup(t, controlplane.IsolationDatabase, "BACKUP_DIR="+dir, "TENANT_SPARE_DATABASES=0")
+	b.app.Operations.ProgressEvery = 20 * time.Millisecond
+	held := make(chan struct{})
+	release := make(chan struct{})
+	b.app.Operations.Step = func(name string) {
+		if name == "backup:started" {
+			close(held)
+			<-release
+		}
+	}
+	tn := b.create(tenantBody("busy", controlplane.IsolationDatabase))
+	status, op := b.do("POST", fmt.Sprintf("/api/tenants/%v/backups", tn["id"]), nil)
+	require.Equal(t, http.StatusAccepted, status, "%v", op)
+	<-held
+
+	status, body := b.do("POST", fmt.Sprintf("/api/tenants/%v/backups", tn["id"]), nil)
+	require.Equal(t, http.StatusConflict, status, "a second operation on the tenant: %v", body)
+	status, body = b.do("GET", fmt.Sprintf("/api/operations?tenant=%v&state=running", tn["id"]), nil)
+	require.Equal(t, http.StatusOK, status)
+	require.Len(t, body["data"], 1)
+
+	status, body = b.do("POST", fmt.Sprintf("/api/operations/%v/cancel", op["id"]), nil)
+	require.Equal(t, http.StatusOK, status, "%v", body)
+	require.Equal(t, true, body["cancel_requested"])
+	// The dump starts once released and is stopped by the cancel.
+	require.Eventually(t, func() bool {
+		_, cur := b.do("GET", fmt.Sprintf("/api/operations/%v", op["id"]), nil)
+		return cur["cancel_requested"] == true
+	}, 5*time.Second, 10*time.Millisecond)
+	time.Sleep(100 * time.Millisecond) // a progress tick sees the cancel first
+	close(release)
+	op = b.waitOperation(op["id"])
+	require.Equal(t, "cancelled", op["state"], "%v", op)
+	_, bk := b.do("GET", fmt.Sprintf("/api/backups/%v", op["backup_id"]), nil)
+	require.Equal(t, "failed", bk["state"])
+	files, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+	require.Empty(t, files, "nothing left of a cancelled backup")
+
+	status, body = b.do("POST", fmt.Sprintf("/api/operations/%v/cancel", op["id"]), nil)
+	require.Equal(t, http.StatusConflict, status, "only a running operation is cancelled: %v", body)
+	status, body = b.do("GET", "/api/operations?state=done", nil)
+	require.Equal(t, http.StatusUnprocessableEntity, status, "%v", body)
+	require.Contains(t, fmt.Sprint(body), "state")
+	status, body = b.do("POST", "/api/tenants/999999/backups", nil)
+	require.Equal(t, http.StatusNotFound, status, "%v", body)
+}
+
+// A serve killed (SIGKILL) in the middle of a backup leaves a running
+// operation and a partial file; the restarted control plane's reconcile
+// ends the operation failed ("interrupted"), removes the file, and the
+// next backup succeeds.
+func TestBackupKilledMidway(t *testing.T) {
+	t.Parallel()
+	for _, step := range []string{"backup:started", "backup:dumped"} {
+		t.Run(step, func(t *testing.T) {
+			t.Parallel()
+			db := pgtest.New(t)
+			dir := t.TempDir()
+			env := []string{"DATABASE_URL=" + db.URL, "TENANT_DB_PREFIX=" + db.Prefix, "TENANT_SPARE_DATABASES=0", "BACKUP_DIR=" + dir, "LOG_LEVEL=error"}
+			b := start(t, db, env)
+			tn := b.create(tenantBody("kill", controlplane.IsolationDatabase))
+
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			child := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			child.Env = append(append(os.Environ(), env...), crashEnv+"="+step, crashWhat+"=backup", crashTenant+"="+fmt.Sprint(tn["id"]))
+			out, err := child.CombinedOutput()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the child must die: %s", out)
+			ws, _ := exit.Sys().(syscall.WaitStatus)
+			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "killed at %s, got %v: %s", step, err, out)
+			left, _ := filepath.Glob(filepath.Join(dir, "*", "*.partial"))
+			require.Len(t, left, 1, "the kill left a partial archive")
+
+			b = start(t, db, env)
+			_, running := b.do("GET", "/api/operations?state=running", nil)
+			require.Len(t, running["data"], 1)
+			n, err := b.app.Operations.Recover(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			op := running["data"].([]any)[0].(map[string]any)
+			_, op = b.do("GET", fmt.Sprintf("/api/operations/%v", op["id"]), nil)
+			require.Equal(t, "failed", op["state"])
+			require.Contains(t, op["error"], "interrupted")
+			files, _ := filepath.Glob(filepath.Join(dir, "*", "*"))
+			require.Empty(t, files, "the partial archive is removed")
+
+			status, next := b.do("POST", fmt.Sprintf("/api/tenants/%v/backups", tn["id"]), nil)
+			require.Equal(t, http.StatusAccepted, status, "%v", next)
+			require.Equal(t, "succeeded", b.waitOperation(next["id"])["state"])
+		})
+	}
+}
+
+// A backup reads a tenant database with the tenant's own rights, never the
+// control plane's: a tenant holding its role's credentials that takes its
+// own read right away from a table (or plants anything that would need
+// more) gets a failed backup naming the table, not a dump made by a
+// superuser that would also run whatever the tenant planted.
+func TestBackupRunsAsTheTenantRole(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase, "BACKUP_DIR="+t.TempDir(), "TENANT_SPARE_DATABASES=0")
+	tn := b.create(tenantBody("hostile", controlplane.IsolationDatabase))
+	role := tn["db_name"].(string)
+	cfg, err := pgx.ParseConfig(b.cfg.TenantDatabaseURL.Value())
+	require.NoError(t, err)
+	cfg.Database, cfg.User, cfg.Password = role, role, b.app.RoleSecret.Password(role)
+	ctx := context.Background()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, `CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('x'); REVOKE ALL ON secrets FROM CURRENT_USER`)
+	require.NoError(t, err)
+	require.NoError(t, c.Close(ctx))
+
+	status, op := b.do("POST", fmt.Sprintf("/api/tenants/%v/backups", tn["id"]), nil)
+	require.Equal(t, http.StatusAccepted, status, "%v", op)
+	op = b.waitOperation(op["id"])
+	require.Equal(t, "failed", op["state"], "%v", op)
+	require.Contains(t, op["error"], "permission denied", "%v", op)
+	require.Contains(t, op["error"], "secrets", "%v", op)
+	require.NotContains(t, op["error"], b.app.RoleSecret.Password(role), "no password in the error")
+}

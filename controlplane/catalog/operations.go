@@ -1,0 +1,274 @@
+package catalog
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"gorm.io/gorm"
+
+	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/sqlerr"
+)
+
+var _ controlplane.OperationStore = (*Store)(nil)
+
+// operationRow is the operations table (migrations/catalog/000009).
+type operationRow struct {
+	ID              int64
+	Kind            string
+	TenantID        int64
+	State           string
+	Phase           string
+	Progress        []byte
+	Error           string
+	CancelRequested bool
+	StartedAt       time.Time
+	FinishedAt      *time.Time
+	BackupID        *int64 `gorm:"->"` // joined
+}
+
+func (r *operationRow) operation() controlplane.Operation {
+	op := controlplane.Operation{ID: r.ID, Kind: controlplane.OperationKind(r.Kind), TenantID: r.TenantID, State: controlplane.OperationState(r.State),
+		Phase: r.Phase, Error: r.Error, CancelRequested: r.CancelRequested, StartedAt: r.StartedAt, FinishedAt: r.FinishedAt, BackupID: r.BackupID,
+		Progress: map[string]any{}}
+	_ = json.Unmarshal(r.Progress, &op.Progress) // jsonb: always an object
+	return op
+}
+
+// backupRow is the backups table.
+type backupRow struct {
+	ID            int64
+	TenantID      int64
+	OperationID   *int64
+	State         string
+	TenantSlug    string
+	Isolation     string
+	Server        string
+	DBName        string `gorm:"column:db_name"`
+	SchemaVersion int64
+	Path          string
+	SizeBytes     *int64
+	SHA256        *string `gorm:"column:sha256"`
+	CreatedAt     time.Time
+	FinishedAt    *time.Time
+}
+
+func (r *backupRow) backup() controlplane.Backup {
+	b := controlplane.Backup{ID: r.ID, TenantID: r.TenantID, OperationID: r.OperationID, State: controlplane.BackupState(r.State),
+		TenantSlug: r.TenantSlug, Isolation: controlplane.Isolation(r.Isolation), Server: r.Server, DBName: r.DBName,
+		SchemaVersion: uint(r.SchemaVersion), Path: r.Path, SizeBytes: r.SizeBytes, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt}
+	if r.SHA256 != nil {
+		b.SHA256 = *r.SHA256
+	}
+	return b
+}
+
+var operationConstraints = map[string]sqlerr.Constraint{
+	"operations_one_running": {Field: "tenant", Reason: "has an operation running already: one at a time per tenant (GET /api/operations?tenant=ID&state=running)"},
+}
+
+// operationSelect reads operations with the backup each made.
+const operationSelect = `SELECT o.*, b.id AS backup_id FROM operations o LEFT JOIN backups b ON b.operation_id = o.id`
+
+// StartBackup inserts the operation and its backup, whose file is
+// tenant-<id>/backup-<backup id>.dump under BACKUP_DIR.
+func (s *Store) StartBackup(ctx context.Context, t *controlplane.Tenant) (*controlplane.Operation, *controlplane.Backup, error) {
+	var op operationRow
+	var b backupRow
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Raw(`INSERT INTO operations (kind, tenant_id, phase) VALUES ('backup', ?, 'starting') RETURNING *`, t.ID).Scan(&op).Error; err != nil {
+			return sqlerr.Translate(err, operationConstraints)
+		}
+		err := tx.Raw(`INSERT INTO backups (tenant_id, operation_id, tenant_slug, isolation, server, db_name, schema_version, path)
+			VALUES (?, ?, ?, ?, ?, ?, ?, 'tenant-' || ?::bigint || '/backup-' || currval('backups_id_seq') || '.dump') RETURNING *`,
+			t.ID, op.ID, t.Slug, string(t.Isolation), t.ServerName(), t.DBName, int64(t.SchemaVersion), t.ID).Scan(&b).Error
+		if err != nil {
+			return err
+		}
+		op.BackupID = &b.ID
+		return audit(ctx, tx, "backup.start", t.ID, "backup "+strconv.FormatInt(b.ID, 10), nil)
+	})
+	if err != nil {
+		return nil, nil, sqlerr.Translate(err, operationConstraints)
+	}
+	o, bk := op.operation(), b.backup()
+	return &o, &bk, nil
+}
+
+// ProgressOperation records a running operation's phase and counters.
+func (s *Store) ProgressOperation(ctx context.Context, id int64, phase string, progress map[string]any) (bool, error) {
+	raw, err := json.Marshal(progress)
+	if err != nil {
+		return false, err
+	}
+	var cancel []bool
+	err = s.db.WithContext(ctx).Raw(`UPDATE operations SET phase = ?, progress = ? WHERE id = ? AND state = 'running' RETURNING cancel_requested`,
+		phase, raw, id).Scan(&cancel).Error
+	if err != nil {
+		return false, sqlerr.Translate(err, nil)
+	}
+	return len(cancel) == 1 && cancel[0], nil
+}
+
+// FinishBackup records the end of a backup operation and its backup, and
+// audits it, in one transaction.
+func (s *Store) FinishBackup(ctx context.Context, op *controlplane.Operation, b *controlplane.Backup) error {
+	progress, err := json.Marshal(op.Progress)
+	if err != nil || op.Progress == nil {
+		progress = []byte("{}")
+	}
+	var sum *string
+	if b.SHA256 != "" {
+		sum = &b.SHA256
+	}
+	return sqlerr.Translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := tx.Exec(`UPDATE operations SET state = ?, phase = '', progress = ?, error = ?, finished_at = ? WHERE id = ? AND state = 'running'`,
+			string(op.State), progress, op.Error, op.FinishedAt, op.ID).Error
+		if err != nil {
+			return err
+		}
+		err = tx.Exec(`UPDATE backups SET state = ?, size_bytes = ?, sha256 = ?, finished_at = ? WHERE id = ?`,
+			string(b.State), b.SizeBytes, sum, b.FinishedAt, b.ID).Error
+		if err != nil {
+			return err
+		}
+		diff := map[string]controlplane.Change{"state": {Before: "running", After: string(op.State)}}
+		if op.Error != "" {
+			diff["error"] = controlplane.Change{After: op.Error}
+		}
+		return audit(ctx, tx, "backup.finish", b.TenantID, "backup "+strconv.FormatInt(b.ID, 10), diff)
+	}), nil)
+}
+
+func operationNotFound(id int64) error {
+	return controlplane.Errorf(controlplane.NotFound, "operation %d not found", id)
+}
+
+// Operation returns one operation.
+func (s *Store) Operation(ctx context.Context, id int64) (*controlplane.Operation, error) {
+	var rows []operationRow
+	if err := s.db.WithContext(ctx).Raw(operationSelect+` WHERE o.id = ?`, id).Scan(&rows).Error; err != nil {
+		return nil, sqlerr.Translate(err, nil)
+	}
+	if len(rows) == 0 {
+		return nil, operationNotFound(id)
+	}
+	op := rows[0].operation()
+	return &op, nil
+}
+
+// Operations lists operations, newest first.
+func (s *Store) Operations(ctx context.Context, f controlplane.OperationFilter) ([]controlplane.Operation, error) {
+	q, args := operationSelect+` WHERE true`, []any{}
+	if f.TenantID != 0 {
+		q, args = q+` AND o.tenant_id = ?`, append(args, f.TenantID)
+	}
+	if f.Kind != "" {
+		q, args = q+` AND o.kind = ?`, append(args, string(f.Kind))
+	}
+	if f.State != "" {
+		q, args = q+` AND o.state = ?`, append(args, string(f.State))
+	}
+	q, args = q+` ORDER BY o.id DESC LIMIT ?`, append(args, max(f.Limit, 1))
+	var rows []operationRow
+	if err := s.db.WithContext(ctx).Raw(q, args...).Scan(&rows).Error; err != nil {
+		return nil, sqlerr.Translate(err, nil)
+	}
+	out := make([]controlplane.Operation, len(rows))
+	for i := range rows {
+		out[i] = rows[i].operation()
+	}
+	return out, nil
+}
+
+// RunningOperations lists every running operation.
+func (s *Store) RunningOperations(ctx context.Context) ([]controlplane.Operation, error) {
+	return s.Operations(ctx, controlplane.OperationFilter{State: controlplane.OperationRunning, Limit: 1 << 20})
+}
+
+// CancelOperation marks a running operation's cancel, audited.
+func (s *Store) CancelOperation(ctx context.Context, id int64) (*controlplane.Operation, error) {
+	var op *controlplane.Operation
+	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var rows []operationRow
+		if err := tx.Raw(`UPDATE operations SET cancel_requested = true WHERE id = ? AND state = 'running' RETURNING *`, id).Scan(&rows).Error; err != nil {
+			return err
+		}
+		if len(rows) == 0 {
+			cur, err := s.Operation(ctx, id)
+			if err != nil {
+				return err
+			}
+			return controlplane.Errorf(controlplane.Conflict, "operation %d is %s: only a running operation can be cancelled", id, cur.State)
+		}
+		o := rows[0].operation()
+		op = &o
+		return audit(ctx, tx, "operation.cancel", o.TenantID, "operation "+strconv.FormatInt(id, 10), nil)
+	})
+	if err != nil {
+		return nil, sqlerr.Translate(err, nil)
+	}
+	return s.Operation(ctx, op.ID)
+}
+
+func backupNotFound(id int64) error {
+	return controlplane.Errorf(controlplane.NotFound, "backup %d not found", id)
+}
+
+// Backup returns one backup.
+func (s *Store) Backup(ctx context.Context, id int64) (*controlplane.Backup, error) {
+	var row backupRow
+	if err := s.db.WithContext(ctx).Table("backups").Where("id = ?", id).Take(&row).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, backupNotFound(id)
+		}
+		return nil, sqlerr.Translate(err, nil)
+	}
+	b := row.backup()
+	return &b, nil
+}
+
+// BackupOf returns the backup operation id makes.
+func (s *Store) BackupOf(ctx context.Context, operationID int64) (*controlplane.Backup, error) {
+	var row backupRow
+	if err := s.db.WithContext(ctx).Table("backups").Where("operation_id = ?", operationID).Take(&row).Error; err != nil {
+		if errors.Is(err, gorm.ErrRecordNotFound) {
+			return nil, fmt.Errorf("operation %d has no backup", operationID)
+		}
+		return nil, sqlerr.Translate(err, nil)
+	}
+	b := row.backup()
+	return &b, nil
+}
+
+// Backups lists tenant id's backups, newest first (also a deleted
+// tenant's).
+func (s *Store) Backups(ctx context.Context, tenantID int64) ([]controlplane.Backup, error) {
+	var rows []backupRow
+	if err := s.db.WithContext(ctx).Table("backups").Where("tenant_id = ?", tenantID).Order("id DESC").Find(&rows).Error; err != nil {
+		return nil, sqlerr.Translate(err, nil)
+	}
+	out := make([]controlplane.Backup, len(rows))
+	for i := range rows {
+		out[i] = rows[i].backup()
+	}
+	return out, nil
+}
+
+// DeleteBackup deletes a backup's record, audited.
+func (s *Store) DeleteBackup(ctx context.Context, id int64) error {
+	return sqlerr.Translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		var tenant []int64
+		if err := tx.Raw(`DELETE FROM backups WHERE id = ? RETURNING tenant_id`, id).Scan(&tenant).Error; err != nil {
+			return err
+		}
+		if len(tenant) == 0 {
+			return backupNotFound(id)
+		}
+		return audit(ctx, tx, "backup.delete", tenant[0], "backup "+strconv.FormatInt(id, 10), nil)
+	}), nil)
+}

@@ -1,0 +1,420 @@
+package controlplane
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// OperationKind is what a long action on one tenant does.
+type OperationKind string
+
+// The kinds of operations.
+const (
+	OperationBackup OperationKind = "backup"
+)
+
+// OperationState is where an operation is.
+type OperationState string
+
+// Operation states: running, then exactly one of the others.
+const (
+	OperationRunning   OperationState = "running"
+	OperationSucceeded OperationState = "succeeded"
+	OperationFailed    OperationState = "failed"
+	OperationCancelled OperationState = "cancelled"
+)
+
+// Operation is a long action on one tenant, recorded in the catalog before
+// it starts and updated as it goes (docs/OPERATIONS.md, "Operations"). One
+// runs per tenant at a time, under the tenant's lifecycle lock, so that no
+// create, delete or migration of the tenant overlaps it, and so that a
+// running operation whose lock nobody holds is known to be orphaned.
+type Operation struct {
+	ID       int64          `json:"id"`
+	Kind     OperationKind  `json:"kind"`
+	TenantID int64          `json:"tenant_id"`
+	State    OperationState `json:"state"`
+	// Phase is what a running operation does now (a backup: "dumping",
+	// "storing"); Progress its counters (a backup: bytes written).
+	Phase           string         `json:"phase"`
+	Progress        map[string]any `json:"progress"`
+	Error           string         `json:"error"`
+	CancelRequested bool           `json:"cancel_requested"`
+	StartedAt       time.Time      `json:"started_at"`
+	FinishedAt      *time.Time     `json:"finished_at"`
+	// BackupID is the backup a backup operation makes.
+	BackupID *int64 `json:"backup_id,omitempty"`
+}
+
+// OperationFilter selects operations (GET /api/operations).
+type OperationFilter struct {
+	TenantID int64
+	Kind     OperationKind
+	State    OperationState
+	Limit    int
+}
+
+// BackupState is where a backup is.
+type BackupState string
+
+// Backup states.
+const (
+	BackupRunning BackupState = "running"
+	BackupReady   BackupState = "ready"
+	BackupFailed  BackupState = "failed"
+)
+
+// Backup is one archive of one tenant's database or schema (pg_dump's
+// custom format), with what it was taken from. It outlives its tenant: a
+// deleted tenant's backups stay until an operator deletes them.
+type Backup struct {
+	ID            int64       `json:"id"`
+	TenantID      int64       `json:"tenant_id"`
+	OperationID   *int64      `json:"operation_id"`
+	State         BackupState `json:"state"`
+	TenantSlug    string      `json:"tenant_slug"`
+	Isolation     Isolation   `json:"isolation"`
+	Server        string      `json:"server"`
+	DBName        string      `json:"db_name"`
+	SchemaVersion uint        `json:"schema_version"`
+	// Path is the archive's file under BACKUP_DIR; never shown (the
+	// download route streams it).
+	Path       string     `json:"-"`
+	SizeBytes  *int64     `json:"size_bytes"`
+	SHA256     string     `json:"sha256"`
+	CreatedAt  time.Time  `json:"created_at"`
+	FinishedAt *time.Time `json:"finished_at"`
+}
+
+// OperationStore keeps operations and backups (catalog).
+type OperationStore interface {
+	// StartBackup records a running backup operation of t and its backup
+	// row (with its Path set), in one transaction; Conflict when t has an
+	// operation running.
+	StartBackup(ctx context.Context, t *Tenant) (*Operation, *Backup, error)
+	// ProgressOperation records a running operation's phase and counters
+	// and says whether a cancel was asked for.
+	ProgressOperation(ctx context.Context, id int64, phase string, progress map[string]any) (cancel bool, err error)
+	// FinishBackup ends a backup operation: state and error on the
+	// operation, and on its backup ready (with size and SHA-256) or failed.
+	FinishBackup(ctx context.Context, op *Operation, b *Backup) error
+	Operation(ctx context.Context, id int64) (*Operation, error)
+	Operations(ctx context.Context, f OperationFilter) ([]Operation, error)
+	RunningOperations(ctx context.Context) ([]Operation, error)
+	// CancelOperation asks a running operation to stop (Conflict when it
+	// is not running).
+	CancelOperation(ctx context.Context, id int64) (*Operation, error)
+	Backup(ctx context.Context, id int64) (*Backup, error)
+	BackupOf(ctx context.Context, operationID int64) (*Backup, error)
+	Backups(ctx context.Context, tenantID int64) ([]Backup, error)
+	DeleteBackup(ctx context.Context, id int64) error
+}
+
+// Dumper writes a tenant's database or schema as a pg_dump archive
+// (tenantdb.Provisioner, through the tenant's server).
+type Dumper interface {
+	Dump(ctx context.Context, t *Tenant, w io.Writer) error
+}
+
+// OperationLocks are the tenant lifecycle locks operations run under.
+type OperationLocks interface {
+	Tenant(ctx context.Context, id int64) (*Tenant, error)
+	LockTenant(ctx context.Context, id int64) (unlock func(), err error)
+}
+
+// Operations starts, runs, cancels and recovers operations.
+type Operations struct {
+	Store  OperationStore
+	Locks  OperationLocks
+	Dumper Dumper
+	// BackupDir is where archives are written (BACKUP_DIR).
+	BackupDir string
+	// ProgressEvery is how often a running operation records its progress
+	// and looks for a cancel (default 1 s).
+	ProgressEvery time.Duration
+	Log           *slog.Logger
+	// Step, if set, is called at each named step (tests kill the process
+	// there).
+	Step func(name string)
+
+	mu      sync.Mutex
+	ctx     context.Context // the process's: running operations stop with it
+	running sync.WaitGroup
+}
+
+// Start sets the context operations run in (they are cancelled with it,
+// and recorded as failed: the process is stopping) and returns a function
+// that waits for them.
+func (o *Operations) Start(ctx context.Context) (wait func()) {
+	o.mu.Lock()
+	o.ctx = ctx
+	o.mu.Unlock()
+	return o.running.Wait
+}
+
+func (o *Operations) step(name string) {
+	if o.Step != nil {
+		o.Step(name)
+	}
+}
+
+// StartBackup starts a backup of tenant id and returns its operation, at
+// once: the backup runs in the background. The tenant must be ready
+// (there is nothing to back up otherwise), with no operation, create,
+// delete or migration running (Conflict).
+func (o *Operations) StartBackup(ctx context.Context, id int64) (*Operation, error) {
+	t, err := o.Locks.Tenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if t.Provisioning != ProvisionReady {
+		return nil, Errorf(Conflict, "tenant %d is %s: only a ready tenant can be backed up", id, t.Provisioning)
+	}
+	// The lock first, the operation's row after: a running operation whose
+	// tenant lock nobody holds is then always an orphan (Recover).
+	unlock, err := o.Locks.LockTenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	// Read again under the lock: a migration may have moved its version.
+	if t, err = o.Locks.Tenant(ctx, id); err != nil {
+		unlock()
+		return nil, err
+	}
+	op, b, err := o.Store.StartBackup(ctx, t)
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	o.mu.Lock()
+	base := o.ctx
+	o.mu.Unlock()
+	if base == nil {
+		base = context.Background()
+	}
+	o.running.Add(1)
+	go func() {
+		defer o.running.Done()
+		defer unlock()
+		o.runBackup(base, op, b, t)
+	}()
+	return op, nil
+}
+
+// countingWriter counts the bytes written through it.
+type countingWriter struct{ n atomic.Int64 }
+
+func (c *countingWriter) Write(p []byte) (int, error) {
+	c.n.Add(int64(len(p)))
+	return len(p), nil
+}
+
+// runBackup dumps t into b's file: under a ".partial" name, hashed and
+// counted as it is written, synced, then renamed, so that a file under the
+// backup's name is always complete. Progress is recorded every
+// ProgressEvery, and a cancel asked for meanwhile stops the dump.
+func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t *Tenant) {
+	ctx, cancel := context.WithCancel(base)
+	defer cancel()
+	var cancelled atomic.Bool
+	written := &countingWriter{}
+	phase := atomic.Value{}
+	phase.Store("dumping")
+	stop := make(chan struct{})
+	watched := make(chan struct{})
+	go func() { // progress and cancel
+		defer close(watched)
+		tick := time.NewTicker(max(o.ProgressEvery, 10*time.Millisecond))
+		defer tick.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-tick.C:
+			}
+			c, err := o.Store.ProgressOperation(context.WithoutCancel(ctx), op.ID, phase.Load().(string), map[string]any{"bytes": written.n.Load()})
+			if err == nil && c {
+				cancelled.Store(true)
+				cancel()
+			}
+		}
+	}()
+	size, sum, err := o.writeBackup(ctx, t, b, written, &phase)
+	close(stop)
+	<-watched
+
+	now := time.Now()
+	op.FinishedAt, b.FinishedAt = &now, &now
+	switch {
+	case err == nil:
+		op.State, b.State = OperationSucceeded, BackupReady
+		b.SizeBytes, b.SHA256 = &size, sum
+		op.Progress = map[string]any{"bytes": size}
+	case cancelled.Load():
+		op.State, b.State, op.Error = OperationCancelled, BackupFailed, "cancelled"
+	default:
+		op.State, b.State, op.Error = OperationFailed, BackupFailed, err.Error()
+		if base.Err() != nil {
+			op.Error = "interrupted: the control plane stopped; start the backup again"
+		}
+	}
+	// Recorded even when the process is stopping: the catalog must say
+	// what happened.
+	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer fcancel()
+	if ferr := o.Store.FinishBackup(fctx, op, b); ferr != nil && o.Log != nil {
+		o.Log.Error("recording the end of a backup failed; the next reconcile records it", "operation_id", op.ID, "tenant_id", t.ID, "err", ferr)
+	}
+	if o.Log != nil {
+		o.Log.Info("backup finished", "operation_id", op.ID, "backup_id", b.ID, "tenant_id", t.ID, "state", op.State, "bytes", size, "err", op.Error)
+	}
+}
+
+// writeBackup writes the archive and returns its size and SHA-256.
+func (o *Operations) writeBackup(ctx context.Context, t *Tenant, b *Backup, written *countingWriter, phase *atomic.Value) (int64, string, error) {
+	final := filepath.Join(o.BackupDir, b.Path)
+	partial := final + ".partial"
+	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
+		return 0, "", fmt.Errorf("backup folder: %w", err)
+	}
+	f, err := os.OpenFile(partial, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err != nil {
+		return 0, "", fmt.Errorf("backup file: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			_ = f.Close()
+			_ = os.Remove(partial)
+		}
+	}()
+	o.step("backup:started")
+	h := sha256.New()
+	if err := o.Dumper.Dump(ctx, t, io.MultiWriter(f, h, written)); err != nil {
+		return 0, "", err
+	}
+	phase.Store("storing")
+	o.step("backup:dumped")
+	if err := f.Sync(); err != nil {
+		return 0, "", err
+	}
+	if err := f.Close(); err != nil {
+		return 0, "", err
+	}
+	if err := os.Rename(partial, final); err != nil {
+		return 0, "", err
+	}
+	ok = true
+	if d, err := os.Open(filepath.Dir(final)); err == nil { // the rename itself durable
+		_ = d.Sync()
+		_ = d.Close()
+	}
+	return written.n.Load(), hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// Cancel asks running operation id to stop; it stops within
+// ProgressEvery, wherever it runs, and ends cancelled.
+func (o *Operations) Cancel(ctx context.Context, id int64) (*Operation, error) {
+	return o.Store.CancelOperation(ctx, id)
+}
+
+// Recover ends the operations a dead process left running: those whose
+// tenant lock nobody holds (a live runner holds it for the operation's
+// whole life). A backup's partial file is removed, and it ends failed
+// ("interrupted"): running it again is the retry. It returns how many it
+// ended (a ReconcileStep).
+func (o *Operations) Recover(ctx context.Context) (int, error) {
+	ops, err := o.Store.RunningOperations(ctx)
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for i := range ops {
+		op := &ops[i]
+		unlock, err := o.Locks.LockTenant(ctx, op.TenantID)
+		if ErrorCode(err) == Conflict {
+			continue // its runner (or another action on the tenant) is alive
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		err = o.abandon(ctx, op)
+		unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("operation %d: %w", op.ID, err))
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// abandon records an orphaned operation as failed and removes what it
+// left on disk.
+func (o *Operations) abandon(ctx context.Context, op *Operation) error {
+	now := time.Now()
+	op.State, op.FinishedAt = OperationFailed, &now
+	op.Error = "interrupted: the process running it stopped; start it again"
+	switch op.Kind {
+	case OperationBackup:
+		b, err := o.Store.BackupOf(ctx, op.ID)
+		if err != nil {
+			return err
+		}
+		final := filepath.Join(o.BackupDir, b.Path)
+		for _, p := range []string{final + ".partial", final} {
+			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return err
+			}
+		}
+		b.State, b.FinishedAt = BackupFailed, &now
+		if o.Log != nil {
+			o.Log.Warn("an interrupted backup was recorded as failed and its partial file removed", "operation_id", op.ID, "backup_id", b.ID, "tenant_id", op.TenantID)
+		}
+		return o.Store.FinishBackup(ctx, op, b)
+	}
+	return fmt.Errorf("unknown operation kind %q", op.Kind)
+}
+
+// BackupFile opens backup id's archive for download: ready backups only.
+func (o *Operations) BackupFile(ctx context.Context, id int64) (*Backup, *os.File, error) {
+	b, err := o.Store.Backup(ctx, id)
+	if err != nil {
+		return nil, nil, err
+	}
+	if b.State != BackupReady {
+		return nil, nil, Errorf(Conflict, "backup %d is %s: only a ready backup can be downloaded", id, b.State)
+	}
+	f, err := os.Open(filepath.Join(o.BackupDir, b.Path))
+	if err != nil {
+		return nil, nil, fmt.Errorf("backup %d's file: %w", id, err)
+	}
+	return b, f, nil
+}
+
+// DeleteBackup removes backup id's file and record (not a running one).
+func (o *Operations) DeleteBackup(ctx context.Context, id int64) error {
+	b, err := o.Store.Backup(ctx, id)
+	if err != nil {
+		return err
+	}
+	if b.State == BackupRunning {
+		return Errorf(Conflict, "backup %d is being taken: cancel its operation first", id)
+	}
+	if err := os.Remove(filepath.Join(o.BackupDir, b.Path)); err != nil && !errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("remove backup %d's file: %w", id, err)
+	}
+	return o.Store.DeleteBackup(ctx, id)
+}

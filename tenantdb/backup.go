@@ -1,0 +1,105 @@
+package tenantdb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// Dump writes tenant t's database (database mode) or schema (schema mode)
+// to w as a pg_dump archive in its custom format, which pg_restore reads.
+//
+// A database is dumped as the tenant's own role: whatever code the tenant
+// may have planted with its credentials (functions behind defaults, views,
+// policies) runs, if pg_dump runs any, with the tenant's privileges only,
+// never the control plane's. A schema-mode tenant has no role and no
+// credentials, so nothing in its schema is a tenant's own code; its schema
+// is dumped as the control plane's role.
+//
+// The password goes to pg_dump in its environment, never on its command
+// line (which every local user can read).
+func (p *Provisioner) Dump(ctx context.Context, t *controlplane.Tenant, w io.Writer) error {
+	if err := p.checkName(t); err != nil {
+		return err
+	}
+	bin := "pg_dump"
+	if p.pgBin != "" {
+		bin = filepath.Join(p.pgBin, "pg_dump")
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("pg_dump not found (install PostgreSQL's client, or set PG_BIN_DIR): %w", err)
+	}
+	user, password, database := p.server.User, p.server.Password, t.DBName
+	args := []string{"--format=custom", "--no-password", "--lock-wait-timeout=60000"}
+	if t.Isolation == controlplane.IsolationSchema {
+		database = p.server.Database
+		args = append(args, "--schema="+t.DBName)
+	} else {
+		user, password = t.DBName, p.roles.Password(t.DBName)
+	}
+	cmd := exec.CommandContext(ctx, path, args...)
+	cmd.Env = append(os.Environ(),
+		"PGHOST="+p.server.Host, "PGPORT="+strconv.Itoa(int(p.server.Port)), "PGUSER="+user, "PGDATABASE="+database,
+		"PGAPPNAME=controlplane-backup", "PGCONNECT_TIMEOUT=10", "PGOPTIONS=")
+	if password != "" {
+		cmd.Env = append(cmd.Env, "PGPASSWORD="+password)
+	}
+	cmd.Env = append(cmd.Env, p.tls...)
+	cmd.Stdout = w
+	var stderr bytes.Buffer
+	cmd.Stderr = &limited{b: &stderr, n: 4096}
+	cmd.WaitDelay = 5 * time.Second // a pg_dump ignoring the kill does not hold the operation
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return errors.New("pg_dump: " + strings.Join(strings.Fields(msg), " "))
+	}
+	return nil
+}
+
+// limited keeps the first n bytes written to it.
+type limited struct {
+	b *bytes.Buffer
+	n int
+}
+
+func (l *limited) Write(p []byte) (int, error) {
+	if room := l.n - l.b.Len(); room > 0 {
+		l.b.Write(p[:min(room, len(p))])
+	}
+	return len(p), nil
+}
+
+// libpqTLS turns the TLS settings of a server's URL into libpq's
+// environment, for the client programs (pg_dump) that reach the server as
+// the control plane's own connections do.
+func libpqTLS(raw string) []string {
+	u, err := url.Parse(raw)
+	if err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		return nil
+	}
+	var env []string
+	for param, name := range map[string]string{"sslmode": "PGSSLMODE", "sslrootcert": "PGSSLROOTCERT", "sslcert": "PGSSLCERT", "sslkey": "PGSSLKEY", "sslsni": "PGSSLSNI"} {
+		if v := u.Query().Get(param); v != "" {
+			env = append(env, name+"="+v)
+		}
+	}
+	return env
+}
