@@ -145,6 +145,7 @@ var flags = []flag{
 	{"listen", "LISTEN_ADDR", "HTTP listen address", func(c *Config, v string) error { c.ListenAddr = v; return nil }},
 	{"metrics-listen", "METRICS_ADDR", "listen address serving only /metrics, without token (default: none)", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
 	{"database-url", "DATABASE_URL", "catalog database URL", func(c *Config, v string) error { c.DatabaseURL = Secret(v); return nil }},
+	{"backup-dir", "BACKUP_DIR", "folder of tenant backups", func(c *Config, v string) error { c.BackupDir = v; return nil }},
 	{"tenant-database-url", "TENANT_DATABASE_URL", "tenant server URL (default: DATABASE_URL)", func(c *Config, v string) error { c.TenantDatabaseURL = Secret(v); return nil }},
 	{"tenant-pooler-url", "TENANT_POOLER_URL", "transaction pooler (PgBouncer) in front of the tenant server, for tenant traffic only (default: none, direct)", func(c *Config, v string) error { c.TenantPoolerURL = Secret(v); return nil }},
 	{"isolation", "TENANT_ISOLATION", "default isolation of new tenants: database or schema", func(c *Config, v string) error { c.TenantIsolation = v; return nil }},

@@ -234,7 +234,11 @@ func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t
 	watched := make(chan struct{})
 	go func() { // progress and cancel
 		defer close(watched)
-		tick := time.NewTicker(max(o.ProgressEvery, 10*time.Millisecond))
+		every := o.ProgressEvery
+		if every <= 0 {
+			every = time.Second
+		}
+		tick := time.NewTicker(every)
 		defer tick.Stop()
 		for {
 			select {

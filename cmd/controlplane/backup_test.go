@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
+	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -262,4 +263,32 @@ func TestBackupRunsAsTheTenantRole(t *testing.T) {
 	require.Contains(t, op["error"], "permission denied", "%v", op)
 	require.Contains(t, op["error"], "secrets", "%v", op)
 	require.NotContains(t, op["error"], b.app.RoleSecret.Password(role), "no password in the error")
+}
+
+// controlplane tenants backup SLUG runs a backup in its own process, as
+// serve would, waits for it, and prints the backup (JSON lines with
+// --json); the API then lists it and serves its file.
+func TestBackupFromTheCLI(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b := setup(t, controlplane.IsolationSchema, "BACKUP_DIR="+dir)
+	tn := b.create(tenantBody("cli", controlplane.IsolationSchema))
+	out, err := b.cli("tenants", "backup", "cli", "--json", "--backup-dir", dir)
+	require.NoError(t, err, out)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	var last struct {
+		Operation map[string]any
+		Backup    map[string]any
+	}
+	require.NoError(t, json.Unmarshal([]byte(lines[len(lines)-1]), &last), out)
+	require.Equal(t, "succeeded", last.Operation["state"], out)
+	require.Equal(t, "ready", last.Backup["state"], out)
+	_, list := b.do("GET", fmt.Sprintf("/api/tenants/%v/backups", tn["id"]), nil)
+	require.Len(t, list["data"], 1)
+	archive, sum := b.download(last.Backup["id"])
+	require.Equal(t, last.Backup["sha256"], sum)
+	require.True(t, strings.HasPrefix(string(archive), "PGDMP"))
+
+	_, err = b.cli("tenants", "backup", "nobody", "--backup-dir", dir)
+	require.ErrorContains(t, err, `no tenant has the slug "nobody"`)
 }

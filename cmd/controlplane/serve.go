@@ -156,6 +156,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 	})
 	app.TenantServers.Log = log
 	app.RolePasswords = &controlplane.RolePasswords{Catalog: store, Roles: app.TenantServers, Tag: app.RoleSecret.Tag()}
+	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, BackupDir: cfg.BackupDir, Log: log}
 	if app.LatestTenantSchema, err = migrations.Latest(tenantMigrations); err != nil {
 		app.Close()
 		return nil, err
@@ -248,7 +249,6 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Name: "controlplane_reconciled_total",
 		Help: "Repairs by the reconciler, by kind (tenant, did, template) and outcome.",
 	}, []string{"kind", "outcome"})
-	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, BackupDir: cfg.BackupDir, Log: log}
 	app.Reconciler = &controlplane.Reconciler{
 		Tenants: app.Tenants,
 		Lock:    app.Store.TryLockReconciler,

@@ -1,10 +1,17 @@
 package main
 
 import (
+	"context"
+	"encoding/json"
 	"fmt"
+	"io"
+	"os"
+	"time"
 
 	"github.com/spf13/cobra"
+	"golang.org/x/term"
 
+	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/migrations"
 )
 
@@ -42,5 +49,131 @@ Run it with the same TENANT_ROLE_SECRET (or none) as the servers.`,
 			return err
 		},
 	})
+	cmd.AddCommand(newTenantBackup())
 	return cmd
+}
+
+// newTenantBackup is `controlplane tenants backup SLUG`: the backup runs in
+// this process, as serve runs one (same lock, same records), and the
+// command waits for it, showing its progress.
+func newTenantBackup() *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "backup SLUG",
+		Short: "Back up one tenant (pg_dump of its database or schema into BACKUP_DIR)",
+		Long: `Take a backup of one tenant, as POST /api/tenants/{id}/backups does, in this
+process: recorded as an operation in the catalog, run under the tenant's lock,
+written to BACKUP_DIR (the same folder serve uses, for the download route).
+The command waits for it: on a terminal one progress line (bytes, rate), else
+(or with --json) a JSON line per second, then the backup. Ctrl-C stops it
+(recorded as failed, nothing left on disk). Exit status 1 if it failed.`,
+		Example: `  controlplane tenants backup acme-corp
+  BACKUP_DIR=/srv/backups controlplane tenants backup acme-corp --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			cfg, log, err := loadConfig(cmd)
+			if err != nil {
+				return err
+			}
+			app, err := openCore(cmd.Context(), cfg, log, migrations.Tenant)
+			if err != nil {
+				return err
+			}
+			defer app.Close()
+			t, ok := app.Store.Cache().BySlug(args[0])
+			if !ok {
+				return usageError{fmt.Errorf("no tenant has the slug %q", args[0])}
+			}
+			wait := app.Operations.Start(cmd.Context())
+			op, err := app.Operations.StartBackup(cmd.Context(), t.ID)
+			if err != nil {
+				return err
+			}
+			p := newProgress(cmd.OutOrStdout(), os.Stderr, asJSON)
+			for {
+				cur, err := app.Store.Operation(context.WithoutCancel(cmd.Context()), op.ID)
+				if err != nil {
+					wait()
+					return err
+				}
+				if cur.State != controlplane.OperationRunning {
+					wait()
+					return p.done(cmd.Context(), app, cur)
+				}
+				p.tick(cur)
+				select {
+				case <-cmd.Context().Done(): // the backup sees it too, and ends failed
+				case <-time.After(time.Second):
+				}
+			}
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON lines (progress, then the backup) instead of a progress line")
+	return cmd
+}
+
+// progress shows a running operation: one line redrawn on a terminal, a
+// JSON line per tick otherwise.
+type progress struct {
+	out, errw io.Writer
+	json, tty bool
+	start     time.Time
+}
+
+func newProgress(out, errw io.Writer, asJSON bool) *progress {
+	tty := false
+	if f, ok := errw.(*os.File); ok && !asJSON {
+		tty = term.IsTerminal(int(f.Fd()))
+	}
+	return &progress{out: out, errw: errw, json: asJSON || !tty, tty: tty, start: time.Now()}
+}
+
+func (p *progress) tick(op *controlplane.Operation) {
+	bytes, _ := op.Progress["bytes"].(float64)
+	elapsed := time.Since(p.start)
+	rate := bytes / max(elapsed.Seconds(), 1e-9)
+	if p.tty {
+		fmt.Fprintf(p.errw, "\r\033[K%s %s: %s, %s/s, %s", op.Kind, op.Phase, humanBytes(bytes), humanBytes(rate), elapsed.Round(time.Second))
+		return
+	}
+	writeJSONLine(p.out, map[string]any{"operation": op.ID, "state": op.State, "phase": op.Phase, "bytes": int64(bytes), "elapsed_s": elapsed.Seconds()})
+}
+
+// done reports the finished operation and its backup; an error if it did
+// not succeed.
+func (p *progress) done(ctx context.Context, app *App, op *controlplane.Operation) error {
+	if p.tty {
+		fmt.Fprintln(p.errw)
+	}
+	var b *controlplane.Backup
+	if op.BackupID != nil {
+		b, _ = app.Store.Backup(context.WithoutCancel(ctx), *op.BackupID)
+	}
+	switch {
+	case p.json:
+		writeJSONLine(p.out, map[string]any{"operation": op, "backup": b})
+	case b != nil && op.State == controlplane.OperationSucceeded:
+		fmt.Fprintf(p.out, "backup %d of %s: %s in %s, sha256 %s\n", b.ID, b.TenantSlug, humanBytes(float64(*b.SizeBytes)), time.Since(p.start).Round(time.Millisecond), b.SHA256)
+	default:
+		fmt.Fprintf(p.out, "backup %s: %s\n", op.State, op.Error)
+	}
+	if op.State != controlplane.OperationSucceeded {
+		return fmt.Errorf("operation %d %s: %s", op.ID, op.State, op.Error)
+	}
+	return nil
+}
+
+func humanBytes(n float64) string {
+	units := []string{"B", "kB", "MB", "GB", "TB"}
+	i := 0
+	for n >= 1000 && i < len(units)-1 {
+		n /= 1000
+		i++
+	}
+	return fmt.Sprintf("%.1f %s", n, units[i])
+}
+
+func writeJSONLine(w io.Writer, v any) {
+	b, _ := json.Marshal(v)
+	fmt.Fprintln(w, string(b))
 }
