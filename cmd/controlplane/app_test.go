@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"sort"
+	"strconv"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -533,4 +534,13 @@ func TestErrorsAndHealth(t *testing.T) {
 	status, got = b.do("GET", "/readyz", nil)
 	require.Equal(t, http.StatusOK, status, "%v", got)
 	require.Equal(t, "ready", got["status"])
+}
+
+// catalogStepsTo is the argument of `migrate catalog down` that takes the
+// latest catalog to version v, whatever migrations come after it.
+func catalogStepsTo(t *testing.T, v uint) string {
+	t.Helper()
+	latest, err := migrations.Latest(migrations.Catalog)
+	require.NoError(t, err)
+	return strconv.FormatUint(uint64(latest-v), 10)
 }

@@ -198,7 +198,7 @@ func TestUpgradeRotatesPasswordsOfTheOldDerivation(t *testing.T) {
 	var out bytes.Buffer
 	root := newRoot()
 	root.SetOut(&out)
-	root.SetArgs([]string{"migrate", "catalog", "down", "3", "--database-url", b.db.URL, "--log-level", "error"})
+	root.SetArgs([]string{"migrate", "catalog", "down", catalogStepsTo(t, 5), "--database-url", b.db.URL, "--log-level", "error"})
 	require.NoError(t, root.ExecuteContext(ctx))
 	require.Equal(t, "catalog at version 5 (dirty: false)\n", out.String())
 	admin := pgtest.Open(t, b.db.URL)

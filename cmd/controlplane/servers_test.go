@@ -499,7 +499,7 @@ func TestServersMigrationKeepsTenantsOnDefault(t *testing.T) {
 		require.NoError(t, err)
 		return out
 	}
-	run("migrate", "catalog", "down", "1")
+	run("migrate", "catalog", "down", catalogStepsTo(t, 7)) // before the registry
 	catalogDB := pgtest.Open(t, b.db.URL)
 	var n int
 	require.NoError(t, catalogDB.QueryRow(`SELECT count(*) FROM information_schema.tables WHERE table_name = 'servers'`).Scan(&n))
