@@ -20,7 +20,8 @@ type OperationKind string
 
 // The kinds of operations.
 const (
-	OperationBackup OperationKind = "backup"
+	OperationBackup  OperationKind = "backup"
+	OperationRestore OperationKind = "restore"
 )
 
 // OperationState is where an operation is.
@@ -102,6 +103,11 @@ type OperationStore interface {
 	// row (with its Path set), in one transaction; Conflict when t has an
 	// operation running.
 	StartBackup(ctx context.Context, t *Tenant) (*Operation, *Backup, error)
+	// StartOperation records a running operation of another kind, its
+	// progress holding what a recovery needs (a restore: backup_id).
+	StartOperation(ctx context.Context, kind OperationKind, t *Tenant, progress map[string]any) (*Operation, error)
+	// FinishOperation ends an operation (other than a backup).
+	FinishOperation(ctx context.Context, op *Operation) error
 	// ProgressOperation records a running operation's phase and counters
 	// and says whether a cancel was asked for.
 	ProgressOperation(ctx context.Context, id int64, phase string, progress map[string]any) (cancel bool, err error)
@@ -126,19 +132,34 @@ type Dumper interface {
 	Dump(ctx context.Context, t *Tenant, w io.Writer) error
 }
 
-// OperationLocks are the tenant lifecycle locks operations run under.
+// Restorer replaces a tenant's database or schema with a backup's
+// archive, in place, and finishes or undoes an interrupted restore
+// (tenantdb.Provisioner, through the tenant's server).
+type Restorer interface {
+	Restore(ctx context.Context, t *Tenant, file string, op int64) (previous string, err error)
+	RecoverRestore(ctx context.Context, t *Tenant, op int64) (restored bool, err error)
+}
+
+// OperationLocks are the tenant lifecycle locks operations run under, and
+// what they record of a tenant (a restore: its schema version).
 type OperationLocks interface {
 	Tenant(ctx context.Context, id int64) (*Tenant, error)
 	LockTenant(ctx context.Context, id int64) (unlock func(), err error)
+	RecordMigrations(ctx context.Context, recs []MigrationRecord) (found []bool, err error)
 }
 
 // Operations starts, runs, cancels and recovers operations.
 type Operations struct {
-	Store  OperationStore
-	Locks  OperationLocks
-	Dumper Dumper
+	Store    OperationStore
+	Locks    OperationLocks
+	Dumper   Dumper
+	Restorer Restorer
+	// Migrator brings a restored tenant to the binary's latest version.
+	Migrator Migrator
 	// BackupDir is where archives are written (BACKUP_DIR).
 	BackupDir string
+	// Latest is the newest tenant migration this binary carries.
+	Latest uint
 	// ProgressEvery is how often a running operation records its progress
 	// and looks for a cancel (default 1 s).
 	ProgressEvery time.Duration
@@ -196,6 +217,12 @@ func (o *Operations) StartBackup(ctx context.Context, id int64) (*Operation, err
 		unlock()
 		return nil, err
 	}
+	o.background(unlock, func(base context.Context) { o.runBackup(base, op, b, t) })
+	return op, nil
+}
+
+// background runs fn in the operations' context, then unlocks.
+func (o *Operations) background(unlock func(), fn func(base context.Context)) {
 	o.mu.Lock()
 	base := o.ctx
 	o.mu.Unlock()
@@ -206,9 +233,110 @@ func (o *Operations) StartBackup(ctx context.Context, id int64) (*Operation, err
 	go func() {
 		defer o.running.Done()
 		defer unlock()
-		o.runBackup(base, op, b, t)
+		fn(base)
 	}()
+}
+
+// StartRestore starts replacing tenant id's data with backup backupID's,
+// in place, and returns its operation at once. The tenant must be
+// suspended (it is not served meanwhile: an offline restore) and ready;
+// the backup ready and the tenant's own (a backup of another tenant is
+// refused: that would hand one customer's data to another), of the same
+// isolation, at a version this binary knows. The previous database or
+// schema is kept, closed, under the name the operation's progress names.
+func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Operation, error) {
+	latest := o.Latest
+	t, err := o.Locks.Tenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	b, err := o.Store.Backup(ctx, backupID)
+	if ErrorCode(err) == NotFound {
+		return nil, FieldError("backup_id", "no backup has this id")
+	}
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case b.TenantID != t.ID:
+		return nil, FieldError("backup_id", fmt.Sprintf("is a backup of tenant %d, not of tenant %d: a tenant is restored from its own backups only", b.TenantID, t.ID))
+	case b.State != BackupReady:
+		return nil, FieldError("backup_id", "is "+string(b.State)+": only a ready backup can be restored")
+	case b.Isolation != t.Isolation:
+		return nil, FieldError("backup_id", "is of a "+string(b.Isolation)+"-mode tenant; this tenant is in "+string(t.Isolation)+" mode")
+	case b.SchemaVersion > latest:
+		return nil, FieldError("backup_id", fmt.Sprintf("is at schema version %d, newer than this binary knows (%d)", b.SchemaVersion, latest))
+	case t.Status != StatusSuspended:
+		return nil, Errorf(Conflict, `tenant %d is %s: suspend it first (PATCH {"status": "suspended"}); a restore replaces its data and it is not served meanwhile`, id, t.Status)
+	case t.Provisioning != ProvisionReady:
+		return nil, Errorf(Conflict, "tenant %d is %s: only a ready tenant can be restored", id, t.Provisioning)
+	}
+	unlock, err := o.Locks.LockTenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if t, err = o.Locks.Tenant(ctx, id); err != nil || t.Status != StatusSuspended {
+		unlock()
+		return nil, errors.Join(err, Errorf(Conflict, "tenant %d was resumed meanwhile", id))
+	}
+	op, err := o.Store.StartOperation(ctx, OperationRestore, t, map[string]any{"backup_id": b.ID})
+	if err != nil {
+		unlock()
+		return nil, err
+	}
+	o.background(unlock, func(base context.Context) { o.runRestore(base, op, b, t, latest) })
 	return op, nil
+}
+
+// runRestore restores, migrates the tenant up to latest, and records it.
+func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, t *Tenant, latest uint) {
+	ctx := base
+	progress := map[string]any{"backup_id": b.ID}
+	previous, err := o.Restorer.Restore(ctx, t, filepath.Join(o.BackupDir, b.Path), op.ID)
+	if err == nil {
+		progress["previous"] = previous
+		o.step("restore:swapped")
+		err = o.migrateRestored(ctx, t, b.SchemaVersion, latest)
+	}
+	now := time.Now()
+	op.FinishedAt, op.Progress = &now, progress
+	op.State = OperationSucceeded
+	if err != nil {
+		op.State, op.Error = OperationFailed, err.Error()
+	}
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	if ferr := o.Store.FinishOperation(fctx, op); ferr != nil && o.Log != nil {
+		o.Log.Error("recording the end of a restore failed; the next reconcile records it", "operation_id", op.ID, "tenant_id", t.ID, "err", ferr)
+	}
+	if o.Log != nil {
+		o.Log.Info("restore finished", "operation_id", op.ID, "backup_id", b.ID, "tenant_id", t.ID, "state", op.State, "previous", previous, "err", op.Error)
+	}
+}
+
+// migrateRestored records the restored tenant at the backup's version and
+// migrates it up to latest (the ordinary up, which reads the real version
+// first when the catalog says another), recording the outcome.
+func (o *Operations) migrateRestored(ctx context.Context, t *Tenant, from, latest uint) error {
+	rec := MigrationRecord{TenantID: t.ID, Version: from}
+	if from < latest {
+		restored := *t
+		restored.SchemaVersion = from
+		out := o.Migrator.Migrate(ctx, &restored, MigrationOp{Kind: MigrateUp})
+		rec = MigrationRecord{TenantID: t.ID, Version: out.To, Dirty: out.Dirty}
+		if out.Err != nil {
+			rec.Error = out.Err.Error()
+		}
+		if _, err := o.Locks.RecordMigrations(context.WithoutCancel(ctx), []MigrationRecord{rec}); err != nil {
+			return errors.Join(out.Err, err)
+		}
+		if out.Err != nil {
+			return fmt.Errorf("restored at version %d, then migrating up failed (repair it as any failed migration: docs/MIGRATIONS.md): %w", from, out.Err)
+		}
+		return nil
+	}
+	_, err := o.Locks.RecordMigrations(context.WithoutCancel(ctx), []MigrationRecord{rec})
+	return err
 }
 
 // countingWriter counts the bytes written through it.
@@ -388,6 +516,32 @@ func (o *Operations) abandon(ctx context.Context, op *Operation) error {
 			o.Log.Warn("an interrupted backup was recorded as failed and its partial file removed", "operation_id", op.ID, "backup_id", b.ID, "tenant_id", op.TenantID)
 		}
 		return o.Store.FinishBackup(ctx, op, b)
+	case OperationRestore:
+		t, err := o.Locks.Tenant(ctx, op.TenantID)
+		if err != nil {
+			return err
+		}
+		restored, err := o.Restorer.RecoverRestore(ctx, t, op.ID)
+		if err != nil {
+			return err
+		}
+		if restored {
+			op.Error = "interrupted after the restore: the tenant has the backup's data; its version is checked by migrate tenants status --verify"
+			if id, ok := op.Progress["backup_id"].(float64); ok {
+				if b, err := o.Store.Backup(ctx, int64(id)); err == nil {
+					err = o.migrateRestored(ctx, t, b.SchemaVersion, o.Latest)
+					if err == nil {
+						op.State, op.Error = OperationSucceeded, ""
+					}
+				}
+			}
+		} else {
+			op.Error = "interrupted: the restore was undone, the tenant's data is as before; start it again"
+		}
+		if o.Log != nil {
+			o.Log.Warn("an interrupted restore was finished or undone", "operation_id", op.ID, "tenant_id", op.TenantID, "restored", restored)
+		}
+		return o.Store.FinishOperation(ctx, op)
 	}
 	return fmt.Errorf("unknown operation kind %q", op.Kind)
 }

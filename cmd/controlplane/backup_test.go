@@ -292,3 +292,201 @@ func TestBackupFromTheCLI(t *testing.T) {
 	_, err = b.cli("tenants", "backup", "nobody", "--backup-dir", dir)
 	require.ErrorContains(t, err, `no tenant has the slug "nobody"`)
 }
+
+// extensionNumbers lists a tenant's extension numbers through its API.
+func (b *bundle) extensionNumbers(host string) []string {
+	b.t.Helper()
+	status, _, body := b.req("GET", host, "/api/extensions", nil)
+	require.Equal(b.t, http.StatusOK, status, "%v", body)
+	var out []string
+	for _, e := range body["data"].([]any) {
+		out = append(out, e.(map[string]any)["number"].(string))
+	}
+	return out
+}
+
+func (b *bundle) addExtensions(host string, numbers ...string) {
+	b.t.Helper()
+	for _, n := range numbers {
+		status, _, body := b.req("POST", host, "/api/extensions", map[string]any{"number": n, "name": "Desk"})
+		require.Equal(b.t, http.StatusCreated, status, "%v", body)
+	}
+}
+
+// backupNow takes a backup of tenant id and returns the backup's id.
+func (b *bundle) backupNow(id any) any {
+	b.t.Helper()
+	status, op := b.do("POST", fmt.Sprintf("/api/tenants/%v/backups", id), nil)
+	require.Equal(b.t, http.StatusAccepted, status, "%v", op)
+	op = b.waitOperation(op["id"])
+	require.Equal(b.t, "succeeded", op["state"], "%v", op)
+	return op["backup_id"]
+}
+
+func (b *bundle) setStatus(id any, status string) {
+	b.t.Helper()
+	code, body := b.do("PATCH", fmt.Sprintf("/api/tenants/%v", id), map[string]any{"status": status})
+	require.Equal(b.t, http.StatusOK, code, "%v", body)
+}
+
+// A restore brings back exactly the backup's data, in place, and nothing
+// of another tenant's: only a suspended tenant, from its own backups; the
+// other tenant is untouched; after it the tenant takes writes, its ids
+// continuing past the restored ones; the previous data is kept aside.
+func TestRestoreOneTenant(t *testing.T) {
+	t.Parallel()
+	for _, iso := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationSchema} {
+		t.Run(string(iso), func(t *testing.T) {
+			t.Parallel()
+			b := setup(t, iso, "BACKUP_DIR="+t.TempDir(), "TENANT_SPARE_DATABASES=0")
+			mine := b.create(tenantBody("mine", iso))
+			other := b.create(tenantBody("other", iso))
+			b.addExtensions("mine.example.com", "1001", "1002", "1003")
+			b.addExtensions("other.example.com", "2001")
+			backup := b.backupNow(mine["id"])
+			otherBackup := b.backupNow(other["id"])
+
+			// Life goes on after the backup.
+			b.addExtensions("mine.example.com", "1004", "1005")
+			b.addExtensions("other.example.com", "2002")
+
+			path := fmt.Sprintf("/api/tenants/%v/restore", mine["id"])
+			status, body := b.do("POST", path, map[string]any{"backup_id": backup})
+			require.Equal(t, http.StatusConflict, status, "an active tenant is not restored: %v", body)
+			b.setStatus(mine["id"], "suspended")
+			status, body = b.do("POST", path, map[string]any{"backup_id": otherBackup})
+			require.Equal(t, http.StatusUnprocessableEntity, status, "another tenant's backup: %v", body)
+			require.Contains(t, fmt.Sprint(body), "backup_id")
+			status, body = b.do("POST", path, map[string]any{})
+			require.Equal(t, http.StatusUnprocessableEntity, status, "%v", body)
+
+			status, op := b.do("POST", path, map[string]any{"backup_id": backup})
+			require.Equal(t, http.StatusAccepted, status, "%v", op)
+			require.Equal(t, "restore", op["kind"])
+			op = b.waitOperation(op["id"])
+			require.Equal(t, "succeeded", op["state"], "%v", op)
+			previous := op["progress"].(map[string]any)["previous"].(string)
+			require.NotEmpty(t, previous)
+
+			b.setStatus(mine["id"], "active")
+			require.Equal(t, []string{"1001", "1002", "1003"}, b.extensionNumbers("mine.example.com"), "exactly the backup's data")
+			require.Equal(t, []string{"2001", "2002"}, b.extensionNumbers("other.example.com"), "the other tenant untouched")
+			status, _, created := b.req("POST", "mine.example.com", "/api/extensions", map[string]any{"number": "1009", "name": "New"})
+			require.Equal(t, http.StatusCreated, status, "%v", created)
+			require.Greater(t, created["id"], float64(3), "ids continue past the restored ones")
+			_, got := b.do("GET", fmt.Sprintf("/api/tenants/%v", mine["id"]), nil)
+			require.EqualValues(t, b.app.LatestTenantSchema, got["schema_version"])
+
+			// The previous data is kept aside, closed (database mode).
+			admin := pgtest.Open(t, b.db.URL)
+			var n int
+			q := `SELECT count(*) FROM pg_database WHERE datname = $1 AND NOT datallowconn`
+			if iso == controlplane.IsolationSchema {
+				q = `SELECT count(*) FROM pg_namespace WHERE nspname = $1`
+			}
+			require.NoError(t, admin.QueryRow(q, previous).Scan(&n))
+			require.Equal(t, 1, n, "previous kept as %s", previous)
+		})
+	}
+}
+
+// A serve killed in the middle of a restore: the restart's reconcile
+// finishes it when the tenant's data was already set aside, and undoes it
+// before; either way the tenant is served whole, with the backup's data or
+// its own, and the operation says which.
+func TestRestoreKilledMidway(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		iso      controlplane.Isolation
+		step     string
+		restored bool
+	}{
+		{controlplane.IsolationDatabase, "restore:created", false},
+		{controlplane.IsolationDatabase, "restore:restored", false},
+		{controlplane.IsolationDatabase, "restore:set-aside", true},
+		{controlplane.IsolationDatabase, "restore:swapped", true},
+		{controlplane.IsolationSchema, "restore:set-aside", false},
+	}
+	for _, c := range cases {
+		t.Run(string(c.iso)+"/"+c.step, func(t *testing.T) {
+			t.Parallel()
+			db := pgtest.New(t)
+			dir := t.TempDir()
+			env := []string{"DATABASE_URL=" + db.URL, "TENANT_DB_PREFIX=" + db.Prefix, "TENANT_ISOLATION=" + string(c.iso), "TENANT_SPARE_DATABASES=0", "BACKUP_DIR=" + dir, "LOG_LEVEL=error"}
+			b := start(t, db, env)
+			tn := b.create(tenantBody("kill", c.iso))
+			b.addExtensions("kill.example.com", "1001")
+			backup := b.backupNow(tn["id"])
+			b.addExtensions("kill.example.com", "1002")
+			b.setStatus(tn["id"], "suspended")
+
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			child := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+			child.Env = append(append(os.Environ(), env...), crashEnv+"="+c.step, crashWhat+"=restore",
+				crashTenant+"="+fmt.Sprint(tn["id"]), crashBackup+"="+fmt.Sprint(backup))
+			out, err := child.CombinedOutput()
+			var exit *exec.ExitError
+			require.ErrorAs(t, err, &exit, "the child must die: %s", out)
+			ws, _ := exit.Sys().(syscall.WaitStatus)
+			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "killed at %s, got %v: %s", c.step, err, out)
+
+			b = start(t, db, env)
+			n, err := b.app.Operations.Recover(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			_, ops := b.do("GET", fmt.Sprintf("/api/operations?tenant=%v&kind=restore", tn["id"]), nil)
+			op := ops["data"].([]any)[0].(map[string]any)
+			require.NotEqual(t, "running", op["state"], "%v", op)
+
+			b.setStatus(tn["id"], "active")
+			want := []string{"1001", "1002"}
+			if c.restored {
+				want = []string{"1001"}
+				require.Equal(t, "succeeded", op["state"], "%v", op)
+			} else {
+				require.Equal(t, "failed", op["state"], "%v", op)
+				require.Contains(t, op["error"], "undone")
+			}
+			require.Equal(t, want, b.extensionNumbers("kill.example.com"))
+			b.addExtensions("kill.example.com", "1009")
+		})
+	}
+}
+
+// A restore runs what a tenant planted in its database (here a function
+// in an index expression, which CREATE INDEX calls for every row) with the
+// tenant's rights only: the function fails the restore if it runs as any
+// other role, and the restore succeeds.
+func TestRestoreRunsTenantCodeAsTheTenant(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase, "BACKUP_DIR="+t.TempDir(), "TENANT_SPARE_DATABASES=0")
+	tn := b.create(tenantBody("planter", controlplane.IsolationDatabase))
+	role := tn["db_name"].(string)
+	cfg, err := pgx.ParseConfig(b.cfg.TenantDatabaseURL.Value())
+	require.NoError(t, err)
+	cfg.Database, cfg.User, cfg.Password = role, role, b.app.RoleSecret.Password(role)
+	ctx := context.Background()
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, `
+		CREATE FUNCTION public.trap(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$
+		BEGIN
+			IF current_user <> `+"'"+role+"'"+` THEN
+				RAISE EXCEPTION 'tenant code ran as %', current_user;
+			END IF;
+			RETURN v;
+		END $$;
+		CREATE TABLE public.planted (v int);
+		INSERT INTO public.planted VALUES (1), (2);
+		CREATE INDEX planted_trap ON public.planted ((public.trap(v)))`)
+	require.NoError(t, err)
+	require.NoError(t, c.Close(ctx))
+
+	backup := b.backupNow(tn["id"])
+	b.setStatus(tn["id"], "suspended")
+	status, op := b.do("POST", fmt.Sprintf("/api/tenants/%v/restore", tn["id"]), map[string]any{"backup_id": backup})
+	require.Equal(t, http.StatusAccepted, status, "%v", op)
+	op = b.waitOperation(op["id"])
+	require.Equal(t, "succeeded", op["state"], "the planted function ran as another role than the tenant's: %v", op)
+}

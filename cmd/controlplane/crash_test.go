@@ -26,8 +26,10 @@ import (
 const (
 	crashEnv  = "CONTROLPLANE_TEST_CRASH_AT"
 	crashWhat = "CONTROLPLANE_TEST_CRASH_DOING"
-	// crashTenant is the tenant a "backup" child backs up.
+	// crashTenant is the tenant a "backup" or "restore" child works on,
+	// crashBackup the backup a "restore" child restores.
 	crashTenant = "CONTROLPLANE_TEST_CRASH_TENANT"
+	crashBackup = "CONTROLPLANE_TEST_CRASH_BACKUP"
 )
 
 func TestMain(m *testing.M) {
@@ -67,11 +69,18 @@ func crashChild(step, doing string) int {
 	}
 	app.Provisioner.Step, app.Tenants.Step, app.Operations.Step = kill, kill, kill
 	switch doing {
-	case "backup":
-		var id int64
+	case "backup", "restore":
+		var id, backup int64
 		_, _ = fmt.Sscan(os.Getenv(crashTenant), &id)
-		if _, err = app.Operations.StartBackup(ctx, id); err == nil {
-			time.Sleep(time.Minute) // the backup runs into the kill
+		_, _ = fmt.Sscan(os.Getenv(crashBackup), &backup)
+		app.Provisioner.Step = kill // the server-side steps of a restore
+		if doing == "backup" {
+			_, err = app.Operations.StartBackup(ctx, id)
+		} else {
+			_, err = app.Operations.StartRestore(ctx, id, backup)
+		}
+		if err == nil {
+			time.Sleep(time.Minute) // the operation runs into the kill
 		}
 	case "create":
 		_, _, err = app.Tenants.Create(ctx, controlplane.TenantSpec{Name: "Crash", Slug: "crash", Domain: "crash.example.com", Status: controlplane.StatusActive, Timezone: "UTC", MaxExtensions: 10, Settings: []byte("[]")})

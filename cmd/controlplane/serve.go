@@ -156,11 +156,12 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 	})
 	app.TenantServers.Log = log
 	app.RolePasswords = &controlplane.RolePasswords{Catalog: store, Roles: app.TenantServers, Tag: app.RoleSecret.Tag()}
-	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, BackupDir: cfg.BackupDir, Log: log}
 	if app.LatestTenantSchema, err = migrations.Latest(tenantMigrations); err != nil {
 		app.Close()
 		return nil, err
 	}
+	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, Restorer: app.TenantServers, Migrator: app.TenantServers,
+		BackupDir: cfg.BackupDir, Latest: app.LatestTenantSchema, Log: log}
 	app.Tenants = &controlplane.Tenants{
 		Catalog:          store,
 		Keys:             store,

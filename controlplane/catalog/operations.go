@@ -99,6 +99,46 @@ func (s *Store) StartBackup(ctx context.Context, t *controlplane.Tenant) (*contr
 	return &o, &bk, nil
 }
 
+// StartOperation inserts a running operation of kind on t, audited.
+func (s *Store) StartOperation(ctx context.Context, kind controlplane.OperationKind, t *controlplane.Tenant, progress map[string]any) (*controlplane.Operation, error) {
+	raw, err := json.Marshal(progress)
+	if err != nil {
+		return nil, err
+	}
+	var op operationRow
+	err = s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		if err := tx.Raw(`INSERT INTO operations (kind, tenant_id, phase, progress) VALUES (?, ?, 'starting', ?) RETURNING *`, string(kind), t.ID, raw).Scan(&op).Error; err != nil {
+			return err
+		}
+		return audit(ctx, tx, string(kind)+".start", t.ID, "operation "+strconv.FormatInt(op.ID, 10), nil)
+	})
+	if err != nil {
+		return nil, sqlerr.Translate(err, operationConstraints)
+	}
+	o := op.operation()
+	return &o, nil
+}
+
+// FinishOperation records the end of an operation, audited.
+func (s *Store) FinishOperation(ctx context.Context, op *controlplane.Operation) error {
+	progress, err := json.Marshal(op.Progress)
+	if err != nil || op.Progress == nil {
+		progress = []byte("{}")
+	}
+	return sqlerr.Translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		err := tx.Exec(`UPDATE operations SET state = ?, phase = '', progress = ?, error = ?, finished_at = ? WHERE id = ? AND state = 'running'`,
+			string(op.State), progress, op.Error, op.FinishedAt, op.ID).Error
+		if err != nil {
+			return err
+		}
+		diff := map[string]controlplane.Change{"state": {Before: "running", After: string(op.State)}}
+		if op.Error != "" {
+			diff["error"] = controlplane.Change{After: op.Error}
+		}
+		return audit(ctx, tx, string(op.Kind)+".finish", op.TenantID, "operation "+strconv.FormatInt(op.ID, 10), diff)
+	}), nil)
+}
+
 // ProgressOperation records a running operation's phase and counters.
 func (s *Store) ProgressOperation(ctx context.Context, id int64, phase string, progress map[string]any) (bool, error) {
 	raw, err := json.Marshal(progress)

@@ -21,6 +21,7 @@ type backupList struct {
 
 func (s *Server) operationRoutes(api *gin.RouterGroup) {
 	api.POST("/tenants/:id/backups", handle(s.startBackup))
+	api.POST("/tenants/:id/restore", handle(s.startRestore))
 	api.GET("/tenants/:id/backups", handle(s.listBackups))
 	api.GET("/backups/:id", handle(s.getBackup))
 	api.GET("/backups/:id/download", handle(s.downloadBackup))
@@ -38,6 +39,33 @@ func (s *Server) startBackup(c *gin.Context) error {
 		return err
 	}
 	op, err := s.Operations.StartBackup(c.Request.Context(), id)
+	if err != nil {
+		return err
+	}
+	c.Header("Location", "/api/operations/"+itoa(op.ID))
+	c.JSON(http.StatusAccepted, op)
+	return nil
+}
+
+// restoreRequest is the body of POST /api/tenants/{id}/restore.
+type restoreRequest struct {
+	BackupID int64 `json:"backup_id"`
+}
+
+// startRestore answers 202 with the operation (poll Location).
+func (s *Server) startRestore(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	var req restoreRequest
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	if req.BackupID < 1 {
+		return controlplane.FieldError("backup_id", "is required: a backup id of this tenant (GET /api/tenants/{id}/backups)")
+	}
+	op, err := s.Operations.StartRestore(c.Request.Context(), id, req.BackupID)
 	if err != nil {
 		return err
 	}
@@ -108,8 +136,8 @@ func (s *Server) listOperations(c *gin.Context) error {
 		f.TenantID = id
 	}
 	if v, ok := c.GetQuery("kind"); ok {
-		if v != string(controlplane.OperationBackup) {
-			fields.Add("kind", "must be one of: backup")
+		if v != string(controlplane.OperationBackup) && v != string(controlplane.OperationRestore) {
+			fields.Add("kind", "must be one of: backup, restore")
 		}
 		f.Kind = controlplane.OperationKind(v)
 	}

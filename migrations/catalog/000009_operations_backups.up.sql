@@ -1,10 +1,11 @@
 -- Long actions on one tenant are operations (docs/OPERATIONS.md,
 -- "Operations"): recorded before they start, updated as they go, and
--- finished by whoever survives a crash. Backups are their first kind.
+-- finished by whoever survives a crash: backups, and restores of one
+-- tenant from its own backup.
 
 CREATE TABLE operations (
     id               bigserial PRIMARY KEY,
-    kind             text NOT NULL CONSTRAINT operations_kind_check CHECK (kind IN ('backup')),
+    kind             text NOT NULL CONSTRAINT operations_kind_check CHECK (kind IN ('backup', 'restore')),
     tenant_id        bigint NOT NULL REFERENCES tenants (id) ON DELETE CASCADE,
     state            text NOT NULL DEFAULT 'running'
                      CONSTRAINT operations_state_check CHECK (state IN ('running', 'succeeded', 'failed', 'cancelled')),

@@ -264,6 +264,25 @@ func (s *Set) Dump(ctx context.Context, t *controlplane.Tenant, w io.Writer) err
 	return c.Provisioner.Dump(ctx, t, w)
 }
 
+// Restore restores t in place from an archive, on its server
+// (controlplane.Restorer).
+func (s *Set) Restore(ctx context.Context, t *controlplane.Tenant, file string, op int64) (string, error) {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return "", err
+	}
+	return c.Provisioner.Restore(ctx, t, file, op)
+}
+
+// RecoverRestore finishes or undoes an interrupted restore of t.
+func (s *Set) RecoverRestore(ctx context.Context, t *controlplane.Tenant, op int64) (bool, error) {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return false, err
+	}
+	return c.Provisioner.RecoverRestore(ctx, t, op)
+}
+
 // RotateRolePassword sets t's role password on its server
 // (controlplane.RoleRotator).
 func (s *Set) RotateRolePassword(ctx context.Context, t *controlplane.Tenant) error {

@@ -1,0 +1,222 @@
+package tenantdb
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/laracopilot/controlplane/controlplane"
+)
+
+// restoreNames are the names a restore of operation op works with: the
+// database (or schema) the archive is restored into, and the name the
+// tenant's previous one is kept under.
+func (p *Provisioner) restoreNames(t *controlplane.Tenant, op int64) (restored, previous string) {
+	suffix := strconv.FormatInt(op, 10)
+	return t.DBName + "_r" + suffix, t.DBName + "_p" + suffix
+}
+
+// restoreMark marks what a restore makes, so that a restart recognises it.
+func (p *Provisioner) restoreMark(t *controlplane.Tenant, op int64) string {
+	return p.mark(t) + " restore " + strconv.FormatInt(op, 10)
+}
+
+// Restore replaces tenant t's database (or schema) with the pg_dump
+// archive at file, in place, as operation op; the tenant must not be
+// served meanwhile (the caller requires it suspended). The previous one is
+// kept, closed, under the name it returns, for the operator to drop (or
+// swap back) once satisfied.
+//
+// Database mode: the archive is restored, as the tenant's own role (so
+// that nothing in it, a function in an index expression say, runs with
+// more than the tenant's rights), into a new database owned by that role,
+// in one transaction; then the tenant's database is renamed to the
+// previous name (closed to connections) and the new one to the tenant's,
+// and opened. Schema mode: the tenant's schema is renamed to the previous
+// name, the archive (which recreates the schema under its name) restored
+// in one transaction as the control plane's role, the rename undone if it
+// fails.
+//
+// Every step is recorded by what exists on the server, so RecoverRestore
+// finishes or undoes an interrupted restore.
+func (p *Provisioner) Restore(ctx context.Context, t *controlplane.Tenant, file string, op int64) (previous string, err error) {
+	if err := p.checkName(t); err != nil {
+		return "", err
+	}
+	restored, previous := p.restoreNames(t, op)
+	switch t.Isolation {
+	case controlplane.IsolationDatabase:
+		db := quote(restored)
+		if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` OWNER `+quote(t.DBName)+` TEMPLATE template0`); err != nil {
+			return "", fmt.Errorf("create the database to restore into: %w", err)
+		}
+		if _, err := p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+db+` IS `+literal(p.restoreMark(t, op))+`;
+			REVOKE CONNECT, TEMPORARY ON DATABASE `+db+` FROM PUBLIC`); err != nil {
+			return "", err
+		}
+		p.step("restore:created")
+		if err := p.pgRestore(ctx, file, restored, t.DBName, p.roles.Password(t.DBName)); err != nil {
+			_, _ = p.admin.ExecContext(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+db+` WITH (FORCE)`)
+			return "", err
+		}
+		p.step("restore:restored")
+		if p.BeforeDrop != nil {
+			p.BeforeDrop(t) // this process's pools; other sessions are ended below
+		}
+		// The renames: the first needs nobody connected to the tenant's
+		// database, which is closed first so that nobody comes back.
+		cur := quote(t.DBName)
+		if _, err := p.admin.ExecContext(ctx, `ALTER DATABASE `+cur+` WITH ALLOW_CONNECTIONS false`); err != nil {
+			return "", err
+		}
+		if _, err := p.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, t.DBName); err != nil {
+			return "", err
+		}
+		if err := p.renameDatabase(ctx, t.DBName, previous); err != nil {
+			_, _ = p.admin.ExecContext(context.WithoutCancel(ctx), `ALTER DATABASE `+cur+` WITH ALLOW_CONNECTIONS true`)
+			return "", err
+		}
+		p.step("restore:set-aside")
+		return previous, p.finishDatabaseRestore(ctx, t, op)
+	case controlplane.IsolationSchema:
+		if _, err := p.admin.ExecContext(ctx, `ALTER SCHEMA `+quote(t.DBName)+` RENAME TO `+quote(previous)+`;
+			COMMENT ON SCHEMA `+quote(previous)+` IS `+literal(p.restoreMark(t, op))); err != nil {
+			return "", fmt.Errorf("set the schema aside: %w", err)
+		}
+		p.step("restore:set-aside")
+		if err := p.pgRestore(ctx, file, p.server.Database, p.server.User, p.server.Password); err != nil {
+			_, _ = p.admin.ExecContext(context.WithoutCancel(ctx), `ALTER SCHEMA `+quote(previous)+` RENAME TO `+quote(t.DBName)+`;
+				COMMENT ON SCHEMA `+quote(t.DBName)+` IS `+literal(p.mark(t)))
+			return "", err
+		}
+		_, err := p.admin.ExecContext(ctx, `COMMENT ON SCHEMA `+quote(t.DBName)+` IS `+literal(p.mark(t)))
+		return previous, err
+	}
+	return "", fmt.Errorf("unknown isolation %q", t.Isolation)
+}
+
+// finishDatabaseRestore is the last step of a database restore, once the
+// tenant's previous database is set aside: the restored one takes the
+// tenant's name, mark and access, and is opened.
+func (p *Provisioner) finishDatabaseRestore(ctx context.Context, t *controlplane.Tenant, op int64) error {
+	restored, _ := p.restoreNames(t, op)
+	if err := p.renameDatabase(ctx, restored, t.DBName); err != nil {
+		return err
+	}
+	return p.openDatabase(ctx, t.DBName, p.mark(t))
+}
+
+func (p *Provisioner) renameDatabase(ctx context.Context, from, to string) error {
+	_, err := p.admin.ExecContext(ctx, `ALTER DATABASE `+quote(from)+` RENAME TO `+quote(to))
+	if err != nil {
+		return fmt.Errorf("rename database %s to %s: %w", from, to, err)
+	}
+	return nil
+}
+
+// RecoverRestore finishes or undoes restore op of t after a crash, from
+// what exists on the server, and says whether the tenant now has the
+// restored data. Database mode: with the tenant's database set aside and
+// the restored one complete, it finishes the swap; with the tenant's
+// database still in place, it drops the restored one (whole or half). Schema
+// mode: a schema set aside with none under the tenant's name (the restore
+// is one transaction: all or nothing) is put back.
+func (p *Provisioner) RecoverRestore(ctx context.Context, t *controlplane.Tenant, op int64) (restoredNow bool, err error) {
+	if err := p.checkName(t); err != nil {
+		return false, err
+	}
+	restored, previous := p.restoreNames(t, op)
+	exists := func(q, name string) (bool, error) {
+		var ok bool
+		err := p.admin.QueryRowContext(ctx, q, name).Scan(&ok)
+		return ok, err
+	}
+	const dbQ, schemaQ = `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`
+	switch t.Isolation {
+	case controlplane.IsolationDatabase:
+		cur, err := exists(dbQ, t.DBName)
+		if err != nil {
+			return false, err
+		}
+		if cur {
+			aside, err := exists(dbQ, previous)
+			if err != nil {
+				return false, err
+			}
+			if aside {
+				// Swapped: the tenant's name is the restored database's,
+				// opened unless the kill came just before.
+				return true, p.openDatabase(ctx, t.DBName, p.mark(t))
+			}
+			// Not swapped: the tenant's own database, perhaps closed just
+			// before its set-aside; the restored one, whole or half, goes.
+			_, err = p.admin.ExecContext(ctx, `DROP DATABASE IF EXISTS `+quote(restored)+` WITH (FORCE)`)
+			if err == nil {
+				_, err = p.admin.ExecContext(ctx, `ALTER DATABASE `+quote(t.DBName)+` WITH ALLOW_CONNECTIONS true`)
+			}
+			return false, err
+		}
+		if ok, err := exists(dbQ, previous); err != nil || !ok {
+			return false, errors.Join(err, fmt.Errorf("tenant %d's database is missing and so is %s: inspect the server", t.ID, previous))
+		}
+		// Set aside after a complete restore (the restore comes first):
+		// finish the swap.
+		return true, p.finishDatabaseRestore(ctx, t, op)
+	case controlplane.IsolationSchema:
+		aside, err := exists(schemaQ, previous)
+		if err != nil || !aside {
+			return false, err // never set aside: nothing happened
+		}
+		cur, err := exists(schemaQ, t.DBName)
+		if err != nil || cur {
+			return cur, err // restored (one transaction) after the set-aside
+		}
+		_, err = p.admin.ExecContext(ctx, `ALTER SCHEMA `+quote(previous)+` RENAME TO `+quote(t.DBName)+`;
+			COMMENT ON SCHEMA `+quote(t.DBName)+` IS `+literal(p.mark(t)))
+		return false, err
+	}
+	return false, fmt.Errorf("unknown isolation %q", t.Isolation)
+}
+
+// pgRestore restores archive file into database as user, in one
+// transaction, stopping at the first error; owners and grants in the
+// archive are ignored (what it makes belongs to user).
+func (p *Provisioner) pgRestore(ctx context.Context, file, database, user, password string) error {
+	bin := "pg_restore"
+	if p.pgBin != "" {
+		bin = filepath.Join(p.pgBin, "pg_restore")
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("pg_restore not found (install PostgreSQL's client, or set PG_BIN_DIR): %w", err)
+	}
+	cmd := exec.CommandContext(ctx, path, "--no-owner", "--no-acl", "--single-transaction", "--exit-on-error", "--no-password", "--dbname="+database, file)
+	cmd.Env = append(os.Environ(),
+		"PGHOST="+p.server.Host, "PGPORT="+strconv.Itoa(int(p.server.Port)), "PGUSER="+user, "PGDATABASE="+database,
+		"PGAPPNAME=controlplane-restore", "PGCONNECT_TIMEOUT=10", "PGOPTIONS=")
+	if password != "" {
+		cmd.Env = append(cmd.Env, "PGPASSWORD="+password)
+	}
+	cmd.Env = append(cmd.Env, p.tls...)
+	var stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &limited{b: &stderr, n: 4096}, &limited{b: &stderr, n: 4096}
+	cmd.WaitDelay = 5 * time.Second
+	if err := cmd.Run(); err != nil {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		msg := strings.TrimSpace(stderr.String())
+		if msg == "" {
+			msg = err.Error()
+		}
+		return errors.New("pg_restore: " + strings.Join(strings.Fields(msg), " "))
+	}
+	return nil
+}
