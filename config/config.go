@@ -103,6 +103,11 @@ type Config struct {
 	// BackupDir is where tenant backups (pg_dump archives) are written,
 	// one folder per tenant.
 	BackupDir string `env:"BACKUP_DIR" envDefault:".data/backups"`
+	// BackupSchedule, if set, gives every ready tenant a backup this
+	// often (taken by the reconciler's replica, two at a time);
+	// BackupKeep is how many of a tenant's scheduled backups are kept.
+	BackupSchedule time.Duration `env:"BACKUP_SCHEDULE" envDefault:"0"`
+	BackupKeep     int           `env:"BACKUP_KEEP" envDefault:"7"`
 	// PgBinDir is the folder of pg_dump; empty: found on PATH (Debian's
 	// wrapper picks the newest installed client, which reads older
 	// servers).
@@ -229,6 +234,12 @@ func (c *Config) Validate() error {
 		if v < 1 {
 			return bad(name, "must be at least 1, got %d", v)
 		}
+	}
+	if c.BackupKeep < 1 {
+		return bad("BACKUP_KEEP", "must be at least 1, got %d", c.BackupKeep)
+	}
+	if c.BackupSchedule < 0 || (c.BackupSchedule > 0 && c.BackupSchedule < time.Minute) {
+		return bad("BACKUP_SCHEDULE", "must be 0 (off) or at least 1m, got %s", c.BackupSchedule)
 	}
 	if c.TenantQueueMax < 0 {
 		return bad("TENANT_QUEUE_MAX", "must be at least 0, got %d", c.TenantQueueMax)

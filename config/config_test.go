@@ -84,6 +84,8 @@ func TestInvalidValuesNameTheVariable(t *testing.T) {
 		"ADMIN_TOKEN":            {"ADMIN_TOKEN=short"},
 		"TRUSTED_PROXIES":        {"TRUSTED_PROXIES=10.0.0.0/8,proxy.internal"},
 		"SERVER_SECRET_KEY":      {"SERVER_SECRET_KEY=s3cret"},
+		"BACKUP_SCHEDULE":        {"BACKUP_SCHEDULE=10s"},
+		"BACKUP_KEEP":            {"BACKUP_KEEP=0"},
 	}
 	for name, env := range cases {
 		t.Run(name, func(t *testing.T) {

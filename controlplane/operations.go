@@ -90,9 +90,11 @@ type Backup struct {
 	SchemaVersion uint        `json:"schema_version"`
 	// Path is the archive's file under BACKUP_DIR; never shown (the
 	// download route streams it).
-	Path       string     `json:"-"`
-	SizeBytes  *int64     `json:"size_bytes"`
-	SHA256     string     `json:"sha256"`
+	Path      string `json:"-"`
+	SizeBytes *int64 `json:"size_bytes"`
+	SHA256    string `json:"sha256"`
+	// Scheduled says BACKUP_SCHEDULE took it (and BACKUP_KEEP prunes it).
+	Scheduled  bool       `json:"scheduled"`
 	CreatedAt  time.Time  `json:"created_at"`
 	FinishedAt *time.Time `json:"finished_at"`
 }
@@ -102,7 +104,15 @@ type OperationStore interface {
 	// StartBackup records a running backup operation of t and its backup
 	// row (with its Path set), in one transaction; Conflict when t has an
 	// operation running.
-	StartBackup(ctx context.Context, t *Tenant) (*Operation, *Backup, error)
+	StartBackup(ctx context.Context, t *Tenant, scheduled bool) (*Operation, *Backup, error)
+	// DueForBackup names up to limit ready tenants with no scheduled
+	// backup taken (or running) within every, nor one failed in the last
+	// retry, the longest without first.
+	DueForBackup(ctx context.Context, every, retry time.Duration, limit int) ([]int64, error)
+	// PrunableBackups lists the scheduled backups past the keep newest
+	// ready ones of their tenant, and failed scheduled ones older than
+	// retry.
+	PrunableBackups(ctx context.Context, keep int, retry time.Duration) ([]Backup, error)
 	// StartOperation records a running operation of another kind, its
 	// progress holding what a recovery needs (a restore: backup_id).
 	StartOperation(ctx context.Context, kind OperationKind, t *Tenant, progress map[string]any) (*Operation, error)
@@ -160,6 +170,13 @@ type Operations struct {
 	BackupDir string
 	// Latest is the newest tenant migration this binary carries.
 	Latest uint
+	// Every, if set, is how often each ready tenant gets a scheduled
+	// backup (BACKUP_SCHEDULE); Keep how many of its scheduled backups are
+	// kept (BACKUP_KEEP); Concurrency how many scheduled backups run at
+	// once, fleet-wide (default 2).
+	Every       time.Duration
+	Keep        int
+	Concurrency int
 	// ProgressEvery is how often a running operation records its progress
 	// and looks for a cancel (default 1 s).
 	ProgressEvery time.Duration
@@ -194,6 +211,10 @@ func (o *Operations) step(name string) {
 // (there is nothing to back up otherwise), with no operation, create,
 // delete or migration running (Conflict).
 func (o *Operations) StartBackup(ctx context.Context, id int64) (*Operation, error) {
+	return o.startBackup(ctx, id, false)
+}
+
+func (o *Operations) startBackup(ctx context.Context, id int64, scheduled bool) (*Operation, error) {
 	t, err := o.Locks.Tenant(ctx, id)
 	if err != nil {
 		return nil, err
@@ -212,7 +233,7 @@ func (o *Operations) StartBackup(ctx context.Context, id int64) (*Operation, err
 		unlock()
 		return nil, err
 	}
-	op, b, err := o.Store.StartBackup(ctx, t)
+	op, b, err := o.Store.StartBackup(ctx, t, scheduled)
 	if err != nil {
 		unlock()
 		return nil, err
@@ -452,6 +473,54 @@ func (o *Operations) writeBackup(ctx context.Context, t *Tenant, b *Backup, writ
 		_ = d.Close()
 	}
 	return written.n.Load(), hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// scheduleRetry is how long after a failed scheduled backup its tenant is
+// tried again (not at every pass).
+const scheduleRetry = 15 * time.Minute
+
+// Schedule starts the scheduled backups that are due, Concurrency at a
+// time fleet-wide, and prunes each tenant's scheduled backups to Keep (a
+// ReconcileStep: one replica at a time, every RECONCILE_INTERVAL). It
+// returns how many backups it started and pruned.
+func (o *Operations) Schedule(ctx context.Context) (int, error) {
+	if o.Every <= 0 {
+		return 0, nil
+	}
+	running, err := o.Store.Operations(ctx, OperationFilter{Kind: OperationBackup, State: OperationRunning, Limit: 1000})
+	if err != nil {
+		return 0, err
+	}
+	room := max(o.Concurrency, 1) - len(running)
+	n := 0
+	var errs []error
+	if room > 0 {
+		due, err := o.Store.DueForBackup(ctx, o.Every, scheduleRetry, room)
+		if err != nil {
+			return 0, err
+		}
+		for _, id := range due {
+			_, err := o.startBackup(ctx, id, true)
+			switch {
+			case err == nil:
+				n++
+			case ErrorCode(err) != Conflict: // busy tenants wait for the next pass
+				errs = append(errs, fmt.Errorf("tenant %d: %w", id, err))
+			}
+		}
+	}
+	prune, err := o.Store.PrunableBackups(ctx, max(o.Keep, 1), scheduleRetry)
+	if err != nil {
+		return n, errors.Join(append(errs, err)...)
+	}
+	for _, b := range prune {
+		if err := o.DeleteBackup(ctx, b.ID); err != nil && ErrorCode(err) != NotFound {
+			errs = append(errs, err)
+			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 // Cancel asks running operation id to stop; it stops within

@@ -490,3 +490,65 @@ func TestRestoreRunsTenantCodeAsTheTenant(t *testing.T) {
 	op = b.waitOperation(op["id"])
 	require.Equal(t, "succeeded", op["state"], "the planted function ran as another role than the tenant's: %v", op)
 }
+
+// Scheduled backups: each pass of the schedule (a reconcile step) starts
+// the due tenants' backups, two at a time fleet-wide, the longest without
+// first; a tenant backed up within BACKUP_SCHEDULE is not due; each
+// tenant keeps its BACKUP_KEEP newest scheduled backups (older ones go
+// with their files), and backups asked for are never pruned.
+func TestScheduledBackups(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	b := setup(t, controlplane.IsolationSchema, "BACKUP_DIR="+dir, "BACKUP_SCHEDULE=1h", "BACKUP_KEEP=2")
+	ctx := context.Background()
+	var ids []any
+	for _, slug := range []string{"s-1", "s-2", "s-3"} {
+		ids = append(ids, b.create(tenantBody(slug, controlplane.IsolationSchema))["id"])
+	}
+	manual := b.backupNow(ids[0])
+	settle := func() { // the started backups finish
+		require.Eventually(t, func() bool {
+			_, running := b.do("GET", "/api/operations?state=running", nil)
+			return len(running["data"].([]any)) == 0
+		}, time.Minute, 20*time.Millisecond)
+	}
+	pass := func() int {
+		n, err := b.app.Operations.Schedule(ctx)
+		require.NoError(t, err)
+		settle()
+		return n
+	}
+	require.Equal(t, 2, pass(), "two at a time")
+	require.Equal(t, 1, pass(), "then the third")
+	require.Equal(t, 0, pass(), "none due within the schedule")
+
+	catalogDB := pgtest.Open(t, b.db.URL)
+	for range 3 { // three more schedule periods go by
+		_, err := catalogDB.Exec(`UPDATE backups SET created_at = created_at - interval '2 hours' WHERE scheduled`)
+		require.NoError(t, err)
+		pass()
+		pass()
+	}
+	pass() // pruning sees a backup once it is ready: one pass later
+	for _, id := range ids {
+		_, list := b.do("GET", fmt.Sprintf("/api/tenants/%v/backups", id), nil)
+		scheduled, kept := 0, 0
+		for _, x := range list["data"].([]any) {
+			bk := x.(map[string]any)
+			require.Equal(t, "ready", bk["state"], "%v", bk)
+			if bk["scheduled"] == true {
+				scheduled++
+			} else {
+				kept++
+			}
+		}
+		require.Equal(t, 2, scheduled, "tenant %v keeps its 2 newest scheduled backups", id)
+		if id == ids[0] {
+			require.Equal(t, 1, kept, "the backup asked for stays")
+		}
+	}
+	files, _ := filepath.Glob(filepath.Join(dir, "*", "*.dump"))
+	require.Len(t, files, 3*2+1, "pruned backups' files are gone")
+	status, _ := b.do("GET", fmt.Sprintf("/api/backups/%v", manual), nil)
+	require.Equal(t, http.StatusOK, status)
+}

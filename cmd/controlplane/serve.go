@@ -161,7 +161,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		return nil, err
 	}
 	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, Restorer: app.TenantServers, Migrator: app.TenantServers,
-		BackupDir: cfg.BackupDir, Latest: app.LatestTenantSchema, Log: log}
+		BackupDir: cfg.BackupDir, Latest: app.LatestTenantSchema, Every: cfg.BackupSchedule, Keep: cfg.BackupKeep, Concurrency: 2, Log: log}
 	app.Tenants = &controlplane.Tenants{
 		Catalog:          store,
 		Keys:             store,
@@ -257,6 +257,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 			{Kind: "did", Run: func(ctx context.Context) (int, error) { return app.ReconcileDIDs(ctx, didGrace) }},
 			{Kind: "template", Run: app.TenantServers.DropHalfBuiltTemplates},
 			{Kind: "operation", Run: app.Operations.Recover},
+			{Kind: "backup", Run: app.Operations.Schedule},
 		},
 		Period:  cfg.ReconcileInterval,
 		Grace:   time.Minute,

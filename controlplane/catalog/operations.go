@@ -53,6 +53,7 @@ type backupRow struct {
 	Path          string
 	SizeBytes     *int64
 	SHA256        *string `gorm:"column:sha256"`
+	Scheduled     bool
 	CreatedAt     time.Time
 	FinishedAt    *time.Time
 }
@@ -60,7 +61,7 @@ type backupRow struct {
 func (r *backupRow) backup() controlplane.Backup {
 	b := controlplane.Backup{ID: r.ID, TenantID: r.TenantID, OperationID: r.OperationID, State: controlplane.BackupState(r.State),
 		TenantSlug: r.TenantSlug, Isolation: controlplane.Isolation(r.Isolation), Server: r.Server, DBName: r.DBName,
-		SchemaVersion: uint(r.SchemaVersion), Path: r.Path, SizeBytes: r.SizeBytes, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt}
+		SchemaVersion: uint(r.SchemaVersion), Path: r.Path, SizeBytes: r.SizeBytes, Scheduled: r.Scheduled, CreatedAt: r.CreatedAt, FinishedAt: r.FinishedAt}
 	if r.SHA256 != nil {
 		b.SHA256 = *r.SHA256
 	}
@@ -76,16 +77,16 @@ const operationSelect = `SELECT o.*, b.id AS backup_id FROM operations o LEFT JO
 
 // StartBackup inserts the operation and its backup, whose file is
 // tenant-<id>/backup-<backup id>.dump under BACKUP_DIR.
-func (s *Store) StartBackup(ctx context.Context, t *controlplane.Tenant) (*controlplane.Operation, *controlplane.Backup, error) {
+func (s *Store) StartBackup(ctx context.Context, t *controlplane.Tenant, scheduled bool) (*controlplane.Operation, *controlplane.Backup, error) {
 	var op operationRow
 	var b backupRow
 	err := s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
 		if err := tx.Raw(`INSERT INTO operations (kind, tenant_id, phase) VALUES ('backup', ?, 'starting') RETURNING *`, t.ID).Scan(&op).Error; err != nil {
 			return sqlerr.Translate(err, operationConstraints)
 		}
-		err := tx.Raw(`INSERT INTO backups (tenant_id, operation_id, tenant_slug, isolation, server, db_name, schema_version, path)
-			VALUES (?, ?, ?, ?, ?, ?, ?, 'tenant-' || ?::bigint || '/backup-' || currval('backups_id_seq') || '.dump') RETURNING *`,
-			t.ID, op.ID, t.Slug, string(t.Isolation), t.ServerName(), t.DBName, int64(t.SchemaVersion), t.ID).Scan(&b).Error
+		err := tx.Raw(`INSERT INTO backups (tenant_id, operation_id, tenant_slug, isolation, server, db_name, schema_version, scheduled, path)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'tenant-' || ?::bigint || '/backup-' || currval('backups_id_seq') || '.dump') RETURNING *`,
+			t.ID, op.ID, t.Slug, string(t.Isolation), t.ServerName(), t.DBName, int64(t.SchemaVersion), scheduled, t.ID).Scan(&b).Error
 		if err != nil {
 			return err
 		}
@@ -311,4 +312,46 @@ func (s *Store) DeleteBackup(ctx context.Context, id int64) error {
 		}
 		return audit(ctx, tx, "backup.delete", tenant[0], "backup "+strconv.FormatInt(id, 10), nil)
 	}), nil)
+}
+
+// DueForBackup names ready tenants whose last scheduled backup (ready or
+// running) is older than every, skipping those whose last scheduled one
+// failed within retry; the longest without first.
+func (s *Store) DueForBackup(ctx context.Context, every, retry time.Duration, limit int) ([]int64, error) {
+	var ids []int64
+	err := s.db.WithContext(ctx).Raw(`
+		SELECT t.id FROM tenants t
+		LEFT JOIN LATERAL (
+			SELECT max(created_at) FILTER (WHERE state IN ('ready', 'running')) AS good,
+			       max(created_at) FILTER (WHERE state = 'failed') AS failed
+			FROM backups b WHERE b.tenant_id = t.id AND b.scheduled
+		) last ON true
+		WHERE t.provisioning = 'ready'
+		  AND (last.good IS NULL OR last.good < now() - make_interval(secs => ?))
+		  AND (last.failed IS NULL OR last.failed < now() - make_interval(secs => ?))
+		ORDER BY last.good NULLS FIRST, t.id
+		LIMIT ?`, every.Seconds(), retry.Seconds(), limit).Scan(&ids).Error
+	return ids, sqlerr.Translate(err, nil)
+}
+
+// PrunableBackups lists scheduled backups past the keep newest ready ones
+// of each tenant, and failed scheduled ones older than retry.
+func (s *Store) PrunableBackups(ctx context.Context, keep int, retry time.Duration) ([]controlplane.Backup, error) {
+	var rows []backupRow
+	err := s.db.WithContext(ctx).Raw(`
+		SELECT * FROM (
+			SELECT b.*, row_number() OVER (PARTITION BY tenant_id ORDER BY id DESC) AS rank
+			FROM backups b WHERE scheduled AND state = 'ready'
+		) r WHERE rank > ?
+		UNION ALL
+		SELECT b.*, 0 FROM backups b WHERE scheduled AND state = 'failed' AND created_at < now() - make_interval(secs => ?)
+		ORDER BY id`, keep, retry.Seconds()).Scan(&rows).Error
+	if err != nil {
+		return nil, sqlerr.Translate(err, nil)
+	}
+	out := make([]controlplane.Backup, len(rows))
+	for i := range rows {
+		out[i] = rows[i].backup()
+	}
+	return out, nil
 }

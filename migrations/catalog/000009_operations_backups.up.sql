@@ -37,9 +37,12 @@ CREATE TABLE backups (
     db_name        text NOT NULL,
     schema_version integer NOT NULL,
     path           text NOT NULL UNIQUE,
+    -- Taken by BACKUP_SCHEDULE (and pruned to BACKUP_KEEP), not asked for.
+    scheduled      boolean NOT NULL DEFAULT false,
     size_bytes     bigint,
     sha256         text,
     created_at     timestamptz NOT NULL DEFAULT now(),
     finished_at    timestamptz
 );
 CREATE INDEX backups_tenant_idx ON backups (tenant_id, id DESC);
+CREATE INDEX backups_scheduled_idx ON backups (tenant_id, created_at DESC) WHERE scheduled;
