@@ -103,6 +103,9 @@ type Config struct {
 	// BackupDir is where tenant backups (pg_dump archives) are written,
 	// one folder per tenant.
 	BackupDir string `env:"BACKUP_DIR" envDefault:".data/backups"`
+	// TenantDeleteGrace is how long a deleted tenant is kept (served to
+	// nobody, undeletable) before the reconciler purges it.
+	TenantDeleteGrace time.Duration `env:"TENANT_DELETE_GRACE" envDefault:"72h"`
 	// BackupSchedule, if set, gives every ready tenant a backup this
 	// often (taken by the reconciler's replica, two at a time);
 	// BackupKeep is how many of a tenant's scheduled backups are kept.
@@ -234,6 +237,9 @@ func (c *Config) Validate() error {
 		if v < 1 {
 			return bad(name, "must be at least 1, got %d", v)
 		}
+	}
+	if c.TenantDeleteGrace < 0 {
+		return bad("TENANT_DELETE_GRACE", "must be 0 (purge at the next reconcile) or more, got %s", c.TenantDeleteGrace)
 	}
 	if c.BackupKeep < 1 {
 		return bad("BACKUP_KEEP", "must be at least 1, got %d", c.BackupKeep)

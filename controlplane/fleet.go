@@ -129,6 +129,9 @@ func (f *Fleet) Skip(t *Tenant, op MigrationOp) string {
 	if t.Provisioning != ProvisionReady {
 		return "not provisioned (" + string(t.Provisioning) + ")"
 	}
+	if t.Status == StatusDeleted {
+		return "deleted (its database is closed until it is purged or undeleted)"
+	}
 	if t.SchemaDirty {
 		return ""
 	}

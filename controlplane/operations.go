@@ -242,6 +242,21 @@ func (o *Operations) startBackup(ctx context.Context, id int64, scheduled bool) 
 	return op, nil
 }
 
+// BackupLocked takes a backup of t and waits for it, the caller holding
+// t's lifecycle lock (a delete's final backup). It is an operation like
+// any other, listed and audited.
+func (o *Operations) BackupLocked(ctx context.Context, t *Tenant) error {
+	op, b, err := o.Store.StartBackup(ctx, t, false)
+	if err != nil {
+		return err
+	}
+	o.runBackup(ctx, op, b, t)
+	if op.State != OperationSucceeded {
+		return fmt.Errorf("final backup (operation %d): %s", op.ID, op.Error)
+	}
+	return nil
+}
+
 // background runs fn in the operations' context, then unlocks.
 func (o *Operations) background(unlock func(), fn func(base context.Context)) {
 	o.mu.Lock()

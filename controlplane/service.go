@@ -92,6 +92,10 @@ type Provisioner interface {
 	Provision(ctx context.Context, t *Tenant) (uint, error)
 	// Deprovision drops the tenant's database or schema if it exists.
 	Deprovision(ctx context.Context, t *Tenant) error
+	// Seal closes a deleted tenant's database to its own role (no login,
+	// its sessions ended); Unseal opens it again (undelete).
+	Seal(ctx context.Context, t *Tenant) error
+	Unseal(ctx context.Context, t *Tenant) error
 }
 
 // Tenants is the tenant lifecycle: create, change, provision, delete. The
@@ -121,6 +125,11 @@ type Tenants struct {
 	// catalog or a tenant server keeps ("create:pending",
 	// "create:provisioned"): the crash tests kill the process there.
 	Step func(name string)
+	// DeleteGrace is how long a deleted tenant is kept before it is purged
+	// (TENANT_DELETE_GRACE); FinalBackup takes the backup a delete takes
+	// first, the caller holding the tenant's lock (Operations.BackupLocked).
+	DeleteGrace time.Duration
+	FinalBackup func(ctx context.Context, t *Tenant) error
 }
 
 func (s *Tenants) step(name string) {
@@ -247,8 +256,8 @@ func (s *Tenants) Get(ctx context.Context, id int64) (*Tenant, error) {
 // List returns a page of tenants and the total matching f.
 func (s *Tenants) List(ctx context.Context, f TenantFilter) ([]Tenant, int, error) {
 	fields := FieldErrors{}
-	if f.Status != "" && f.Status != StatusActive && f.Status != StatusSuspended {
-		fields.Add("status", "must be one of: active, suspended")
+	if f.Status != "" && f.Status != StatusActive && f.Status != StatusSuspended && f.Status != StatusDeleted {
+		fields.Add("status", "must be one of: active, suspended, deleted")
 	}
 	if f.Limit == 0 {
 		f.Limit = DefaultPageSize
@@ -282,6 +291,9 @@ func (s *Tenants) update(ctx context.Context, id int64, change func(TenantSpec) 
 	return s.Catalog.UpdateTenant(ctx, id, func(t *Tenant) error {
 		if t.Provisioning == ProvisionDeleting {
 			return Errorf(Conflict, "tenant %d is being deleted", id)
+		}
+		if t.Status == StatusDeleted {
+			return Errorf(Conflict, "tenant %d is deleted: undelete it first (POST /api/tenants/%d/undelete)", id, id)
 		}
 		spec := change(t.Spec())
 		spec.Normalize(t.Isolation)
@@ -349,11 +361,68 @@ func (s *Tenants) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, int, 
 	return s.Catalog.Audit(ctx, f)
 }
 
-// Delete drops a suspended tenant's database and then its catalog row. The
-// tenant is marked deleting first, so an interrupted delete is finished by
-// the reconciler (or by calling Delete again) instead of leaving a row that
-// points at a dropped database.
-func (s *Tenants) Delete(ctx context.Context, id int64) error {
+// Delete deletes a suspended tenant, with a grace period: a final backup
+// is taken (nothing changes if it fails), then the tenant is marked
+// deleted (served to nobody, its slug and domain still taken) and its
+// database closed to its own role; Purge drops it DeleteGrace later, and
+// Undelete brings it back meanwhile. It returns the deleted tenant.
+func (s *Tenants) Delete(ctx context.Context, id int64) (*Tenant, error) {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	unlock, err := s.Catalog.LockTenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	t, err := s.Catalog.Tenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if err := deletable(t, false); err != nil {
+		return nil, err
+	}
+	if s.FinalBackup != nil {
+		if err := s.FinalBackup(ctx, t); err != nil {
+			return nil, &Error{Code: Unavailable, Message: fmt.Sprintf("tenant %d: the final backup failed, so nothing was deleted; retry, or delete at once with ?purge=now", id), Err: err}
+		}
+	}
+	t, err = s.Catalog.UpdateTenant(ctx, id, func(t *Tenant) error {
+		if err := deletable(t, false); err != nil {
+			return err
+		}
+		now := time.Now()
+		t.Status, t.DeletedAt = StatusDeleted, &now
+		return nil
+	})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Provisioner.Seal(ctx, t); err != nil {
+		// Served to nobody already; the purge or an undelete finishes.
+		s.Log.Error("closing a deleted tenant's database to its role failed", "tenant_id", id, "err", err)
+	}
+	return t, nil
+}
+
+// deletable says why t cannot be deleted (purge: at once), or nil.
+func deletable(t *Tenant, purge bool) error {
+	switch {
+	case t.Provisioning == ProvisionDeleting:
+		return nil // finishing an interrupted purge
+	case t.Status == StatusSuspended, purge && t.Status == StatusDeleted:
+		return nil
+	case t.Status == StatusDeleted:
+		return Errorf(Conflict, "tenant %d is deleted already (purged after the grace period, or at once with ?purge=now)", t.ID)
+	}
+	return Errorf(Conflict, `tenant %d is %s: suspend it first (PATCH {"status": "suspended"}), so that no live tenant loses its data by one call`, t.ID, t.Status)
+}
+
+// PurgeNow drops a suspended or deleted tenant's database and then its
+// catalog row, at once (DELETE ?purge=now). The tenant is marked deleting
+// first, so an interrupted purge is finished by the reconciler (or by
+// calling it again) instead of leaving a row that points at a dropped
+// database.
+func (s *Tenants) PurgeNow(ctx context.Context, id int64) error {
 	ctx, cancel := s.detach(ctx)
 	defer cancel()
 	unlock, err := s.Catalog.LockTenant(ctx, id)
@@ -361,9 +430,13 @@ func (s *Tenants) Delete(ctx context.Context, id int64) error {
 		return err
 	}
 	defer unlock()
+	return s.purgeLocked(ctx, id)
+}
+
+func (s *Tenants) purgeLocked(ctx context.Context, id int64) error {
 	t, err := s.Catalog.UpdateTenant(ctx, id, func(t *Tenant) error {
-		if t.Status != StatusSuspended {
-			return Errorf(Conflict, `tenant %d is %s: suspend it first (PATCH {"status": "suspended"}), so that no live tenant loses its data by one call`, id, t.Status)
+		if err := deletable(t, true); err != nil {
+			return err
 		}
 		t.Provisioning = ProvisionDeleting
 		return nil
@@ -372,6 +445,65 @@ func (s *Tenants) Delete(ctx context.Context, id int64) error {
 		return err
 	}
 	return s.finishDelete(ctx, t)
+}
+
+// Undelete brings a deleted tenant back, suspended, before it is purged.
+func (s *Tenants) Undelete(ctx context.Context, id int64) (*Tenant, error) {
+	ctx, cancel := s.detach(ctx)
+	defer cancel()
+	unlock, err := s.Catalog.LockTenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	defer unlock()
+	t, err := s.Catalog.Tenant(ctx, id)
+	if err != nil {
+		return nil, err
+	}
+	if t.Status != StatusDeleted || t.Provisioning == ProvisionDeleting {
+		return nil, Errorf(Conflict, "tenant %d is %s, not deleted", id, t.Status)
+	}
+	if err := s.Provisioner.Unseal(ctx, t); err != nil {
+		return nil, err
+	}
+	return s.Catalog.UpdateTenant(ctx, id, func(t *Tenant) error {
+		t.Status, t.DeletedAt = StatusSuspended, nil
+		return nil
+	})
+}
+
+// Purge drops the deleted tenants whose grace period has passed (a
+// ReconcileStep); a tenant busy elsewhere waits for the next pass.
+func (s *Tenants) Purge(ctx context.Context) (int, error) {
+	list, _, err := s.Catalog.ListTenants(ctx, TenantFilter{Status: StatusDeleted, Limit: 1000})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for i := range list {
+		t := &list[i]
+		if t.DeletedAt == nil || time.Since(*t.DeletedAt) < s.DeleteGrace {
+			continue
+		}
+		unlock, err := s.Catalog.LockTenant(ctx, t.ID)
+		if ErrorCode(err) == Conflict {
+			continue
+		}
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		err = s.purgeLocked(ctx, t.ID)
+		unlock()
+		if err != nil {
+			errs = append(errs, fmt.Errorf("tenant %d: %w", t.ID, err))
+			continue
+		}
+		s.Log.Info("deleted tenant purged after its grace period", "tenant_id", t.ID, "deleted_at", t.DeletedAt)
+		n++
+	}
+	return n, errors.Join(errs...)
 }
 
 func (s *Tenants) finishDelete(ctx context.Context, t *Tenant) error {

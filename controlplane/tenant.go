@@ -14,6 +14,10 @@ type Status string
 const (
 	StatusActive    Status = "active"
 	StatusSuspended Status = "suspended"
+	// StatusDeleted is a tenant deleted within its grace period: served
+	// to nobody, its data kept, undeletable until purged (never set by
+	// PUT or PATCH: DELETE and undelete set it).
+	StatusDeleted Status = "deleted"
 )
 
 // Isolation says where a tenant's data lives.
@@ -68,6 +72,9 @@ type Tenant struct {
 	LastError      string     `json:"last_error"`
 	CreatedAt      time.Time  `json:"created_at"`
 	UpdatedAt      time.Time  `json:"updated_at"`
+	// DeletedAt is when a deleted tenant was deleted: it is purged
+	// TENANT_DELETE_GRACE later.
+	DeletedAt *time.Time `json:"deleted_at"`
 	// Version orders the writes of the catalog (see catalog.Cache).
 	Version int64 `json:"-"`
 }

@@ -89,7 +89,44 @@ func (p *Provisioner) ensureRole(ctx context.Context, t *controlplane.Tenant) er
 // setPassword sets role name's password to the current secret's.
 func (p *Provisioner) setPassword(ctx context.Context, name string) error {
 	verifier := literal(scramVerifier(p.roles.Password(name)))
-	_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(name)+` WITH LOGIN PASSWORD `+verifier)
+	// The password only: a deleted tenant's role stays NOLOGIN (Seal).
+	_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(name)+` WITH PASSWORD `+verifier)
+	return err
+}
+
+// Seal closes a deleted tenant's database to its own role: no login, and
+// its open sessions ended; nothing else connects to it as the tenant (the
+// router's pools are closed first). A schema tenant has no role: only the
+// router forgets it.
+func (p *Provisioner) Seal(ctx context.Context, t *controlplane.Tenant) error {
+	if err := p.checkName(t); err != nil {
+		return err
+	}
+	if p.BeforeDrop != nil {
+		p.BeforeDrop(t)
+	}
+	if t.Isolation != controlplane.IsolationDatabase {
+		return nil
+	}
+	if exists, err := p.checkOwner(ctx, t, "role", roleMarkQuery); err != nil || !exists {
+		return err
+	}
+	_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(t.DBName)+` NOLOGIN`)
+	if err == nil {
+		_, err = p.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, t.DBName)
+	}
+	return err
+}
+
+// Unseal lets a tenant's role log in again (undelete).
+func (p *Provisioner) Unseal(ctx context.Context, t *controlplane.Tenant) error {
+	if err := p.checkName(t); err != nil || t.Isolation != controlplane.IsolationDatabase {
+		return err
+	}
+	if exists, err := p.checkOwner(ctx, t, "role", roleMarkQuery); err != nil || !exists {
+		return err
+	}
+	_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(t.DBName)+` LOGIN`)
 	return err
 }
 

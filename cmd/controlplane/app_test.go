@@ -4,14 +4,18 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"testing"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/config"
@@ -50,6 +54,9 @@ func setupOn(t *testing.T, db pgtest.DB, isolation controlplane.Isolation, env .
 // when env names a catalog already used) and serves it on a test server.
 func start(t *testing.T, db pgtest.DB, env []string) *bundle {
 	t.Helper()
+	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "BACKUP_DIR=") }) {
+		env = append(env, "BACKUP_DIR="+t.TempDir()) // never the checkout's .data
+	}
 	cfg, err := config.Load(env, nil)
 	require.NoError(t, err)
 	app, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -479,31 +486,103 @@ func TestUpdateTenant(t *testing.T) {
 	require.Equal(t, http.StatusBadRequest, status)
 }
 
+// Deleting a tenant (suspended first) takes a final backup and keeps the
+// tenant for the grace period: served to nobody (404 as if unknown), its
+// slug and domain taken, its database closed to its own role, and
+// undeletable; once the grace has passed the reconciler purges it and its
+// slug is free again. ?purge=now drops at once.
 func TestDeleteTenant(t *testing.T) {
 	t.Parallel()
 	bothModes(t, func(t *testing.T, b *bundle) {
 		acme := b.create(seed())
+		host := acme["domain"].(string)
 
 		status, got := b.do("DELETE", "/api/tenants/1", nil)
 		require.Equal(t, http.StatusConflict, status, "an active tenant is not deleted: %v", got)
 		require.Contains(t, got["error"].(map[string]any)["message"], "suspend")
 		require.Equal(t, allTenantTables, b.tenantTables(acme), "refused delete leaves data alone")
 
-		status, _ = b.do("PATCH", "/api/tenants/1", map[string]any{"status": "suspended"})
-		require.Equal(t, http.StatusOK, status)
-		status, _ = b.do("DELETE", "/api/tenants/1", nil)
-		require.Equal(t, http.StatusNoContent, status)
+		b.setStatus(1, "suspended")
+		status, got = b.do("DELETE", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusOK, status, "%v", got)
+		require.Equal(t, "deleted", got["status"])
+		require.NotNil(t, got["deleted_at"])
+		require.Equal(t, allTenantTables, b.tenantTables(acme), "kept for the grace period")
+		status, _, body := b.req("GET", host, "/api/extensions", nil)
+		require.Equal(t, http.StatusNotFound, status, "%v", body)
+		require.Equal(t, "unknown_tenant", body["error"].(map[string]any)["code"])
+		status, got = b.do("POST", "/api/tenants", seed())
+		require.Equal(t, http.StatusConflict, status, "the slug stays taken: %v", got)
+		status, got = b.do("PATCH", "/api/tenants/1", map[string]any{"status": "active"})
+		require.Equal(t, http.StatusConflict, status, "a deleted tenant is undeleted, not patched: %v", got)
+		_, list := b.do("GET", "/api/tenants/1/backups", nil)
+		require.Len(t, list["data"], 1, "the final backup")
+		require.Equal(t, "ready", list["data"].([]any)[0].(map[string]any)["state"])
+		if acme["isolation"] == "database" {
+			require.Error(t, b.tenantLogin(acme), "the database is closed to the tenant's role")
+		}
+		_, deleted := b.do("GET", "/api/tenants?status=deleted", nil)
+		require.Len(t, deleted["data"], 1)
+
+		status, got = b.do("POST", "/api/tenants/1/undelete", nil)
+		require.Equal(t, http.StatusOK, status, "%v", got)
+		require.Equal(t, "suspended", got["status"])
+		require.Nil(t, got["deleted_at"])
+		b.setStatus(1, "active")
+		status, _, body = b.req("GET", host, "/api/extensions", nil)
+		require.Equal(t, http.StatusOK, status, "served again: %v", body)
+		if acme["isolation"] == "database" {
+			require.NoError(t, b.tenantLogin(acme))
+		}
+
+		// Deleted again, and the grace period goes by.
+		b.setStatus(1, "suspended")
+		status, got = b.do("DELETE", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusOK, status, "%v", got)
+		status, got = b.do("DELETE", "/api/tenants/1", nil)
+		require.Equal(t, http.StatusConflict, status, "deleted already: %v", got)
+		n, err := b.app.Tenants.Purge(context.Background())
+		require.NoError(t, err)
+		require.Zero(t, n, "not before the grace period")
+		_, err = pgtest.Open(t, b.db.URL).Exec(`UPDATE tenants SET deleted_at = now() - interval '73 hours' WHERE id = 1`)
+		require.NoError(t, err)
+		n, err = b.app.Tenants.Purge(context.Background())
+		require.NoError(t, err)
+		require.Equal(t, 1, n)
 
 		require.Nil(t, b.tenantTables(acme), "database or schema is dropped")
 		status, _ = b.do("GET", "/api/tenants/1", nil)
 		require.Equal(t, http.StatusNotFound, status)
 		status, _ = b.do("DELETE", "/api/tenants/1", nil)
 		require.Equal(t, http.StatusNotFound, status)
+		_, list = b.do("GET", "/api/tenants/1/backups", nil)
+		require.Len(t, list["data"], 2, "a purged tenant's backups stay")
 
-		// The slug and domain are free again; the new tenant gets a new database.
+		// The slug and domain are free again; the new tenant gets a new
+		// database, and ?purge=now drops at once.
 		again := b.create(seed())
 		require.NotEqual(t, acme["db_name"], again["db_name"])
+		b.setStatus(again["id"], "suspended")
+		status, got = b.do("DELETE", fmt.Sprintf("/api/tenants/%v?purge=later", again["id"]), nil)
+		require.Equal(t, http.StatusUnprocessableEntity, status, "%v", got)
+		status, _ = b.do("DELETE", fmt.Sprintf("/api/tenants/%v?purge=now", again["id"]), nil)
+		require.Equal(t, http.StatusNoContent, status)
+		require.Nil(t, b.tenantTables(again))
 	})
+}
+
+// tenantLogin connects to a database-mode tenant's database as its role.
+func (b *bundle) tenantLogin(tn map[string]any) error {
+	b.t.Helper()
+	role := tn["db_name"].(string)
+	cfg, err := pgx.ParseConfig(b.cfg.TenantDatabaseURL.Value())
+	require.NoError(b.t, err)
+	cfg.Database, cfg.User, cfg.Password = role, role, b.app.RoleSecret.Password(role)
+	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	if err == nil {
+		_ = c.Close(context.Background())
+	}
+	return err
 }
 
 func TestErrorsAndHealth(t *testing.T) {

@@ -133,7 +133,7 @@ func TestAuditTrail(t *testing.T) {
 	b.req("PATCH", "", "/api/tenants/1", map[string]any{"status": "suspended"}, bearerAdmin...)
 	b.req("POST", "", "/api/tenants/1/keys", nil, bearerAdmin...)
 	b.req("DELETE", "", "/api/tenants/1/keys/2", nil, bearerAdmin...)
-	b.req("DELETE", "", "/api/tenants/1", nil, bearerAdmin...)
+	b.req("DELETE", "", "/api/tenants/1?purge=now", nil, bearerAdmin...)
 
 	status, _, got := b.req("GET", "", "/api/audit?tenant=1", nil, bearerAdmin...)
 	require.Equal(t, http.StatusOK, status, "%v", got)

@@ -102,7 +102,7 @@ func TestDIDs(t *testing.T) {
 
 		// Deleting a tenant frees its numbers.
 		b.do("PATCH", "/api/tenants/2", map[string]any{"status": "suspended"})
-		status, _ = b.do("DELETE", "/api/tenants/2", nil)
+		status, _ = b.do("DELETE", "/api/tenants/2?purge=now", nil)
 		require.Equal(t, http.StatusNoContent, status)
 		status, _, _ = b.req("GET", "", "/api/dids/+15551234567", nil)
 		require.Equal(t, http.StatusNotFound, status)

@@ -506,7 +506,7 @@ func TestIdempotentRetryAfterDelete(t *testing.T) {
 	require.Equal(t, http.StatusCreated, status)
 	status, _ = b.do("PATCH", "/api/tenants/1", map[string]any{"status": "suspended"})
 	require.Equal(t, http.StatusOK, status)
-	status, _ = b.do("DELETE", "/api/tenants/1", nil)
+	status, _ = b.do("DELETE", "/api/tenants/1?purge=now", nil)
 	require.Equal(t, http.StatusNoContent, status)
 
 	status, hdr, got := b.createKeyed(seed(), idemKey("gone")...)

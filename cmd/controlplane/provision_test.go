@@ -196,7 +196,7 @@ func TestCreateReleasesTheLifecycleLock(t *testing.T) {
 		require.Equal(t, "ready", got["provisioning"])
 		status, _ := b.do("PATCH", "/api/tenants/"+itoa(int64(got["id"].(float64))), map[string]any{"status": "suspended"})
 		require.Equal(t, http.StatusOK, status)
-		status, _ = b.do("DELETE", "/api/tenants/"+itoa(int64(got["id"].(float64))), nil)
+		status, _ = b.do("DELETE", "/api/tenants/"+itoa(int64(got["id"].(float64)))+"?purge=now", nil)
 		require.Equal(t, http.StatusNoContent, status, "deleting right after the create finds the lock free")
 	})
 }

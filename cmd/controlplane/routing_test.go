@@ -171,7 +171,7 @@ func TestCatalogChangesReachTheNextRequest(t *testing.T) {
 
 	// A deleted tenant stops routing.
 	b.do("PATCH", "/api/tenants/2", map[string]any{"status": "suspended"})
-	status, _ = b.do("DELETE", "/api/tenants/2", nil)
+	status, _ = b.do("DELETE", "/api/tenants/2?purge=now", nil)
 	require.Equal(t, http.StatusNoContent, status)
 	status, _, got = b.req("GET", "acme.example.com", "/api/extensions", nil)
 	require.Equal(t, http.StatusNotFound, status)

@@ -170,6 +170,8 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		Placement:        &controlplane.Placement{Servers: store.ServerStates, Health: app.TenantServers.Health},
 		DefaultIsolation: controlplane.Isolation(cfg.TenantIsolation),
 		ProvisionTimeout: cfg.ProvisionTimeout,
+		DeleteGrace:      cfg.TenantDeleteGrace,
+		FinalBackup:      app.Operations.BackupLocked,
 		Log:              log,
 	}
 	// With 0 wanted, creates claim none and the reconciler drops any left.
@@ -258,6 +260,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 			{Kind: "template", Run: app.TenantServers.DropHalfBuiltTemplates},
 			{Kind: "operation", Run: app.Operations.Recover},
 			{Kind: "backup", Run: app.Operations.Schedule},
+			{Kind: "purge", Run: app.Tenants.Purge},
 		},
 		Period:  cfg.ReconcileInterval,
 		Grace:   time.Minute,

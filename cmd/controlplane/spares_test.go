@@ -104,7 +104,7 @@ func TestSparesAreClaimedByCreates(t *testing.T) {
 	// Deleting a tenant made from a spare drops its database and role.
 	status, _ = b.do("PATCH", "/api/tenants/1", map[string]any{"status": "suspended"})
 	require.Equal(t, http.StatusOK, status)
-	status, _ = b.do("DELETE", "/api/tenants/1", nil)
+	status, _ = b.do("DELETE", "/api/tenants/1?purge=now", nil)
 	require.Equal(t, http.StatusNoContent, status)
 	require.False(t, contains(pgtest.TenantDatabases(t, b.db.Prefix), name))
 	require.False(t, b.roleExists(name))

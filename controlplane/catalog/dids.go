@@ -91,7 +91,7 @@ func (s *Store) LookupDID(ctx context.Context, number string) (*controlplane.DID
 	}
 	err := s.db.WithContext(ctx).Raw(`SELECT d.tenant_id, t.slug, t.domain, t.status, d.target_type, d.target_id
 		FROM did_numbers d JOIN tenants t ON t.id = d.tenant_id
-		WHERE d.number = ? AND d.state IN ('active', 'updating')`, number).Scan(&r).Error
+		WHERE d.number = ? AND d.state IN ('active', 'updating') AND t.status <> 'deleted'`, number).Scan(&r).Error
 	if err != nil {
 		return nil, sqlerr.Translate(err, nil)
 	}

@@ -76,6 +76,7 @@ type tenantRow struct {
 	CreatedAt     time.Time  `gorm:"column:created_at"`
 	UpdatedAt     time.Time  `gorm:"column:updated_at"`
 	Server        string     `gorm:"column:server"`
+	DeletedAt     *time.Time `gorm:"column:deleted_at"`
 }
 
 func (tenantRow) TableName() string { return "tenants" }
@@ -102,6 +103,7 @@ func (r *tenantRow) tenant() controlplane.Tenant {
 		UpdatedAt:      r.UpdatedAt,
 		Server:         r.Server,
 		Version:        r.Version,
+		DeletedAt:      r.DeletedAt,
 	}
 }
 
@@ -120,6 +122,7 @@ func rowOf(t *controlplane.Tenant) tenantRow {
 		Provisioning:  string(t.Provisioning),
 		SchemaVersion: int64(t.SchemaVersion),
 		LastError:     t.LastError,
+		DeletedAt:     t.DeletedAt,
 	}
 }
 
@@ -229,6 +232,7 @@ func (s *Store) UpdateTenant(ctx context.Context, id int64, fn func(*controlplan
 			"max_extensions": next.MaxExtensions,
 			"settings":       next.Settings,
 			"provisioning":   next.Provisioning,
+			"deleted_at":     next.DeletedAt,
 			"updated_at":     gorm.Expr("now()"),
 			"version":        gorm.Expr("nextval('tenant_versions')"),
 		}).Error

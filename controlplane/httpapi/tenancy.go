@@ -79,11 +79,16 @@ func (s *Server) resolveTenant(c *gin.Context) {
 			"the Host header names tenant %q but the path names tenant %q; send one or make them agree", byHost.Slug, slug))
 		c.Abort()
 		return
+	case hostOK && byHost.Status == controlplane.StatusDeleted:
+		// Deleted within its grace period: served to nobody, as if gone.
+		_ = c.Error(controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q", host))
+		c.Abort()
+		return
 	case hostOK:
 		c.Set(tenantKey, byHost)
 	case slugGiven:
 		t, ok := s.Directory.BySlug(slug)
-		if !ok {
+		if !ok || t.Status == controlplane.StatusDeleted {
 			_ = c.Error(controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the slug %q", slug))
 			c.Abort()
 			return

@@ -33,6 +33,7 @@ func (s *Server) tenantRoutes(api *gin.RouterGroup) {
 	api.PATCH("/tenants/:id", handle(s.patchTenant))
 	api.DELETE("/tenants/:id", handle(s.deleteTenant))
 	api.POST("/tenants/:id/provision", handle(s.provisionTenant))
+	api.POST("/tenants/:id/undelete", handle(s.undeleteTenant))
 	api.GET("/migrations/status", handle(s.migrationStatus))
 	api.POST("/tenants/:id/keys", handle(s.createKey))
 	api.GET("/tenants/:id/keys", handle(s.listKeys))
@@ -133,12 +134,31 @@ func (s *Server) patchTenant(c *gin.Context) error {
 	return reply(c, http.StatusOK, t, err)
 }
 
+// deleteTenant deletes with a grace period (200 with the deleted tenant),
+// or with ?purge=now at once (204).
 func (s *Server) deleteTenant(c *gin.Context) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
 	}
-	return noContent(c, s.Tenants.Delete(c.Request.Context(), id))
+	switch purge, given := c.GetQuery("purge"); {
+	case !given:
+		t, err := s.Tenants.Delete(c.Request.Context(), id)
+		return reply(c, http.StatusOK, t, err)
+	case purge == "now":
+		return noContent(c, s.Tenants.PurgeNow(c.Request.Context(), id))
+	default:
+		return controlplane.FieldError("purge", `must be "now" (or left out: delete with a grace period)`)
+	}
+}
+
+func (s *Server) undeleteTenant(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	t, err := s.Tenants.Undelete(c.Request.Context(), id)
+	return reply(c, http.StatusOK, t, err)
 }
 
 func (s *Server) provisionTenant(c *gin.Context) error {

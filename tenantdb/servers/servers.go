@@ -264,6 +264,24 @@ func (s *Set) Dump(ctx context.Context, t *controlplane.Tenant, w io.Writer) err
 	return c.Provisioner.Dump(ctx, t, w)
 }
 
+// Seal closes deleted tenant t's database to its role, on its server.
+func (s *Set) Seal(ctx context.Context, t *controlplane.Tenant) error {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return err
+	}
+	return c.Provisioner.Seal(ctx, t)
+}
+
+// Unseal opens t's database to its role again.
+func (s *Set) Unseal(ctx context.Context, t *controlplane.Tenant) error {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return err
+	}
+	return c.Provisioner.Unseal(ctx, t)
+}
+
 // Restore restores t in place from an archive, on its server
 // (controlplane.Restorer).
 func (s *Set) Restore(ctx context.Context, t *controlplane.Tenant, file string, op int64) (string, error) {
