@@ -496,6 +496,8 @@ func TestDeleteTenant(t *testing.T) {
 	bothModes(t, func(t *testing.T, b *bundle) {
 		acme := b.create(seed())
 		host := acme["domain"].(string)
+		status, _, did := b.req("POST", host, "/api/dids", map[string]any{"number": "+15557654321"})
+		require.Equal(t, http.StatusCreated, status, "%v", did)
 
 		status, got := b.do("DELETE", "/api/tenants/1", nil)
 		require.Equal(t, http.StatusConflict, status, "an active tenant is not deleted: %v", got)
@@ -513,6 +515,8 @@ func TestDeleteTenant(t *testing.T) {
 		require.Equal(t, "unknown_tenant", body["error"].(map[string]any)["code"])
 		status, got = b.do("POST", "/api/tenants", seed())
 		require.Equal(t, http.StatusConflict, status, "the slug stays taken: %v", got)
+		status, _, got = b.req("GET", "", "/api/dids/+15557654321", nil)
+		require.Equal(t, http.StatusNotFound, status, "a deleted tenant's DID routes no call: %v", got)
 		status, got = b.do("PATCH", "/api/tenants/1", map[string]any{"status": "active"})
 		require.Equal(t, http.StatusConflict, status, "a deleted tenant is undeleted, not patched: %v", got)
 		_, list := b.do("GET", "/api/tenants/1/backups", nil)
@@ -531,6 +535,8 @@ func TestDeleteTenant(t *testing.T) {
 		b.setStatus(1, "active")
 		status, _, body = b.req("GET", host, "/api/extensions", nil)
 		require.Equal(t, http.StatusOK, status, "served again: %v", body)
+		status, _, got = b.req("GET", "", "/api/dids/+15557654321", nil)
+		require.Equal(t, http.StatusOK, status, "and its DID routes again: %v", got)
 		if acme["isolation"] == "database" {
 			require.NoError(t, b.tenantLogin(acme))
 		}
