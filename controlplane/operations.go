@@ -118,6 +118,9 @@ type OperationStore interface {
 	StartOperation(ctx context.Context, kind OperationKind, t *Tenant, progress map[string]any) (*Operation, error)
 	// FinishOperation ends an operation (other than a backup).
 	FinishOperation(ctx context.Context, op *Operation) error
+	// SetProgress replaces a finished operation's progress (a restore's,
+	// once the data it set aside is dropped).
+	SetProgress(ctx context.Context, id int64, progress map[string]any) error
 	// ProgressOperation records a running operation's phase and counters
 	// and says whether a cancel was asked for.
 	ProgressOperation(ctx context.Context, id int64, phase string, progress map[string]any) (cancel bool, err error)
@@ -148,6 +151,8 @@ type Dumper interface {
 type Restorer interface {
 	Restore(ctx context.Context, t *Tenant, file string, op int64) (previous string, err error)
 	RecoverRestore(ctx context.Context, t *Tenant, op int64) (restored bool, err error)
+	// DropAside drops the previous database or schema a restore kept.
+	DropAside(ctx context.Context, t *Tenant, name string) error
 }
 
 // OperationLocks are the tenant lifecycle locks operations run under, and
@@ -177,6 +182,9 @@ type Operations struct {
 	Every       time.Duration
 	Keep        int
 	Concurrency int
+	// AsideGrace is how long a restore keeps the data it replaced
+	// (TENANT_DELETE_GRACE) before DropAsides drops it.
+	AsideGrace time.Duration
 	// ProgressEvery is how often a running operation records its progress
 	// and looks for a cancel (default 1 s).
 	ProgressEvery time.Duration
@@ -532,6 +540,44 @@ func (o *Operations) Schedule(ctx context.Context) (int, error) {
 		if err := o.DeleteBackup(ctx, b.ID); err != nil && ErrorCode(err) != NotFound {
 			errs = append(errs, err)
 			continue
+		}
+		n++
+	}
+	return n, errors.Join(errs...)
+}
+
+// DropAsides drops the data restores replaced once AsideGrace has passed
+// since they finished (a ReconcileStep), and records it in each
+// operation's progress ("dropped": true).
+func (o *Operations) DropAsides(ctx context.Context) (int, error) {
+	ops, err := o.Store.Operations(ctx, OperationFilter{Kind: OperationRestore, State: OperationSucceeded, Limit: 1000})
+	if err != nil {
+		return 0, err
+	}
+	n := 0
+	var errs []error
+	for i := range ops {
+		op := &ops[i]
+		previous, _ := op.Progress["previous"].(string)
+		if previous == "" || op.Progress["dropped"] == true || op.FinishedAt == nil || time.Since(*op.FinishedAt) < o.AsideGrace {
+			continue
+		}
+		t, err := o.Locks.Tenant(ctx, op.TenantID)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if err := o.Restorer.DropAside(ctx, t, previous); err != nil {
+			errs = append(errs, fmt.Errorf("operation %d: %w", op.ID, err))
+			continue
+		}
+		op.Progress["dropped"] = true
+		if err := o.Store.SetProgress(ctx, op.ID, op.Progress); err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		if o.Log != nil {
+			o.Log.Info("the data a restore replaced was dropped after its grace period", "operation_id", op.ID, "tenant_id", t.ID, "name", previous)
 		}
 		n++
 	}

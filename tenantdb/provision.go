@@ -201,6 +201,10 @@ func (p *Provisioner) deprovision(ctx context.Context, t *controlplane.Tenant) e
 	if p.BeforeDrop != nil {
 		p.BeforeDrop(t)
 	}
+	// What restores of the tenant kept aside goes with it.
+	if err := p.dropAsides(ctx, t); err != nil {
+		return err
+	}
 	id := quote(t.DBName)
 	switch t.Isolation {
 	case controlplane.IsolationDatabase:

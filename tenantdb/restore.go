@@ -3,6 +3,7 @@ package tenantdb
 import (
 	"bytes"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"os"
@@ -219,4 +220,77 @@ func (p *Provisioner) pgRestore(ctx context.Context, file, database, user, passw
 		return errors.New("pg_restore: " + strings.Join(strings.Fields(msg), " "))
 	}
 	return nil
+}
+
+// asideName matches what restores of a tenant leave beside its database or
+// schema: <name>_p<operation> (the previous data) and <name>_r<operation>
+// (a restore cut short).
+func asideName(t *controlplane.Tenant, name string) bool {
+	rest, ok := strings.CutPrefix(name, t.DBName+"_")
+	if !ok || len(rest) < 2 || (rest[0] != 'p' && rest[0] != 'r') {
+		return false
+	}
+	_, err := strconv.ParseUint(rest[1:], 10, 63)
+	return err == nil
+}
+
+// DropAside drops name, the previous database or schema a restore of t set
+// aside (or a restore's leftover), if it is one: named for t and marked by
+// this catalog (as t's, or as a restore of t). Anything else is refused.
+func (p *Provisioner) DropAside(ctx context.Context, t *controlplane.Tenant, name string) error {
+	if err := p.checkName(t); err != nil {
+		return err
+	}
+	if !asideName(t, name) {
+		return fmt.Errorf("%q is not a restore's copy of tenant %d", name, t.ID)
+	}
+	q, drop := `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, `DROP DATABASE IF EXISTS `+quote(name)+` WITH (FORCE)`
+	if t.Isolation == controlplane.IsolationSchema {
+		q, drop = `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`, `DROP SCHEMA IF EXISTS `+quote(name)+` CASCADE`
+	}
+	var mark *string
+	err := p.admin.QueryRowContext(ctx, q, name).Scan(&mark)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil // gone already
+	}
+	if err != nil {
+		return err
+	}
+	if mark == nil || (*mark != p.mark(t) && !strings.HasPrefix(*mark, p.mark(t)+" restore ")) {
+		return fmt.Errorf("%q is not marked as tenant %d's by this catalog: refusing to drop it", name, t.ID)
+	}
+	_, err = p.admin.ExecContext(ctx, drop)
+	return err
+}
+
+// dropAsides drops every restore copy of t (its purge).
+func (p *Provisioner) dropAsides(ctx context.Context, t *controlplane.Tenant) error {
+	q := `SELECT datname FROM pg_database WHERE starts_with(datname, $1)`
+	if t.Isolation == controlplane.IsolationSchema {
+		q = `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1)`
+	}
+	rows, err := p.admin.QueryContext(ctx, q, t.DBName+"_")
+	if err != nil {
+		return err
+	}
+	var names []string
+	for rows.Next() {
+		var n string
+		if err := rows.Scan(&n); err != nil {
+			rows.Close()
+			return err
+		}
+		if asideName(t, n) {
+			names = append(names, n)
+		}
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	var errs []error
+	for _, n := range names {
+		errs = append(errs, p.DropAside(ctx, t, n))
+	}
+	return errors.Join(errs...)
 }

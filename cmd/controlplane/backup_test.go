@@ -386,6 +386,30 @@ func TestRestoreOneTenant(t *testing.T) {
 			}
 			require.NoError(t, admin.QueryRow(q, previous).Scan(&n))
 			require.Equal(t, 1, n, "previous kept as %s", previous)
+
+			// Kept for the grace period, then dropped by the reconciler.
+			dropped, err := b.app.Operations.DropAsides(context.Background())
+			require.NoError(t, err)
+			require.Zero(t, dropped, "not within the grace period")
+			_, err = pgtest.Open(t, b.db.URL).Exec(`UPDATE operations SET finished_at = now() - interval '73 hours' WHERE id = $1`, op["id"])
+			require.NoError(t, err)
+			dropped, err = b.app.Operations.DropAsides(context.Background())
+			require.NoError(t, err)
+			require.Equal(t, 1, dropped)
+			require.NoError(t, admin.QueryRow(q, previous).Scan(&n))
+			require.Zero(t, n, "%s dropped after the grace period", previous)
+
+			// Restored again, then purged: what the restore kept goes too.
+			b.setStatus(mine["id"], "suspended")
+			_, op = b.do("POST", path, map[string]any{"backup_id": backup})
+			op = b.waitOperation(op["id"])
+			require.Equal(t, "succeeded", op["state"], "%v", op)
+			previous = op["progress"].(map[string]any)["previous"].(string)
+			status, body = b.do("DELETE", fmt.Sprintf("/api/tenants/%v?purge=now", mine["id"]), nil)
+			require.Equal(t, http.StatusNoContent, status, "%v", body)
+			require.NoError(t, admin.QueryRow(q, previous).Scan(&n))
+			require.Zero(t, n, "nothing of a purged tenant is left")
+			require.Nil(t, b.tenantTables(mine))
 		})
 	}
 }

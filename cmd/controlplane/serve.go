@@ -161,7 +161,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		return nil, err
 	}
 	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, Restorer: app.TenantServers, Migrator: app.TenantServers,
-		BackupDir: cfg.BackupDir, Latest: app.LatestTenantSchema, Every: cfg.BackupSchedule, Keep: cfg.BackupKeep, Concurrency: 2, Log: log}
+		BackupDir: cfg.BackupDir, Latest: app.LatestTenantSchema, Every: cfg.BackupSchedule, Keep: cfg.BackupKeep, Concurrency: 2, AsideGrace: cfg.TenantDeleteGrace, Log: log}
 	app.Tenants = &controlplane.Tenants{
 		Catalog:          store,
 		Keys:             store,
@@ -261,6 +261,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 			{Kind: "operation", Run: app.Operations.Recover},
 			{Kind: "backup", Run: app.Operations.Schedule},
 			{Kind: "purge", Run: app.Tenants.Purge},
+			{Kind: "restore-aside", Run: app.Operations.DropAsides},
 		},
 		Period:  cfg.ReconcileInterval,
 		Grace:   time.Minute,

@@ -140,6 +140,15 @@ func (s *Store) FinishOperation(ctx context.Context, op *controlplane.Operation)
 	}), nil)
 }
 
+// SetProgress replaces an operation's progress.
+func (s *Store) SetProgress(ctx context.Context, id int64, progress map[string]any) error {
+	raw, err := json.Marshal(progress)
+	if err != nil {
+		return err
+	}
+	return sqlerr.Translate(s.db.WithContext(ctx).Exec(`UPDATE operations SET progress = ? WHERE id = ?`, raw, id).Error, nil)
+}
+
 // ProgressOperation records a running operation's phase and counters.
 func (s *Store) ProgressOperation(ctx context.Context, id int64, phase string, progress map[string]any) (bool, error) {
 	raw, err := json.Marshal(progress)

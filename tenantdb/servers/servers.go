@@ -301,6 +301,15 @@ func (s *Set) RecoverRestore(ctx context.Context, t *controlplane.Tenant, op int
 	return c.Provisioner.RecoverRestore(ctx, t, op)
 }
 
+// DropAside drops a restore's copy of t, on its server.
+func (s *Set) DropAside(ctx context.Context, t *controlplane.Tenant, name string) error {
+	c, err := s.Get(ctx, t.Server)
+	if err != nil {
+		return err
+	}
+	return c.Provisioner.DropAside(ctx, t, name)
+}
+
 // RotateRolePassword sets t's role password on its server
 // (controlplane.RoleRotator).
 func (s *Set) RotateRolePassword(ctx context.Context, t *controlplane.Tenant) error {
