@@ -33,14 +33,6 @@ func (p *Provisioner) Dump(ctx context.Context, t *controlplane.Tenant, w io.Wri
 	if err := p.checkName(t); err != nil {
 		return err
 	}
-	bin := "pg_dump"
-	if p.pgBin != "" {
-		bin = filepath.Join(p.pgBin, "pg_dump")
-	}
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		return fmt.Errorf("pg_dump not found (install PostgreSQL's client, or set PG_BIN_DIR): %w", err)
-	}
 	user, password, database := p.server.User, p.server.Password, t.DBName
 	args := []string{"--format=custom", "--no-password", "--lock-wait-timeout=60000"}
 	if t.Isolation == controlplane.IsolationSchema {
@@ -49,18 +41,38 @@ func (p *Provisioner) Dump(ctx context.Context, t *controlplane.Tenant, w io.Wri
 	} else {
 		user, password = t.DBName, p.roles.Password(t.DBName)
 	}
+	return p.pgTool(ctx, "pg_dump", args, database, user, password, w)
+}
+
+// pgTool runs PostgreSQL's client program name (pg_dump, pg_restore; from
+// PG_BIN_DIR or PATH) on database as user, reaching the server as the
+// control plane's own connections do (host, port, TLS settings), with
+// stdout to w (nil: kept with stderr for the error). The password goes in
+// its environment, never on its command line, which every local user can
+// read. An error carries the program's first 4 kB of messages.
+func (p *Provisioner) pgTool(ctx context.Context, name string, args []string, database, user, password string, w io.Writer) error {
+	bin := name
+	if p.pgBin != "" {
+		bin = filepath.Join(p.pgBin, name)
+	}
+	path, err := exec.LookPath(bin)
+	if err != nil {
+		return fmt.Errorf("%s not found (install PostgreSQL's client, or set PG_BIN_DIR): %w", name, err)
+	}
 	cmd := exec.CommandContext(ctx, path, args...)
 	cmd.Env = append(os.Environ(),
 		"PGHOST="+p.server.Host, "PGPORT="+strconv.Itoa(int(p.server.Port)), "PGUSER="+user, "PGDATABASE="+database,
-		"PGAPPNAME=controlplane-backup", "PGCONNECT_TIMEOUT=10", "PGOPTIONS=")
+		"PGAPPNAME=controlplane-"+strings.TrimPrefix(name, "pg_"), "PGCONNECT_TIMEOUT=10", "PGOPTIONS=")
 	if password != "" {
 		cmd.Env = append(cmd.Env, "PGPASSWORD="+password)
 	}
 	cmd.Env = append(cmd.Env, p.tls...)
-	cmd.Stdout = w
 	var stderr bytes.Buffer
-	cmd.Stderr = &limited{b: &stderr, n: 4096}
-	cmd.WaitDelay = 5 * time.Second // a pg_dump ignoring the kill does not hold the operation
+	cmd.Stdout, cmd.Stderr = w, &limited{b: &stderr, n: 4096}
+	if w == nil {
+		cmd.Stdout = cmd.Stderr
+	}
+	cmd.WaitDelay = 5 * time.Second // a program ignoring the kill does not hold the operation
 	if err := cmd.Run(); err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
@@ -69,7 +81,7 @@ func (p *Provisioner) Dump(ctx context.Context, t *controlplane.Tenant, w io.Wri
 		if msg == "" {
 			msg = err.Error()
 		}
-		return errors.New("pg_dump: " + strings.Join(strings.Fields(msg), " "))
+		return errors.New(name + ": " + strings.Join(strings.Fields(msg), " "))
 	}
 	return nil
 }

@@ -1,17 +1,12 @@
 package tenantdb
 
 import (
-	"bytes"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/laracopilot/controlplane/controlplane"
 )
@@ -190,36 +185,8 @@ func (p *Provisioner) RecoverRestore(ctx context.Context, t *controlplane.Tenant
 // transaction, stopping at the first error; owners and grants in the
 // archive are ignored (what it makes belongs to user).
 func (p *Provisioner) pgRestore(ctx context.Context, file, database, user, password string) error {
-	bin := "pg_restore"
-	if p.pgBin != "" {
-		bin = filepath.Join(p.pgBin, "pg_restore")
-	}
-	path, err := exec.LookPath(bin)
-	if err != nil {
-		return fmt.Errorf("pg_restore not found (install PostgreSQL's client, or set PG_BIN_DIR): %w", err)
-	}
-	cmd := exec.CommandContext(ctx, path, "--no-owner", "--no-acl", "--single-transaction", "--exit-on-error", "--no-password", "--dbname="+database, file)
-	cmd.Env = append(os.Environ(),
-		"PGHOST="+p.server.Host, "PGPORT="+strconv.Itoa(int(p.server.Port)), "PGUSER="+user, "PGDATABASE="+database,
-		"PGAPPNAME=controlplane-restore", "PGCONNECT_TIMEOUT=10", "PGOPTIONS=")
-	if password != "" {
-		cmd.Env = append(cmd.Env, "PGPASSWORD="+password)
-	}
-	cmd.Env = append(cmd.Env, p.tls...)
-	var stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &limited{b: &stderr, n: 4096}, &limited{b: &stderr, n: 4096}
-	cmd.WaitDelay = 5 * time.Second
-	if err := cmd.Run(); err != nil {
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		msg := strings.TrimSpace(stderr.String())
-		if msg == "" {
-			msg = err.Error()
-		}
-		return errors.New("pg_restore: " + strings.Join(strings.Fields(msg), " "))
-	}
-	return nil
+	return p.pgTool(ctx, "pg_restore", []string{"--no-owner", "--no-acl", "--single-transaction", "--exit-on-error", "--no-password", "--dbname=" + database, file},
+		database, user, password, nil)
 }
 
 // asideName matches what restores of a tenant leave beside its database or

@@ -577,14 +577,20 @@ func TestDeleteTenant(t *testing.T) {
 	})
 }
 
-// tenantLogin connects to a database-mode tenant's database as its role.
-func (b *bundle) tenantLogin(tn map[string]any) error {
+// tenantConn connects to a database-mode tenant's database as its role,
+// with the credentials a tenant holds.
+func (b *bundle) tenantConn(tn map[string]any) (*pgx.Conn, error) {
 	b.t.Helper()
 	role := tn["db_name"].(string)
 	cfg, err := pgx.ParseConfig(b.cfg.TenantDatabaseURL.Value())
 	require.NoError(b.t, err)
 	cfg.Database, cfg.User, cfg.Password = role, role, b.app.RoleSecret.Password(role)
-	c, err := pgx.ConnectConfig(context.Background(), cfg)
+	return pgx.ConnectConfig(context.Background(), cfg)
+}
+
+// tenantLogin says whether a tenant's role can log in to its database.
+func (b *bundle) tenantLogin(tn map[string]any) error {
+	c, err := b.tenantConn(tn)
 	if err == nil {
 		_ = c.Close(context.Background())
 	}

@@ -12,11 +12,9 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
-	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -206,13 +204,7 @@ func TestBackupKilledMidway(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			child := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			child.Env = append(append(os.Environ(), env...), crashEnv+"="+step, crashWhat+"=backup", crashTenant+"="+fmt.Sprint(tn["id"]))
-			out, err := child.CombinedOutput()
-			var exit *exec.ExitError
-			require.ErrorAs(t, err, &exit, "the child must die: %s", out)
-			ws, _ := exit.Sys().(syscall.WaitStatus)
-			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "killed at %s, got %v: %s", step, err, out)
+			killedChild(t, ctx, append(env, crashTenant+"="+fmt.Sprint(tn["id"])), step, "backup")
 			left, _ := filepath.Glob(filepath.Join(dir, "*", "*.partial"))
 			require.Len(t, left, 1, "the kill left a partial archive")
 
@@ -246,11 +238,8 @@ func TestBackupRunsAsTheTenantRole(t *testing.T) {
 	b := setup(t, controlplane.IsolationDatabase, "BACKUP_DIR="+t.TempDir(), "TENANT_SPARE_DATABASES=0")
 	tn := b.create(tenantBody("hostile", controlplane.IsolationDatabase))
 	role := tn["db_name"].(string)
-	cfg, err := pgx.ParseConfig(b.cfg.TenantDatabaseURL.Value())
-	require.NoError(t, err)
-	cfg.Database, cfg.User, cfg.Password = role, role, b.app.RoleSecret.Password(role)
 	ctx := context.Background()
-	c, err := pgx.ConnectConfig(ctx, cfg)
+	c, err := b.tenantConn(tn)
 	require.NoError(t, err)
 	_, err = c.Exec(ctx, `CREATE TABLE secrets (v text); INSERT INTO secrets VALUES ('x'); REVOKE ALL ON secrets FROM CURRENT_USER`)
 	require.NoError(t, err)
@@ -446,14 +435,7 @@ func TestRestoreKilledMidway(t *testing.T) {
 
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			child := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			child.Env = append(append(os.Environ(), env...), crashEnv+"="+c.step, crashWhat+"=restore",
-				crashTenant+"="+fmt.Sprint(tn["id"]), crashBackup+"="+fmt.Sprint(backup))
-			out, err := child.CombinedOutput()
-			var exit *exec.ExitError
-			require.ErrorAs(t, err, &exit, "the child must die: %s", out)
-			ws, _ := exit.Sys().(syscall.WaitStatus)
-			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "killed at %s, got %v: %s", c.step, err, out)
+			killedChild(t, ctx, append(env, crashTenant+"="+fmt.Sprint(tn["id"]), crashBackup+"="+fmt.Sprint(backup)), c.step, "restore")
 
 			b = start(t, db, env)
 			n, err := b.app.Operations.Recover(ctx)
@@ -487,11 +469,8 @@ func TestRestoreRunsTenantCodeAsTheTenant(t *testing.T) {
 	b := setup(t, controlplane.IsolationDatabase, "BACKUP_DIR="+t.TempDir(), "TENANT_SPARE_DATABASES=0")
 	tn := b.create(tenantBody("planter", controlplane.IsolationDatabase))
 	role := tn["db_name"].(string)
-	cfg, err := pgx.ParseConfig(b.cfg.TenantDatabaseURL.Value())
-	require.NoError(t, err)
-	cfg.Database, cfg.User, cfg.Password = role, role, b.app.RoleSecret.Password(role)
 	ctx := context.Background()
-	c, err := pgx.ConnectConfig(ctx, cfg)
+	c, err := b.tenantConn(tn)
 	require.NoError(t, err)
 	_, err = c.Exec(ctx, `
 		CREATE FUNCTION public.trap(v int) RETURNS int LANGUAGE plpgsql IMMUTABLE AS $$

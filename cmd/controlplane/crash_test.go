@@ -133,13 +133,7 @@ func TestKilledAtEveryProvisioningStep(t *testing.T) {
 			// Killed for real: a child process, SIGKILLed at the step.
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 			defer cancel()
-			child := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
-			child.Env = append(append(os.Environ(), env...), crashEnv+"="+c.step, crashWhat+"="+c.doing)
-			out, err := child.CombinedOutput()
-			var exit *exec.ExitError
-			require.ErrorAs(t, err, &exit, "the child must die: %s", out)
-			ws, _ := exit.Sys().(syscall.WaitStatus)
-			require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "killed by SIGKILL at %s, got %v: %s", c.step, err, out)
+			killedChild(t, ctx, env, c.step, c.doing)
 
 			// The restart: a new process, its reconciler's first pass (as
 			// serve makes at start) and the spares' reconcile and fill.
@@ -172,6 +166,20 @@ func TestKilledAtEveryProvisioningStep(t *testing.T) {
 			auditLeftovers(t, b)
 		})
 	}
+}
+
+// killedChild runs this test binary as a crash child (crashChild) with
+// env, doing what doing says until step, and requires that it died by
+// SIGKILL there.
+func killedChild(t *testing.T, ctx context.Context, env []string, step, doing string) {
+	t.Helper()
+	child := exec.CommandContext(ctx, os.Args[0], "-test.run=^$")
+	child.Env = append(append(os.Environ(), env...), crashEnv+"="+step, crashWhat+"="+doing)
+	out, err := child.CombinedOutput()
+	var exit *exec.ExitError
+	require.ErrorAs(t, err, &exit, "the child must die: %s", out)
+	ws, _ := exit.Sys().(syscall.WaitStatus)
+	require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "killed by SIGKILL at %s, got %v: %s", step, err, out)
 }
 
 // auditLeftovers fails on anything of this catalog's on the tenant server
