@@ -367,6 +367,12 @@ func (s *Tenants) Audit(ctx context.Context, f AuditFilter) ([]AuditEntry, int, 
 // database closed to its own role; Purge drops it DeleteGrace later, and
 // Undelete brings it back meanwhile. It returns the deleted tenant.
 func (s *Tenants) Delete(ctx context.Context, id int64) (*Tenant, error) {
+	return s.locked(ctx, id, s.deleteLocked)
+}
+
+// locked runs fn on tenant id under its lifecycle lock, detached from the
+// request (a client that hangs up must not leave a step half done).
+func (s *Tenants) locked(ctx context.Context, id int64, fn func(context.Context, *Tenant) (*Tenant, error)) (*Tenant, error) {
 	ctx, cancel := s.detach(ctx)
 	defer cancel()
 	unlock, err := s.Catalog.LockTenant(ctx, id)
@@ -378,6 +384,11 @@ func (s *Tenants) Delete(ctx context.Context, id int64) (*Tenant, error) {
 	if err != nil {
 		return nil, err
 	}
+	return fn(ctx, t)
+}
+
+func (s *Tenants) deleteLocked(ctx context.Context, t *Tenant) (*Tenant, error) {
+	id := t.ID
 	if err := deletable(t, false); err != nil {
 		return nil, err
 	}
@@ -386,7 +397,7 @@ func (s *Tenants) Delete(ctx context.Context, id int64) (*Tenant, error) {
 			return nil, &Error{Code: Unavailable, Message: fmt.Sprintf("tenant %d: the final backup failed, so nothing was deleted; retry, or delete at once with ?purge=now", id), Err: err}
 		}
 	}
-	t, err = s.Catalog.UpdateTenant(ctx, id, func(t *Tenant) error {
+	t, err := s.Catalog.UpdateTenant(ctx, id, func(t *Tenant) error {
 		if err := deletable(t, false); err != nil {
 			return err
 		}
@@ -449,17 +460,11 @@ func (s *Tenants) purgeLocked(ctx context.Context, id int64) error {
 
 // Undelete brings a deleted tenant back, suspended, before it is purged.
 func (s *Tenants) Undelete(ctx context.Context, id int64) (*Tenant, error) {
-	ctx, cancel := s.detach(ctx)
-	defer cancel()
-	unlock, err := s.Catalog.LockTenant(ctx, id)
-	if err != nil {
-		return nil, err
-	}
-	defer unlock()
-	t, err := s.Catalog.Tenant(ctx, id)
-	if err != nil {
-		return nil, err
-	}
+	return s.locked(ctx, id, s.undeleteLocked)
+}
+
+func (s *Tenants) undeleteLocked(ctx context.Context, t *Tenant) (*Tenant, error) {
+	id := t.ID
 	if t.Status != StatusDeleted || t.Provisioning == ProvisionDeleting {
 		return nil, Errorf(Conflict, "tenant %d is %s, not deleted", id, t.Status)
 	}

@@ -168,39 +168,32 @@ by --status.`,
 			if f.status != "" && f.status != "active" && f.status != "suspended" {
 				return usageError{fmt.Errorf("--status must be active or suspended, got %q", f.status)}
 			}
-			cfg, log, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			app, err := openCore(cmd.Context(), cfg, log, migrations.Tenant)
-			if err != nil {
-				return err
-			}
-			defer app.Close()
-			tenants, err := selectTenants(app, f)
-			if err != nil {
-				return err
-			}
-			h, err := migrations.ReadHistory(migrations.Tenant)
-			if err != nil {
-				return err
-			}
-			rep := newReporter(cmd.OutOrStdout(), os.Stderr, f.json, len(tenants), h.Versions())
-			if args[0] == "status" {
-				var real []controlplane.VersionRead
-				if f.verify {
-					real = app.TenantServers.ReadVersions(cmd.Context(), tenants, f.concurrency)
+			return withCore(cmd, func(app *App) error {
+				tenants, err := selectTenants(app, f)
+				if err != nil {
+					return err
 				}
-				return rep.status(tenants, real)
-			}
-			fleet := &controlplane.Fleet{Migrator: app.TenantServers, Catalog: app.Store, Latest: app.LatestTenantSchema, Concurrency: f.concurrency}
-			if !f.noVerify {
-				fleet.Verifier = app.TenantServers
-			}
-			if f.dryRun {
-				return rep.dryRun(fleet, tenants, op)
-			}
-			return rep.run(cmd.Context(), fleet, tenants, op)
+				h, err := migrations.ReadHistory(migrations.Tenant)
+				if err != nil {
+					return err
+				}
+				rep := newReporter(cmd.OutOrStdout(), os.Stderr, f.json, len(tenants), h.Versions())
+				if args[0] == "status" {
+					var real []controlplane.VersionRead
+					if f.verify {
+						real = app.TenantServers.ReadVersions(cmd.Context(), tenants, f.concurrency)
+					}
+					return rep.status(tenants, real)
+				}
+				fleet := &controlplane.Fleet{Migrator: app.TenantServers, Catalog: app.Store, Latest: app.LatestTenantSchema, Concurrency: f.concurrency}
+				if !f.noVerify {
+					fleet.Verifier = app.TenantServers
+				}
+				if f.dryRun {
+					return rep.dryRun(fleet, tenants, op)
+				}
+				return rep.run(cmd.Context(), fleet, tenants, op)
+			})
 		},
 	}
 	cmd.Flags().StringArrayVar(&f.slugs, "tenant", nil, "a tenant slug (repeatable)")

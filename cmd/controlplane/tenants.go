@@ -33,20 +33,13 @@ Connections already open keep working; new ones need the new password.
 Run it with the same TENANT_ROLE_SECRET (or none) as the servers.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg, log, err := loadConfig(cmd)
-			if err != nil {
+			return withCore(cmd, func(app *App) error {
+				r, err := app.RolePasswords.Sync(cmd.Context(), true)
+				if r.Ran {
+					fmt.Fprintf(cmd.OutOrStdout(), "%d tenant roles updated, %d failed\n", r.Rotated, r.Failed)
+				}
 				return err
-			}
-			app, err := openCore(cmd.Context(), cfg, log, migrations.Tenant)
-			if err != nil {
-				return err
-			}
-			defer app.Close()
-			r, err := app.RolePasswords.Sync(cmd.Context(), true)
-			if r.Ran {
-				fmt.Fprintf(cmd.OutOrStdout(), "%d tenant roles updated, %d failed\n", r.Rotated, r.Failed)
-			}
-			return err
+			})
 		},
 	})
 	cmd.AddCommand(newTenantBackup())
@@ -71,41 +64,34 @@ The command waits for it: on a terminal one progress line (bytes, rate), else
   BACKUP_DIR=/srv/backups controlplane tenants backup acme-corp --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			cfg, log, err := loadConfig(cmd)
-			if err != nil {
-				return err
-			}
-			app, err := openCore(cmd.Context(), cfg, log, migrations.Tenant)
-			if err != nil {
-				return err
-			}
-			defer app.Close()
-			t, ok := app.Store.Cache().BySlug(args[0])
-			if !ok {
-				return usageError{fmt.Errorf("no tenant has the slug %q", args[0])}
-			}
-			wait := app.Operations.Start(cmd.Context())
-			op, err := app.Operations.StartBackup(cmd.Context(), t.ID)
-			if err != nil {
-				return err
-			}
-			p := newProgress(cmd.OutOrStdout(), os.Stderr, asJSON)
-			for {
-				cur, err := app.Store.Operation(context.WithoutCancel(cmd.Context()), op.ID)
+			return withCore(cmd, func(app *App) error {
+				t, ok := app.Store.Cache().BySlug(args[0])
+				if !ok {
+					return usageError{fmt.Errorf("no tenant has the slug %q", args[0])}
+				}
+				wait := app.Operations.Start(cmd.Context())
+				op, err := app.Operations.StartBackup(cmd.Context(), t.ID)
 				if err != nil {
-					wait()
 					return err
 				}
-				if cur.State != controlplane.OperationRunning {
-					wait()
-					return p.done(cmd.Context(), app, cur)
+				p := newProgress(cmd.OutOrStdout(), os.Stderr, asJSON)
+				for {
+					cur, err := app.Store.Operation(context.WithoutCancel(cmd.Context()), op.ID)
+					if err != nil {
+						wait()
+						return err
+					}
+					if cur.State != controlplane.OperationRunning {
+						wait()
+						return p.done(cmd.Context(), app, cur)
+					}
+					p.tick(cur)
+					select {
+					case <-cmd.Context().Done(): // the backup sees it too, and ends failed
+					case <-time.After(time.Second):
+					}
 				}
-				p.tick(cur)
-				select {
-				case <-cmd.Context().Done(): // the backup sees it too, and ends failed
-				case <-time.After(time.Second):
-				}
-			}
+			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON lines (progress, then the backup) instead of a progress line")
@@ -176,4 +162,19 @@ func humanBytes(n float64) string {
 func writeJSONLine(w io.Writer, v any) {
 	b, _ := json.Marshal(v)
 	fmt.Fprintln(w, string(b))
+}
+
+// withCore runs fn with the catalog and tenant servers opened as the
+// migrate and tenants commands use them (openCore), and closes them.
+func withCore(cmd *cobra.Command, fn func(app *App) error) error {
+	cfg, log, err := loadConfig(cmd)
+	if err != nil {
+		return err
+	}
+	app, err := openCore(cmd.Context(), cfg, log, migrations.Tenant)
+	if err != nil {
+		return err
+	}
+	defer app.Close()
+	return fn(app)
 }
