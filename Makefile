@@ -77,8 +77,19 @@ fmt: ## Check formatting with gofmt (fails if a file needs formatting)
 		exit 1; \
 	fi
 
+# staticcheck at a pinned version, fetched through the Go module proxy.
+STATICCHECK_VERSION := v0.8.2
+
+.PHONY: staticcheck
+staticcheck: ## Run staticcheck (pinned version, fetched through the Go module proxy)
+	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
+
 .PHONY: lint
-lint: vet fmt ## Run go vet and the gofmt check
+lint: vet fmt staticcheck ## Run go vet, the gofmt check and staticcheck
+
+.PHONY: test-fast
+test-fast: ## The fast lane: every test that needs no PostgreSQL (go test -short), in seconds
+	go test -short -count=1 ./...
 
 .PHONY: db-start
 db-start: ## Start the local development Postgres (.data/postgres, port 54329 by default)

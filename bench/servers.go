@@ -583,7 +583,7 @@ func (e *env) recovery(ctx context.Context, srv *proc, ts []tenant) (first, all 
 			return first, time.Since(t0), probes, nil
 		}
 		if time.Since(t0) > recoveryLimit {
-			return 0, 0, probes, fmt.Errorf("A's %d tenants were not all served again %s after A accepted connections, serve not restarted (%s): "+
+			return 0, 0, probes, fmt.Errorf("server A's %d tenants were not all served again %s after A accepted connections, serve not restarted (%s): "+
 				"the last of %d probes got %s", len(ts), recoveryLimit, srv.name, probes, statusCounts(st))
 		}
 		select {

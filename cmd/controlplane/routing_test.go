@@ -143,6 +143,7 @@ func TestCatalogChangesReachTheNextRequest(t *testing.T) {
 	require.Equal(t, "tenant_suspended", errCode(got))
 	status, _, got = b.req("GET", "", "/t/acme-corp/api/extensions", nil)
 	require.Equal(t, http.StatusForbidden, status)
+	require.Equal(t, "tenant_suspended", errCode(got))
 	status, _ = b.do("PATCH", "/api/tenants/1", map[string]any{"status": "active"})
 	require.Equal(t, http.StatusOK, status)
 	status, _, _ = b.req("GET", "acme.example.com", "/api/extensions", nil)

@@ -60,7 +60,7 @@ func BenchmarkIngestBatch(b *testing.B) {
 				b.Fatal(err)
 			}
 			if !res[len(res)-1].Created {
-				b.Fatal(fmt.Sprintf("%+v", res[len(res)-1]))
+				b.Fatalf("%+v", res[len(res)-1])
 			}
 		}
 	})
