@@ -31,9 +31,10 @@ import (
 // rate vs raw pg_dump -Fc (≥ 0.9×)").
 
 const (
-	// backupPoll is how often the harness asks for the operation's state:
-	// the product's time is known to within this much (a client polling
-	// less often would see it later still).
+	// backupPoll is the pause between an answer about the operation and
+	// the next question: the product's time is known to within this much
+	// and a request (a client polling less often would see it later
+	// still).
 	backupPoll = 20 * time.Millisecond
 	// backupTemplates is how many CDRs the product rates through the API
 	// (ingestCDRs' mix, ten of each kind per hundred) before SQL copies
@@ -428,7 +429,7 @@ func (e *env) backupSection(r *backupResult) *Section {
 		"`uuid` each, times shifted), %d of them rated; then `VACUUM (FREEZE, ANALYZE)` and a `CHECKPOINT`, untimed, so that no timed dump is the "+
 		"first to read the new rows. `cdrs` with its indexes is %s, the database %s (an archive holds the rows, compressed, and only the "+
 		"definitions of the indexes).\n\n", r.CDRs, min(backupTemplates, r.CDRs), r.Rated, mb(r.TableBytes), mb(r.DBBytes))
-	fmt.Fprintf(&b, "- **Product**: `POST /api/tenants/{id}/backups`, then `GET /api/operations/{id}` every %s until its `state` is no longer "+
+	fmt.Fprintf(&b, "- **Product**: `POST /api/tenants/{id}/backups`, then `GET /api/operations/{id}` %s after each answer until its `state` is no longer "+
 		"`running`, timed from the POST to the answer that says `succeeded`. Then, untimed: the backup's `size_bytes` and `sha256` checked against "+
 		"its file (and the operation's `progress.bytes`), the file listed by `pg_restore --list`, and the backup deleted (`DELETE /api/backups/{id}`, "+
 		"which removes the file).\n", backupPoll)
@@ -471,7 +472,7 @@ func (e *env) backupSection(r *backupResult) *Section {
 	fmt.Fprintf(&b, "What the product does beyond the floor's pg_dump: it records the operation and its backup in the catalog before it starts "+
 		"(one transaction, audited), under the tenant's lifecycle lock; it reads the archive from pg_dump's stdout through a pipe and writes "+
 		"it to a `.partial` file while hashing it (SHA-256) and counting its bytes, recording the progress in the catalog every second; then it "+
-		"syncs the file, renames it, syncs the folder and records the end (size, SHA-256); the client learns of it at its next poll, up to %s later. "+
+		"syncs the file, renames it, syncs the folder and records the end (size, SHA-256); the client learns of it at its next poll, up to %s plus a request later. "+
 		"The archives' sizes (median) were %d bytes (product) and %d bytes (floor): the same dump (pg_dump writing to a file also seeks back to "+
 		"record each table's data offset in the table of contents, which it cannot do on a pipe; the field has the same size either way).\n",
 		backupPoll, int64(r.Product.med(func(x backupRun) float64 { return float64(x.Bytes) })), int64(r.Floor.med(func(x backupRun) float64 { return float64(x.Bytes) })))
