@@ -52,7 +52,7 @@ type Row struct {
 	Met string
 }
 
-// add keeps the sections in the issues' order ("1. ..." to "7. ..."),
+// add keeps the sections in the issues' order ("1. ..." to "8. ..."),
 // whatever order they ran in.
 func (r *Report) add(s *Section) {
 	if s != nil {
@@ -127,7 +127,7 @@ func (r *Report) Markdown(w io.Writer) {
 	p("## Reproduce")
 	p("")
 	p("```sh")
-	p("make bench           # all seven at full size, about 25 minutes on 2 CPUs; writes this file")
+	p("make bench           # all eight at full size, about 25 minutes on 2 CPUs; writes this file")
 	p("make bench-smoke     # every benchmark at tiny size (also part of make test)")
 	p("bash bench/run.sh -only reads -profile /tmp/prof   # one benchmark, with CPU/heap profiles of serve")
 	p("```")
@@ -141,7 +141,7 @@ func (r *Report) Markdown(w io.Writer) {
 	p("those rows on the given server and says so; benchmark 7 starts its three tenant servers there")
 	p("too, or in a temporary folder of its own. Flags of `bench/cmd/bench` (and of `bench/run.sh`):")
 	p("`-size smoke|full`, `-only NAME[,NAME]` (ingest, provision, reads, fleet, scale, connections,")
-	p("servers; fleet runs on the tenants of reads, connections partly on the fleet of scale), `-out FILE`,")
+	p("servers, backup; fleet runs on the tenants of reads, connections partly on the fleet of scale), `-out FILE`,")
 	p("`-profile DIR` (CPU, heap and allocation profiles of serve and the baseline from extra rounds),")
 	p("`-gomaxprocs N`. The golang-migrate CLI of benchmark 3 is `go install`ed, so the module proxy must")
 	p("be reachable (or the module cache hold it).")
