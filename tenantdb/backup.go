@@ -60,7 +60,7 @@ func (p *Provisioner) pgTool(ctx context.Context, name string, args []string, da
 		return fmt.Errorf("%s not found (install PostgreSQL's client, or set PG_BIN_DIR): %w", name, err)
 	}
 	cmd := exec.CommandContext(ctx, path, args...)
-	cmd.Env = append(os.Environ(),
+	cmd.Env = append(toolEnv(),
 		"PGHOST="+p.server.Host, "PGPORT="+strconv.Itoa(int(p.server.Port)), "PGUSER="+user, "PGDATABASE="+database,
 		"PGAPPNAME=controlplane-"+strings.TrimPrefix(name, "pg_"), "PGCONNECT_TIMEOUT=10", "PGOPTIONS=")
 	if password != "" {
@@ -84,6 +84,22 @@ func (p *Provisioner) pgTool(ctx context.Context, name string, args []string, da
 		return errors.New(name + ": " + strings.Join(strings.Fields(msg), " "))
 	}
 	return nil
+}
+
+// toolEnv is the part of this process's environment a client program
+// gets: what it needs to run (PATH, HOME, locale, time zone) and a pgpass
+// file, never the rest (DATABASE_URL, TENANT_ROLE_SECRET, ADMIN_TOKEN and
+// the like are not pg_dump's business).
+func toolEnv() []string {
+	var env []string
+	for _, kv := range os.Environ() {
+		name, _, _ := strings.Cut(kv, "=")
+		switch {
+		case name == "PATH", name == "HOME", name == "LANG", name == "TZ", name == "TMPDIR", name == "PGPASSFILE", strings.HasPrefix(name, "LC_"):
+			env = append(env, kv)
+		}
+	}
+	return env
 }
 
 // limited keeps the first n bytes written to it.
