@@ -9,11 +9,23 @@ RUN go mod download
 COPY . .
 RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/controlplane ./cmd/controlplane
 
-# Runtime stage: no shell, no package manager, runs as uid 65532 (nonroot).
-# The SQL migrations are embedded in the binary, so nothing else is copied.
-FROM gcr.io/distroless/static-debian12:nonroot
+# Runtime stage: Debian's slim image with PostgreSQL 15's client programs,
+# which tenant backups and restores run (pg_dump, pg_restore; their major
+# version must be at least the tenant servers': for newer servers, install
+# that version's client instead). No compiler, no source; runs as uid 65532.
+# The SQL migrations are embedded in the binary.
+FROM debian:bookworm-slim
+RUN apt-get update \
+ && apt-get install -y --no-install-recommends postgresql-client-15 ca-certificates \
+ && rm -rf /var/lib/apt/lists/* \
+ && groupadd --system --gid 65532 nonroot \
+ && useradd --system --uid 65532 --gid 65532 --home-dir /var/lib/controlplane --create-home nonroot \
+ && install -d -o 65532 -g 65532 -m 0700 /var/lib/controlplane/backups
 COPY --from=build /out/controlplane /controlplane
-USER nonroot:nonroot
+ENV BACKUP_DIR=/var/lib/controlplane/backups \
+    PG_BIN_DIR=/usr/lib/postgresql/15/bin
+USER 65532:65532
+WORKDIR /var/lib/controlplane
 EXPOSE 8080
 ENTRYPOINT ["/controlplane"]
 CMD ["serve"]
