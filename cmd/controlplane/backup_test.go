@@ -280,6 +280,30 @@ func TestBackupFromTheCLI(t *testing.T) {
 
 	_, err = b.cli("tenants", "backup", "nobody", "--backup-dir", dir)
 	require.ErrorContains(t, err, `no tenant has the slug "nobody"`)
+
+	// The rest of the lifecycle from the CLI: restore, delete, undelete,
+	// purge.
+	_, err = b.cli("tenants", "restore", "cli", "--backup", fmt.Sprint(last.Backup["id"]), "--backup-dir", dir)
+	require.ErrorContains(t, err, "suspend it first", "an active tenant is not restored")
+	b.setStatus(tn["id"], "suspended")
+	out, err = b.cli("tenants", "restore", "cli", "--backup", fmt.Sprint(last.Backup["id"]), "--backup-dir", dir)
+	require.NoError(t, err, out)
+	require.Contains(t, out, `"kind":"restore","tenant_id":`, "not a terminal: JSON lines")
+	require.Contains(t, out, `"state":"succeeded"`)
+	out, err = b.cli("tenants", "delete", "cli", "--backup-dir", dir)
+	require.NoError(t, err, out)
+	require.Contains(t, out, "tenant cli deleted at")
+	_, got := b.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+	require.Equal(t, "deleted", got["status"])
+	out, err = b.cli("tenants", "undelete", "cli")
+	require.NoError(t, err, out)
+	out, err = b.cli("tenants", "delete", "cli", "--purge-now")
+	require.NoError(t, err, out)
+	status, _ := b.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+	require.Equal(t, http.StatusNotFound, status)
+	var actor string
+	require.NoError(t, pgtest.Open(t, b.db.URL).QueryRow(`SELECT actor FROM audit_log WHERE action = 'tenant.delete' ORDER BY id DESC LIMIT 1`).Scan(&actor))
+	require.True(t, strings.HasPrefix(actor, "cli:"), "audited as the CLI's user: %s", actor)
 }
 
 // extensionNumbers lists a tenant's extension numbers through its API.

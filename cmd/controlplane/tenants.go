@@ -42,7 +42,8 @@ Run it with the same TENANT_ROLE_SECRET (or none) as the servers.`,
 			})
 		},
 	})
-	cmd.AddCommand(newTenantBackup())
+	cmd.AddCommand(newTenantBackup(), newTenantRestore())
+	cmd.AddCommand(newTenantDelete()...)
 	return cmd
 }
 
@@ -64,38 +65,123 @@ The command waits for it: on a terminal one progress line (bytes, rate), else
   BACKUP_DIR=/srv/backups controlplane tenants backup acme-corp --json`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return withCore(cmd, func(app *App) error {
-				t, ok := app.Store.Cache().BySlug(args[0])
-				if !ok {
-					return usageError{fmt.Errorf("no tenant has the slug %q", args[0])}
-				}
-				wait := app.Operations.Start(cmd.Context())
-				op, err := app.Operations.StartBackup(cmd.Context(), t.ID)
-				if err != nil {
-					return err
-				}
-				p := newProgress(cmd.OutOrStdout(), os.Stderr, asJSON)
-				for {
-					cur, err := app.Store.Operation(context.WithoutCancel(cmd.Context()), op.ID)
-					if err != nil {
-						wait()
-						return err
-					}
-					if cur.State != controlplane.OperationRunning {
-						wait()
-						return p.done(cmd.Context(), app, cur)
-					}
-					p.tick(cur)
-					select {
-					case <-cmd.Context().Done(): // the backup sees it too, and ends failed
-					case <-time.After(time.Second):
-					}
-				}
+			return withTenant(cmd, args[0], func(ctx context.Context, app *App, t *controlplane.Tenant) error {
+				return runOperation(ctx, cmd, app, asJSON, func() (*controlplane.Operation, error) { return app.Operations.StartBackup(ctx, t.ID) })
 			})
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON lines (progress, then the backup) instead of a progress line")
 	return cmd
+}
+
+// newTenantRestore is `controlplane tenants restore SLUG --backup N`.
+func newTenantRestore() *cobra.Command {
+	var asJSON bool
+	var backup int64
+	cmd := &cobra.Command{
+		Use:   "restore SLUG --backup N",
+		Short: "Put one of a suspended tenant's own backups back in place",
+		Long: `Restore a tenant from one of its own backups, as POST /api/tenants/{id}/restore
+does, in this process, and wait for it. The tenant must be suspended; the data
+it had is kept aside (named in the result) for TENANT_DELETE_GRACE. Exit status
+1 if it failed.`,
+		Example: `  controlplane tenants restore acme-corp --backup 12`,
+		Args:    cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if backup < 1 {
+				return usageError{fmt.Errorf("--backup N is required: one of the tenant's backups (GET /api/tenants/{id}/backups)")}
+			}
+			return withTenant(cmd, args[0], func(ctx context.Context, app *App, t *controlplane.Tenant) error {
+				return runOperation(ctx, cmd, app, asJSON, func() (*controlplane.Operation, error) { return app.Operations.StartRestore(ctx, t.ID, backup) })
+			})
+		},
+	}
+	cmd.Flags().Int64Var(&backup, "backup", 0, "the backup's id")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON lines instead of a progress line")
+	return cmd
+}
+
+// newTenantDelete is `controlplane tenants delete SLUG [--purge-now]` and
+// `controlplane tenants undelete SLUG`.
+func newTenantDelete() []*cobra.Command {
+	var purgeNow bool
+	del := &cobra.Command{
+		Use:   "delete SLUG [--purge-now]",
+		Short: "Delete a suspended tenant (kept TENANT_DELETE_GRACE after a final backup), or purge it at once",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withTenant(cmd, args[0], func(ctx context.Context, app *App, t *controlplane.Tenant) error {
+				if purgeNow {
+					if err := app.Tenants.PurgeNow(ctx, t.ID); err != nil {
+						return err
+					}
+					fmt.Fprintf(cmd.OutOrStdout(), "tenant %s purged\n", t.Slug)
+					return nil
+				}
+				d, err := app.Tenants.Delete(ctx, t.ID)
+				if err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "tenant %s deleted at %s (final backup taken); purged after TENANT_DELETE_GRACE unless undeleted\n", d.Slug, d.DeletedAt.Format(time.RFC3339))
+				return nil
+			})
+		},
+	}
+	del.Flags().BoolVar(&purgeNow, "purge-now", false, "drop its database or schema and its row at once, without a backup")
+	undel := &cobra.Command{
+		Use:   "undelete SLUG",
+		Short: "Bring a deleted tenant back, suspended, within its grace period",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return withTenant(cmd, args[0], func(ctx context.Context, app *App, t *controlplane.Tenant) error {
+				if _, err := app.Tenants.Undelete(ctx, t.ID); err != nil {
+					return err
+				}
+				fmt.Fprintf(cmd.OutOrStdout(), "tenant %s undeleted: suspended; resume it with PATCH {\"status\": \"active\"}\n", t.Slug)
+				return nil
+			})
+		},
+	}
+	return []*cobra.Command{del, undel}
+}
+
+// withTenant runs fn on the tenant of slug, with the core open and the
+// CLI's actor (user@host) on the context for the audit trail.
+func withTenant(cmd *cobra.Command, slug string, fn func(context.Context, *App, *controlplane.Tenant) error) error {
+	return withCore(cmd, func(app *App) error {
+		t, ok := app.Store.Cache().BySlug(slug)
+		if !ok {
+			return usageError{fmt.Errorf("no tenant has the slug %q", slug)}
+		}
+		return fn(controlplane.WithActor(cmd.Context(), cliActor()), app, t)
+	})
+}
+
+// runOperation starts an operation in this process (start) and waits for
+// it, showing its progress; Ctrl-C stops it (it ends failed).
+func runOperation(ctx context.Context, cmd *cobra.Command, app *App, asJSON bool, start func() (*controlplane.Operation, error)) error {
+	wait := app.Operations.Start(ctx)
+	op, err := start()
+	if err != nil {
+		return err
+	}
+	p := newProgress(cmd.OutOrStdout(), os.Stderr, asJSON)
+	for {
+		cur, err := app.Store.Operation(context.WithoutCancel(ctx), op.ID)
+		if err != nil {
+			wait()
+			return err
+		}
+		if cur.State != controlplane.OperationRunning {
+			wait()
+			return p.done(ctx, app, cur)
+		}
+		p.tick(cur)
+		select {
+		case <-ctx.Done(): // the operation sees it too, and ends failed
+		case <-time.After(time.Second):
+		}
+	}
 }
 
 // progress shows a running operation: one line redrawn on a terminal, a
@@ -138,10 +224,12 @@ func (p *progress) done(ctx context.Context, app *App, op *controlplane.Operatio
 	switch {
 	case p.json:
 		writeJSONLine(p.out, map[string]any{"operation": op, "backup": b})
-	case b != nil && op.State == controlplane.OperationSucceeded:
+	case op.Kind == controlplane.OperationBackup && b != nil && op.State == controlplane.OperationSucceeded:
 		fmt.Fprintf(p.out, "backup %d of %s: %s in %s, sha256 %s\n", b.ID, b.TenantSlug, humanBytes(float64(*b.SizeBytes)), time.Since(p.start).Round(time.Millisecond), b.SHA256)
+	case op.Kind == controlplane.OperationRestore && op.State == controlplane.OperationSucceeded:
+		fmt.Fprintf(p.out, "restored in %s; the data it replaced is kept as %v\n", time.Since(p.start).Round(time.Millisecond), op.Progress["previous"])
 	default:
-		fmt.Fprintf(p.out, "backup %s: %s\n", op.State, op.Error)
+		fmt.Fprintf(p.out, "%s %s: %s\n", op.Kind, op.State, op.Error)
 	}
 	if op.State != controlplane.OperationSucceeded {
 		return fmt.Errorf("operation %d %s: %s", op.ID, op.State, op.Error)
