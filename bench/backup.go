@@ -279,11 +279,11 @@ func (e *env) backup(ctx context.Context) (*Section, error) {
 		return run, nil
 	}
 
-	// The floor: the product's pg_dump command line (tenantdb.Dump: the
-	// same flags, the same connection settings in the environment, the
-	// tenant's role and password), writing the file itself (-f) instead of
-	// to a pipe. pg_dump syncs its output file before it exits (its
-	// default, --no-sync not given), as the product syncs its own.
+	// The floor: the product's pg_dump command line (tenantdb.DumpFile:
+	// the same flags, the same connection settings in the environment, the
+	// tenant's role and password), writing its file (-f) as the product's
+	// does. pg_dump syncs its output file before it exits (its default,
+	// --no-sync not given).
 	floorEnv := append(baseEnv(), "PGHOST="+e.pg.url.Hostname(), "PGPORT="+portOf(e.pg.url.Port()), "PGUSER="+t.DBName,
 		"PGDATABASE="+t.DBName, "PGPASSWORD="+tenantdb.RoleSecret(roleSecret).Password(t.DBName), "PGAPPNAME="+floorApp,
 		"PGCONNECT_TIMEOUT=10", "PGOPTIONS=")
@@ -433,7 +433,7 @@ func (e *env) backupSection(r *backupResult) *Section {
 		"`running`, timed from the POST to the answer that says `succeeded`. Then, untimed: the backup's `size_bytes` and `sha256` checked against "+
 		"its file (and the operation's `progress.bytes`), the file listed by `pg_restore --list`, and the backup deleted (`DELETE /api/backups/{id}`, "+
 		"which removes the file).\n", backupPoll)
-	fmt.Fprintf(&b, "- **Floor**: the product's own `pg_dump` command line (`tenantdb.Dump`: `--format=custom --no-password --lock-wait-timeout=60000`, "+
+	fmt.Fprintf(&b, "- **Floor**: the product's own `pg_dump` command line (`tenantdb.DumpFile`: `--format=custom --no-password --lock-wait-timeout=60000 --file=…`, "+
 		"the connection in `PGHOST`, `PGPORT`, `PGUSER`, `PGDATABASE`, `PGPASSWORD`), as the tenant's role with its password (SCRAM), run by the "+
 		"harness with `-f FILE` in the same `BACKUP_DIR`, timed from the exec to its exit; pg_dump syncs the file before it exits (its default). "+
 		"The file is then listed and removed.\n")
@@ -467,14 +467,13 @@ func (e *env) backupSection(r *backupResult) *Section {
 	ratio := mp / mf
 	fmt.Fprintf(&b, "\nThe operation's own time (`started_at` → `finished_at` as the catalog records them, the HTTP request and the polling "+
 		"excluded) was %s (median), %s less than the client's. pg_dump CPU is the program's user+system time (the product's: serve's children's, "+
-		"`/proc`); serve CPU is serve's own over the backup: copying pg_dump's output from the pipe into the file, the SHA-256, the catalog, "+
+		"`/proc`); serve CPU is serve's own over the backup: the SHA-256 of the file, the catalog, "+
 		"and the %.0f polls it answered (median).\n\n", ms(op), ms(tp-op), r.Product.med(func(x backupRun) float64 { return float64(x.Polls) }))
 	fmt.Fprintf(&b, "What the product does beyond the floor's pg_dump: it records the operation and its backup in the catalog before it starts "+
-		"(one transaction, audited), under the tenant's lifecycle lock; it reads the archive from pg_dump's stdout through a pipe and writes "+
-		"it to a `.partial` file while hashing it (SHA-256) and counting its bytes, recording the progress in the catalog every second; then it "+
-		"syncs the file, renames it, syncs the folder and records the end (size, SHA-256); the client learns of it at its next poll, up to %s plus a request later. "+
-		"The archives' sizes (median) were %d bytes (product) and %d bytes (floor): the same dump (pg_dump writing to a file also seeks back to "+
-		"record each table's data offset in the table of contents, which it cannot do on a pipe; the field has the same size either way).\n",
+		"(one transaction, audited), under the tenant's lifecycle lock; pg_dump writes a `.partial` file (the size of which is recorded as "+
+		"the progress every second); then the product reads the file back to hash it (SHA-256), renames it, syncs the folder and records the end "+
+		"(size, SHA-256); the client learns of it at its next poll, up to %s plus a request later. "+
+		"The archives' sizes (median) were %d bytes (product) and %d bytes (floor).\n",
 		backupPoll, int64(r.Product.med(func(x backupRun) float64 { return float64(x.Bytes) })), int64(r.Floor.med(func(x backupRun) float64 { return float64(x.Bytes) })))
 	if ratio < 0.9 {
 		// What this run measured, not a diagnosis: none has been made (the

@@ -139,10 +139,11 @@ type OperationStore interface {
 	DeleteBackup(ctx context.Context, id int64) error
 }
 
-// Dumper writes a tenant's database or schema as a pg_dump archive
-// (tenantdb.Provisioner, through the tenant's server).
+// Dumper writes a tenant's database or schema as a pg_dump archive into
+// the file at path, synced (tenantdb.Provisioner, through the tenant's
+// server).
 type Dumper interface {
-	Dump(ctx context.Context, t *Tenant, w io.Writer) error
+	DumpFile(ctx context.Context, t *Tenant, path string) error
 }
 
 // Restorer replaces a tenant's database or schema with a backup's
@@ -383,23 +384,15 @@ func (o *Operations) migrateRestored(ctx context.Context, t *Tenant, from, lates
 	return err
 }
 
-// countingWriter counts the bytes written through it.
-type countingWriter struct{ n atomic.Int64 }
-
-func (c *countingWriter) Write(p []byte) (int, error) {
-	c.n.Add(int64(len(p)))
-	return len(p), nil
-}
-
-// runBackup dumps t into b's file: under a ".partial" name, hashed and
-// counted as it is written, synced, then renamed, so that a file under the
-// backup's name is always complete. Progress is recorded every
+// runBackup dumps t into b's file: under a ".partial" name, synced,
+// hashed, then renamed, so that a file under the backup's name is always
+// complete. Progress (the file's size so far) is recorded every
 // ProgressEvery, and a cancel asked for meanwhile stops the dump.
 func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t *Tenant) {
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	var cancelled atomic.Bool
-	written := &countingWriter{}
+	partial := filepath.Join(o.BackupDir, b.Path) + ".partial"
 	phase := atomic.Value{}
 	phase.Store("dumping")
 	stop := make(chan struct{})
@@ -418,14 +411,14 @@ func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t
 				return
 			case <-tick.C:
 			}
-			c, err := o.Store.ProgressOperation(context.WithoutCancel(ctx), op.ID, phase.Load().(string), map[string]any{"bytes": written.n.Load()})
+			c, err := o.Store.ProgressOperation(context.WithoutCancel(ctx), op.ID, phase.Load().(string), map[string]any{"bytes": fileSize(partial)})
 			if err == nil && c {
 				cancelled.Store(true)
 				cancel()
 			}
 		}
 	}()
-	size, sum, err := o.writeBackup(ctx, t, b, written, &phase)
+	size, sum, err := o.writeBackup(ctx, t, b, &phase)
 	close(stop)
 	<-watched
 
@@ -456,35 +449,38 @@ func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t
 	}
 }
 
-// writeBackup writes the archive and returns its size and SHA-256.
-func (o *Operations) writeBackup(ctx context.Context, t *Tenant, b *Backup, written *countingWriter, phase *atomic.Value) (int64, string, error) {
+// writeBackup writes the archive and returns its size and SHA-256. pg_dump
+// writes the file itself (and syncs it): the archive never passes through
+// this process, whose CPU would otherwise compete with pg_dump's and the
+// server's; the hash is read back from the page cache.
+func (o *Operations) writeBackup(ctx context.Context, t *Tenant, b *Backup, phase *atomic.Value) (int64, string, error) {
 	final := filepath.Join(o.BackupDir, b.Path)
 	partial := final + ".partial"
 	if err := os.MkdirAll(filepath.Dir(final), 0o700); err != nil {
 		return 0, "", fmt.Errorf("backup folder: %w", err)
 	}
+	// Made here with mode 0600: pg_dump reopens it and keeps the mode.
 	f, err := os.OpenFile(partial, os.O_CREATE|os.O_TRUNC|os.O_WRONLY, 0o600)
+	if err == nil {
+		err = f.Close()
+	}
 	if err != nil {
 		return 0, "", fmt.Errorf("backup file: %w", err)
 	}
 	ok := false
 	defer func() {
 		if !ok {
-			_ = f.Close()
 			_ = os.Remove(partial)
 		}
 	}()
 	o.step("backup:started")
-	h := sha256.New()
-	if err := o.Dumper.Dump(ctx, t, io.MultiWriter(f, h, written)); err != nil {
+	if err := o.Dumper.DumpFile(ctx, t, partial); err != nil {
 		return 0, "", err
 	}
 	phase.Store("storing")
 	o.step("backup:dumped")
-	if err := f.Sync(); err != nil {
-		return 0, "", err
-	}
-	if err := f.Close(); err != nil {
+	size, sum, err := hashFile(partial)
+	if err != nil {
 		return 0, "", err
 	}
 	if err := os.Rename(partial, final); err != nil {
@@ -495,7 +491,31 @@ func (o *Operations) writeBackup(ctx context.Context, t *Tenant, b *Backup, writ
 		_ = d.Sync()
 		_ = d.Close()
 	}
-	return written.n.Load(), hex.EncodeToString(h.Sum(nil)), nil
+	return size, sum, nil
+}
+
+// hashFile returns the size and SHA-256 of the file at path.
+func hashFile(path string) (int64, string, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, "", err
+	}
+	defer f.Close()
+	h := sha256.New()
+	n, err := io.Copy(h, f)
+	if err != nil {
+		return 0, "", err
+	}
+	return n, hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// fileSize is the size of the file at path, 0 if it cannot be read.
+func fileSize(path string) int64 {
+	fi, err := os.Stat(path)
+	if err != nil {
+		return 0
+	}
+	return fi.Size()
 }
 
 // scheduleRetry is how long after a failed scheduled backup its tenant is

@@ -17,8 +17,9 @@ import (
 	"github.com/laracopilot/controlplane/controlplane"
 )
 
-// Dump writes tenant t's database (database mode) or schema (schema mode)
-// to w as a pg_dump archive in its custom format, which pg_restore reads.
+// DumpFile writes tenant t's database (database mode) or schema (schema
+// mode) to the file at path as a pg_dump archive in its custom format,
+// which pg_restore reads.
 //
 // A database is dumped as the tenant's own role: whatever code the tenant
 // may have planted with its credentials (functions behind defaults, views,
@@ -29,19 +30,21 @@ import (
 //
 // The password goes to pg_dump in its environment, never on its command
 // line (which every local user can read).
-func (p *Provisioner) Dump(ctx context.Context, t *controlplane.Tenant, w io.Writer) error {
+func (p *Provisioner) DumpFile(ctx context.Context, t *controlplane.Tenant, path string) error {
 	if err := p.checkName(t); err != nil {
 		return err
 	}
 	user, password, database := p.server.User, p.server.Password, t.DBName
-	args := []string{"--format=custom", "--no-password", "--lock-wait-timeout=60000"}
+	// pg_dump writes (and syncs) the file itself: a file, unlike a pipe,
+	// also lets it record each table's data offset in the archive.
+	args := []string{"--format=custom", "--no-password", "--lock-wait-timeout=60000", "--file=" + path}
 	if t.Isolation == controlplane.IsolationSchema {
 		database = p.server.Database
 		args = append(args, "--schema="+t.DBName)
 	} else {
 		user, password = t.DBName, p.roles.Password(t.DBName)
 	}
-	return p.pgTool(ctx, "pg_dump", args, database, user, password, w)
+	return p.pgTool(ctx, "pg_dump", args, database, user, password, nil)
 }
 
 // pgTool runs PostgreSQL's client program name (pg_dump, pg_restore; from

@@ -17,7 +17,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"maps"
 	"sync"
@@ -254,14 +253,14 @@ func (s *Set) ReadVersions(ctx context.Context, tenants []*controlplane.Tenant, 
 	return out
 }
 
-// Dump writes t's pg_dump archive, from its server
+// DumpFile writes t's pg_dump archive to path, from its server
 // (controlplane.Dumper).
-func (s *Set) Dump(ctx context.Context, t *controlplane.Tenant, w io.Writer) error {
+func (s *Set) DumpFile(ctx context.Context, t *controlplane.Tenant, path string) error {
 	c, err := s.Get(ctx, t.Server)
 	if err != nil {
 		return err
 	}
-	return c.Provisioner.Dump(ctx, t, w)
+	return c.Provisioner.DumpFile(ctx, t, path)
 }
 
 // Seal closes deleted tenant t's database to its role, on its server.
