@@ -393,7 +393,9 @@ func (s *Tenants) deleteLocked(ctx context.Context, t *Tenant) (*Tenant, error) 
 		return nil, err
 	}
 	if s.FinalBackup != nil {
-		if err := s.FinalBackup(ctx, t); err != nil {
+		// As long as the dump takes: PROVISION_TIMEOUT bounds a database's
+		// creation, not a large tenant's backup.
+		if err := s.FinalBackup(context.WithoutCancel(ctx), t); err != nil {
 			return nil, &Error{Code: Unavailable, Message: fmt.Sprintf("tenant %d: the final backup failed, so nothing was deleted; retry, or delete at once with ?purge=now", id), Err: err}
 		}
 	}
