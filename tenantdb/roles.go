@@ -3,6 +3,7 @@ package tenantdb
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/pbkdf2"
 	"crypto/rand"
 	"crypto/sha256"
 	"encoding/base64"
@@ -11,7 +12,6 @@ import (
 	"fmt"
 
 	"github.com/jackc/pgx/v5/pgconn"
-	"golang.org/x/crypto/pbkdf2"
 
 	"github.com/laracopilot/controlplane/controlplane"
 )
@@ -55,7 +55,10 @@ func scramVerifier(password string) string {
 	if _, err := rand.Read(salt); err != nil {
 		panic(err) // crypto/rand does not fail on supported platforms
 	}
-	salted := pbkdf2.Key([]byte(password), salt, iterations, sha256.Size, sha256.New)
+	salted, err := pbkdf2.Key(sha256.New, password, salt, iterations, sha256.Size)
+	if err != nil {
+		panic(err) // only for parameters FIPS mode refuses; these are constant
+	}
 	mac := func(key []byte, msg string) []byte {
 		m := hmac.New(sha256.New, key)
 		m.Write([]byte(msg))
