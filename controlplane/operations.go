@@ -190,6 +190,9 @@ type Operations struct {
 	// and looks for a cancel (default 1 s).
 	ProgressEvery time.Duration
 	Log           *slog.Logger
+	// Observe, if set, counts each operation that ends, by kind and state
+	// (controlplane_operations_total).
+	Observe func(kind OperationKind, state OperationState)
 	// Step, if set, is called at each named step (tests kill the process
 	// there).
 	Step func(name string)
@@ -351,6 +354,7 @@ func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, 
 	}
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
+	o.observe(op)
 	if ferr := o.Store.FinishOperation(fctx, op); ferr != nil && o.Log != nil {
 		o.Log.Error("recording the end of a restore failed; the next reconcile records it", "operation_id", op.ID, "tenant_id", t.ID, "err", ferr)
 	}
@@ -441,6 +445,7 @@ func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t
 	// what happened.
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer fcancel()
+	o.observe(op)
 	if ferr := o.Store.FinishBackup(fctx, op, b); ferr != nil && o.Log != nil {
 		o.Log.Error("recording the end of a backup failed; the next reconcile records it", "operation_id", op.ID, "tenant_id", t.ID, "err", ferr)
 	}
@@ -643,9 +648,16 @@ func (o *Operations) Recover(ctx context.Context) (int, error) {
 	return n, errors.Join(errs...)
 }
 
+func (o *Operations) observe(op *Operation) {
+	if o.Observe != nil {
+		o.Observe(op.Kind, op.State)
+	}
+}
+
 // abandon records an orphaned operation as failed and removes what it
 // left on disk.
 func (o *Operations) abandon(ctx context.Context, op *Operation) error {
+	defer o.observe(op)
 	now := time.Now()
 	op.State, op.FinishedAt = OperationFailed, &now
 	op.Error = "interrupted: the process running it stopped; start it again"

@@ -527,6 +527,8 @@ func TestDeleteTenant(t *testing.T) {
 		}
 		_, deleted := b.do("GET", "/api/tenants?status=deleted", nil)
 		require.Len(t, deleted["data"], 1)
+		_, _, metrics := get(t, b.srv.URL, "", "/metrics")
+		require.Contains(t, metrics, `controlplane_tenants{provisioning="ready",status="deleted"} 1`)
 
 		status, got = b.do("POST", "/api/tenants/1/undelete", nil)
 		require.Equal(t, http.StatusOK, status, "%v", got)

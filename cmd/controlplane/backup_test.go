@@ -98,6 +98,8 @@ func TestBackupOfOneTenant(t *testing.T) {
 			status, bk := b.do("GET", fmt.Sprintf("/api/backups/%v", backupID), nil)
 			require.Equal(t, http.StatusOK, status, "%v", bk)
 			require.Equal(t, "ready", bk["state"])
+			_, _, metrics := get(t, b.srv.URL, "", "/metrics")
+			require.Contains(t, metrics, `controlplane_operations_total{kind="backup",state="succeeded"} 1`)
 			require.Equal(t, mine["id"], bk["tenant_id"])
 			require.Equal(t, "mine", bk["tenant_slug"])
 			require.EqualValues(t, mine["schema_version"], bk["schema_version"])

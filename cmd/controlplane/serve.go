@@ -248,9 +248,16 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		app.Close()
 		return nil, err
 	}
+	operations := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "controlplane_operations_total",
+		Help: "Operations (backups, restores) that ended, by kind and state (succeeded, failed, cancelled), in this process.",
+	}, []string{"kind", "state"})
+	app.Operations.Observe = func(kind controlplane.OperationKind, state controlplane.OperationState) {
+		operations.WithLabelValues(string(kind), string(state)).Inc()
+	}
 	reconciled := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "controlplane_reconciled_total",
-		Help: "Repairs by the reconciler, by kind (tenant, did, template) and outcome.",
+		Help: "Repairs by the reconciler, by kind (tenant, did, template, operation, backup, purge, restore-aside) and outcome.",
 	}, []string{"kind", "outcome"})
 	app.Reconciler = &controlplane.Reconciler{
 		Tenants: app.Tenants,
@@ -284,7 +291,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
 		ServerHealth:       app.TenantServers.Healths,
 		Log:                log,
-		Collectors:         []prometheus.Collector{reconciled},
+		Collectors:         []prometheus.Collector{reconciled, operations},
 	}
 	app.Handler = srv.Handler()
 	if srv.SeparateMetrics {

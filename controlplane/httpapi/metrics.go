@@ -93,7 +93,7 @@ func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 
 func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	counts := s.g.TenantCounts()
-	for _, st := range []controlplane.Status{controlplane.StatusActive, controlplane.StatusSuspended} {
+	for _, st := range []controlplane.Status{controlplane.StatusActive, controlplane.StatusSuspended, controlplane.StatusDeleted} {
 		for _, pr := range []controlplane.ProvisionState{controlplane.ProvisionPending, controlplane.ProvisionReady, controlplane.ProvisionFailed, controlplane.ProvisionDeleting} {
 			n := counts[[2]string{string(st), string(pr)}]
 			ch <- prometheus.MustNewConstMetric(tenantsDesc, prometheus.GaugeValue, float64(n), string(st), string(pr))
