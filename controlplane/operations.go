@@ -718,6 +718,11 @@ func (o *Operations) BackupFile(ctx context.Context, id int64) (*Backup, *os.Fil
 		return nil, nil, Errorf(Conflict, "backup %d is %s: only a ready backup can be downloaded", id, b.State)
 	}
 	f, err := os.Open(filepath.Join(o.BackupDir, b.Path))
+	if errors.Is(err, os.ErrNotExist) {
+		// Taken by another replica whose BACKUP_DIR is not shared with
+		// this one, or removed by hand: a deployment matter, not a bug.
+		return nil, nil, Errorf(Conflict, "backup %d's file is not in this server's BACKUP_DIR (every replica needs the same, shared, folder; or the file was removed)", id)
+	}
 	if err != nil {
 		return nil, nil, fmt.Errorf("backup %d's file: %w", id, err)
 	}

@@ -132,7 +132,15 @@ func TestBackupOfOneTenant(t *testing.T) {
 			fi, err := os.Stat(files[0])
 			require.NoError(t, err)
 			require.Equal(t, os.FileMode(0o600), fi.Mode().Perm(), "an archive is readable by the control plane's user only")
-			status, body := b.do("DELETE", fmt.Sprintf("/api/backups/%v", backupID), nil)
+
+			// A file that is not here (another replica's folder, or removed
+			// by hand) is a clear 409, never a 500.
+			require.NoError(t, os.Rename(files[0], files[0]+".away"))
+			status, body := b.do("GET", fmt.Sprintf("/api/backups/%v/download", backupID), nil)
+			require.Equal(t, http.StatusConflict, status, "%v", body)
+			require.Contains(t, fmt.Sprint(body), "BACKUP_DIR")
+			require.NoError(t, os.Rename(files[0]+".away", files[0]))
+			status, body = b.do("DELETE", fmt.Sprintf("/api/backups/%v", backupID), nil)
 			require.Equal(t, http.StatusNoContent, status, "%v", body)
 			files, _ = filepath.Glob(filepath.Join(dir, "*", "*"))
 			require.Empty(t, files, "the archive is removed with its backup")
