@@ -34,18 +34,34 @@ func TestTenantBurstGets429(t *testing.T) {
 				require.NoError(t, err)
 				ends = append(ends, release)
 			}
+			// The queued one: it waits for a slot. Until it is queued, a
+			// probe may take the queue's place for a moment and refuse it,
+			// so it tries again then.
 			queued := make(chan func(), 1)
 			go func() {
-				_, release, err := b.app.Router.Acquire(context.Background(), acme)
-				if err != nil {
-					release = func() {}
+				for {
+					_, release, err := b.app.Router.Acquire(context.Background(), acme)
+					if controlplane.ErrorCode(err) == controlplane.RateLimited {
+						time.Sleep(5 * time.Millisecond)
+						continue
+					}
+					if err != nil {
+						release = func() {}
+					}
+					queued <- release
+					return
 				}
-				queued <- release
 			}()
+			// Queued for sure once a probe that would queue is refused.
 			require.Eventually(t, func() bool {
-				status, _, _ := b.req("GET", "acme.example.com", "/api/extensions", nil)
-				return status == http.StatusTooManyRequests
-			}, 5*time.Second, 10*time.Millisecond)
+				ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+				defer cancel()
+				_, release, err := b.app.Router.Acquire(ctx, acme)
+				if err == nil {
+					release()
+				}
+				return controlplane.ErrorCode(err) == controlplane.RateLimited
+			}, 10*time.Second, 10*time.Millisecond)
 
 			status, hdr, got := b.req("GET", "acme.example.com", "/api/extensions", nil)
 			require.Equal(t, http.StatusTooManyRequests, status, "%v", got)
