@@ -207,15 +207,7 @@ type finished struct {
 // Each tenant server's tenants are a run of their own (runOn), all at
 // once, each with Concurrency workers.
 func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
-	groups := map[string][]int{}
-	var names []string
-	for i, t := range tenants {
-		name := t.ServerName()
-		if groups[name] == nil {
-			names = append(names, name)
-		}
-		groups[name] = append(groups[name], i)
-	}
+	names, groups := GroupByServer(tenants)
 	if len(names) <= 1 {
 		return f.runOn(ctx, tenants, op, report)
 	}
@@ -241,6 +233,20 @@ func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, repo
 	}
 	wg.Wait()
 	return results
+}
+
+// GroupByServer splits tenants by server: the servers in order of first
+// appearance, and each one's tenants as indexes into tenants.
+func GroupByServer(tenants []*Tenant) (names []string, groups map[string][]int) {
+	groups = map[string][]int{}
+	for i, t := range tenants {
+		name := t.ServerName()
+		if groups[name] == nil {
+			names = append(names, name)
+		}
+		groups[name] = append(groups[name], i)
+	}
+	return names, groups
 }
 
 // runOn is Run on one server's tenants.

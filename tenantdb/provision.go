@@ -231,12 +231,18 @@ func (p *Provisioner) deprovision(ctx context.Context, t *controlplane.Tenant) e
 
 // Exists reports whether the tenant's database or schema exists.
 func (p *Provisioner) Exists(ctx context.Context, t *controlplane.Tenant) (bool, error) {
+	return p.exists(ctx, t.Isolation, t.DBName)
+}
+
+// exists reports whether a database (database mode) or a schema (schema
+// mode) named name exists on the server.
+func (p *Provisioner) exists(ctx context.Context, isolation controlplane.Isolation, name string) (bool, error) {
 	q := `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`
-	if t.Isolation == controlplane.IsolationSchema {
+	if isolation == controlplane.IsolationSchema {
 		q = `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`
 	}
 	var ok bool
-	err := p.admin.QueryRowContext(ctx, q, t.DBName).Scan(&ok)
+	err := p.admin.QueryRowContext(ctx, q, name).Scan(&ok)
 	return ok, err
 }
 

@@ -53,8 +53,9 @@ func (p *Provisioner) Restore(ctx context.Context, t *controlplane.Tenant, file 
 		if _, err := p.admin.ExecContext(ctx, `CREATE DATABASE `+db+` OWNER `+quote(t.DBName)+` TEMPLATE template0`); err != nil {
 			return "", fmt.Errorf("create the database to restore into: %w", err)
 		}
-		if _, err := p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+db+` IS `+literal(p.restoreMark(t, op))+`;
-			REVOKE CONNECT, TEMPORARY ON DATABASE `+db+` FROM PUBLIC`); err != nil {
+		// Marked as this restore's and closed to PUBLIC; its owner, the
+		// tenant's role, connects to restore into it.
+		if err := p.openDatabase(ctx, restored, p.restoreMark(t, op)); err != nil {
 			return "", err
 		}
 		p.step("restore:created")
@@ -129,20 +130,15 @@ func (p *Provisioner) RecoverRestore(ctx context.Context, t *controlplane.Tenant
 		return false, err
 	}
 	restored, previous := p.restoreNames(t, op)
-	exists := func(q, name string) (bool, error) {
-		var ok bool
-		err := p.admin.QueryRowContext(ctx, q, name).Scan(&ok)
-		return ok, err
-	}
-	const dbQ, schemaQ = `SELECT EXISTS (SELECT 1 FROM pg_database WHERE datname = $1)`, `SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)`
+	exists := func(name string) (bool, error) { return p.exists(ctx, t.Isolation, name) }
 	switch t.Isolation {
 	case controlplane.IsolationDatabase:
-		cur, err := exists(dbQ, t.DBName)
+		cur, err := exists(t.DBName)
 		if err != nil {
 			return false, err
 		}
 		if cur {
-			aside, err := exists(dbQ, previous)
+			aside, err := exists(previous)
 			if err != nil {
 				return false, err
 			}
@@ -159,18 +155,18 @@ func (p *Provisioner) RecoverRestore(ctx context.Context, t *controlplane.Tenant
 			}
 			return false, err
 		}
-		if ok, err := exists(dbQ, previous); err != nil || !ok {
+		if ok, err := exists(previous); err != nil || !ok {
 			return false, errors.Join(err, fmt.Errorf("tenant %d's database is missing and so is %s: inspect the server", t.ID, previous))
 		}
 		// Set aside after a complete restore (the restore comes first):
 		// finish the swap.
 		return true, p.finishDatabaseRestore(ctx, t, op)
 	case controlplane.IsolationSchema:
-		aside, err := exists(schemaQ, previous)
+		aside, err := exists(previous)
 		if err != nil || !aside {
 			return false, err // never set aside: nothing happened
 		}
-		cur, err := exists(schemaQ, t.DBName)
+		cur, err := exists(t.DBName)
 		if err != nil || cur {
 			return cur, err // restored (one transaction) after the set-aside
 		}
@@ -211,9 +207,9 @@ func (p *Provisioner) DropAside(ctx context.Context, t *controlplane.Tenant, nam
 	if !asideName(t, name) {
 		return fmt.Errorf("%q is not a restore's copy of tenant %d", name, t.ID)
 	}
-	q, drop := `SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1`, `DROP DATABASE IF EXISTS `+quote(name)+` WITH (FORCE)`
+	q, drop := databaseMarkQuery, `DROP DATABASE IF EXISTS `+quote(name)+` WITH (FORCE)`
 	if t.Isolation == controlplane.IsolationSchema {
-		q, drop = `SELECT obj_description(oid, 'pg_namespace') FROM pg_namespace WHERE nspname = $1`, `DROP SCHEMA IF EXISTS `+quote(name)+` CASCADE`
+		q, drop = schemaMarkQuery, `DROP SCHEMA IF EXISTS `+quote(name)+` CASCADE`
 	}
 	var mark *string
 	err := p.admin.QueryRowContext(ctx, q, name).Scan(&mark)

@@ -122,22 +122,28 @@ func (s *Store) StartOperation(ctx context.Context, kind controlplane.OperationK
 
 // FinishOperation records the end of an operation, audited.
 func (s *Store) FinishOperation(ctx context.Context, op *controlplane.Operation) error {
+	return sqlerr.Translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
+		return finishOperation(ctx, tx, op, string(op.Kind)+".finish", op.TenantID, "operation "+strconv.FormatInt(op.ID, 10))
+	}), nil)
+}
+
+// finishOperation records op's end in tx (state, error, progress, finished
+// at, while it is still running) and audits it as action on target.
+func finishOperation(ctx context.Context, tx *gorm.DB, op *controlplane.Operation, action string, tenantID int64, target string) error {
 	progress, err := json.Marshal(op.Progress)
 	if err != nil || op.Progress == nil {
 		progress = []byte("{}")
 	}
-	return sqlerr.Translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		err := tx.Exec(`UPDATE operations SET state = ?, phase = '', progress = ?, error = ?, finished_at = ? WHERE id = ? AND state = 'running'`,
-			string(op.State), progress, op.Error, op.FinishedAt, op.ID).Error
-		if err != nil {
-			return err
-		}
-		diff := map[string]controlplane.Change{"state": {Before: "running", After: string(op.State)}}
-		if op.Error != "" {
-			diff["error"] = controlplane.Change{After: op.Error}
-		}
-		return audit(ctx, tx, string(op.Kind)+".finish", op.TenantID, "operation "+strconv.FormatInt(op.ID, 10), diff)
-	}), nil)
+	err = tx.Exec(`UPDATE operations SET state = ?, phase = '', progress = ?, error = ?, finished_at = ? WHERE id = ? AND state = 'running'`,
+		string(op.State), progress, op.Error, op.FinishedAt, op.ID).Error
+	if err != nil {
+		return err
+	}
+	diff := map[string]controlplane.Change{"state": {Before: "running", After: string(op.State)}}
+	if op.Error != "" {
+		diff["error"] = controlplane.Change{After: op.Error}
+	}
+	return audit(ctx, tx, action, tenantID, target, diff)
 }
 
 // SetProgress replaces an operation's progress.
@@ -167,30 +173,17 @@ func (s *Store) ProgressOperation(ctx context.Context, id int64, phase string, p
 // FinishBackup records the end of a backup operation and its backup, and
 // audits it, in one transaction.
 func (s *Store) FinishBackup(ctx context.Context, op *controlplane.Operation, b *controlplane.Backup) error {
-	progress, err := json.Marshal(op.Progress)
-	if err != nil || op.Progress == nil {
-		progress = []byte("{}")
-	}
 	var sum *string
 	if b.SHA256 != "" {
 		sum = &b.SHA256
 	}
 	return sqlerr.Translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		err := tx.Exec(`UPDATE operations SET state = ?, phase = '', progress = ?, error = ?, finished_at = ? WHERE id = ? AND state = 'running'`,
-			string(op.State), progress, op.Error, op.FinishedAt, op.ID).Error
-		if err != nil {
-			return err
-		}
-		err = tx.Exec(`UPDATE backups SET state = ?, size_bytes = ?, sha256 = ?, finished_at = ? WHERE id = ?`,
+		err := tx.Exec(`UPDATE backups SET state = ?, size_bytes = ?, sha256 = ?, finished_at = ? WHERE id = ?`,
 			string(b.State), b.SizeBytes, sum, b.FinishedAt, b.ID).Error
 		if err != nil {
 			return err
 		}
-		diff := map[string]controlplane.Change{"state": {Before: "running", After: string(op.State)}}
-		if op.Error != "" {
-			diff["error"] = controlplane.Change{After: op.Error}
-		}
-		return audit(ctx, tx, "backup.finish", b.TenantID, "backup "+strconv.FormatInt(b.ID, 10), diff)
+		return finishOperation(ctx, tx, op, "backup.finish", b.TenantID, "backup "+strconv.FormatInt(b.ID, 10))
 	}), nil)
 }
 

@@ -128,13 +128,11 @@ func (s *Server) deleteBackup(c *gin.Context) error {
 func (s *Server) listOperations(c *gin.Context) error {
 	fields := controlplane.FieldErrors{}
 	f := controlplane.OperationFilter{Limit: 50}
-	if v, ok := c.GetQuery("tenant"); ok {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id < 1 {
-			fields.Add("tenant", "must be a tenant id")
-		}
-		f.TenantID = id
+	id, _, err := tenantQuery(c)
+	if err != nil {
+		fields.Add("tenant", "must be a tenant id")
 	}
+	f.TenantID = id
 	if v, ok := c.GetQuery("kind"); ok {
 		if v != string(controlplane.OperationBackup) && v != string(controlplane.OperationRestore) {
 			fields.Add("kind", "must be one of: backup, restore")

@@ -258,13 +258,24 @@ func (s *Server) listAudit(c *gin.Context) error {
 		return err
 	}
 	f := controlplane.AuditFilter{Limit: limit, Offset: offset}
-	if v, ok := c.GetQuery("tenant"); ok {
-		id, err := strconv.ParseInt(v, 10, 64)
-		if err != nil || id < 1 {
-			return controlplane.FieldError("tenant", "must be a tenant id")
-		}
+	if id, given, err := tenantQuery(c); err != nil {
+		return err
+	} else if given {
 		f.TenantID = &id
 	}
 	entries, total, err := s.Tenants.Audit(c.Request.Context(), f)
 	return reply(c, http.StatusOK, auditList{Data: entries, Total: total, Limit: limit, Offset: offset}, err)
+}
+
+// tenantQuery reads the optional ?tenant=ID filter.
+func tenantQuery(c *gin.Context) (id int64, given bool, err error) {
+	v, given := c.GetQuery("tenant")
+	if !given {
+		return 0, false, nil
+	}
+	id, perr := strconv.ParseInt(v, 10, 64)
+	if perr != nil || id < 1 {
+		return 0, true, controlplane.FieldError("tenant", "must be a tenant id")
+	}
+	return id, true, nil
 }

@@ -223,11 +223,7 @@ func (s *Set) Migrate(ctx context.Context, t *controlplane.Tenant, op controlpla
 // server, the servers at once (controlplane.VersionReader).
 func (s *Set) ReadVersions(ctx context.Context, tenants []*controlplane.Tenant, concurrency int) []controlplane.VersionRead {
 	out := make([]controlplane.VersionRead, len(tenants))
-	byServer := map[string][]int{}
-	for i, t := range tenants {
-		name := t.ServerName()
-		byServer[name] = append(byServer[name], i)
-	}
+	_, byServer := controlplane.GroupByServer(tenants)
 	var wg sync.WaitGroup
 	for name, idx := range byServer {
 		wg.Add(1)
