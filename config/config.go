@@ -106,6 +106,14 @@ type Config struct {
 	// TenantDeleteGrace is how long a deleted tenant is kept (served to
 	// nobody, undeletable) before the reconciler purges it.
 	TenantDeleteGrace time.Duration `env:"TENANT_DELETE_GRACE" envDefault:"72h"`
+	// MoveCutoverTimeout bounds the pause of an online move's cutover (the
+	// tenant's requests held on every replica); a cutover that would take
+	// longer is abandoned and tried again (docs/OPERATIONS.md, "Moving a
+	// tenant").
+	MoveCutoverTimeout time.Duration `env:"MOVE_CUTOVER_TIMEOUT" envDefault:"5s"`
+	// MoveSourceGrace is how long the source a move left is kept (closed,
+	// renamed) for a rollback by hand before the reconciler drops it.
+	MoveSourceGrace time.Duration `env:"MOVE_SOURCE_GRACE" envDefault:"24h"`
 	// BackupSchedule, if set, gives every ready tenant a backup this
 	// often (taken by the reconciler's replica, two at a time);
 	// BackupKeep is how many of a tenant's scheduled backups are kept.
@@ -237,6 +245,12 @@ func (c *Config) Validate() error {
 		if v < 1 {
 			return bad(name, "must be at least 1, got %d", v)
 		}
+	}
+	if c.MoveCutoverTimeout < 100*time.Millisecond || c.MoveCutoverTimeout > 10*time.Minute {
+		return bad("MOVE_CUTOVER_TIMEOUT", "must be between 100ms and 10m, got %s", c.MoveCutoverTimeout)
+	}
+	if c.MoveSourceGrace < 0 {
+		return bad("MOVE_SOURCE_GRACE", "must be 0 (drop at the next reconcile) or more, got %s", c.MoveSourceGrace)
 	}
 	if c.TenantDeleteGrace < 0 {
 		return bad("TENANT_DELETE_GRACE", "must be 0 (purge at the next reconcile) or more, got %s", c.TenantDeleteGrace)

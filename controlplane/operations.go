@@ -172,6 +172,14 @@ type Operations struct {
 	Restorer Restorer
 	// Migrator brings a restored tenant to the binary's latest version.
 	Migrator Migrator
+	// Mover and Moves move tenants between servers; CutoverTimeout bounds
+	// an online move's held pause (MOVE_CUTOVER_TIMEOUT, default 5 s);
+	// MoveSourceGrace is how long the source a move left is kept
+	// (MOVE_SOURCE_GRACE) before DropAsides drops it.
+	Mover           Mover
+	Moves           MoveStore
+	CutoverTimeout  time.Duration
+	MoveSourceGrace time.Duration
 	// BackupDir is where archives are written (BACKUP_DIR).
 	BackupDir string
 	// Latest is the newest tenant migration this binary carries.
@@ -572,15 +580,22 @@ func (o *Operations) Schedule(ctx context.Context) (int, error) {
 }
 
 // DropAsides drops the data restores replaced once AsideGrace has passed
-// since they finished (a ReconcileStep), and records it in each
-// operation's progress ("dropped": true).
+// since they finished, and the sources moves left once MoveSourceGrace
+// has (finishing first a flipped move whose source could not be closed),
+// a ReconcileStep; each is recorded in its operation's progress
+// ("dropped": true).
 func (o *Operations) DropAsides(ctx context.Context) (int, error) {
 	ops, err := o.Store.Operations(ctx, OperationFilter{Kind: OperationRestore, State: OperationSucceeded, Limit: 1000})
 	if err != nil {
 		return 0, err
 	}
-	n := 0
 	var errs []error
+	n := 0
+	if o.Mover != nil {
+		moved, err := o.finishMoves(ctx)
+		n += moved
+		errs = append(errs, err)
+	}
 	for i := range ops {
 		op := &ops[i]
 		previous, _ := op.Progress["previous"].(string)
@@ -678,6 +693,8 @@ func (o *Operations) abandon(ctx context.Context, op *Operation) error {
 			o.Log.Warn("an interrupted backup was recorded as failed and its partial file removed", "operation_id", op.ID, "backup_id", b.ID, "tenant_id", op.TenantID)
 		}
 		return o.Store.FinishBackup(ctx, op, b)
+	case OperationMove:
+		return o.recoverMove(ctx, op)
 	case OperationRestore:
 		t, err := o.Locks.Tenant(ctx, op.TenantID)
 		if err != nil {

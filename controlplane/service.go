@@ -130,6 +130,10 @@ type Tenants struct {
 	// first, the caller holding the tenant's lock (Operations.BackupLocked).
 	DeleteGrace time.Duration
 	FinalBackup func(ctx context.Context, t *Tenant) error
+	// PurgeElsewhere, if set, drops what a purged tenant left on servers
+	// other than its own (the sources its moves kept:
+	// Operations.DropMoveAsides).
+	PurgeElsewhere func(ctx context.Context, t *Tenant) error
 }
 
 func (s *Tenants) step(name string) {
@@ -514,6 +518,11 @@ func (s *Tenants) Purge(ctx context.Context) (int, error) {
 }
 
 func (s *Tenants) finishDelete(ctx context.Context, t *Tenant) error {
+	if s.PurgeElsewhere != nil {
+		if err := s.PurgeElsewhere(ctx, t); err != nil {
+			return &Error{Code: Unavailable, Message: fmt.Sprintf("tenant %d: dropping the copies its moves left on other servers failed; the tenant stays marked deleting and the delete can be retried", t.ID), Err: err}
+		}
+	}
 	if err := s.Provisioner.Deprovision(ctx, t); err != nil {
 		return &Error{Code: Unavailable, Message: fmt.Sprintf("tenant %d: dropping %s %q failed; the tenant stays marked deleting and the delete can be retried", t.ID, t.Isolation, t.DBName), Err: err}
 	}

@@ -42,6 +42,10 @@ const (
 	ProvisionReady    ProvisionState = "ready"
 	ProvisionFailed   ProvisionState = "failed"
 	ProvisionDeleting ProvisionState = "deleting"
+	// ProvisionMoving is a tenant an offline move copies to another
+	// server: answered 503 with Retry-After meanwhile, ready again on
+	// whichever server the move leaves it.
+	ProvisionMoving ProvisionState = "moving"
 )
 
 // Tenant is one customer account, as kept in the catalog.
@@ -75,6 +79,10 @@ type Tenant struct {
 	// DeletedAt is when a deleted tenant was deleted: it is purged
 	// TENANT_DELETE_GRACE later.
 	DeletedAt *time.Time `json:"deleted_at"`
+	// HeldUntil, while set and ahead, holds the tenant's new requests: an
+	// online move's cutover (they wait for it to end, then go to whichever
+	// server the tenant is on).
+	HeldUntil *time.Time `json:"held_until,omitempty"`
 	// Version orders the writes of the catalog (see catalog.Cache).
 	Version int64 `json:"-"`
 }

@@ -240,8 +240,11 @@ pg_start_cluster() {
 	local logsize=0 out
 	[[ -f $logfile ]] && logsize=$(stat -c %s "$logfile")
 	# pg_ctl hands -o to /bin/sh, hence the inner single quotes.
+	# wal_level=logical on every start (it takes a restart, so an older
+	# cluster gets it at its next start): the source of an online tenant
+	# move needs it (docs/OPERATIONS.md, "Moving a tenant").
 	if out=$(pg_run "$PG_BIN/pg_ctl" start -D "$datadir" -l "$logfile" -w -t 60 \
-		-o "-p $port -k '$sockdir'" 2>&1); then
+		-o "-p $port -k '$sockdir' -c wal_level=logical" 2>&1); then
 		return 0
 	fi
 	# Only look at what this attempt logged.

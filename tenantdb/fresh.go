@@ -297,10 +297,16 @@ func (p *Provisioner) buildTemplate(ctx context.Context, conn *sql.Conn, name st
 // script and COMMIT sent as one simple-protocol query on a connection of
 // its own. SET LOCAL confines the search_path to this transaction.
 func (p *Provisioner) createSchemaFresh(ctx context.Context, t *controlplane.Tenant, h *migrations.History) error {
+	return p.createSchemaScript(ctx, t, h, p.mark(t))
+}
+
+// createSchemaScript is createSchemaFresh with the schema marked mark (a
+// move's target carries its move's).
+func (p *Provisioner) createSchemaScript(ctx context.Context, t *controlplane.Tenant, h *migrations.History, mark string) error {
 	s := quote(t.DBName)
 	script := `BEGIN;
 CREATE SCHEMA ` + s + `;
-COMMENT ON SCHEMA ` + s + ` IS ` + literal(p.mark(t)) + `;
+COMMENT ON SCHEMA ` + s + ` IS ` + literal(mark) + `;
 SET LOCAL search_path TO ` + s + `;
 ` + h.Script + `
 CREATE TABLE ` + s + `.` + quote(migrations.Table) + ` (version bigint NOT NULL PRIMARY KEY, dirty boolean NOT NULL);

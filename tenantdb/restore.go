@@ -180,17 +180,18 @@ func (p *Provisioner) RecoverRestore(ctx context.Context, t *controlplane.Tenant
 // pgRestore restores archive file into database as user, in one
 // transaction, stopping at the first error; owners and grants in the
 // archive are ignored (what it makes belongs to user).
-func (p *Provisioner) pgRestore(ctx context.Context, file, database, user, password string) error {
-	return p.pgTool(ctx, "pg_restore", []string{"--no-owner", "--no-acl", "--single-transaction", "--exit-on-error", "--no-password", "--dbname=" + database, file},
-		database, user, password, nil)
+func (p *Provisioner) pgRestore(ctx context.Context, file, database, user, password string, extra ...string) error {
+	args := append([]string{"--no-owner", "--no-acl", "--single-transaction", "--exit-on-error", "--no-password", "--dbname=" + database}, extra...)
+	return p.pgTool(ctx, "pg_restore", append(args, file), database, user, password, nil)
 }
 
-// asideName matches what restores of a tenant leave beside its database or
-// schema: <name>_p<operation> (the previous data) and <name>_r<operation>
-// (a restore cut short).
+// asideName matches what restores and moves of a tenant leave beside its
+// database or schema: <name>_p<operation> (a restore's previous data),
+// <name>_r<operation> (a restore cut short) and <name>_m<operation> (the
+// source a move left, on the server it left).
 func asideName(t *controlplane.Tenant, name string) bool {
 	rest, ok := strings.CutPrefix(name, t.DBName+"_")
-	if !ok || len(rest) < 2 || (rest[0] != 'p' && rest[0] != 'r') {
+	if !ok || len(rest) < 2 || (rest[0] != 'p' && rest[0] != 'r' && rest[0] != 'm') {
 		return false
 	}
 	_, err := strconv.ParseUint(rest[1:], 10, 63)
@@ -219,7 +220,7 @@ func (p *Provisioner) DropAside(ctx context.Context, t *controlplane.Tenant, nam
 	if err != nil {
 		return err
 	}
-	if mark == nil || (*mark != p.mark(t) && !strings.HasPrefix(*mark, p.mark(t)+" restore ")) {
+	if mark == nil || (*mark != p.mark(t) && !strings.HasPrefix(*mark, p.mark(t)+" restore ") && !strings.HasPrefix(*mark, p.mark(t)+" move ")) {
 		return fmt.Errorf("%q is not marked as tenant %d's by this catalog: refusing to drop it", name, t.ID)
 	}
 	_, err = p.admin.ExecContext(ctx, drop)

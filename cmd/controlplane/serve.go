@@ -161,7 +161,8 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		return nil, err
 	}
 	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, Restorer: app.TenantServers, Migrator: app.TenantServers,
-		BackupDir: cfg.BackupDir, Latest: app.LatestTenantSchema, Every: cfg.BackupSchedule, Keep: cfg.BackupKeep, Concurrency: 2, AsideGrace: cfg.TenantDeleteGrace, Log: log}
+		BackupDir: cfg.BackupDir, Latest: app.LatestTenantSchema, Every: cfg.BackupSchedule, Keep: cfg.BackupKeep, Concurrency: 2, AsideGrace: cfg.TenantDeleteGrace, Log: log,
+		Mover: app.TenantServers, Moves: store, CutoverTimeout: cfg.MoveCutoverTimeout, MoveSourceGrace: cfg.MoveSourceGrace}
 	app.Tenants = &controlplane.Tenants{
 		Catalog:          store,
 		Keys:             store,
@@ -172,6 +173,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		ProvisionTimeout: cfg.ProvisionTimeout,
 		DeleteGrace:      cfg.TenantDeleteGrace,
 		FinalBackup:      app.Operations.BackupLocked,
+		PurgeElsewhere:   app.Operations.DropMoveAsides,
 		Log:              log,
 	}
 	// With 0 wanted, creates claim none and the reconciler drops any left.

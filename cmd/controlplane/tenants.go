@@ -42,7 +42,7 @@ Run it with the same TENANT_ROLE_SECRET (or none) as the servers.`,
 			})
 		},
 	})
-	cmd.AddCommand(newTenantBackup(), newTenantRestore())
+	cmd.AddCommand(newTenantBackup(), newTenantRestore(), newTenantMove())
 	cmd.AddCommand(newTenantDelete()...)
 	return cmd
 }
@@ -71,6 +71,42 @@ The command waits for it: on a terminal one progress line (bytes, rate), else
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON lines (progress, then the backup) instead of a progress line")
+	return cmd
+}
+
+// newTenantMove is `controlplane tenants move SLUG --to SERVER`.
+func newTenantMove() *cobra.Command {
+	var asJSON, offline bool
+	var to string
+	cmd := &cobra.Command{
+		Use:   "move SLUG --to SERVER",
+		Short: "Move one tenant to another tenant server (online, or --offline)",
+		Long: `Move a tenant to another registered tenant server, as POST
+/api/tenants/{id}/move does, in this process, and wait for it. Online (the
+default) copies it by logical replication while it is served, then holds its
+requests on every serve replica for a cutover of at most MOVE_CUTOVER_TIMEOUT;
+--offline copies it with pg_dump/pg_restore while it answers 503. The source
+is kept, closed, for MOVE_SOURCE_GRACE (named in the result). Exit status 1 if
+it failed (the tenant then stays where it was).`,
+		Example: `  controlplane tenants move acme-corp --to pg-b
+  controlplane tenants move acme-corp --to pg-b --offline --json`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if to == "" {
+				return usageError{fmt.Errorf("--to SERVER is required: a registered tenant server (controlplane servers list)")}
+			}
+			spec := controlplane.MoveSpec{Server: to, Mode: controlplane.MoveOnline}
+			if offline {
+				spec.Mode = controlplane.MoveOffline
+			}
+			return withTenant(cmd, args[0], func(ctx context.Context, app *App, t *controlplane.Tenant) error {
+				return runOperation(ctx, cmd, app, asJSON, func() (*controlplane.Operation, error) { return app.Operations.StartMove(ctx, t.ID, spec) })
+			})
+		},
+	}
+	cmd.Flags().StringVar(&to, "to", "", "the server to move it to")
+	cmd.Flags().BoolVar(&offline, "offline", false, "copy with pg_dump/pg_restore, the tenant answering 503 meanwhile")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "JSON lines instead of a progress line")
 	return cmd
 }
 
@@ -204,6 +240,20 @@ func (p *progress) tick(op *controlplane.Operation) {
 	bytes, _ := op.Progress["bytes"].(float64)
 	elapsed := time.Since(p.start)
 	rate := bytes / max(elapsed.Seconds(), 1e-9)
+	if op.Kind == controlplane.OperationMove {
+		rows, _ := op.Progress["rows"].(float64)
+		if p.tty {
+			fmt.Fprintf(p.errw, "\r\033[Kmove %s: tables %v/%v, %.0f rows (%.0f/s), lag %s, %s", op.Phase, op.Progress["tables_synced"], op.Progress["tables"],
+				rows, rows/max(elapsed.Seconds(), 1e-9), humanBytes(asFloat(op.Progress["lag_bytes"])), elapsed.Round(time.Second))
+			return
+		}
+		line := map[string]any{"operation": op.ID, "state": op.State, "phase": op.Phase, "elapsed_s": elapsed.Seconds()}
+		for k, v := range op.Progress {
+			line[k] = v
+		}
+		writeJSONLine(p.out, line)
+		return
+	}
 	if p.tty {
 		fmt.Fprintf(p.errw, "\r\033[K%s %s: %s, %s/s, %s", op.Kind, op.Phase, humanBytes(bytes), humanBytes(rate), elapsed.Round(time.Second))
 		return
@@ -226,6 +276,8 @@ func (p *progress) done(ctx context.Context, app *App, op *controlplane.Operatio
 		writeJSONLine(p.out, map[string]any{"operation": op, "backup": b})
 	case op.Kind == controlplane.OperationBackup && b != nil && op.State == controlplane.OperationSucceeded:
 		fmt.Fprintf(p.out, "backup %d of %s: %s in %s, sha256 %s\n", b.ID, b.TenantSlug, humanBytes(float64(*b.SizeBytes)), time.Since(p.start).Round(time.Millisecond), b.SHA256)
+	case op.Kind == controlplane.OperationMove && op.State == controlplane.OperationSucceeded:
+		fmt.Fprintf(p.out, "moved to %v in %s; the source is kept on %v as %v\n", op.Progress["target"], time.Since(p.start).Round(time.Millisecond), op.Progress["source"], op.Progress["aside"])
 	case op.Kind == controlplane.OperationRestore && op.State == controlplane.OperationSucceeded:
 		fmt.Fprintf(p.out, "restored in %s; the data it replaced is kept as %v\n", time.Since(p.start).Round(time.Millisecond), op.Progress["previous"])
 	default:
@@ -235,6 +287,11 @@ func (p *progress) done(ctx context.Context, app *App, op *controlplane.Operatio
 		return fmt.Errorf("operation %d %s: %s", op.ID, op.State, op.Error)
 	}
 	return nil
+}
+
+func asFloat(v any) float64 {
+	f, _ := v.(float64)
+	return f
 }
 
 func humanBytes(n float64) string {

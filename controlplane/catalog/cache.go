@@ -22,6 +22,9 @@ type Cache struct {
 	// a late put of a deleted tenant (a write that committed before the
 	// delete but reached the cache after it) is recognised and dropped.
 	deleted map[int64]struct{}
+	// changed is closed, and replaced, at every change: a request held by
+	// an online move's cutover waits on it (Changed).
+	changed chan struct{}
 }
 
 // NewCache returns an empty cache.
@@ -31,7 +34,22 @@ func NewCache() *Cache {
 		byDomain: map[string]*controlplane.Tenant{},
 		bySlug:   map[string]*controlplane.Tenant{},
 		deleted:  map[int64]struct{}{},
+		changed:  make(chan struct{}),
 	}
+}
+
+// Changed returns a channel closed at the cache's next change. Take it
+// before reading what it guards, so that no change falls between the two.
+func (c *Cache) Changed() <-chan struct{} {
+	c.mu.RLock()
+	defer c.mu.RUnlock()
+	return c.changed
+}
+
+// signal wakes the waiters of Changed (under the write lock).
+func (c *Cache) signal() {
+	close(c.changed)
+	c.changed = make(chan struct{})
 }
 
 // ByDomain returns the tenant whose domain is host (already normalised).
@@ -84,6 +102,7 @@ func (c *Cache) put(t controlplane.Tenant) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.putLocked(&t)
+	c.signal()
 }
 
 func (c *Cache) putLocked(t *controlplane.Tenant) {
@@ -124,6 +143,7 @@ func (c *Cache) remove(id int64) {
 		delete(c.byID, id)
 	}
 	c.deleted[id] = struct{}{}
+	c.signal()
 }
 
 // load merges a full snapshot of the catalog: tenants missing from it are
@@ -144,4 +164,5 @@ func (c *Cache) load(ts []controlplane.Tenant) {
 			delete(c.byID, id)
 		}
 	}
+	c.signal()
 }

@@ -34,14 +34,14 @@ import (
 func tenantColumns(t string) string {
 	return strings.NewReplacer("t.", t+".").Replace(`t.id, t.name, t.slug, t.domain, t.status, t.timezone, t.max_extensions, t.settings::text,
 		t.isolation, t.db_name, t.provisioning, t.schema_version, t.last_error, t.schema_dirty, t.migrated_at, t.migration_error,
-		t.version, t.created_at, t.updated_at, t.server, t.deleted_at`)
+		t.version, t.created_at, t.updated_at, t.server, t.deleted_at, t.held_until`)
 }
 
 func scanTenant(row pgx.Row, extra ...any) (tenantRow, error) {
 	var r tenantRow
 	dest := []any{&r.ID, &r.Name, &r.Slug, &r.Domain, &r.Status, &r.Timezone, &r.MaxExtensions, &r.Settings, &r.Isolation,
 		&r.DBName, &r.Provisioning, &r.SchemaVersion, &r.LastError, &r.SchemaDirty, &r.MigratedAt, &r.MigrationErr,
-		&r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Server, &r.DeletedAt}
+		&r.Version, &r.CreatedAt, &r.UpdatedAt, &r.Server, &r.DeletedAt, &r.HeldUntil}
 	return r, row.Scan(append(dest, extra...)...)
 }
 

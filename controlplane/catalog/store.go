@@ -77,6 +77,7 @@ type tenantRow struct {
 	UpdatedAt     time.Time  `gorm:"column:updated_at"`
 	Server        string     `gorm:"column:server"`
 	DeletedAt     *time.Time `gorm:"column:deleted_at"`
+	HeldUntil     *time.Time `gorm:"column:held_until"`
 }
 
 func (tenantRow) TableName() string { return "tenants" }
@@ -104,6 +105,7 @@ func (r *tenantRow) tenant() controlplane.Tenant {
 		Server:         r.Server,
 		Version:        r.Version,
 		DeletedAt:      r.DeletedAt,
+		HeldUntil:      r.HeldUntil,
 	}
 }
 

@@ -22,6 +22,7 @@ type backupList struct {
 func (s *Server) operationRoutes(api *gin.RouterGroup) {
 	api.POST("/tenants/:id/backups", handle(s.startBackup))
 	api.POST("/tenants/:id/restore", handle(s.startRestore))
+	api.POST("/tenants/:id/move", handle(s.startMove))
 	api.GET("/tenants/:id/backups", handle(s.listBackups))
 	api.GET("/backups/:id", handle(s.getBackup))
 	api.GET("/backups/:id/download", handle(s.downloadBackup))
@@ -66,6 +67,25 @@ func (s *Server) startRestore(c *gin.Context) error {
 		return controlplane.FieldError("backup_id", "is required: a backup id of this tenant (GET /api/tenants/{id}/backups)")
 	}
 	op, err := s.Operations.StartRestore(c.Request.Context(), id, req.BackupID)
+	if err != nil {
+		return err
+	}
+	c.Header("Location", "/api/operations/"+itoa(op.ID))
+	c.JSON(http.StatusAccepted, op)
+	return nil
+}
+
+// startMove answers 202 with the move's operation (poll Location).
+func (s *Server) startMove(c *gin.Context) error {
+	id, err := pathID(c, "id")
+	if err != nil {
+		return err
+	}
+	var req controlplane.MoveSpec
+	if err := decodeJSON(c, &req); err != nil {
+		return err
+	}
+	op, err := s.Operations.StartMove(c.Request.Context(), id, req)
 	if err != nil {
 		return err
 	}
@@ -134,8 +154,10 @@ func (s *Server) listOperations(c *gin.Context) error {
 	}
 	f.TenantID = id
 	if v, ok := c.GetQuery("kind"); ok {
-		if v != string(controlplane.OperationBackup) && v != string(controlplane.OperationRestore) {
-			fields.Add("kind", "must be one of: backup, restore")
+		switch controlplane.OperationKind(v) {
+		case controlplane.OperationBackup, controlplane.OperationRestore, controlplane.OperationMove:
+		default:
+			fields.Add("kind", "must be one of: backup, restore, move")
 		}
 		f.Kind = controlplane.OperationKind(v)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/gin-gonic/gin"
 	"gorm.io/gorm"
@@ -15,6 +16,10 @@ import (
 type Directory interface {
 	ByDomain(host string) (*controlplane.Tenant, bool)
 	BySlug(slug string) (*controlplane.Tenant, bool)
+	ByID(id int64) (*controlplane.Tenant, bool)
+	// Changed is closed at the directory's next change (a held request
+	// waits on it).
+	Changed() <-chan struct{}
 }
 
 // DBRouter hands out a tenant's database handle (router.Router). The
@@ -159,6 +164,11 @@ func (s *Server) enterTenant(c *gin.Context) (release func(), err error) {
 	if err := s.authTenant(c, t); err != nil {
 		return nil, err
 	}
+	if t.HeldUntil != nil {
+		if t, err = s.waitHeld(c, t); err != nil {
+			return nil, err
+		}
+	}
 	switch {
 	case t.Status == controlplane.StatusSuspended:
 		return nil, controlplane.Errorf(controlplane.TenantSuspended, "tenant %s is suspended", t.Slug)
@@ -175,6 +185,36 @@ func (s *Server) enterTenant(c *gin.Context) (release func(), err error) {
 	}
 	c.Set(tenantDBKey, db)
 	return release, nil
+}
+
+// waitHeld waits while t's requests are held by an online move's
+// cutover (docs/OPERATIONS.md, "Moving a tenant"): until the move flips
+// the tenant to its new server or gives up (either clears the hold and
+// reaches this replica by the catalog's NOTIFY), or until the hold's own
+// deadline, after which the request goes on as if none had been set. It
+// returns the tenant as it is then.
+func (s *Server) waitHeld(c *gin.Context, t *controlplane.Tenant) (*controlplane.Tenant, error) {
+	for {
+		changed := s.Directory.Changed() // before the read: no change is missed
+		now, ok := s.Directory.ByID(t.ID)
+		if !ok {
+			return nil, controlplane.Errorf(controlplane.UnknownTenant, "tenant %s is gone", t.Slug)
+		}
+		t = now
+		if t.HeldUntil == nil || !time.Now().Before(*t.HeldUntil) {
+			c.Set(tenantKey, t)
+			return t, nil
+		}
+		timer := time.NewTimer(time.Until(*t.HeldUntil))
+		select {
+		case <-changed:
+		case <-timer.C:
+		case <-c.Request.Context().Done():
+			timer.Stop()
+			return nil, controlplane.Errorf(controlplane.Unavailable, "tenant %s is being moved; the request ended while it was held", t.Slug)
+		}
+		timer.Stop()
+	}
 }
 
 // operatorOrTenant serves one path that both APIs use with different

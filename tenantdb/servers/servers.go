@@ -61,7 +61,10 @@ type Opener func(ctx context.Context, name string) (*Conn, error)
 type Set struct {
 	// Log, if set, hears when a server stops or starts answering its
 	// health check.
-	Log  *slog.Logger
+	Log *slog.Logger
+	// Step, if set, is called at each named step of a move (tests kill
+	// the process there).
+	Step func(name string)
 	def  *Conn
 	open Opener
 	// retryAfter is how long a server that could not be opened is not
