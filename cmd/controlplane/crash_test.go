@@ -26,10 +26,13 @@ import (
 const (
 	crashEnv  = "CONTROLPLANE_TEST_CRASH_AT"
 	crashWhat = "CONTROLPLANE_TEST_CRASH_DOING"
-	// crashTenant is the tenant a "backup" or "restore" child works on,
-	// crashBackup the backup a "restore" child restores.
+	// crashTenant is the tenant a "backup", "restore" or "move" child
+	// works on, crashBackup the backup a "restore" child restores,
+	// crashMove the server and mode ("pg-c offline") a "move" child moves
+	// it to.
 	crashTenant = "CONTROLPLANE_TEST_CRASH_TENANT"
 	crashBackup = "CONTROLPLANE_TEST_CRASH_BACKUP"
+	crashMove   = "CONTROLPLANE_TEST_CRASH_MOVE"
 )
 
 func TestMain(m *testing.M) {
@@ -69,6 +72,15 @@ func crashChild(step, doing string) int {
 	}
 	app.Provisioner.Step, app.Tenants.Step, app.Operations.Step = kill, kill, kill
 	switch doing {
+	case "move":
+		var id int64
+		var spec controlplane.MoveSpec
+		_, _ = fmt.Sscan(os.Getenv(crashTenant), &id)
+		_, _ = fmt.Sscan(os.Getenv(crashMove), &spec.Server, &spec.Mode)
+		app.TenantServers.Step = kill
+		if _, err = app.Operations.StartMove(ctx, id, spec); err == nil {
+			time.Sleep(time.Minute) // the move runs into the kill
+		}
 	case "backup", "restore":
 		var id, backup int64
 		_, _ = fmt.Sscan(os.Getenv(crashTenant), &id)

@@ -263,3 +263,286 @@ func countRows(t *testing.T, url string, tn map[string]any, table string) int {
 	require.NoError(t, db.QueryRow(q).Scan(&n))
 	return n
 }
+
+// leftovers requires that nothing of a move's replication is left on the
+// three servers, and returns the tenant's databases (or schemas) on each.
+func (ts *threeServers) leftovers(tn map[string]any) map[string][]string {
+	ts.t.Helper()
+	kind := "databases"
+	if tn["isolation"] == "schema" {
+		kind = "schemas"
+	}
+	out := map[string][]string{}
+	for _, name := range []string{"pg-b", "pg-c"} {
+		objs := serverObjects(ts.t, ts.clusters[name].URL, tn)
+		require.Empty(ts.t, objs["slots"], "replication slots on %s", name)
+		require.Empty(ts.t, objs["subscriptions"], "subscriptions on %s", name)
+		out[name] = objs[kind]
+		db := pgtest.Open(ts.t, pgtest.WithDatabase(ts.t, ts.clusters[name].URL, "postgres"))
+		var pubs int
+		for _, d := range objs["databases"] {
+			if d == tn["db_name"] {
+				tdb := pgtest.Open(ts.t, pgtest.WithDatabase(ts.t, ts.clusters[name].URL, d))
+				require.NoError(ts.t, tdb.QueryRow(`SELECT count(*) FROM pg_publication`).Scan(&pubs))
+				tdb.Close()
+			}
+		}
+		if tn["isolation"] == "schema" {
+			sdb := pgtest.Open(ts.t, ts.clusters[name].URL)
+			require.NoError(ts.t, sdb.QueryRow(`SELECT count(*) FROM pg_publication`).Scan(&pubs))
+			sdb.Close()
+		}
+		db.Close()
+		require.Zero(ts.t, pubs, "publications on %s", name)
+	}
+	return out
+}
+
+// A move killed (SIGKILL) at each of its steps: the restart's reconcile
+// undoes it when the catalog had not flipped, and finishes it when it had;
+// either way the tenant is served, whole, from exactly one server, nothing
+// of the replication is left, and the operation says what happened.
+func TestMoveKilledAtEachStep(t *testing.T) {
+	t.Parallel()
+	cases := []struct {
+		iso   controlplane.Isolation
+		mode  string
+		step  string
+		moved bool
+	}{
+		{controlplane.IsolationDatabase, "online", "move:target", false},
+		{controlplane.IsolationDatabase, "online", "move:published", false},
+		{controlplane.IsolationDatabase, "online", "move:subscribed", false},
+		{controlplane.IsolationDatabase, "online", "move:held", false},
+		{controlplane.IsolationDatabase, "online", "move:fenced", false},
+		{controlplane.IsolationDatabase, "online", "move:caught-up", false},
+		{controlplane.IsolationDatabase, "online", "move:flipped", true},
+		{controlplane.IsolationDatabase, "online", "move:closed", true},
+		{controlplane.IsolationSchema, "online", "move:subscribed", false},
+		{controlplane.IsolationSchema, "online", "move:caught-up", false},
+		{controlplane.IsolationSchema, "online", "move:flipped", true},
+		{controlplane.IsolationDatabase, "offline", "move:offline", false},
+		{controlplane.IsolationDatabase, "offline", "move:dumped", false},
+		{controlplane.IsolationDatabase, "offline", "move:restored", false},
+		{controlplane.IsolationDatabase, "offline", "move:flipped", true},
+		{controlplane.IsolationSchema, "offline", "move:restored", false},
+		{controlplane.IsolationSchema, "offline", "move:flipped", true},
+	}
+	for _, c := range cases {
+		t.Run(string(c.iso)+"/"+c.mode+"/"+c.step, func(t *testing.T) {
+			t.Parallel()
+			ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "LOG_LEVEL=error")
+			tn := ts.create(placed(1, string(c.iso), "pg-b"))
+			host := tn["domain"].(string)
+			ts.addExtensions(host, "1001", "1002")
+
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			env := []string{"DATABASE_URL=" + ts.db.URL, "TENANT_DB_PREFIX=" + ts.db.Prefix, "TENANT_SPARE_DATABASES=0", "LOG_LEVEL=error",
+				"BACKUP_DIR=" + ts.cfg.BackupDir, crashTenant + "=" + fmt.Sprint(tn["id"]), crashMove + "=pg-c " + c.mode}
+			killedChild(t, ctx, env, c.step, "move")
+
+			b := start(t, ts.db, env[:5])
+			n, err := b.app.Operations.Recover(ctx)
+			require.NoError(t, err)
+			require.Equal(t, 1, n)
+			_, ops := b.do("GET", fmt.Sprintf("/api/operations?tenant=%v&kind=move", tn["id"]), nil)
+			op := ops["data"].([]any)[0].(map[string]any)
+			_, got := b.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+			require.Equal(t, "ready", got["provisioning"], "%v", got)
+			require.Nil(t, got["held_until"])
+			left := ts.leftovers(tn)
+			name := tn["db_name"].(string)
+			aside := fmt.Sprintf("%s_m%v", name, op["id"])
+			if c.moved {
+				require.Equal(t, "succeeded", op["state"], "%v", op)
+				require.Equal(t, "pg-c", got["server"])
+				require.Equal(t, []string{aside}, left["pg-b"])
+				require.Equal(t, []string{name}, left["pg-c"])
+			} else {
+				require.Equal(t, "failed", op["state"], "%v", op)
+				require.Contains(t, op["error"], "undone")
+				require.Equal(t, "pg-b", got["server"])
+				require.Equal(t, []string{name}, left["pg-b"])
+				require.Empty(t, left["pg-c"])
+			}
+			require.Equal(t, []string{"1001", "1002"}, b.extensionNumbers(host))
+			b.addExtensions(host, "1003")
+			if c.iso == controlplane.IsolationDatabase && !c.moved {
+				require.Error(t, b.tenantLoginOn(ts.clusters["pg-c"].URL, tn), "no role of the tenant is left on the target")
+			}
+		})
+	}
+}
+
+// An online move refuses, naming them, what logical replication would not
+// carry: objects a tenant made in its own database with its role's
+// credentials (a table, a function, a trigger that fires even for
+// replicated rows, a policy). The tenant stays where it was, served, and
+// nothing of the attempt is left on either server. Offline, the same
+// tenant moves whole, its objects with it, and its code runs as the tenant
+// only: the planted trigger records who fired it.
+func TestMoveOfATenantWithItsOwnObjects(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10})
+	tn := ts.create(placed(1, "database", "pg-b"))
+	host := tn["domain"].(string)
+	role := tn["db_name"].(string)
+	ctx := context.Background()
+	cfg, err := pgx.ParseConfig(pgtest.WithDatabase(t, ts.clusters["pg-b"].URL, role))
+	require.NoError(t, err)
+	cfg.User, cfg.Password = role, ts.app.RoleSecret.Password(role)
+	c, err := pgx.ConnectConfig(ctx, cfg)
+	require.NoError(t, err)
+	_, err = c.Exec(ctx, `
+		CREATE TABLE public.mine (who text, at timestamptz DEFAULT now());
+		CREATE FUNCTION public.snoop() RETURNS trigger LANGUAGE plpgsql AS $$
+		BEGIN
+			INSERT INTO public.mine (who) VALUES (current_user);
+			RETURN NEW;
+		END $$;
+		CREATE TRIGGER snoop BEFORE INSERT ON public.extensions FOR EACH ROW EXECUTE FUNCTION public.snoop();
+		ALTER TABLE public.extensions ENABLE ALWAYS TRIGGER snoop;
+		CREATE POLICY peek ON public.extensions USING (true)`)
+	require.NoError(t, err)
+	require.NoError(t, c.Close(ctx))
+	ts.addExtensions(host, "1001")
+
+	op := ts.waitOperation(ts.startMove(tn["id"], map[string]any{"server": "pg-c"})["id"])
+	require.Equal(t, "failed", op["state"], "%v", op)
+	for _, name := range []string{"relation public.mine", "function public.snoop()", "trigger public.extensions.snoop", "policy public.extensions.peek", `"mode": "offline"`} {
+		require.Contains(t, op["error"], name)
+	}
+	_, got := ts.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+	require.Equal(t, "pg-b", got["server"])
+	left := ts.leftovers(tn)
+	require.Equal(t, []string{role}, left["pg-b"])
+	require.Empty(t, left["pg-c"])
+	require.Error(t, ts.tenantLoginOn(ts.clusters["pg-c"].URL, tn), "no role of the tenant is left on the target")
+	require.Equal(t, []string{"1001"}, ts.extensionNumbers(host))
+
+	// Offline: 503 with Retry-After while it copies, then everything on
+	// pg-c, the planted trigger having run as the tenant only.
+	var during []int
+	ts.app.TenantServers.Step = func(step string) {
+		if step == "move:dumped" {
+			// On the move's goroutine: no require here.
+			req, _ := http.NewRequest("GET", ts.srv.URL+"/api/extensions", nil)
+			req.Host = host
+			if resp, err := http.DefaultClient.Do(req); assert.NoError(t, err) {
+				during = append(during, resp.StatusCode)
+				assert.NotEmpty(t, resp.Header.Get("Retry-After"))
+				resp.Body.Close()
+			}
+		}
+	}
+	op = ts.waitOperation(ts.startMove(tn["id"], map[string]any{"server": "pg-c", "mode": "offline"})["id"])
+	require.Equal(t, "succeeded", op["state"], "%v", op)
+	require.Equal(t, []int{http.StatusServiceUnavailable}, during)
+	_, got = ts.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+	require.Equal(t, "pg-c", got["server"])
+	ts.addExtensions(host, "1002")
+	require.Equal(t, []string{"1001", "1002"}, ts.extensionNumbers(host))
+	db := pgtest.Open(t, pgtest.WithDatabase(t, ts.clusters["pg-c"].URL, role))
+	defer db.Close()
+	rows, err := db.Query(`SELECT DISTINCT who FROM public.mine`)
+	require.NoError(t, err)
+	var who []string
+	for rows.Next() {
+		var w string
+		require.NoError(t, rows.Scan(&w))
+		who = append(who, w)
+	}
+	require.Equal(t, []string{role}, who, "the tenant's trigger ran as the tenant, and only as the tenant")
+	var owner string
+	require.NoError(t, db.QueryRow(`SELECT tableowner FROM pg_tables WHERE tablename = 'mine'`).Scan(&owner))
+	require.Equal(t, role, owner)
+}
+
+// Bad moves are refused before anything starts, naming the field: an
+// unknown server, the server the tenant is on, a mode that does not exist,
+// a server whose role may not subscribe (online) — and one operation per
+// tenant at a time. A cancelled move is undone.
+func TestMoveRefusalsAndCancel(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "SERVER_SECRET_KEY="+serverKey)
+	tn := ts.create(placed(1, "database", "pg-b"))
+	path := fmt.Sprintf("/api/tenants/%v/move", tn["id"])
+	for _, c := range []struct {
+		body  map[string]any
+		code  int
+		field string
+	}{
+		{map[string]any{"server": "pg-z"}, http.StatusUnprocessableEntity, "server"},
+		{map[string]any{"server": "pg-b"}, http.StatusUnprocessableEntity, "server"},
+		{map[string]any{}, http.StatusUnprocessableEntity, "server"},
+		{map[string]any{"server": "pg-c", "mode": "teleport"}, http.StatusUnprocessableEntity, "mode"},
+	} {
+		status, got := ts.do("POST", path, c.body)
+		require.Equal(t, c.code, status, "%v: %v", c.body, got)
+		require.Contains(t, fmt.Sprint(got), c.field, "%v", got)
+	}
+	status, got := ts.do("POST", "/api/tenants/999/move", map[string]any{"server": "pg-c"})
+	require.Equal(t, http.StatusNotFound, status, "%v", got)
+
+	// A server registered with a role that is not a superuser: an online
+	// move there is refused (PostgreSQL 15 lets only a superuser create a
+	// subscription), naming the privilege.
+	admin := pgtest.Open(t, ts.clusters["pg-c"].URL)
+	_, err := admin.Exec(`CREATE ROLE plain LOGIN CREATEDB CREATEROLE PASSWORD 'plain-pw'`)
+	require.NoError(t, err)
+	admin.Close()
+	plain := fmt.Sprintf("postgres://plain:plain-pw@127.0.0.1:%d/controlplane?sslmode=disable", ts.clusters["pg-c"].Port)
+	status, got = ts.do("POST", "/api/servers", map[string]any{"name": "pg-d", "url": plain, "capacity": 10})
+	require.Equal(t, http.StatusCreated, status, "%v", got)
+	status, got = ts.do("POST", path, map[string]any{"server": "pg-d"})
+	require.Equal(t, http.StatusConflict, status, "%v", got)
+	require.Contains(t, errMessage(got), "SUPERUSER")
+	require.Contains(t, errMessage(got), `"mode": "offline"`)
+
+	// One operation at a time; a cancel undoes the move.
+	ts.app.TenantServers.Step = func(step string) {
+		if step == "move:subscribed" {
+			// On the move's goroutine: assert, not require.
+			status, _ := hitTenant(ts.srv.URL, "", "POST", path, map[string]any{"server": "pg-c"})
+			assert.Equal(t, http.StatusConflict, status)
+		}
+	}
+	op := ts.startMove(tn["id"], map[string]any{"server": "pg-c"})
+	status, got = ts.do("POST", fmt.Sprintf("/api/operations/%v/cancel", op["id"]), nil)
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	op = ts.waitOperation(op["id"])
+	require.Equal(t, "cancelled", op["state"], "%v", op)
+	_, got = ts.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+	require.Equal(t, "pg-b", got["server"])
+	left := ts.leftovers(tn)
+	require.Empty(t, left["pg-c"])
+}
+
+// A tenant moved away and purged leaves nothing on either server: the
+// purge drops the copy its move kept on the server it left. Without a
+// purge, the reconcile drops that copy once MOVE_SOURCE_GRACE has passed.
+func TestMovedTenantPurgeAndSourceGrace(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "MOVE_SOURCE_GRACE=0s")
+	a := ts.create(placed(1, "database", "pg-b"))
+	b := ts.create(placed(2, "schema", "pg-b"))
+	for _, tn := range []map[string]any{a, b} {
+		op := ts.waitOperation(ts.startMove(tn["id"], map[string]any{"server": "pg-c"})["id"])
+		require.Equal(t, "succeeded", op["state"], "%v", op)
+	}
+	ts.setStatus(a["id"], "suspended")
+	status, got := ts.do("DELETE", fmt.Sprintf("/api/tenants/%v?purge=now", a["id"]), nil)
+	require.Equal(t, http.StatusNoContent, status, "%v", got)
+	left := ts.leftovers(a)
+	require.Empty(t, left["pg-b"], "the purge dropped the copy the move kept")
+	require.Empty(t, left["pg-c"])
+	require.Error(t, ts.tenantLoginOn(ts.clusters["pg-b"].URL, a))
+
+	n, err := ts.app.Operations.DropAsides(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	left = ts.leftovers(b)
+	require.Empty(t, left["pg-b"], "the grace passed: the reconcile dropped the copy")
+	require.Equal(t, []string{b["db_name"].(string)}, left["pg-c"])
+}
