@@ -546,3 +546,38 @@ func TestMovedTenantPurgeAndSourceGrace(t *testing.T) {
 	require.Empty(t, left["pg-b"], "the grace passed: the reconcile dropped the copy")
 	require.Equal(t, []string{b["db_name"].(string)}, left["pg-c"])
 }
+
+// controlplane servers drain NAME --move empties a server: every tenant
+// moved (online) to where placement puts it, served there, one line each;
+// the server can be removed once the copies the moves kept there are
+// dropped (MOVE_SOURCE_GRACE), not before.
+func TestDrainMoveEmptiesAServer(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "MOVE_SOURCE_GRACE=0s")
+	var tenants []map[string]any
+	for i, iso := range []string{"database", "schema", "database"} {
+		tn := ts.create(placed(i+1, iso, "pg-b"))
+		ts.addExtensions(tn["domain"].(string), "1001")
+		tenants = append(tenants, tn)
+	}
+	out, err := ts.cli("servers", "drain", "pg-b", "--move", "--concurrency", "2")
+	require.NoError(t, err, out)
+	for _, tn := range tenants {
+		require.Contains(t, out, fmt.Sprintf("%s (tenant %v): moved to ", tn["slug"], tn["id"]))
+		_, got := ts.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+		require.NotEqual(t, "pg-b", got["server"])
+		require.Equal(t, []string{"1001"}, ts.extensionNumbers(tn["domain"].(string)))
+	}
+	_, srv := ts.do("GET", "/api/servers/pg-b", nil)
+	require.Equal(t, "draining", srv["status"])
+	status, got := ts.do("POST", "/api/tenants", placed(9, "database", ""))
+	require.Equal(t, http.StatusCreated, status, "%v", got)
+	require.NotEqual(t, "pg-b", got["server"], "a draining server takes no new tenant")
+	_, err = ts.cli("servers", "remove", "pg-b")
+	require.ErrorContains(t, err, "keeps 3 tenant copies that moves left there")
+	n, err := ts.app.Operations.DropAsides(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, 3, n)
+	out, err = ts.cli("servers", "remove", "pg-b")
+	require.NoError(t, err, out)
+}

@@ -149,8 +149,55 @@ Refused while a tenant or a spare database is on it, and for "default".`,
 		},
 	}
 
+	drain := setStatus("drain", "Take no new tenants on a server (status draining); with --move, move its tenants off it", controlplane.ServerDraining)
+	var move, offline bool
+	var concurrency int
+	drainStatus := drain.RunE
+	drain.Long = `Set a server draining: placement puts no new tenant there; its tenants stay
+and are served. With --move, then move every tenant off it, --concurrency at a
+time (default 2), each to the server placement chooses (online moves, or
+--offline), waiting for each; one line per tenant (JSON with --json). Deleted
+tenants are not moved. Exit status 1 if any move failed (those tenants stay
+where they were; run it again).`
+	drain.Example = `  controlplane servers drain pg-b
+  controlplane servers drain pg-b --move --concurrency 4`
+	drain.RunE = func(cmd *cobra.Command, args []string) error {
+		if err := drainStatus(cmd, args); err != nil || !move {
+			return err
+		}
+		mode := controlplane.MoveOnline
+		if offline {
+			mode = controlplane.MoveOffline
+		}
+		return withCore(cmd, func(app *App) error {
+			ctx := controlplane.WithActor(cmd.Context(), cliActor())
+			tenants, _, err := app.Store.ListTenants(ctx, controlplane.TenantFilter{Server: args[0], Limit: 1 << 30})
+			if err != nil {
+				return err
+			}
+			wait := app.Operations.Start(ctx)
+			defer wait()
+			failed := app.Operations.Drain(ctx, tenants, app.Tenants.Placement, mode, concurrency, func(r controlplane.DrainResult) {
+				switch {
+				case asJSON:
+					_ = writeJSON(cmd.OutOrStdout(), r)
+				case r.Error != "":
+					fmt.Fprintf(cmd.OutOrStdout(), "%s (tenant %d): not moved: %s\n", r.Slug, r.TenantID, r.Error)
+				default:
+					fmt.Fprintf(cmd.OutOrStdout(), "%s (tenant %d): moved to %s\n", r.Slug, r.TenantID, r.Target)
+				}
+			})
+			if failed > 0 {
+				return fmt.Errorf("%d of %d tenants were not moved off %s", failed, len(tenants), args[0])
+			}
+			return nil
+		})
+	}
+	drain.Flags().BoolVar(&move, "move", false, "then move every tenant off the server")
+	drain.Flags().BoolVar(&offline, "offline", false, "with --move: offline moves (pg_dump/pg_restore, each tenant answering 503 meanwhile)")
+	drain.Flags().IntVar(&concurrency, "concurrency", 2, "with --move: moves at once")
 	cmd.AddCommand(add, list, show,
-		setStatus("drain", "Take no new tenants on a server (status draining)", controlplane.ServerDraining),
+		drain,
 		setStatus("activate", "Take new tenants on a server again (status active)", controlplane.ServerActive),
 		setStatus("disable", "Take no new tenants and stop counting a server's capacity (status disabled)", controlplane.ServerDisabled),
 		remove)

@@ -228,15 +228,24 @@ func (s *Store) DeleteServer(ctx context.Context, name string) error {
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).Where("name = ?", name).Take(&row).Error; err != nil {
 			return translateServer(err, name)
 		}
-		var used struct{ Tenants, Spares int }
+		var used struct{ Tenants, Spares, Kept int }
+		// Kept: the sources moves left there (a tenant's data, closed,
+		// until MOVE_SOURCE_GRACE passes), and moves running from or to it.
 		err := tx.Raw(`SELECT (SELECT count(*) FROM tenants WHERE server = ?) AS tenants,
-			(SELECT count(*) FROM tenant_spares WHERE server = ?) AS spares`, name, name).Scan(&used).Error
+			(SELECT count(*) FROM tenant_spares WHERE server = ?) AS spares,
+			(SELECT count(*) FROM operations WHERE kind = 'move' AND (
+				(state = 'succeeded' AND progress->>'source' = ? AND progress->>'aside' IS NOT NULL AND (progress->>'dropped') IS DISTINCT FROM 'true')
+				OR (state = 'running' AND ? IN (progress->>'source', progress->>'target')))) AS kept`, name, name, name, name).Scan(&used).Error
 		if err != nil {
 			return translateServer(err, name)
 		}
 		if used.Tenants > 0 || used.Spares > 0 {
 			return controlplane.Errorf(controlplane.Conflict,
 				"server %s still holds %d tenants and %d spare databases: delete or move them first (lower TENANT_SPARE_DATABASES to drop spares)", name, used.Tenants, used.Spares)
+		}
+		if used.Kept > 0 {
+			return controlplane.Errorf(controlplane.Conflict,
+				"server %s still keeps %d tenant copies that moves left there (or has a move running): the reconciler drops each MOVE_SOURCE_GRACE after its move; remove the server after that", name, used.Kept)
 		}
 		before := row.server()
 		if err := tx.Where("name = ?", name).Delete(&serverRow{}).Error; err != nil {
