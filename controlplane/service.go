@@ -130,6 +130,9 @@ type Tenants struct {
 	// first, the caller holding the tenant's lock (Operations.BackupLocked).
 	DeleteGrace time.Duration
 	FinalBackup func(ctx context.Context, t *Tenant) error
+	// Copies, if set, makes new tenants from backups (a create with
+	// from_backup: Operations).
+	Copies BackupCopier
 	// PurgeElsewhere, if set, drops what a purged tenant left on servers
 	// other than its own (the sources its moves kept:
 	// Operations.DropMoveAsides).
@@ -159,6 +162,16 @@ func (s *Tenants) Create(ctx context.Context, spec TenantSpec) (*Tenant, *NewAPI
 // says whether the row, and idem with it, were written: an error with
 // inserted came after, from provisioning.
 func (s *Tenants) create(ctx context.Context, spec TenantSpec, idem *IdempotencyRecord) (_ *Tenant, _ *NewAPIKey, inserted bool, _ error) {
+	if spec.FromBackup != nil {
+		if s.Copies == nil {
+			return nil, nil, false, FieldError("from_backup", "is not available in this process")
+		}
+		iso, err := s.Copies.CheckCopy(ctx, *spec.FromBackup, spec.Isolation)
+		if err != nil {
+			return nil, nil, false, err
+		}
+		spec.Isolation = iso
+	}
 	spec.Normalize(s.DefaultIsolation)
 	if err := spec.Validate(); err != nil {
 		return nil, nil, false, err
@@ -190,6 +203,11 @@ func (s *Tenants) create(ctx context.Context, spec TenantSpec, idem *Idempotency
 	}
 	if !claimed || err != nil {
 		version, err = s.Provisioner.Provision(ctx, t)
+	}
+	if err == nil && spec.FromBackup != nil {
+		// Restored before the tenant is first served, under its lock; a
+		// failure fails the create like a failed provisioning.
+		version, err = s.Copies.CopyLocked(context.WithoutCancel(ctx), t, *spec.FromBackup)
 	}
 	if err != nil {
 		return nil, nil, true, s.provisionFailed(ctx, t, err)
@@ -309,6 +327,9 @@ func (s *Tenants) update(ctx context.Context, id int64, change func(TenantSpec) 
 		}
 		if spec.Server != "" && spec.Server != t.Server {
 			return FieldError("server", "cannot be changed by an update (it is "+t.Server+"); a tenant changes server by a move")
+		}
+		if spec.FromBackup != nil {
+			return FieldError("from_backup", "is for a create only; an existing tenant is restored by POST /api/tenants/{id}/restore")
 		}
 		t.apply(spec)
 		return nil

@@ -121,6 +121,10 @@ type TenantSpec struct {
 	// Server, on create, names the tenant server to place the tenant on
 	// (else placement chooses); on update it must equal the tenant's.
 	Server string `json:"server,omitempty" validate:"omitempty,max=63,slug"`
+	// FromBackup, on create only, makes the tenant a copy of a backup's
+	// data (any tenant's: a copy for support or staging), restored before
+	// it is first served.
+	FromBackup *int64 `json:"from_backup,omitempty" validate:"omitempty,min=1"`
 }
 
 // Defaults for fields a create or a replace leaves out.

@@ -174,6 +174,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		DeleteGrace:      cfg.TenantDeleteGrace,
 		FinalBackup:      app.Operations.BackupLocked,
 		PurgeElsewhere:   app.Operations.DropMoveAsides,
+		Copies:           app.Operations,
 		Log:              log,
 	}
 	// With 0 wanted, creates claim none and the reconciler drops any left.
