@@ -60,7 +60,7 @@ func (o *Operations) CopyLocked(ctx context.Context, t *Tenant, id int64) (uint,
 		return 0, err
 	}
 	version := b.SchemaVersion
-	previous, err := o.Restorer.Restore(ctx, t, filepath.Join(o.BackupDir, b.Path), op.ID)
+	previous, err := o.Restorer.Restore(ctx, t, filepath.Join(o.BackupDir, b.Path), op.ID, RestoreOptions{Version: b.SchemaVersion})
 	if err == nil {
 		err = o.Restorer.DropAside(ctx, t, previous)
 	}

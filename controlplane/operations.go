@@ -150,10 +150,22 @@ type Dumper interface {
 // archive, in place, and finishes or undoes an interrupted restore
 // (tenantdb.Provisioner, through the tenant's server).
 type Restorer interface {
-	Restore(ctx context.Context, t *Tenant, file string, op int64) (previous string, err error)
+	Restore(ctx context.Context, t *Tenant, file string, op int64, opts RestoreOptions) (previous string, err error)
 	RecoverRestore(ctx context.Context, t *Tenant, op int64) (restored bool, err error)
 	// DropAside drops the previous database or schema a restore kept.
 	DropAside(ctx context.Context, t *Tenant, name string) error
+}
+
+// RestoreOptions say how a restore checks and swaps in what it restored.
+type RestoreOptions struct {
+	// Version is the backup's schema version: a restored database is
+	// checked to be at it, clean, before it is swapped in.
+	Version uint
+	// Hold, if set, holds the tenant's requests (its Hold and Release)
+	// around the swap, which must fit in Timeout: the restore of a tenant
+	// being served (database mode).
+	Hold    *MoveHooks
+	Timeout time.Duration
 }
 
 // OperationLocks are the tenant lifecycle locks operations run under, and
@@ -294,12 +306,16 @@ func (o *Operations) background(unlock func(), fn func(base context.Context)) {
 }
 
 // StartRestore starts replacing tenant id's data with backup backupID's,
-// in place, and returns its operation at once. The tenant must be
-// suspended (it is not served meanwhile: an offline restore) and ready;
+// in place, and returns its operation at once. The tenant must be ready;
 // the backup ready and the tenant's own (a backup of another tenant is
 // refused: that would hand one customer's data to another), of the same
-// isolation, at a version this binary knows. The previous database or
-// schema is kept, closed, under the name the operation's progress names.
+// isolation, at a version this binary knows. A database-mode tenant with
+// a backup at the binary's latest version may be served meanwhile (an
+// online restore: restored beside it, then swapped in with its requests
+// held, as a move's cutover); otherwise it must be suspended (it is not
+// served meanwhile: schema mode restores in place, an older backup is
+// migrated after the swap). The previous database or schema is kept,
+// closed, under the name the operation's progress names.
 func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Operation, error) {
 	latest := o.Latest
 	t, err := o.Locks.Tenant(ctx, id)
@@ -322,8 +338,12 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Ope
 		return nil, FieldError("backup_id", "is of a "+string(b.Isolation)+"-mode tenant; this tenant is in "+string(t.Isolation)+" mode")
 	case b.SchemaVersion > latest:
 		return nil, FieldError("backup_id", fmt.Sprintf("is at schema version %d, newer than this binary knows (%d)", b.SchemaVersion, latest))
-	case t.Status != StatusSuspended:
-		return nil, Errorf(Conflict, `tenant %d is %s: suspend it first (PATCH {"status": "suspended"}); a restore replaces its data and it is not served meanwhile`, id, t.Status)
+	case t.Status != StatusSuspended && !online(t, b, latest):
+		why := "a schema-mode tenant's schema is restored in place"
+		if t.Isolation == IsolationDatabase {
+			why = fmt.Sprintf("the backup is at schema version %d and is migrated to %d after the swap", b.SchemaVersion, latest)
+		}
+		return nil, Errorf(Conflict, `tenant %d is %s: suspend it first (PATCH {"status": "suspended"}): %s, and the tenant is not served meanwhile`, id, t.Status, why)
 	case t.Provisioning != ProvisionReady:
 		return nil, Errorf(Conflict, "tenant %d is %s: only a ready tenant can be restored", id, t.Provisioning)
 	}
@@ -331,7 +351,7 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Ope
 	if err != nil {
 		return nil, err
 	}
-	if t, err = o.Locks.Tenant(ctx, id); err != nil || t.Status != StatusSuspended {
+	if t, err = o.Locks.Tenant(ctx, id); err != nil || (t.Status != StatusSuspended && !online(t, b, latest)) {
 		unlock()
 		return nil, errors.Join(err, Errorf(Conflict, "tenant %d was resumed meanwhile", id))
 	}
@@ -344,11 +364,30 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Ope
 	return op, nil
 }
 
+// online says whether backup b can replace t's data while t is served.
+func online(t *Tenant, b *Backup, latest uint) bool {
+	return t.Isolation == IsolationDatabase && b.SchemaVersion == latest
+}
+
 // runRestore restores, migrates the tenant up to latest, and records it.
 func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, t *Tenant, latest uint) {
 	ctx := base
 	progress := map[string]any{"backup_id": b.ID}
-	previous, err := o.Restorer.Restore(ctx, t, filepath.Join(o.BackupDir, b.Path), op.ID)
+	opts := RestoreOptions{Version: b.SchemaVersion, Timeout: o.CutoverTimeout}
+	if t.Status != StatusSuspended && o.Moves != nil {
+		opts.Hold = &MoveHooks{
+			Hold: func(ctx context.Context, until time.Time) error {
+				_, err := o.Moves.HoldTenant(ctx, t.ID, &until)
+				return err
+			},
+			Release: func(ctx context.Context) error {
+				_, err := o.Moves.HoldTenant(ctx, t.ID, nil)
+				return err
+			},
+		}
+		progress["online"] = true
+	}
+	previous, err := o.Restorer.Restore(ctx, t, filepath.Join(o.BackupDir, b.Path), op.ID, opts)
 	if err == nil {
 		progress["previous"] = previous
 		o.step("restore:swapped")

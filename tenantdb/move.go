@@ -59,9 +59,14 @@ type Move struct {
 	Step func(name string)
 }
 
-// moveName names what a move makes for its replication: the publication,
-// the subscription and its slot.
-func moveName(op int64) string { return "laracopilot_move_" + strconv.FormatInt(op, 10) }
+// moveName names what move op of t makes for its replication: the
+// publication, the subscription and its slot. Slot names are the
+// server's, not a database's: the tenant's name keeps two catalogs'
+// moves on one server apart (it is lower-case letters, digits and
+// underscores, as slot names must be: TENANT_DB_PREFIX and an id).
+func moveName(t *controlplane.Tenant, op int64) string {
+	return t.DBName + "_move_" + strconv.FormatInt(op, 10)
+}
 
 // moveMark marks what move op makes on the target until the flip, and the
 // source it sets aside after.
@@ -221,7 +226,7 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 		return nil, err
 	}
 	tables := publishedTables(want)
-	name := moveName(m.Op)
+	name := moveName(t, m.Op)
 	if _, err := src.ExecContext(ctx, `CREATE PUBLICATION `+quote(name)+` FOR TABLE `+strings.Join(tables, ", ")); err != nil && !isDuplicateObject(err) {
 		return nil, fmt.Errorf("publication on the source: %w", err)
 	}
@@ -268,7 +273,7 @@ func (m *Move) progress(phase string, counters map[string]any) bool {
 // copy waits for the subscription's initial copy and for the stream to
 // come close to the source, recording tables synced, rows and lag.
 func (m *Move) copy(ctx context.Context, src, dst *sql.DB, tables int) error {
-	name := moveName(m.Op)
+	name := moveName(m.Tenant, m.Op)
 	last := time.Time{}
 	for {
 		var synced int
@@ -376,7 +381,7 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 	}
 	for {
 		var caught bool
-		err := src.QueryRowContext(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, moveName(m.Op), lsn).Scan(&caught)
+		err := src.QueryRowContext(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, moveName(t, m.Op), lsn).Scan(&caught)
 		if err != nil {
 			return nil, fmt.Errorf("read the move's slot: %w", err)
 		}
@@ -394,7 +399,7 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 	if time.Now().After(deadline) {
 		return nil, errCutover
 	}
-	if err := dropSubscription(ctx, dst, m.Op); err != nil {
+	if err := dropSubscription(ctx, dst, m.Tenant, m.Op); err != nil {
 		return nil, err
 	}
 	m.step("move:caught-up")
@@ -570,7 +575,7 @@ func (m *Move) finish(ctx context.Context, fence *sql.Conn) (string, error) {
 		if _, err := m.Source.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> $2`, t.DBName, pid); err != nil {
 			return "", err
 		}
-		if _, err := fence.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(m.Op))+`; COMMIT`); err != nil {
+		if _, err := fence.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(t, m.Op))+`; COMMIT`); err != nil {
 			return "", err
 		}
 		_ = fence.Close()
@@ -579,7 +584,7 @@ func (m *Move) finish(ctx context.Context, fence *sql.Conn) (string, error) {
 	default:
 		// The rename commits with the fence: a write waiting on it looks
 		// its table up again and finds none.
-		_, err := fence.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(m.Op))+`;
+		_, err := fence.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(t, m.Op))+`;
 			ALTER SCHEMA `+quote(t.DBName)+` RENAME TO `+quote(aside)+`;
 			COMMENT ON SCHEMA `+quote(aside)+` IS `+literal(mark)+`;
 			COMMIT`)
@@ -788,10 +793,10 @@ func (p *Provisioner) conninfo(database string) string {
 // dropSubscription drops move op's subscription on dst, and its slot on
 // the source with it; a source out of reach leaves the slot (UndoMove
 // drops it from the source's side).
-func dropSubscription(ctx context.Context, dst *sql.DB, op int64) error {
-	name := quote(moveName(op))
+func dropSubscription(ctx context.Context, dst *sql.DB, t *controlplane.Tenant, op int64) error {
+	name := quote(moveName(t, op))
 	var exists bool
-	if err := dst.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1 AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()))`, moveName(op)).Scan(&exists); err != nil || !exists {
+	if err := dst.QueryRowContext(ctx, `SELECT EXISTS (SELECT 1 FROM pg_subscription WHERE subname = $1 AND subdbid = (SELECT oid FROM pg_database WHERE datname = current_database()))`, moveName(t, op)).Scan(&exists); err != nil || !exists {
 		return err
 	}
 	if _, err := dst.ExecContext(ctx, `DROP SUBSCRIPTION IF EXISTS `+name); err == nil {

@@ -137,12 +137,12 @@ func (p *Provisioner) dropMoveTarget(ctx context.Context, t *controlplane.Tenant
 		if err == nil && t.Isolation == controlplane.IsolationSchema {
 			// The subscription lives in the shared database, whatever
 			// became of the schema.
-			err = dropSubscription(ctx, p.admin, op)
+			err = dropSubscription(ctx, p.admin, t, op)
 		}
 		return err
 	}
 	if t.Isolation == controlplane.IsolationSchema {
-		if err := dropSubscription(ctx, p.admin, op); err != nil {
+		if err := dropSubscription(ctx, p.admin, t, op); err != nil {
 			return err
 		}
 		_, err := p.admin.ExecContext(ctx, `DROP SCHEMA IF EXISTS `+quote(t.DBName)+` CASCADE`)
@@ -154,7 +154,7 @@ func (p *Provisioner) dropMoveTarget(ctx context.Context, t *controlplane.Tenant
 		return err
 	}
 	db := p.open(t.DBName, "", "")
-	err = dropSubscription(ctx, db, op)
+	err = dropSubscription(ctx, db, t, op)
 	_ = db.Close()
 	if err != nil {
 		return err
@@ -165,8 +165,8 @@ func (p *Provisioner) dropMoveTarget(ctx context.Context, t *controlplane.Tenant
 
 // dropSlot drops move op's replication slot on p if it is left (its
 // subscription was dropped while p was out of reach).
-func (p *Provisioner) dropSlot(ctx context.Context, op int64) error {
-	_, err := p.admin.ExecContext(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, moveName(op))
+func (p *Provisioner) dropSlot(ctx context.Context, t *controlplane.Tenant, op int64) error {
+	_, err := p.admin.ExecContext(ctx, `SELECT pg_drop_replication_slot(slot_name) FROM pg_replication_slots WHERE slot_name = $1 AND NOT active`, moveName(t, op))
 	return err
 }
 
@@ -174,7 +174,7 @@ func (p *Provisioner) dropSlot(ctx context.Context, op int64) error {
 // still has it open.
 func (p *Provisioner) dropPublication(ctx context.Context, t *controlplane.Tenant, op int64) error {
 	if t.Isolation == controlplane.IsolationSchema {
-		_, err := p.admin.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(op)))
+		_, err := p.admin.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(t, op)))
 		return err
 	}
 	mark, ok, err := p.markOf(ctx, t.Isolation, t.DBName)
@@ -183,7 +183,7 @@ func (p *Provisioner) dropPublication(ctx context.Context, t *controlplane.Tenan
 	}
 	db := p.open(t.DBName, "", "")
 	defer db.Close()
-	_, err = db.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(op)))
+	_, err = db.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(t, op)))
 	return err
 }
 
@@ -204,7 +204,7 @@ func (m *Move) Undo(ctx context.Context) error {
 		}
 	}
 	if m.Source != nil {
-		errs = append(errs, m.Source.dropPublication(ctx, t, m.Op), m.Source.dropSlot(ctx, m.Op))
+		errs = append(errs, m.Source.dropPublication(ctx, t, m.Op), m.Source.dropSlot(ctx, t, m.Op))
 	}
 	if m.Scratch != "" {
 		if err := os.Remove(m.Scratch); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -226,7 +226,7 @@ func (m *Move) Finish(ctx context.Context) (string, error) {
 		errs = append(errs, m.Target.adoptMoved(ctx, t, m.Op))
 	}
 	if m.Source != nil {
-		errs = append(errs, m.Source.retire(ctx, t, m.Op), m.Source.dropSlot(ctx, m.Op))
+		errs = append(errs, m.Source.retire(ctx, t, m.Op), m.Source.dropSlot(ctx, t, m.Op))
 	}
 	if m.Scratch != "" {
 		if err := os.Remove(m.Scratch); err != nil && !errors.Is(err, os.ErrNotExist) {
@@ -252,7 +252,7 @@ func (p *Provisioner) adoptMoved(ctx context.Context, t *controlplane.Tenant, op
 		defer db.Close()
 		home = db
 	}
-	if err := dropSubscription(ctx, home, op); err != nil {
+	if err := dropSubscription(ctx, home, t, op); err != nil {
 		return err
 	}
 	if err := p.login(ctx, t, true); err != nil {
@@ -277,7 +277,7 @@ func (p *Provisioner) retire(ctx context.Context, t *controlplane.Tenant, op int
 	}
 	aside := moveAside(t, op)
 	if t.Isolation == controlplane.IsolationSchema {
-		_, err := p.admin.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(op))+`;
+		_, err := p.admin.ExecContext(ctx, `DROP PUBLICATION IF EXISTS `+quote(moveName(t, op))+`;
 			ALTER SCHEMA `+quote(t.DBName)+` RENAME TO `+quote(aside)+`;
 			COMMENT ON SCHEMA `+quote(aside)+` IS `+literal(p.moveMark(t, op)))
 		return err

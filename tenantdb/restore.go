@@ -1,12 +1,14 @@
 package tenantdb
 
 import (
+	"cmp"
 	"context"
 	"database/sql"
 	"errors"
 	"fmt"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/laracopilot/controlplane/controlplane"
 )
@@ -25,24 +27,26 @@ func (p *Provisioner) restoreMark(t *controlplane.Tenant, op int64) string {
 }
 
 // Restore replaces tenant t's database (or schema) with the pg_dump
-// archive at file, in place, as operation op; the tenant must not be
-// served meanwhile (the caller requires it suspended). The previous one is
-// kept, closed, under the name it returns, for the operator to drop (or
-// swap back) once satisfied.
+// archive at file, in place, as operation op, and returns the name the
+// previous one is kept under, closed, for the operator to drop (or swap
+// back) once satisfied.
 //
 // Database mode: the archive is restored, as the tenant's own role (so
 // that nothing in it, a function in an index expression say, runs with
 // more than the tenant's rights), into a new database owned by that role,
-// in one transaction; then the tenant's database is renamed to the
-// previous name (closed to connections) and the new one to the tenant's,
-// and opened. Schema mode: the tenant's schema is renamed to the previous
-// name, the archive (which recreates the schema under its name) restored
-// in one transaction as the control plane's role, the rename undone if it
-// fails.
+// in one transaction, and checked to be at opts.Version, clean; then the
+// swap: the tenant's database is closed and renamed to the previous name,
+// the new one takes the tenant's and is opened. With opts.Hold (a tenant
+// being served) the tenant's new requests are held around the swap and
+// its requests in flight end first: they see the old data or the new,
+// and none fails. Schema mode (the tenant suspended): the tenant's schema
+// is renamed to the previous name, the archive (which recreates the schema
+// under its name) restored in one transaction as the control plane's
+// role, the rename undone if it fails.
 //
 // Every step is recorded by what exists on the server, so RecoverRestore
 // finishes or undoes an interrupted restore.
-func (p *Provisioner) Restore(ctx context.Context, t *controlplane.Tenant, file string, op int64) (previous string, err error) {
+func (p *Provisioner) Restore(ctx context.Context, t *controlplane.Tenant, file string, op int64, opts controlplane.RestoreOptions) (previous string, err error) {
 	if err := p.checkName(t); err != nil {
 		return "", err
 	}
@@ -59,29 +63,22 @@ func (p *Provisioner) Restore(ctx context.Context, t *controlplane.Tenant, file 
 			return "", err
 		}
 		p.step("restore:created")
-		if err := p.pgRestore(ctx, file, restored, t.DBName, p.roles.Password(t.DBName)); err != nil {
+		drop := func() {
 			_, _ = p.admin.ExecContext(context.WithoutCancel(ctx), `DROP DATABASE IF EXISTS `+db+` WITH (FORCE)`)
+		}
+		if err := p.pgRestore(ctx, file, restored, t.DBName, p.roles.Password(t.DBName)); err != nil {
+			drop()
+			return "", err
+		}
+		if err := p.checkRestored(ctx, restored, opts.Version); err != nil {
+			drop()
 			return "", err
 		}
 		p.step("restore:restored")
-		if p.BeforeDrop != nil {
-			p.BeforeDrop(t) // this process's pools; other sessions are ended below
+		if opts.Hold == nil {
+			return previous, p.swapDatabase(ctx, t, op)
 		}
-		// The renames: the first needs nobody connected to the tenant's
-		// database, which is closed first so that nobody comes back.
-		cur := quote(t.DBName)
-		if _, err := p.admin.ExecContext(ctx, `ALTER DATABASE `+cur+` WITH ALLOW_CONNECTIONS false`); err != nil {
-			return "", err
-		}
-		if _, err := p.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, t.DBName); err != nil {
-			return "", err
-		}
-		if err := p.renameDatabase(ctx, t.DBName, previous); err != nil {
-			_, _ = p.admin.ExecContext(context.WithoutCancel(ctx), `ALTER DATABASE `+cur+` WITH ALLOW_CONNECTIONS true`)
-			return "", err
-		}
-		p.step("restore:set-aside")
-		return previous, p.finishDatabaseRestore(ctx, t, op)
+		return previous, p.swapHeld(ctx, t, op, opts)
 	case controlplane.IsolationSchema:
 		if _, err := p.admin.ExecContext(ctx, `ALTER SCHEMA `+quote(t.DBName)+` RENAME TO `+quote(previous)+`;
 			COMMENT ON SCHEMA `+quote(previous)+` IS `+literal(p.restoreMark(t, op))); err != nil {
@@ -97,6 +94,69 @@ func (p *Provisioner) Restore(ctx context.Context, t *controlplane.Tenant, file 
 		return previous, err
 	}
 	return "", fmt.Errorf("unknown isolation %q", t.Isolation)
+}
+
+// checkRestored reads the migrations table of the restored database: it
+// must be at version, clean.
+func (p *Provisioner) checkRestored(ctx context.Context, database string, version uint) error {
+	db := p.open(database, "", "")
+	defer db.Close()
+	got := ReadVersion(ctx, db, "public")
+	switch {
+	case got.Err != nil:
+		return fmt.Errorf("check the restored database: %w", got.Err)
+	case got.Dirty || got.Version != version:
+		return fmt.Errorf("the restored database is at schema version %d (dirty: %t), not the backup's %d: refusing to swap it in", got.Version, got.Dirty, version)
+	}
+	return nil
+}
+
+// swapDatabase sets t's database aside (closed, its sessions ended) and
+// puts restore op's in its place.
+func (p *Provisioner) swapDatabase(ctx context.Context, t *controlplane.Tenant, op int64) error {
+	_, previous := p.restoreNames(t, op)
+	if p.BeforeDrop != nil {
+		p.BeforeDrop(t) // this process's pools; other sessions are ended below
+	}
+	// The renames: the first needs nobody connected to the tenant's
+	// database, which is closed first so that nobody comes back.
+	cur := quote(t.DBName)
+	if _, err := p.admin.ExecContext(ctx, `ALTER DATABASE `+cur+` WITH ALLOW_CONNECTIONS false`); err != nil {
+		return err
+	}
+	var err error
+	for i := 0; i < 50; i++ {
+		_, _ = p.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, t.DBName)
+		if err = p.renameDatabase(ctx, t.DBName, previous); err == nil {
+			break
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if err != nil {
+		_, _ = p.admin.ExecContext(context.WithoutCancel(ctx), `ALTER DATABASE `+cur+` WITH ALLOW_CONNECTIONS true`)
+		return err
+	}
+	p.step("restore:set-aside")
+	return p.finishDatabaseRestore(ctx, t, op)
+}
+
+// swapHeld is swapDatabase with t's requests held: the new ones wait, the
+// ones in flight end first (within half of opts.Timeout), and every
+// replica drops its connections to the old database before the held ones
+// go on (the release reaches them by the catalog's NOTIFY).
+func (p *Provisioner) swapHeld(ctx context.Context, t *controlplane.Tenant, op int64, opts controlplane.RestoreOptions) (err error) {
+	timeout := cmp.Or(opts.Timeout, 5*time.Second)
+	start := time.Now()
+	if err := opts.Hold.Hold(ctx, start.Add(timeout)); err != nil {
+		return err
+	}
+	defer func() {
+		if rerr := opts.Hold.Release(context.WithoutCancel(ctx)); rerr != nil {
+			err = errors.Join(err, rerr)
+		}
+	}()
+	p.waitQuiet(ctx, t, start.Add(timeout/2))
+	return p.swapDatabase(ctx, t, op)
 }
 
 // finishDatabaseRestore is the last step of a database restore, once the

@@ -67,8 +67,8 @@ func serverObjects(t *testing.T, url string, tn map[string]any) map[string][]str
 	q := map[string]string{
 		"databases":     `SELECT datname FROM pg_database WHERE starts_with(datname, $1) ORDER BY 1`,
 		"schemas":       `SELECT nspname FROM pg_namespace WHERE starts_with(nspname, $1) ORDER BY 1`,
-		"slots":         `SELECT slot_name FROM pg_replication_slots WHERE $1 <> '' AND starts_with(slot_name, 'laracopilot_move_') ORDER BY 1`,
-		"subscriptions": `SELECT subname FROM pg_subscription WHERE $1 <> '' AND starts_with(subname, 'laracopilot_move_') ORDER BY 1`,
+		"slots":         `SELECT slot_name FROM pg_replication_slots WHERE starts_with(slot_name, $1 || '_move_') ORDER BY 1`,
+		"subscriptions": `SELECT subname FROM pg_subscription WHERE starts_with(subname, $1 || '_move_') ORDER BY 1`,
 	}
 	for k, query := range q {
 		rows, err := db.Query(query, tn["db_name"])
@@ -91,10 +91,11 @@ func serverObjects(t *testing.T, url string, tn map[string]any) map[string][]str
 // source is kept closed under its move's name.
 func TestOnlineMoveUnderLoadWithTwoReplicas(t *testing.T) {
 	t.Parallel()
+	clusters := twoClusters(t)
 	for _, iso := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationSchema} {
 		t.Run(string(iso), func(t *testing.T) {
 			t.Parallel()
-			ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10})
+			ts := setupServersOn(t, clusters, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10})
 			replica := start(t, ts.db, []string{"DATABASE_URL=" + ts.db.URL, "TENANT_DB_PREFIX=" + ts.db.Prefix, "TENANT_SPARE_DATABASES=0"})
 			body := placed(1, string(iso), "pg-b")
 			body["max_extensions"] = 100000
@@ -177,18 +178,7 @@ func TestOnlineMoveUnderLoadWithTwoReplicas(t *testing.T) {
 				require.Nil(t, got.HeldUntil)
 			}
 			// Every acknowledged write is there once; ids continue.
-			seen := map[string]int{}
-			for offset := 0; ; offset += 500 {
-				status, _, list := ts.req("GET", host, fmt.Sprintf("/api/extensions?limit=500&offset=%d", offset), nil)
-				require.Equal(t, http.StatusOK, status, "%v", list)
-				page := list["data"].([]any)
-				for _, e := range page {
-					seen[e.(map[string]any)["number"].(string)]++
-				}
-				if len(page) < 500 {
-					break
-				}
-			}
+			seen := ts.allExtensions(host)
 			for num := range acked {
 				require.Equal(t, 1, seen[num], "acknowledged extension %s", num)
 			}
@@ -328,10 +318,13 @@ func TestMoveKilledAtEachStep(t *testing.T) {
 		{controlplane.IsolationSchema, "offline", "move:restored", false},
 		{controlplane.IsolationSchema, "offline", "move:flipped", true},
 	}
+	// Two clusters for every case: each case has a catalog (and tenant
+	// names) of its own on them.
+	clusters := twoClusters(t)
 	for _, c := range cases {
 		t.Run(string(c.iso)+"/"+c.mode+"/"+c.step, func(t *testing.T) {
 			t.Parallel()
-			ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "LOG_LEVEL=error")
+			ts := setupServersOn(t, clusters, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "LOG_LEVEL=error")
 			tn := ts.create(placed(1, string(c.iso), "pg-b"))
 			host := tn["domain"].(string)
 			ts.addExtensions(host, "1001", "1002")
@@ -580,4 +573,107 @@ func TestDrainMoveEmptiesAServer(t *testing.T) {
 	require.Equal(t, 3, n)
 	out, err = ts.cli("servers", "remove", "pg-b")
 	require.NoError(t, err, out)
+}
+
+// A database-mode tenant is restored while it is served: the backup is
+// restored beside its database and checked, then swapped in with the
+// tenant's requests held, through two replicas under load: no request
+// fails, the data is exactly the backup's afterwards (and what the load
+// wrote after the swap), the previous database is kept aside. A backup at
+// an older schema version, or a schema-mode tenant, still asks for a
+// suspension.
+func TestOnlineRestoreUnderLoad(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase, "TENANT_SPARE_DATABASES=0")
+	replica := start(t, b.db, []string{"DATABASE_URL=" + b.db.URL, "TENANT_DB_PREFIX=" + b.db.Prefix, "TENANT_SPARE_DATABASES=0", "BACKUP_DIR=" + b.cfg.BackupDir})
+	body := tenantBody("live", controlplane.IsolationDatabase)
+	body["max_extensions"] = 100000
+	tn := b.create(body)
+	host := "live.example.com"
+	b.addExtensions(host, "1001", "1002")
+	backup := b.backupNow(tn["id"])
+	b.addExtensions(host, "1003") // lost by the restore, as restores do
+
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	var failures []string
+	var after []string // acknowledged once the restore had swapped
+	var swapped atomic.Bool
+	bases := []string{b.srv.URL, replica.srv.URL}
+	for w := range 2 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				num := fmt.Sprintf("%d%04d", 5+w, i)
+				wasSwapped := swapped.Load()
+				status, got := hitTenant(bases[i%2], host, "POST", "/api/extensions", map[string]any{"number": num, "name": "Load"})
+				mu.Lock()
+				switch {
+				case status != http.StatusCreated:
+					failures = append(failures, fmt.Sprintf("%s: %d %v", num, status, got))
+				case wasSwapped:
+					after = append(after, num)
+				}
+				mu.Unlock()
+				if st, got := hitTenant(bases[(i+1)%2], host, "GET", "/api/extensions?limit=5", nil); st != http.StatusOK {
+					mu.Lock()
+					failures = append(failures, fmt.Sprintf("read: %d %v", st, got))
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	time.Sleep(300 * time.Millisecond)
+	status, op := b.do("POST", fmt.Sprintf("/api/tenants/%v/restore", tn["id"]), map[string]any{"backup_id": backup})
+	require.Equal(t, http.StatusAccepted, status, "%v", op)
+	op = b.waitOperation(op["id"])
+	swapped.Store(true)
+	time.Sleep(300 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	require.Equal(t, "succeeded", op["state"], "%v", op)
+	require.Empty(t, failures, "no request failed (%d)", len(failures))
+	require.Equal(t, true, op["progress"].(map[string]any)["online"])
+
+	seen := b.allExtensions(host)
+	require.True(t, seen["1001"] == 1 && seen["1002"] == 1, "the backup's data")
+	require.Zero(t, seen["1003"], "nothing written after the backup")
+	for _, n := range after {
+		require.Equal(t, 1, seen[n], "%s, written after the swap, is there", n)
+	}
+	previous := op["progress"].(map[string]any)["previous"].(string)
+	require.Contains(t, pgtest.TenantDatabases(t, b.db.Prefix), previous)
+
+	// Still offline-only: schema mode, and a backup older than the binary
+	// (it is migrated after the swap).
+	s := setup(t, controlplane.IsolationSchema)
+	sn := s.create(tenantBody("sch", controlplane.IsolationSchema))
+	sb := s.backupNow(sn["id"])
+	status, got := s.do("POST", fmt.Sprintf("/api/tenants/%v/restore", sn["id"]), map[string]any{"backup_id": sb})
+	require.Equal(t, http.StatusConflict, status, "%v", got)
+	require.Contains(t, errMessage(got), "suspend it first")
+	_, err := pgtest.Open(t, b.db.URL).Exec(`UPDATE backups SET schema_version = 0 WHERE id = $1`, backup)
+	require.NoError(t, err)
+	status, got = b.do("POST", fmt.Sprintf("/api/tenants/%v/restore", tn["id"]), map[string]any{"backup_id": backup})
+	require.Equal(t, http.StatusConflict, status, "%v", got)
+	require.Contains(t, errMessage(got), "migrated to")
+}
+
+// allExtensions counts a tenant's extensions by number, every page.
+func (b *bundle) allExtensions(host string) map[string]int {
+	b.t.Helper()
+	seen := map[string]int{}
+	for offset := 0; ; offset += 500 {
+		status, _, list := b.req("GET", host, fmt.Sprintf("/api/extensions?limit=500&offset=%d", offset), nil)
+		require.Equal(b.t, http.StatusOK, status, "%v", list)
+		page := list["data"].([]any)
+		for _, e := range page {
+			seen[e.(map[string]any)["number"].(string)]++
+		}
+		if len(page) < 500 {
+			return seen
+		}
+	}
 }

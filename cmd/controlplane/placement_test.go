@@ -30,8 +30,13 @@ type threeServers struct {
 
 func setupThreeServers(t *testing.T, capacities map[string]int, env ...string) *threeServers {
 	t.Helper()
-	b := setup(t, controlplane.IsolationDatabase, append([]string{"TENANT_SPARE_DATABASES=0"}, env...)...)
-	ts := &threeServers{bundle: b, clusters: map[string]*pgtest.Cluster{}}
+	return setupServersOn(t, twoClusters(t), capacities, env...)
+}
+
+// twoClusters starts pg-b and pg-c, side by side.
+func twoClusters(t *testing.T) map[string]*pgtest.Cluster {
+	t.Helper()
+	clusters := map[string]*pgtest.Cluster{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for _, name := range []string{"pg-b", "pg-c"} {
@@ -40,11 +45,20 @@ func setupThreeServers(t *testing.T, capacities map[string]int, env ...string) *
 			defer wg.Done()
 			c := pgtest.NewCluster(t)
 			mu.Lock()
-			ts.clusters[name] = c
+			clusters[name] = c
 			mu.Unlock()
 		}()
 	}
 	wg.Wait()
+	return clusters
+}
+
+// setupServersOn is setupThreeServers on clusters that several tests
+// share: each has its own catalog, and tenant names (its prefix) there.
+func setupServersOn(t *testing.T, clusters map[string]*pgtest.Cluster, capacities map[string]int, env ...string) *threeServers {
+	t.Helper()
+	b := setup(t, controlplane.IsolationDatabase, append([]string{"TENANT_SPARE_DATABASES=0"}, env...)...)
+	ts := &threeServers{bundle: b, clusters: clusters}
 	status, got := b.do("PATCH", "/api/servers/default", map[string]any{"capacity": capacities["default"]})
 	require.Equal(t, http.StatusOK, status, "%v", got)
 	for _, name := range []string{"pg-b", "pg-c"} {

@@ -155,6 +155,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 		return app.openServer(ctx, cfg, log, owner, tenantMigrations, name)
 	})
 	app.TenantServers.Log = log
+	store.OnRelease = app.TenantServers.Reset
 	app.RolePasswords = &controlplane.RolePasswords{Catalog: store, Roles: app.TenantServers, Tag: app.RoleSecret.Tag()}
 	if app.LatestTenantSchema, err = migrations.Latest(tenantMigrations); err != nil {
 		app.Close()

@@ -73,10 +73,15 @@ func (s *Store) listenOnce(ctx context.Context, url string) error {
 }
 
 // refresh reloads one tenant into the cache, or drops it when it is gone.
+// A tenant whose cutover hold just ended goes through OnRelease first, so
+// that the requests the hold kept wait no longer than that.
 func (s *Store) refresh(ctx context.Context, id int64) error {
 	t, err := s.Tenant(ctx, id)
 	switch {
 	case err == nil:
+		if old, ok := s.cache.ByID(id); ok && old.HeldUntil != nil && t.HeldUntil == nil && s.OnRelease != nil {
+			s.OnRelease(t)
+		}
 		s.cache.put(*t)
 	case controlplane.ErrorCode(err) == controlplane.NotFound:
 		s.cache.remove(id)

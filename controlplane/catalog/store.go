@@ -25,6 +25,11 @@ type Store struct {
 	db    *gorm.DB
 	cache *Cache
 	keys  *KeyCache
+	// OnRelease, if set, hears of a tenant whose cutover hold (a move's
+	// or an online restore's) another process ended, before the requests
+	// it held go on: the router drops its connections to the database
+	// the tenant left (servers.Set.Reset).
+	OnRelease func(t *controlplane.Tenant)
 }
 
 // NewStore returns a store on an open catalog database, with an empty

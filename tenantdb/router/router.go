@@ -242,6 +242,24 @@ func (r *Router) Forget(t *controlplane.Tenant) {
 	}
 }
 
+// Reset is Forget without waiting: the tenant's pool leaves the router at
+// once (the next request opens a new one) and is closed in the
+// background, once the requests using it end.
+func (r *Router) Reset(t *controlplane.Tenant) {
+	r.schemas.Remove(t.DBName)
+	r.verified.Remove(verdict{t.ID, t.DBName, t.SchemaVersion})
+	r.mu.Lock()
+	p, ok := r.pools.Peek(t.DBName)
+	if ok {
+		p.conns.closing.Store(true)
+		r.pools.Remove(t.DBName)
+	}
+	r.mu.Unlock()
+	if ok {
+		go p.closeNow()
+	}
+}
+
 // janitor closes tenant database pools left unused for PoolIdleTimeout.
 func (r *Router) janitor() {
 	defer close(r.done)

@@ -72,3 +72,14 @@ func (s *Set) DropMoveAside(ctx context.Context, t *controlplane.Tenant, server,
 	}
 	return c.Provisioner.DropMoveAside(ctx, t, name, t.Server == server)
 }
+
+// Reset drops every open server's connections to t's database (or
+// schema), without waiting: after a move or an online restore another
+// process made, the ones left point at a database t no longer uses.
+func (s *Set) Reset(t *controlplane.Tenant) {
+	s.Each(func(c *Conn) {
+		if c.Router != nil {
+			c.Router.Reset(t)
+		}
+	})
+}

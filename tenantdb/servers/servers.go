@@ -282,12 +282,12 @@ func (s *Set) Unseal(ctx context.Context, t *controlplane.Tenant) error {
 
 // Restore restores t in place from an archive, on its server
 // (controlplane.Restorer).
-func (s *Set) Restore(ctx context.Context, t *controlplane.Tenant, file string, op int64) (string, error) {
+func (s *Set) Restore(ctx context.Context, t *controlplane.Tenant, file string, op int64, opts controlplane.RestoreOptions) (string, error) {
 	c, err := s.Get(ctx, t.Server)
 	if err != nil {
 		return "", err
 	}
-	return c.Provisioner.Restore(ctx, t, file, op)
+	return c.Provisioner.Restore(ctx, t, file, op, opts)
 }
 
 // RecoverRestore finishes or undoes an interrupted restore of t.
