@@ -116,11 +116,12 @@ func newTenantRestore() *cobra.Command {
 	var backup int64
 	cmd := &cobra.Command{
 		Use:   "restore SLUG --backup N",
-		Short: "Put one of a suspended tenant's own backups back in place",
+		Short: "Put one of a tenant's own backups back in place",
 		Long: `Restore a tenant from one of its own backups, as POST /api/tenants/{id}/restore
-does, in this process, and wait for it. The tenant must be suspended; the data
-it had is kept aside (named in the result) for TENANT_DELETE_GRACE. Exit status
-1 if it failed.`,
+does, in this process, and wait for it. A database-mode tenant with a backup
+at the binary's latest version may stay active (its requests are held for the
+swap); otherwise it must be suspended. The data it had is kept aside (named in
+the result) for TENANT_DELETE_GRACE. Exit status 1 if it failed.`,
 		Example: `  controlplane tenants restore acme-corp --backup 12`,
 		Args:    cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
