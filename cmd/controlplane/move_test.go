@@ -273,13 +273,13 @@ func (ts *threeServers) leftovers(tn map[string]any) map[string][]string {
 		for _, d := range objs["databases"] {
 			if d == tn["db_name"] {
 				tdb := pgtest.Open(ts.t, pgtest.WithDatabase(ts.t, ts.clusters[name].URL, d))
-				require.NoError(ts.t, tdb.QueryRow(`SELECT count(*) FROM pg_publication`).Scan(&pubs))
+				require.NoError(ts.t, tdb.QueryRow(`SELECT count(*) FROM pg_publication WHERE starts_with(pubname, $1 || '_move_')`, tn["db_name"]).Scan(&pubs))
 				tdb.Close()
 			}
 		}
 		if tn["isolation"] == "schema" {
 			sdb := pgtest.Open(ts.t, ts.clusters[name].URL)
-			require.NoError(ts.t, sdb.QueryRow(`SELECT count(*) FROM pg_publication`).Scan(&pubs))
+			require.NoError(ts.t, sdb.QueryRow(`SELECT count(*) FROM pg_publication WHERE starts_with(pubname, $1 || '_move_')`, tn["db_name"]).Scan(&pubs))
 			sdb.Close()
 		}
 		db.Close()
