@@ -95,8 +95,10 @@ var Full = Sizes{
 	// granularity are then a small part of it, as for a real tenant's.
 	// Seeding them by SQL takes about 45 s.
 	BackupCDRs: 1000000, BackupRounds: 3,
-	// The same million CDRs as benchmark 8, seeded by SQL alone (about
-	// 20 s); a move of it, or a pg_dump | pg_restore, takes tens of seconds.
+	// As many CDRs as benchmark 8's, seeded by SQL alone (about 20 s); a
+	// move of them (about 35 s on 2 CPUs) or a pg_dump | pg_restore (about
+	// 20 s) per round, two rounds each (product, floor, floor, product),
+	// then ten moves of a small tenant under load: about 4 minutes.
 	MoveCDRs: 1000000, MoveRounds: 2, MovePauses: 10,
 }
 
@@ -141,8 +143,8 @@ type Config struct {
 	// run as the postgres user when root): the servers of 300 and 100
 	// max_connections its rows need. Empty: those rows run on ServerURL's
 	// server, and the report says so. Benchmark 7 starts its three
-	// clusters there too, or, empty, in a temporary folder of its own (it
-	// cannot run on one server).
+	// clusters there too, and benchmark 9 its two, or, empty, in a
+	// temporary folder of their own (they cannot run on one server).
 	ClusterDir string
 	// ProfileDir, if set, receives CPU, heap and allocation profiles of
 	// serve (and of the baseline) from extra, uncounted rounds of

@@ -32,10 +32,10 @@ import (
 //     same client programs, in alternating rounds. Target: the floor's
 //     time ÷ the move's ≥ 0.8.
 //   - Cutover pause: a second tenant under a steady mixed load (extension
-//     writes and reads, CDR batches) moved MovePauses times back and forth;
-//     per move, the pause serve logs (hold to flip) and the longest request
-//     the load saw while it ran; every failed request counts. Targets: p99
-//     of the pause ≤ 500 ms, no failed request.
+//     writes and reads, CDR batches, paced) moved MovePauses times back and
+//     forth; per move, the pause serve logs (hold to flip) and the longest
+//     request the load saw while it ran; every failed request counts.
+//     Targets: p99 of the pause ≤ 500 ms, no failed request.
 //
 // The catalog is on the run's server, the tenants on A and B.
 
@@ -102,7 +102,7 @@ type moveCopyRun struct {
 	Polls               int
 	Pause               time.Duration // the cutover's, from serve's log
 	ServeCPU            time.Duration // serve's own over the move
-	PGCPU               time.Duration // both clusters' (every backend, walsender and workers)
+	PGCPU               time.Duration // both clusters' (every process: backends, walsender, workers)
 	Op                  int64
 	Create              time.Duration // floor only: CREATE DATABASE
 	DumpCPU, RestoreCPU time.Duration // floor only: the programs' user+system time
@@ -169,15 +169,15 @@ type moveResult struct {
 	Pauses               []movePauseRun
 	// The load over the whole pause part: requests sent, those that
 	// failed (the first few described), by kind.
-	LoadTook       time.Duration
-	Requests       int
-	Failed         int
-	FirstFailures  []string
-	ByKind         map[string]int
-	Acked, Found   int // extensions the load's writers had acknowledged, and found on the tenant's last server
-	CDRsAcked      int
-	CDRsFound      int
-	LoadTenantExts int // extensions the load tenant had before the load (none)
+	LoadTook      time.Duration
+	Requests      int
+	Failed        int
+	FirstFailures []string
+	ByKind        map[string]int
+	Acked, Found  int // extensions the load's writers had acknowledged, and found on the tenant's last server
+	CDRsAcked     int
+	CDRsFound     int
+	LoadBytes     int64 // the load tenant's database at the end
 }
 
 // moveEnv is what the benchmark's parts share.
@@ -380,6 +380,12 @@ func (e *env) moveCopy(ctx context.Context, m *moveEnv, r *moveResult) error {
 			return run, err
 		}
 		dump.Stdout, restore.Stdin = pw, pr
+		pg0, err := clustersCPU(ctx, m)
+		if err != nil {
+			pr.Close()
+			pw.Close()
+			return run, err
+		}
 		t0 := time.Now()
 		if _, err := to.env.pg.admin.Exec(ctx, `CREATE DATABASE `+ident(fresh)); err != nil {
 			pr.Close()
@@ -407,6 +413,11 @@ func (e *env) moveCopy(ctx context.Context, m *moveEnv, r *moveResult) error {
 		if derr != nil || rerr != nil {
 			return run, fmt.Errorf("pg_dump -Fc | pg_restore from %s to %s: pg_dump: %v: %s; pg_restore: %v: %s", from.Label, to.Label, derr, dumpErr.String(), rerr, restoreErr.String())
 		}
+		pg1, err := clustersCPU(ctx, m)
+		if err != nil {
+			return run, err
+		}
+		run.PGCPU = pg1 - pg0
 		run.DumpCPU = dump.ProcessState.UserTime() + dump.ProcessState.SystemTime()
 		run.RestoreCPU = restore.ProcessState.UserTime() + restore.ProcessState.SystemTime()
 		if n, err := countCDRs(ctx, to.env.pg, fresh); err != nil || n != r.CDRs {
@@ -959,7 +970,8 @@ func (e *env) movePauses(ctx context.Context, m *moveEnv, r *moveResult) error {
 		return err
 	}
 	defer conn.Close(ctx)
-	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM extensions WHERE name = 'Load'), (SELECT count(*) FROM cdrs)`).Scan(&r.Found, &r.CDRsFound); err != nil {
+	if err := conn.QueryRow(ctx, `SELECT (SELECT count(*) FROM extensions WHERE name = 'Load'), (SELECT count(*) FROM cdrs), pg_database_size(current_database())`).
+		Scan(&r.Found, &r.CDRsFound, &r.LoadBytes); err != nil {
 		return err
 	}
 	e.logf("move: the load sent %d requests over %s, %d failed; %d of %d acknowledged extensions and %d of %d acknowledged CDRs on %s",

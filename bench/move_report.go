@@ -52,10 +52,13 @@ func (e *env) moveSection(r *moveResult) *Section {
 	fmt.Fprintf(&b, "- **Cutover pause under load**: a second database-mode tenant on A (`max_extensions` %d), empty but for what the load writes: "+
 		"%d goroutines posting extensions (`POST /api/extensions`, fresh numbers), %d listing them (`GET /api/extensions?limit=5`) and %d posting batches "+
 		"of %d CDRs (`POST /api/cdrs`), each one request at a time over keep-alive connections to serve, as `TestOnlineMoveUnderLoadWithTwoReplicas` "+
-		"does. After %s of load, the tenant is moved online %d times, back and forth, each move as above (polled, then its aside dropped by the "+
-		"reconciler) and %s of load between two. Every request of the load counts: one that is not answered with its success status (201, 200) or "+
-		"gets no answer at all has failed.\n",
-		moveMaxExtensions, moveLoadWriters, moveLoadReaders, moveLoadCDRs, moveCDRBatch, moveSteady, e.sz.MovePauses, moveSteady)
+		"does, but paced: each sends a request every %s (at once when the previous one took longer), %d requests per second in all at most. A "+
+		"steady load rather than the most this machine can send, which would grow the tenant (every move copies it whole) as fast as the "+
+		"machine allows and leave the clusters little of its %d CPUs. After %s of load, the tenant is moved online %d times, back and "+
+		"forth, each move as above (polled, then its aside dropped by the reconciler) and %s of load between two. Every request of the load counts: "+
+		"one that is not answered with its success status (201, 200) or gets no answer at all has failed.\n",
+		moveMaxExtensions, moveLoadWriters, moveLoadReaders, moveLoadCDRs, moveCDRBatch, time.Second/moveLoadRate,
+		moveLoadRate*(moveLoadWriters+moveLoadReaders+moveLoadCDRs), runtime.NumCPU(), moveSteady, e.sz.MovePauses, moveSteady)
 	b.WriteString("  - **Pause**: what serve logs when the cutover flips the catalog (`" + moveFlipped + "`, its `pause`): from the moment " +
 		"the cutover starts, just before it holds the tenant's new requests (`tenants.held_until`), to the flip committed, which releases them to " +
 		"the new server. It is the product's own clock, read from its log line: the most direct measure of the hold, as sampling " +
@@ -77,29 +80,32 @@ func (e *env) moveSection(r *moveResult) *Section {
 	b.WriteString(table([]string{"contender", "MB/s", "time per copy", "serve CPU", "PostgreSQL CPU (both clusters)", "pg_dump / pg_restore CPU", "per round"}, [][]string{
 		{r.Product.Label, rate(mp, "MB/s"), ms(tp), ms(r.Product.medDur(func(x moveCopyRun) time.Duration { return x.ServeCPU })),
 			ms(r.Product.medDur(func(x moveCopyRun) time.Duration { return x.PGCPU })), "–", each(&r.Product)},
-		{r.Floor.Label, rate(mf, "MB/s"), ms(tf), "–", "–",
+		{r.Floor.Label, rate(mf, "MB/s"), ms(tf), "–", ms(r.Floor.medDur(func(x moveCopyRun) time.Duration { return x.PGCPU })),
 			ms(r.Floor.medDur(func(x moveCopyRun) time.Duration { return x.DumpCPU })) + " / " + ms(r.Floor.medDur(func(x moveCopyRun) time.Duration { return x.RestoreCPU })),
 			each(&r.Floor)},
 	}))
 	op := r.Product.medDur(func(x moveCopyRun) time.Duration { return x.OpTook })
 	copying := r.Product.medDur(func(x moveCopyRun) time.Duration { return x.Copying })
 	cutover := r.Product.medDur(func(x moveCopyRun) time.Duration { return x.Cutover })
-	fmt.Fprintf(&b, "\nThe move's phases, as the polls first saw them (medians, to within a poll and the second between the operation's progress "+
-		"records): preparing (the target database from the template, the publication, the subscription) until `copying` was seen %s after the POST; "+
-		"copying and catching up until `cutover` was seen %s after it; the cutover (pause %s, median) and closing the source until the answer that "+
-		"said `succeeded`, %s after it. The operation's own time (`started_at` → `finished_at`) was %s. The floor's `CREATE DATABASE` took %s (median). "+
-		"serve CPU is serve's own over the move (the polls answered included); PostgreSQL CPU is both clusters' whole, every process (the "+
-		"backends, the walsender, the subscription's apply and table-sync workers); the floor's is pg_dump's and pg_restore's user+system time "+
-		"(their servers' not measured).\n\n",
-		ms(copying), ms(cutover), ms(r.Product.medDur(func(x moveCopyRun) time.Duration { return x.Pause })), ms(tp-cutover), ms(op),
+	fmt.Fprintf(&b, "\nThe move's phases, as the polls saw them (medians; each to within a poll, and the operation records its progress at most "+
+		"once a second while copying): `copying` was first seen %s after the POST (preparing: the target database from the template, the "+
+		"publication, the subscription), `cutover` %s after it (copying and catching up: %s), and the answer that said `succeeded` came %s after "+
+		"that (the cutover, whose pause was %s, and closing the source). The operation's own time (`started_at` → `finished_at`) was %s. The "+
+		"floor's `CREATE DATABASE` took %s. serve CPU is serve's own over the move (the polls answered included); PostgreSQL CPU is both "+
+		"clusters' whole over the copy, every process (`/proc`: the backends; for the move, the walsender and the subscription's apply and "+
+		"table-sync workers too); pg_dump's and pg_restore's is the programs' own user+system time.\n\n",
+		ms(copying), ms(cutover), ms(cutover-copying), ms(tp-cutover), ms(r.Product.medDur(func(x moveCopyRun) time.Duration { return x.Pause })), ms(op),
 		ms(r.Floor.medDur(func(x moveCopyRun) time.Duration { return x.Create })))
 	if ratio < moveCopyTarget {
 		// What this run measured, not a diagnosis.
 		fmt.Fprintf(&b, "**Why the copy rate misses ≥ %.2f×.** The move took %s more than the floor (median times). Of the move, %s went to "+
-			"copying and catching up (PostgreSQL's initial table copy into a target whose indexes exist already, so every row updates them as it "+
-			"lands; pg_restore loads the rows first and builds each index once, at the end), %s before it, %s after it. Both ran on a machine of %d "+
-			"CPUs shared by both clusters, serve and the harness.\n\n",
-			moveCopyTarget, ms(tp-tf), ms(cutover-copying), ms(copying), ms(tp-cutover), runtime.NumCPU())
+			"copying and catching up (PostgreSQL's initial table copy, into a target made with the tenant's indexes, which each row then updates as "+
+			"it lands; pg_restore loads a table's rows first and builds each index once, after them), %s before it, %s after it. The clusters' CPU "+
+			"over the copy was %s for the move against %s for the floor (whose pg_dump and pg_restore used %s more, outside PostgreSQL); all of it on "+
+			"a machine of %d CPUs shared by both clusters, serve and the harness.\n\n",
+			moveCopyTarget, ms(tp-tf), ms(cutover-copying), ms(copying), ms(tp-cutover),
+			ms(r.Product.medDur(func(x moveCopyRun) time.Duration { return x.PGCPU })), ms(r.Floor.medDur(func(x moveCopyRun) time.Duration { return x.PGCPU })),
+			ms(r.Floor.medDur(func(x moveCopyRun) time.Duration { return x.DumpCPU + x.RestoreCPU })), runtime.NumCPU())
 	}
 
 	// The pauses.
@@ -134,14 +140,27 @@ func (e *env) moveSection(r *moveResult) *Section {
 		"request during a move was %s (median of the moves), at most %s. %d of the %d moves needed more than one cutover (one abandoned for "+
 		"`MOVE_CUTOVER_TIMEOUT` and tried again).\n\n",
 		len(r.Pauses), ms(p50), ms(p99), len(r.Pauses), ms(movePauseTarget), yesNo(p99 <= movePauseTarget), ms(l50), ms(lmax), retried, len(r.Pauses))
-	fmt.Fprintf(&b, "The load sent %s requests over %s (%s), %d of them failed (target 0: %s), %d of those during a move. The writes it had "+
-		"acknowledged were all on the tenant's last server, once: %s of %s extensions and %s of %s CDRs found (checked with SQL after the load).",
-		itoa(r.Requests), r.LoadTook.Round(100*time.Millisecond), strings.Join(byKind, ", "), r.Failed, yesNo(r.Failed == 0), failedIn,
-		itoa(r.Found), itoa(r.Acked), itoa(r.CDRsFound), itoa(r.CDRsAcked))
+	fmt.Fprintf(&b, "The load sent %s requests over %s (%s; %s), %d of them failed (target 0: %s), %d of those during a move. The writes it had "+
+		"acknowledged were all on the tenant's last server, once: %s of %s extensions and %s of %s CDRs found (checked with SQL after the load); "+
+		"its database was then %s (each move copies the tenant as it is then).",
+		itoa(r.Requests), r.LoadTook.Round(100*time.Millisecond), rate(float64(r.Requests)/r.LoadTook.Seconds(), "req/s"), strings.Join(byKind, ", "),
+		r.Failed, yesNo(r.Failed == 0), failedIn, itoa(r.Found), itoa(r.Acked), itoa(r.CDRsFound), itoa(r.CDRsAcked), mb(r.LoadBytes))
 	if len(r.FirstFailures) > 0 {
 		fmt.Fprintf(&b, " The first failures: `%s`.", strings.Join(r.FirstFailures, "`; `"))
 	}
 	b.WriteString("\n")
+	if p99 > movePauseTarget {
+		// What this run measured, not a diagnosis.
+		quiet := r.Product.medDur(func(x moveCopyRun) time.Duration { return x.Pause })
+		fmt.Fprintf(&b, "\n**Why the pause misses p99 ≤ %s.** Under this load the cutover's pause was %s (median), against %s (median) for the "+
+			"copy rounds' moves above, with no load: the same steps (hold; wait, up to half of `MOVE_CUTOVER_TIMEOUT`, until the tenant's sessions on "+
+			"the source are quiet; fence; wait until the subscription has confirmed the source's WAL position taken under the fence; sequences; drop "+
+			"the subscription; flip), which serve does not time one by one: the log line gives their sum only. Every move needed %s; the longest "+
+			"request during a move (median %s) is the pause plus the request's own work once released. The clusters, serve, the load and the "+
+			"harness share the machine's %d CPUs.\n", ms(movePauseTarget), ms(p50), ms(quiet),
+			map[bool]string{true: "one cutover (none was abandoned and tried again)", false: "more than one cutover at times (see the table)"}[retried == 0],
+			ms(l50), runtime.NumCPU())
+	}
 	writesOK := r.Found == r.Acked && r.CDRsFound == r.CDRsAcked
 
 	s.Rows = append(s.Rows,
