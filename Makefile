@@ -52,7 +52,7 @@ test-race: ## Run the tests with the race detector
 	bash scripts/test.sh -race $(TESTFLAGS)
 
 .PHONY: bench
-bench: ## Run every benchmark against its baseline on a throwaway Postgres and write docs/BENCHMARKS.md (~25 min)
+bench: ## Run every benchmark against its baseline on a throwaway Postgres and write docs/BENCHMARKS.md (~30 min)
 	bash bench/run.sh
 
 .PHONY: bench-smoke

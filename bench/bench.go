@@ -73,6 +73,11 @@ type Sizes struct {
 	// 8. Tenant backup.
 	BackupCDRs   int // CDRs of the tenant backed up
 	BackupRounds int // rounds per contender
+
+	// 9. Tenant moves.
+	MoveCDRs   int // CDRs of the tenant moved for the copy rate
+	MoveRounds int // rounds per contender of the copy rate (one move, one pg_dump | pg_restore)
+	MovePauses int // online moves under load, back and forth, for the cutover pause
 }
 
 // Full is the size of `make bench`, as issue #7 asks.
@@ -90,6 +95,14 @@ var Full = Sizes{
 	// granularity are then a small part of it, as for a real tenant's.
 	// Seeding them by SQL takes about 45 s.
 	BackupCDRs: 1000000, BackupRounds: 3,
+	// As many CDRs as benchmark 8's, seeded by SQL alone (about 15 s); a
+	// move of them (about 25 s on 2 CPUs) and a pg_dump | pg_restore
+	// (about 15 s) per round, two rounds in the order product, floor,
+	// floor, product (a drift over the four weighs on both alike), then
+	// ten moves of a small tenant under load (about 35 s): 2.5 minutes on
+	// a quiet machine, 4 to 5 when other work shares it (a third round
+	// made that 6.5).
+	MoveCDRs: 1000000, MoveRounds: 2, MovePauses: 10,
 }
 
 // Smoke runs every code path in seconds: TestSmoke, inside `make test`.
@@ -105,10 +118,11 @@ var Smoke = Sizes{
 	ConnDBTenants: 3, ConnManyTenants: 5, ConnFewSchema: 4, ConnBurst: 20, ConnDuration: 300 * time.Millisecond, ConnRounds: 1,
 	ServerTenants: 6, ServerDuration: 300 * time.Millisecond, ServerRounds: 1,
 	BackupCDRs: 300, BackupRounds: 1,
+	MoveCDRs: 3000, MoveRounds: 1, MovePauses: 2,
 }
 
 // Benchmarks are the names -only accepts, in the order they run.
-var Benchmarks = []string{"ingest", "provision", "reads", "fleet", "scale", "connections", "servers", "backup"}
+var Benchmarks = []string{"ingest", "provision", "reads", "fleet", "scale", "connections", "servers", "backup", "move"}
 
 // Config is one run of the harness.
 type Config struct {
@@ -132,8 +146,8 @@ type Config struct {
 	// run as the postgres user when root): the servers of 300 and 100
 	// max_connections its rows need. Empty: those rows run on ServerURL's
 	// server, and the report says so. Benchmark 7 starts its three
-	// clusters there too, or, empty, in a temporary folder of its own (it
-	// cannot run on one server).
+	// clusters there too, and benchmark 9 its two, or, empty, in a
+	// temporary folder of their own (they cannot run on one server).
 	ClusterDir string
 	// ProfileDir, if set, receives CPU, heap and allocation profiles of
 	// serve (and of the baseline) from extra, uncounted rounds of
@@ -313,6 +327,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err := step("backup", func() (*Section, error) { return e.backup(ctx) }); err != nil {
 		return nil, err
 	}
+	if err := step("move", func() (*Section, error) { return e.move(ctx) }); err != nil {
+		return nil, err
+	}
 	rep.Took = time.Since(e.start)
 	return rep, nil
 }
@@ -344,6 +361,8 @@ type serveOpts struct {
 	// TENANT_SERVER_MAX_CONNS is set, and the others above are ignored.
 	defaults bool
 	extra    map[string]string
+	// tap, if set, receives serve's output as well (benchmark 9).
+	tap io.Writer
 }
 
 // roleSecret is TENANT_ROLE_SECRET for every serve and CLI run.
@@ -402,7 +421,7 @@ func (e *env) serve(ctx context.Context, o serveOpts) (*proc, error) {
 	if bin == "" {
 		bin = e.bin.product
 	}
-	p, err := startProc(ctx, o.name, bin, []string{"serve"}, env, addr)
+	p, err := startProc(ctx, o.name, bin, []string{"serve"}, env, addr, o.tap)
 	if err != nil {
 		return nil, err
 	}
@@ -445,7 +464,7 @@ func (e *env) baseline(ctx context.Context, db, schema, pprofAddr string, routes
 			env["POOL_CONNS"] = "1"
 		}
 	}
-	p, err := startProc(ctx, "baseline", e.bin.baseline, nil, env, addr)
+	p, err := startProc(ctx, "baseline", e.bin.baseline, nil, env, addr, nil)
 	if err != nil {
 		return nil, err
 	}

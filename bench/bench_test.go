@@ -42,7 +42,7 @@ func TestSmoke(t *testing.T) {
 	for _, s := range rep.Sections {
 		titles[s.Title] = true
 	}
-	for _, want := range []string{"1. Routed reads", "2. Provisioning", "3. Fleet migrations", "4. Scale", "5. Ingest", "6. Connection physics", "7. Tenant servers", "8. Tenant backup"} {
+	for _, want := range []string{"1. Routed reads", "2. Provisioning", "3. Fleet migrations", "4. Scale", "5. Ingest", "6. Connection physics", "7. Tenant servers", "8. Tenant backup", "9. Tenant moves"} {
 		if !titles[want] {
 			t.Errorf("no section %q in the report", want)
 		}

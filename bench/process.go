@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -88,16 +89,21 @@ func baseEnv() []string {
 }
 
 // startProc runs bin with args and env (added to baseEnv) and waits until
-// GET /healthz on addr answers 200.
-func startProc(ctx context.Context, name, bin string, args []string, env map[string]string, addr string) (*proc, error) {
+// GET /healthz on addr answers 200. tap, if not nil, receives the
+// process's output too (benchmark 9 reads serve's log lines from it).
+func startProc(ctx context.Context, name, bin string, args []string, env map[string]string, addr string, tap io.Writer) (*proc, error) {
 	p := &proc{name: name, addr: addr, base: "http://" + addr, logs: &tail{max: 8 << 10}, done: make(chan struct{})}
 	p.cmd = exec.Command(bin, args...)
 	p.cmd.Env = baseEnv()
 	for k, v := range env {
 		p.cmd.Env = append(p.cmd.Env, k+"="+v)
 	}
-	p.cmd.Stdout = p.logs
-	p.cmd.Stderr = p.logs
+	var out io.Writer = p.logs
+	if tap != nil {
+		out = io.MultiWriter(p.logs, tap)
+	}
+	p.cmd.Stdout = out
+	p.cmd.Stderr = out
 	// Its own process group: a Ctrl-C of make bench reaches the harness,
 	// which stops its servers in order (drain, then exit). Should the
 	// harness die without doing so, the kernel kills them.
@@ -290,4 +296,63 @@ func (t *tail) String() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	return strings.TrimSpace(string(t.buf))
+}
+
+// lineTap keeps the lines of a process's output that contain one of its
+// substrings (the rest of the output goes by): serve's log lines that the
+// harness reads, with LOG_LEVEL=info and a line per request going by.
+type lineTap struct {
+	mu    sync.Mutex
+	match [][]byte
+	part  []byte // the line being written
+	lines []string
+}
+
+func newLineTap(match ...string) *lineTap {
+	t := &lineTap{}
+	for _, m := range match {
+		t.match = append(t.match, []byte(m))
+	}
+	return t
+}
+
+func (t *lineTap) Write(b []byte) (int, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	n := len(b)
+	for len(b) > 0 {
+		i := bytes.IndexByte(b, '\n')
+		if i < 0 {
+			if len(t.part) < 1<<16 { // a line longer than that is not a log line the harness reads
+				t.part = append(t.part, b...)
+			}
+			break
+		}
+		line := b[:i]
+		if len(t.part) > 0 {
+			line = append(t.part, line...)
+		}
+		for _, m := range t.match {
+			if bytes.Contains(line, m) {
+				t.lines = append(t.lines, string(line))
+				break
+			}
+		}
+		t.part = t.part[:0]
+		b = b[i+1:]
+	}
+	return n, nil
+}
+
+// Lines returns the lines kept so far.
+func (t *lineTap) Lines() []string {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return append([]string(nil), t.lines...)
+}
+
+// String is the last lines kept, for an error message.
+func (t *lineTap) String() string {
+	l := t.Lines()
+	return strings.Join(l[max(0, len(l)-10):], "\n")
 }

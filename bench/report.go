@@ -52,7 +52,7 @@ type Row struct {
 	Met string
 }
 
-// add keeps the sections in the issues' order ("1. ..." to "8. ..."),
+// add keeps the sections in the issues' order ("1. ..." to "9. ..."),
 // whatever order they ran in.
 func (r *Report) add(s *Section) {
 	if s != nil {
@@ -127,7 +127,7 @@ func (r *Report) Markdown(w io.Writer) {
 	p("## Reproduce")
 	p("")
 	p("```sh")
-	p("make bench           # all eight at full size, about 25 minutes on 2 CPUs; writes this file")
+	p("make bench           # all nine at full size, about 30 minutes on 2 CPUs; writes this file")
 	p("make bench-smoke     # every benchmark at tiny size (also part of make test)")
 	p("bash bench/run.sh -only reads -profile /tmp/prof   # one benchmark, with CPU/heap profiles of serve")
 	p("```")
@@ -139,9 +139,9 @@ func (r *Report) Markdown(w io.Writer) {
 	p("the cluster; benchmark 6 starts more clusters of its own (max_connections 300 and 100) in a")
 	p("folder `bench/run.sh` makes and removes (`BENCH_CLUSTER_DIR`), and with `DATABASE_URL` set runs")
 	p("those rows on the given server and says so; benchmark 7 starts its three tenant servers there")
-	p("too, or in a temporary folder of its own. Flags of `bench/cmd/bench` (and of `bench/run.sh`):")
+	p("too, or in a temporary folder of its own, and benchmark 9 its two. Flags of `bench/cmd/bench` (and of `bench/run.sh`):")
 	p("`-size smoke|full`, `-only NAME[,NAME]` (ingest, provision, reads, fleet, scale, connections,")
-	p("servers, backup; fleet runs on the tenants of reads, connections partly on the fleet of scale), `-out FILE`,")
+	p("servers, backup, move; fleet runs on the tenants of reads, connections partly on the fleet of scale), `-out FILE`,")
 	p("`-profile DIR` (CPU, heap and allocation profiles of serve and the baseline from extra rounds),")
 	p("`-gomaxprocs N`. The golang-migrate CLI of benchmark 3 is `go install`ed, so the module proxy must")
 	p("be reachable (or the module cache hold it).")

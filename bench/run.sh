@@ -25,8 +25,8 @@
 # this script makes and removes (with any cluster still in it) whatever
 # happens. With DATABASE_URL set there is no such folder, and those rows run
 # on the given server (the report says so). Benchmark 7 (servers) starts its
-# three tenant servers in that folder too, or, without it, in a temporary
-# folder of its own.
+# three tenant servers in that folder too, and benchmark 9 (move) its two,
+# or, without it, in a temporary folder of their own.
 
 set -euo pipefail
 
