@@ -226,6 +226,14 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 		return nil, err
 	}
 	tables := publishedTables(want)
+	// The initial copy fills tables without their secondary indexes,
+	// which are built after it, in one pass each, as pg_restore builds
+	// them: maintaining them row by row made the copy take about twice
+	// as long (docs/BENCHMARKS.md, benchmark 9).
+	indexes, err := dropSecondaryIndexes(ctx, dst(), schema)
+	if err != nil {
+		return nil, err
+	}
 	name := moveName(t, m.Op)
 	if _, err := src.ExecContext(ctx, `CREATE PUBLICATION `+quote(name)+` FOR TABLE `+strings.Join(tables, ", ")); err != nil && !isDuplicateObject(err) {
 		return nil, fmt.Errorf("publication on the source: %w", err)
@@ -233,7 +241,7 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 	m.step("move:published")
 	database, _ := m.Source.home(t)
 	if _, err := dst().ExecContext(ctx, `CREATE SUBSCRIPTION `+quote(name)+` CONNECTION `+literal(m.Source.conninfo(database))+
-		` PUBLICATION `+quote(name)+` WITH (slot_name = `+literal(name)+`)`); err != nil && !isDuplicateObject(err) {
+		` PUBLICATION `+quote(name)+` WITH (slot_name = `+literal(name)+`, synchronous_commit = 'on')`); err != nil && !isDuplicateObject(err) {
 		if m.Log != nil {
 			m.Log.Error("creating a move's subscription failed", "operation_id", m.Op, "err", err)
 		}
@@ -242,6 +250,19 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 	m.step("move:subscribed")
 	if err := m.copy(ctx, src, dst(), len(tables)); err != nil {
 		return nil, err
+	}
+	if len(indexes) > 0 {
+		m.progress("indexing", map[string]any{"indexes": len(indexes)})
+		for _, def := range indexes {
+			if _, err := dst().ExecContext(ctx, def); err != nil {
+				return nil, fmt.Errorf("build an index on the target: %w", err)
+			}
+		}
+		m.step("move:indexed")
+		// The stream waited behind the builds: catch up again.
+		if err := m.copy(ctx, src, dst(), len(tables)); err != nil {
+			return nil, err
+		}
 	}
 	for attempt := 1; ; attempt++ {
 		fence, err := m.cutover(ctx, src, dst(), tables, want, schema)
@@ -260,6 +281,40 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 			return nil, ctx.Err()
 		}
 	}
+}
+
+// dropSecondaryIndexes drops the indexes of schema's tables on a move's
+// target that back no constraint (primary keys and unique constraints
+// stay: the stream's updates and deletes find rows by them) and returns
+// their definitions, to build them again after the initial copy.
+func dropSecondaryIndexes(ctx context.Context, dst *sql.DB, schema string) ([]string, error) {
+	rows, err := dst.QueryContext(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(x.relname), pg_get_indexdef(i.indexrelid)
+		FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace n ON n.oid = x.relnamespace
+		WHERE n.nspname = $1 AND NOT i.indisprimary AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
+		ORDER BY 1`, schema)
+	if err != nil {
+		return nil, err
+	}
+	var names, defs []string
+	for rows.Next() {
+		var name, def string
+		if err := rows.Scan(&name, &def); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		names, defs = append(names, name), append(defs, def)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	if len(names) == 0 {
+		return nil, nil
+	}
+	if _, err := dst.ExecContext(ctx, `DROP INDEX `+strings.Join(names, ", ")); err != nil {
+		return nil, fmt.Errorf("drop the target's indexes for the copy: %w", err)
+	}
+	return defs, nil
 }
 
 // progress records a phase; it says whether a cancel was asked for.
@@ -358,6 +413,7 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 	// commit) before the fence: a write that meets the fence fails once
 	// the source closes.
 	m.Source.waitQuiet(ctx, t, start.Add(timeout/2))
+	quiet := time.Since(start)
 	remaining := time.Until(deadline)
 	if remaining <= 0 {
 		return nil, errCutover
@@ -370,14 +426,24 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 		return nil, fmt.Errorf("fence the source: %w", err)
 	}
 	m.step("move:fenced")
+	fenced := time.Since(start)
 	// Under the fence nothing changes the tables' shape: what differs now
 	// was made during the copy.
 	if err := m.compareOn(ctx, conn, want); err != nil {
 		return nil, err
 	}
+	// The insert position, not the write one: with synchronous_commit off
+	// (a server's or a session's) a commit is acknowledged before its WAL
+	// is written, and the write position can be behind it. Then a commit
+	// of our own, synchronous, flushes the WAL up to there, which the
+	// walsender sends only once flushed (the WAL writer would take up to
+	// three wal_writer_delay).
 	var lsn string
-	if err := conn.QueryRowContext(ctx, `SELECT pg_current_wal_lsn()::text`).Scan(&lsn); err != nil {
+	if err := conn.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
 		return nil, err
+	}
+	if _, err := src.ExecContext(ctx, `BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(); COMMIT`); err != nil {
+		return nil, fmt.Errorf("flush the source's WAL: %w", err)
 	}
 	for {
 		var caught bool
@@ -393,6 +459,7 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+	caught := time.Since(start)
 	if err := copySequences(ctx, conn, dst, schema); err != nil {
 		return nil, err
 	}
@@ -411,7 +478,10 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 	}
 	flipped = true
 	if m.Log != nil {
-		m.Log.Info("a move's cutover flipped the tenant to its new server", "operation_id", m.Op, "tenant_id", t.ID, "pause", time.Since(start).Round(time.Millisecond))
+		// The pause and where it went, each mark from the hold: requests
+		// in flight ended, fence taken, target caught up.
+		m.Log.Info("a move's cutover flipped the tenant to its new server", "operation_id", m.Op, "tenant_id", t.ID, "pause", time.Since(start).Round(time.Millisecond),
+			"quiet_at", quiet.Round(time.Millisecond), "fenced_at", fenced.Round(time.Millisecond), "caught_up_at", caught.Round(time.Millisecond))
 	}
 	return conn, nil
 }

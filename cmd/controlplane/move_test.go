@@ -303,6 +303,7 @@ func TestMoveKilledAtEachStep(t *testing.T) {
 		{controlplane.IsolationDatabase, "online", "move:target", false},
 		{controlplane.IsolationDatabase, "online", "move:published", false},
 		{controlplane.IsolationDatabase, "online", "move:subscribed", false},
+		{controlplane.IsolationDatabase, "online", "move:indexed", false},
 		{controlplane.IsolationDatabase, "online", "move:held", false},
 		{controlplane.IsolationDatabase, "online", "move:fenced", false},
 		{controlplane.IsolationDatabase, "online", "move:caught-up", false},
@@ -676,4 +677,58 @@ func (b *bundle) allExtensions(host string) map[string]int {
 			return seen
 		}
 	}
+}
+
+// Moves back and forth under a steady load, each source dropped before the
+// next move (MOVE_SOURCE_GRACE=0): every acknowledged write is on the
+// tenant's last server, once.
+func TestRepeatedOnlineMovesLoseNothing(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "MOVE_SOURCE_GRACE=0s")
+	body := placed(1, "database", "pg-b")
+	body["max_extensions"] = 100000
+	tn := ts.create(body)
+	host := tn["domain"].(string)
+	var stop atomic.Bool
+	var wg sync.WaitGroup
+	var mu sync.Mutex
+	acked := map[string]bool{}
+	var failures []string
+	for w := range 3 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; !stop.Load(); i++ {
+				num := fmt.Sprintf("%d%05d", 2+w, i)
+				status, got := hitTenant(ts.srv.URL, host, "POST", "/api/extensions", map[string]any{"number": num, "name": "Load"})
+				mu.Lock()
+				if status == http.StatusCreated {
+					acked[num] = true
+				} else {
+					failures = append(failures, fmt.Sprintf("%s: %d %v", num, status, got))
+				}
+				mu.Unlock()
+			}
+		}()
+	}
+	to := []string{"pg-c", "pg-b"}
+	for k := range 6 {
+		time.Sleep(200 * time.Millisecond)
+		op := ts.waitOperation(ts.startMove(tn["id"], map[string]any{"server": to[k%2]})["id"])
+		require.Equal(t, "succeeded", op["state"], "%v", op)
+		_, err := ts.app.Operations.DropAsides(context.Background())
+		require.NoError(t, err)
+	}
+	time.Sleep(200 * time.Millisecond)
+	stop.Store(true)
+	wg.Wait()
+	require.Empty(t, failures)
+	seen := ts.allExtensions(host)
+	var missing []string
+	for num := range acked {
+		if seen[num] != 1 {
+			missing = append(missing, num)
+		}
+	}
+	require.Empty(t, missing, "acknowledged but not on the last server (of %d)", len(acked))
 }
