@@ -41,7 +41,17 @@ func NewCluster(t testing.TB) *Cluster {
 
 // Start starts the cluster (initialising it the first time) and waits
 // until it answers.
-func (c *Cluster) Start() { c.t.Helper(); c.run("start", c.dir, fmt.Sprint(c.Port)) }
+func (c *Cluster) Start() {
+	c.t.Helper()
+	// Settings for a new cluster: room for the moves several tests run at
+	// once into one cluster (each takes an apply worker, up to two
+	// table-sync workers, and as many slots and WAL senders on its source;
+	// the defaults allow about two); and commits acknowledged before
+	// their WAL is written, as on the test server (scripts/pg.sh), which a
+	// move must not lose.
+	c.run("start", c.dir, fmt.Sprint(c.Port), "max_worker_processes = 32", "max_logical_replication_workers = 24",
+		"max_replication_slots = 48", "max_wal_senders = 48", "synchronous_commit = off")
+}
 
 // Stop stops the cluster with a fast shutdown: every session is ended
 // (admin shutdown, SQLSTATE 57P01) and new connections are refused.
