@@ -521,6 +521,9 @@ func (e *env) movePause(ctx context.Context, m *moveEnv, op int64) (time.Duratio
 			if err != nil {
 				return 0, 0, fmt.Errorf("serve's line %q: pause: %w", line, err)
 			}
+			// Where the pause went (the line's marks from the hold): in
+			// the run's log, for whoever tunes the cutover.
+			e.logf("move %d: %s", op, line)
 			return d, abandoned + 1, nil
 		}
 		if time.Now().After(deadline) {

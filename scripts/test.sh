@@ -65,7 +65,7 @@ fi
 # signal as a whole: go test does not pass an interrupt on to the test
 # binaries, it expects the terminal to deliver it to all of them. The
 # default -timeout comes first so the caller's own -timeout wins.
-go_test=(go test -count=1 -timeout 10m)
+go_test=(go test -count=1 -timeout 20m)
 # shellcheck disable=SC2206 # TEST_PACKAGES may list several patterns.
 go_test+=(${TEST_PACKAGES:-./...} "$@")
 # The fuzz smoke run (scripts/fuzz.sh) follows a passing go test, in the same

@@ -386,9 +386,9 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 	if timeout <= 0 {
 		timeout = 5 * time.Second
 	}
+	m.progress("cutover", nil)
 	start := time.Now()
 	deadline := start.Add(timeout)
-	m.progress("cutover", nil)
 	if err := m.Hooks.Hold(ctx, deadline); err != nil {
 		return nil, err
 	}
@@ -432,32 +432,8 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 	if err := m.compareOn(ctx, conn, want); err != nil {
 		return nil, err
 	}
-	// The insert position, not the write one: with synchronous_commit off
-	// (a server's or a session's) a commit is acknowledged before its WAL
-	// is written, and the write position can be behind it. Then a commit
-	// of our own, synchronous, flushes the WAL up to there, which the
-	// walsender sends only once flushed (the WAL writer would take up to
-	// three wal_writer_delay).
-	var lsn string
-	if err := conn.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
+	if err := catchUp(ctx, conn, src, moveName(t, m.Op), deadline); err != nil {
 		return nil, err
-	}
-	if _, err := src.ExecContext(ctx, `BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(); COMMIT`); err != nil {
-		return nil, fmt.Errorf("flush the source's WAL: %w", err)
-	}
-	for {
-		var caught bool
-		err := src.QueryRowContext(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, moveName(t, m.Op), lsn).Scan(&caught)
-		if err != nil {
-			return nil, fmt.Errorf("read the move's slot: %w", err)
-		}
-		if caught {
-			break
-		}
-		if time.Now().After(deadline) {
-			return nil, errCutover
-		}
-		time.Sleep(5 * time.Millisecond)
 	}
 	caught := time.Since(start)
 	if err := copySequences(ctx, conn, dst, schema); err != nil {
@@ -484,6 +460,45 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 			"quiet_at", quiet.Round(time.Millisecond), "fenced_at", fenced.Round(time.Millisecond), "caught_up_at", caught.Round(time.Millisecond))
 	}
 	return conn, nil
+}
+
+// catchUp waits, until deadline (else errCutover), for the move's slot
+// (name) to confirm the source's WAL up to its insert position now, read
+// on at (the fence's session, under the fence) or src. The insert
+// position, not the write one: with synchronous_commit off (a server's or
+// a session's) a commit is acknowledged before its WAL is written, and
+// the write position can be behind it. A commit of our own, synchronous,
+// then flushes the WAL up to there, which the walsender sends only once
+// flushed (the WAL writer would take up to three wal_writer_delay).
+func catchUp(ctx context.Context, at *sql.Conn, src *sql.DB, name string, deadline time.Time) error {
+	var lsn string
+	q := `SELECT pg_current_wal_insert_lsn()::text`
+	var err error
+	if at != nil {
+		err = at.QueryRowContext(ctx, q).Scan(&lsn)
+	} else {
+		err = src.QueryRowContext(ctx, q).Scan(&lsn)
+	}
+	if err != nil {
+		return err
+	}
+	if _, err := src.ExecContext(ctx, `BEGIN; SET LOCAL synchronous_commit = on; SELECT pg_current_xact_id(); COMMIT`); err != nil {
+		return fmt.Errorf("flush the source's WAL: %w", err)
+	}
+	for {
+		var caught bool
+		err := src.QueryRowContext(ctx, `SELECT confirmed_flush_lsn >= $2::pg_lsn FROM pg_replication_slots WHERE slot_name = $1`, name, lsn).Scan(&caught)
+		if err != nil {
+			return fmt.Errorf("read the move's slot: %w", err)
+		}
+		if caught {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return errCutover
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
 }
 
 // waitQuiet waits, until deadline, for t's requests in flight on p to
