@@ -686,15 +686,7 @@ func (m *Move) finish(ctx context.Context, fence *sql.Conn) (string, error) {
 // setAsideDatabase renames t's closed database to aside, marked, and
 // closes the server to t's role (the tenant lives elsewhere now).
 func (p *Provisioner) setAsideDatabase(ctx context.Context, t *controlplane.Tenant, aside, mark string) error {
-	var err error
-	for i := 0; i < 50; i++ {
-		_, _ = p.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, t.DBName)
-		if err = p.renameDatabase(ctx, t.DBName, aside); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if err := p.renameClosed(ctx, t.DBName, aside); err != nil {
 		return err
 	}
 	if _, err := p.admin.ExecContext(ctx, `COMMENT ON DATABASE `+quote(aside)+` IS `+literal(mark)); err != nil {

@@ -124,15 +124,7 @@ func (p *Provisioner) swapDatabase(ctx context.Context, t *controlplane.Tenant, 
 	if _, err := p.admin.ExecContext(ctx, `ALTER DATABASE `+cur+` WITH ALLOW_CONNECTIONS false`); err != nil {
 		return err
 	}
-	var err error
-	for i := 0; i < 50; i++ {
-		_, _ = p.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, t.DBName)
-		if err = p.renameDatabase(ctx, t.DBName, previous); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	if err := p.renameClosed(ctx, t.DBName, previous); err != nil {
 		_, _ = p.admin.ExecContext(context.WithoutCancel(ctx), `ALTER DATABASE `+cur+` WITH ALLOW_CONNECTIONS true`)
 		return err
 	}
@@ -168,6 +160,21 @@ func (p *Provisioner) finishDatabaseRestore(ctx context.Context, t *controlplane
 		return err
 	}
 	return p.openDatabase(ctx, t.DBName, p.mark(t))
+}
+
+// renameClosed renames database from, closed to new connections, to to:
+// it ends the sessions still in it, again until the rename (which needs it
+// to itself) goes through, for up to a second.
+func (p *Provisioner) renameClosed(ctx context.Context, from, to string) error {
+	var err error
+	for range 50 {
+		_, _ = p.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()`, from)
+		if err = p.renameDatabase(ctx, from, to); err == nil {
+			return nil
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return err
 }
 
 func (p *Provisioner) renameDatabase(ctx context.Context, from, to string) error {

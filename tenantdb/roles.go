@@ -108,17 +108,7 @@ func (p *Provisioner) Seal(ctx context.Context, t *controlplane.Tenant) error {
 	if p.BeforeDrop != nil {
 		p.BeforeDrop(t)
 	}
-	if t.Isolation != controlplane.IsolationDatabase {
-		return nil
-	}
-	if exists, err := p.checkOwner(ctx, t, "role", roleMarkQuery); err != nil || !exists {
-		return err
-	}
-	_, err := p.admin.ExecContext(ctx, `ALTER ROLE `+quote(t.DBName)+` NOLOGIN`)
-	if err == nil {
-		_, err = p.admin.ExecContext(ctx, `SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1`, t.DBName)
-	}
-	return err
+	return p.login(ctx, t, false)
 }
 
 // Unseal lets a tenant's role log in again (undelete).

@@ -227,17 +227,8 @@ func (r *Router) Acquire(ctx context.Context, t *controlplane.Tenant) (*gorm.DB,
 // and forgets the tenant's schema handle and its schema check: the next
 // request checks the schema again.
 func (r *Router) Forget(t *controlplane.Tenant) {
-	r.schemas.Remove(t.DBName)
 	r.limits.forget(t.ID)
-	r.verified.Remove(verdict{t.ID, t.DBName, t.SchemaVersion})
-	r.mu.Lock()
-	p, ok := r.pools.Peek(t.DBName)
-	if ok {
-		p.conns.closing.Store(true)
-		r.pools.Remove(t.DBName)
-	}
-	r.mu.Unlock()
-	if ok {
+	if p := r.detach(t); p != nil {
 		p.closeNow()
 	}
 }
@@ -246,18 +237,26 @@ func (r *Router) Forget(t *controlplane.Tenant) {
 // once (the next request opens a new one) and is closed in the
 // background, once the requests using it end.
 func (r *Router) Reset(t *controlplane.Tenant) {
+	if p := r.detach(t); p != nil {
+		go p.closeNow()
+	}
+}
+
+// detach takes t's schema handle, schema check and pool out of the router
+// and returns the pool (nil if none), marked closing, for the caller to
+// close.
+func (r *Router) detach(t *controlplane.Tenant) *pool {
 	r.schemas.Remove(t.DBName)
 	r.verified.Remove(verdict{t.ID, t.DBName, t.SchemaVersion})
 	r.mu.Lock()
+	defer r.mu.Unlock()
 	p, ok := r.pools.Peek(t.DBName)
-	if ok {
-		p.conns.closing.Store(true)
-		r.pools.Remove(t.DBName)
+	if !ok {
+		return nil
 	}
-	r.mu.Unlock()
-	if ok {
-		go p.closeNow()
-	}
+	p.conns.closing.Store(true)
+	r.pools.Remove(t.DBName)
+	return p
 }
 
 // janitor closes tenant database pools left unused for PoolIdleTimeout.
