@@ -76,10 +76,7 @@ func (o *Operations) CopyLocked(ctx context.Context, t *Tenant, id int64) (uint,
 	if err != nil {
 		op.State, op.Error = OperationFailed, err.Error()
 	}
-	o.observe(op)
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	if ferr := o.Store.FinishOperation(fctx, op); ferr != nil {
+	if ferr := o.record(ctx, op); ferr != nil {
 		err = errors.Join(err, ferr)
 	}
 	if err != nil {

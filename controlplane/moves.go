@@ -170,40 +170,25 @@ func (o *Operations) runMove(ctx context.Context, op *Operation, t *Tenant, spec
 			return
 		}
 	}
-	held := false
-	hooks := MoveHooks{
-		Progress: func(phase string, counters map[string]any) bool {
-			p := map[string]any{}
-			for k, v := range progress {
-				p[k] = v
-			}
-			for k, v := range counters {
-				p[k] = v
-			}
-			cancel, err := o.Store.ProgressOperation(context.WithoutCancel(ctx), op.ID, phase, p)
-			return err == nil && cancel
-		},
-		Hold: func(ctx context.Context, until time.Time) error {
-			held = true
-			_, err := o.Moves.HoldTenant(ctx, t.ID, &until)
-			return err
-		},
-		Release: func(ctx context.Context) error {
-			held = false
-			_, err := o.Moves.HoldTenant(ctx, t.ID, nil)
-			return err
-		},
-		Offline: func(ctx context.Context) error {
-			_, err := o.Moves.SetMoving(ctx, t.ID, true)
-			return err
-		},
-		Flip: func(ctx context.Context) error {
-			_, err := o.Moves.MoveTenant(ctx, t.ID, source, spec.Server)
-			if err == nil {
-				held = false
-			}
-			return err
-		},
+	hooks := o.holdHooks(t.ID)
+	hooks.Progress = func(phase string, counters map[string]any) bool {
+		p := map[string]any{}
+		for k, v := range progress {
+			p[k] = v
+		}
+		for k, v := range counters {
+			p[k] = v
+		}
+		cancel, err := o.Store.ProgressOperation(context.WithoutCancel(ctx), op.ID, phase, p)
+		return err == nil && cancel
+	}
+	hooks.Offline = func(ctx context.Context) error {
+		_, err := o.Moves.SetMoving(ctx, t.ID, true)
+		return err
+	}
+	hooks.Flip = func(ctx context.Context) error {
+		_, err := o.Moves.MoveTenant(ctx, t.ID, source, spec.Server)
+		return err
 	}
 	aside, flipped, err := o.Mover.Move(ctx, MoveRequest{Tenant: t, Target: spec.Server, Op: op.ID, Mode: spec.Mode,
 		CutoverTimeout: o.CutoverTimeout, Scratch: scratch, Hooks: hooks})
@@ -222,20 +207,49 @@ func (o *Operations) runMove(ctx context.Context, op *Operation, t *Tenant, spec
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	undo := o.Mover.UndoMove(uctx, t, spec.Server, op.ID, scratch)
-	if held {
-		_, rerr := o.Moves.HoldTenant(uctx, t.ID, nil)
-		undo = errors.Join(undo, rerr)
-	}
-	if spec.Mode == MoveOffline {
-		if _, merr := o.Moves.SetMoving(uctx, t.ID, false); merr != nil && ErrorCode(merr) != Conflict {
-			undo = errors.Join(undo, merr)
-		}
-	}
-	if undo != nil {
+	if undo := o.undoMove(uctx, t.ID, spec.Server, op.ID, scratch); undo != nil {
 		err = errors.Join(err, fmt.Errorf("undoing it: %w", undo))
 	}
 	o.endMove(ctx, op, t, progress, false, err)
+}
+
+// holdHooks are the Hold and Release of a cutover (a move's, an online
+// restore's swap) of tenant id: its held_until set, then cleared.
+func (o *Operations) holdHooks(id int64) MoveHooks {
+	return MoveHooks{
+		Hold: func(ctx context.Context, until time.Time) error {
+			_, err := o.Moves.HoldTenant(ctx, id, &until)
+			return err
+		},
+		Release: func(ctx context.Context) error {
+			_, err := o.Moves.HoldTenant(ctx, id, nil)
+			return err
+		},
+	}
+}
+
+// undoMove removes what a move of tenant id to target that did not flip
+// made, on the servers and in the catalog: a hold left set, an offline
+// move's moving state, both read from the catalog as it is now.
+func (o *Operations) undoMove(ctx context.Context, id int64, target string, op int64, scratch string) error {
+	t, err := o.Locks.Tenant(ctx, id)
+	if err != nil {
+		return err
+	}
+	if err := o.Mover.UndoMove(ctx, t, target, op, scratch); err != nil {
+		return err
+	}
+	if t.HeldUntil != nil {
+		if _, err := o.Moves.HoldTenant(ctx, t.ID, nil); err != nil {
+			return err
+		}
+	}
+	if t.Provisioning == ProvisionMoving {
+		if _, err := o.Moves.SetMoving(ctx, t.ID, false); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // endMove records a move's end.
@@ -253,12 +267,7 @@ func (o *Operations) endMove(ctx context.Context, op *Operation, t *Tenant, prog
 			op.Error = "interrupted: the control plane stopped; the move was undone, the tenant stays on " + t.Server
 		}
 	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	o.observe(op)
-	if ferr := o.Store.FinishOperation(fctx, op); ferr != nil && o.Log != nil {
-		o.Log.Error("recording the end of a move failed; the next reconcile records it", "operation_id", op.ID, "tenant_id", t.ID, "err", ferr)
-	}
+	_ = o.record(ctx, op)
 	if o.Log != nil {
 		o.Log.Info("move finished", "operation_id", op.ID, "tenant_id", t.ID, "state", op.State, "source", progress["source"], "target", progress["target"], "err", op.Error)
 	}
@@ -293,18 +302,8 @@ func (o *Operations) recoverMove(ctx context.Context, op *Operation) error {
 		}
 		return o.Store.FinishOperation(ctx, op)
 	}
-	if err := o.Mover.UndoMove(ctx, t, target, op.ID, scratch); err != nil {
+	if err := o.undoMove(ctx, t.ID, target, op.ID, scratch); err != nil {
 		return err
-	}
-	if t.HeldUntil != nil {
-		if _, err := o.Moves.HoldTenant(ctx, t.ID, nil); err != nil {
-			return err
-		}
-	}
-	if t.Provisioning == ProvisionMoving {
-		if _, err := o.Moves.SetMoving(ctx, t.ID, false); err != nil {
-			return err
-		}
 	}
 	op.Error = "interrupted: the process running it stopped; the move was undone, the tenant stays on " + t.Server + "; start it again"
 	if o.Log != nil {

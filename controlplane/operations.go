@@ -375,16 +375,8 @@ func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, 
 	progress := map[string]any{"backup_id": b.ID}
 	opts := RestoreOptions{Version: b.SchemaVersion, Timeout: o.CutoverTimeout}
 	if t.Status != StatusSuspended && o.Moves != nil {
-		opts.Hold = &MoveHooks{
-			Hold: func(ctx context.Context, until time.Time) error {
-				_, err := o.Moves.HoldTenant(ctx, t.ID, &until)
-				return err
-			},
-			Release: func(ctx context.Context) error {
-				_, err := o.Moves.HoldTenant(ctx, t.ID, nil)
-				return err
-			},
-		}
+		hooks := o.holdHooks(t.ID)
+		opts.Hold = &hooks
 		progress["online"] = true
 	}
 	previous, err := o.Restorer.Restore(ctx, t, filepath.Join(o.BackupDir, b.Path), op.ID, opts)
@@ -399,12 +391,7 @@ func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, 
 	if err != nil {
 		op.State, op.Error = OperationFailed, err.Error()
 	}
-	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
-	defer cancel()
-	o.observe(op)
-	if ferr := o.Store.FinishOperation(fctx, op); ferr != nil && o.Log != nil {
-		o.Log.Error("recording the end of a restore failed; the next reconcile records it", "operation_id", op.ID, "tenant_id", t.ID, "err", ferr)
-	}
+	_ = o.record(ctx, op)
 	if o.Log != nil {
 		o.Log.Info("restore finished", "operation_id", op.ID, "backup_id", b.ID, "tenant_id", t.ID, "state", op.State, "previous", previous, "err", op.Error)
 	}
@@ -700,6 +687,21 @@ func (o *Operations) Recover(ctx context.Context) (int, error) {
 		n++
 	}
 	return n, errors.Join(errs...)
+}
+
+// record writes the end of op (other than a backup) and counts it, even
+// when ctx is cancelled (the process stopping): the catalog must say what
+// happened. A failed write is logged; the next reconcile records the
+// operation (Recover).
+func (o *Operations) record(ctx context.Context, op *Operation) error {
+	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	o.observe(op)
+	err := o.Store.FinishOperation(fctx, op)
+	if err != nil && o.Log != nil {
+		o.Log.Error("recording the end of an operation failed; the next reconcile records it", "operation_id", op.ID, "kind", op.Kind, "tenant_id", op.TenantID, "err", err)
+	}
+	return err
 }
 
 func (o *Operations) observe(op *Operation) {

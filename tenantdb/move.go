@@ -98,13 +98,11 @@ var errCutover = errors.New("the cutover did not fit in MOVE_CUTOVER_TIMEOUT")
 
 // Run moves the tenant and returns the name its source is kept under.
 // flipped says whether the catalog was flipped (then an error is in
-// closing the source, which FinishMove completes).
+// closing the source, which FinishMove completes). The caller has run
+// Check (Operations.StartMove does, under the tenant's lock).
 func (m *Move) Run(ctx context.Context) (aside string, flipped bool, err error) {
 	t := m.Tenant
 	if err := m.Source.checkName(t); err != nil {
-		return "", false, err
-	}
-	if err := m.Check(ctx); err != nil {
 		return "", false, err
 	}
 	src, dst := m.Source.openHome(t), m.Target.openHome(t)
@@ -429,7 +427,7 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 	fenced := time.Since(start)
 	// Under the fence nothing changes the tables' shape: what differs now
 	// was made during the copy.
-	if err := m.compareOn(ctx, conn, want); err != nil {
+	if err := m.compare(ctx, conn, want); err != nil {
 		return nil, err
 	}
 	if err := catchUp(ctx, conn, src, moveName(t, m.Op), deadline); err != nil {
@@ -463,24 +461,17 @@ func (m *Move) cutover(ctx context.Context, src, dst *sql.DB, tables []string, w
 }
 
 // catchUp waits, until deadline (else errCutover), for the move's slot
-// (name) to confirm the source's WAL up to its insert position now, read
-// on at (the fence's session, under the fence) or src. The insert
+// (name) to confirm the source's WAL up to its insert position, read on
+// the fence's session under the fence. The insert
 // position, not the write one: with synchronous_commit off (a server's or
 // a session's) a commit is acknowledged before its WAL is written, and
 // the write position can be behind it. A commit of our own, synchronous,
 // then flushes the WAL up to there, which the walsender sends only once
 // flushed: waiting for the WAL writer instead added 200 to 400 ms (one or
 // two wal_writer_delay) to the cutover under load (benchmark 9).
-func catchUp(ctx context.Context, at *sql.Conn, src *sql.DB, name string, deadline time.Time) error {
+func catchUp(ctx context.Context, fence *sql.Conn, src *sql.DB, name string, deadline time.Time) error {
 	var lsn string
-	q := `SELECT pg_current_wal_insert_lsn()::text`
-	var err error
-	if at != nil {
-		err = at.QueryRowContext(ctx, q).Scan(&lsn)
-	} else {
-		err = src.QueryRowContext(ctx, q).Scan(&lsn)
-	}
-	if err != nil {
+	if err := fence.QueryRowContext(ctx, `SELECT pg_current_wal_insert_lsn()::text`).Scan(&lsn); err != nil {
 		return err
 	}
 	// The commit must write WAL of its own (a logical decoding message,
@@ -514,16 +505,17 @@ func catchUp(ctx context.Context, at *sql.Conn, src *sql.DB, name string, deadli
 // fence and fails once the source closes (docs/OPERATIONS.md).
 func (p *Provisioner) waitQuiet(ctx context.Context, t *controlplane.Tenant, deadline time.Time) {
 	const quietFor = 50 * time.Millisecond
-	q := `SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND datname = $1 AND state <> 'idle' AND $2::int4 IS NOT NULL`
+	q, args := `SELECT count(*) FROM pg_stat_activity WHERE usename = $1 AND datname = $1 AND state <> 'idle'`, []any{t.DBName}
 	if t.Isolation == controlplane.IsolationSchema {
 		q = `SELECT count(*) FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
 			AND (n.nspname = $1 OR (l.locktype = 'advisory' AND l.classid = ` + strconv.Itoa(numberSpaceLock) + ` AND l.objid = $2::int4::oid AND l.objsubid = 2))`
+		args = append(args, int32(t.ID))
 	}
 	var quietSince time.Time
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		var busy int
-		if err := p.admin.QueryRowContext(ctx, q, t.DBName, int32(t.ID)).Scan(&busy); err != nil {
+		if err := p.admin.QueryRowContext(ctx, q, args...).Scan(&busy); err != nil {
 			return
 		}
 		switch {
@@ -714,21 +706,12 @@ func (p *Provisioner) login(ctx context.Context, t *controlplane.Tenant, on bool
 	return err
 }
 
-// compare fails, naming them, when the source has objects the target
-// lacks or lacks some it has (want): logical replication carries rows,
-// not objects.
-func (m *Move) compare(ctx context.Context, src *sql.DB, want []string) error {
-	conn, err := src.Conn(ctx)
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
-	return m.compareOn(ctx, conn, want)
-}
-
-func (m *Move) compareOn(ctx context.Context, conn queryer, want []string) error {
+// compare fails, naming them, when the source (read through db: its pool,
+// or the fence's session) has objects the target lacks or lacks some it
+// has (want): logical replication carries rows, not objects.
+func (m *Move) compare(ctx context.Context, db queryer, want []string) error {
 	_, schema := m.Source.home(m.Tenant)
-	have, err := fingerprint(ctx, conn, m.Tenant.Isolation, schema)
+	have, err := fingerprint(ctx, db, m.Tenant.Isolation, schema)
 	if err != nil {
 		return err
 	}

@@ -1,11 +1,8 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -22,30 +19,15 @@ import (
 
 // Moving a tenant between servers (docs/OPERATIONS.md, "Moving a tenant").
 
-// hit sends one tenant request to the server at base with host as Host,
-// from any goroutine; it returns the status and body (status 0: the
-// request itself failed).
-func hitTenant(base, host, method, path string, body any) (int, map[string]any) {
-	var r io.Reader
-	if body != nil {
-		buf, _ := json.Marshal(body)
-		r = bytes.NewReader(buf)
-	}
-	req, err := http.NewRequest(method, base+path, r)
+// try sends c from any goroutine (trySend) and returns the status and the
+// body, or the transport's error (status 0), as text for a failure's
+// message.
+func (b *bundle) try(c hit) (int, string) {
+	status, _, raw, err := b.trySend(c)
 	if err != nil {
-		return 0, nil
+		return 0, err.Error()
 	}
-	req.Host = host
-	req.Header.Set("Content-Type", "application/json")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		return 0, map[string]any{"transport": err.Error()}
-	}
-	defer resp.Body.Close()
-	raw, _ := io.ReadAll(resp.Body)
-	var out map[string]any
-	_ = json.Unmarshal(raw, &out)
-	return resp.StatusCode, out
+	return status, string(raw)
 }
 
 // startMove posts a move and returns its operation (202 required).
@@ -111,19 +93,19 @@ func TestOnlineMoveUnderLoadWithTwoReplicas(t *testing.T) {
 			var failures []string
 			acked := map[string]bool{}
 			cdrsAcked := 0
-			fail := func(what string, status int, body map[string]any) {
+			fail := func(what string, status int, body string) {
 				mu.Lock()
 				failures = append(failures, fmt.Sprintf("%s: %d %v", what, status, body))
 				mu.Unlock()
 			}
-			bases := []string{ts.srv.URL, replica.srv.URL}
+			replicas := []*bundle{ts.bundle, replica}
 			for w := range 2 {
 				wg.Add(1)
 				go func() { // extensions, one at a time, alternating replicas
 					defer wg.Done()
 					for i := 0; !stop.Load(); i++ {
 						num := fmt.Sprintf("%d%04d", 2+w, i)
-						status, body := hitTenant(bases[i%2], host, "POST", "/api/extensions", map[string]any{"number": num, "name": "Load"})
+						status, body := replicas[i%2].try(hit{"POST", host, "/api/extensions", map[string]any{"number": num, "name": "Load"}})
 						if status != http.StatusCreated {
 							fail("extension "+num, status, body)
 							continue
@@ -142,7 +124,7 @@ func TestOnlineMoveUnderLoadWithTwoReplicas(t *testing.T) {
 					for k := range batch {
 						batch[k] = call(i*20+k+1, "+15551234567", "2025-03-01")
 					}
-					status, body := hitTenant(bases[i%2], host, "POST", "/api/cdrs", map[string]any{"cdrs": batch})
+					status, body := replicas[i%2].try(hit{"POST", host, "/api/cdrs", map[string]any{"cdrs": batch}})
 					if status != http.StatusCreated {
 						fail(fmt.Sprintf("cdr batch %d", i), status, body)
 						continue
@@ -156,7 +138,7 @@ func TestOnlineMoveUnderLoadWithTwoReplicas(t *testing.T) {
 			go func() { // reads
 				defer wg.Done()
 				for i := 0; !stop.Load(); i++ {
-					if status, body := hitTenant(bases[i%2], host, "GET", "/api/extensions?limit=5", nil); status != http.StatusOK {
+					if status, body := replicas[i%2].try(hit{"GET", host, "/api/extensions?limit=5", nil}); status != http.StatusOK {
 						fail("read", status, body)
 					}
 				}
@@ -498,7 +480,7 @@ func TestMoveRefusalsAndCancel(t *testing.T) {
 	ts.app.TenantServers.Step = func(step string) {
 		if step == "move:subscribed" {
 			// On the move's goroutine: assert, not require.
-			status, _ := hitTenant(ts.srv.URL, "", "POST", path, map[string]any{"server": "pg-c"})
+			status, _ := ts.try(hit{"POST", "", path, map[string]any{"server": "pg-c"}})
 			assert.Equal(t, http.StatusConflict, status)
 		}
 	}
@@ -601,7 +583,7 @@ func TestOnlineRestoreUnderLoad(t *testing.T) {
 	var failures []string
 	var after []string // acknowledged once the restore had swapped
 	var swapped atomic.Bool
-	bases := []string{b.srv.URL, replica.srv.URL}
+	replicas := []*bundle{b, replica}
 	for w := range 2 {
 		wg.Add(1)
 		go func() {
@@ -609,7 +591,7 @@ func TestOnlineRestoreUnderLoad(t *testing.T) {
 			for i := 0; !stop.Load(); i++ {
 				num := fmt.Sprintf("%d%04d", 5+w, i)
 				wasSwapped := swapped.Load()
-				status, got := hitTenant(bases[i%2], host, "POST", "/api/extensions", map[string]any{"number": num, "name": "Load"})
+				status, got := replicas[i%2].try(hit{"POST", host, "/api/extensions", map[string]any{"number": num, "name": "Load"}})
 				mu.Lock()
 				switch {
 				case status != http.StatusCreated:
@@ -618,7 +600,7 @@ func TestOnlineRestoreUnderLoad(t *testing.T) {
 					after = append(after, num)
 				}
 				mu.Unlock()
-				if st, got := hitTenant(bases[(i+1)%2], host, "GET", "/api/extensions?limit=5", nil); st != http.StatusOK {
+				if st, got := replicas[(i+1)%2].try(hit{"GET", host, "/api/extensions?limit=5", nil}); st != http.StatusOK {
 					mu.Lock()
 					failures = append(failures, fmt.Sprintf("read: %d %v", st, got))
 					mu.Unlock()
@@ -700,7 +682,7 @@ func TestRepeatedOnlineMovesLoseNothing(t *testing.T) {
 			defer wg.Done()
 			for i := 0; !stop.Load(); i++ {
 				num := fmt.Sprintf("%d%05d", 2+w, i)
-				status, got := hitTenant(ts.srv.URL, host, "POST", "/api/extensions", map[string]any{"number": num, "name": "Load"})
+				status, got := ts.try(hit{"POST", host, "/api/extensions", map[string]any{"number": num, "name": "Load"}})
 				mu.Lock()
 				if status == http.StatusCreated {
 					acked[num] = true
