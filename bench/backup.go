@@ -73,13 +73,7 @@ type backupContender struct {
 }
 
 // med is the median of one number of the runs.
-func (c *backupContender) med(f func(backupRun) float64) float64 {
-	xs := make([]float64, len(c.Runs))
-	for i, r := range c.Runs {
-		xs[i] = f(r)
-	}
-	return median(xs)
-}
+func (c *backupContender) med(f func(backupRun) float64) float64 { return medianBy(c.Runs, f) }
 
 // backupResult is benchmark 8.
 type backupResult struct {

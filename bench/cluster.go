@@ -25,6 +25,29 @@ func (e *env) cluster(ctx context.Context, name string, maxConns int) (*pg, func
 	return e.clusterIn(ctx, e.cfg.ClusterDir, name, maxConns)
 }
 
+// clusterRoot is the folder a benchmark starts its own clusters in:
+// ClusterDir, or else a temporary folder (named after prefix) that done
+// removes, once the clusters stopped in it have let go of their files.
+func (e *env) clusterRoot(prefix string) (root string, done func(), err error) {
+	if e.cfg.ClusterDir != "" {
+		return e.cfg.ClusterDir, func() {}, nil
+	}
+	dir, err := os.MkdirTemp("", prefix)
+	if err != nil {
+		return "", nil, err
+	}
+	done = func() {
+		e.settleClusters()
+		_ = os.RemoveAll(dir)
+	}
+	// Traversable: the postgres user runs the clusters in it.
+	if err := os.Chmod(dir, 0o755); err != nil {
+		done()
+		return "", nil, err
+	}
+	return dir, done, nil
+}
+
 // clusterIn is cluster in folder root instead of ClusterDir (benchmark 7
 // makes one of its own when the run has none).
 func (e *env) clusterIn(ctx context.Context, root, name string, maxConns int) (*pg, func(), error) {

@@ -221,6 +221,15 @@ func (l latencies) sorted() []time.Duration {
 
 func (l latencies) p(q float64) time.Duration { return percentile(l.sorted(), q) }
 
+// medianBy returns the median of f over runs.
+func medianBy[R any](runs []R, f func(R) float64) float64 {
+	xs := make([]float64, len(runs))
+	for i, r := range runs {
+		xs[i] = f(r)
+	}
+	return median(xs)
+}
+
 // median returns the median of xs (the mean of the middle two for an even
 // count).
 func median(xs []float64) float64 {

@@ -117,13 +117,7 @@ type moveCopyContender struct {
 	Runs  []moveCopyRun
 }
 
-func (c *moveCopyContender) med(f func(moveCopyRun) float64) float64 {
-	xs := make([]float64, len(c.Runs))
-	for i, r := range c.Runs {
-		xs[i] = f(r)
-	}
-	return median(xs)
-}
+func (c *moveCopyContender) med(f func(moveCopyRun) float64) float64 { return medianBy(c.Runs, f) }
 
 func (c *moveCopyContender) medDur(f func(moveCopyRun) time.Duration) time.Duration {
 	return time.Duration(c.med(func(r moveCopyRun) float64 { return float64(f(r)) }))
@@ -210,22 +204,11 @@ func (e *env) move(ctx context.Context) (*Section, error) {
 	}
 	r.Version = strings.TrimSpace(string(out))
 
-	root := e.cfg.ClusterDir
-	if root == "" {
-		dir, err := os.MkdirTemp("", "controlplane-bench-move-")
-		if err != nil {
-			return nil, err
-		}
-		defer func() {
-			e.settleClusters()
-			_ = os.RemoveAll(dir)
-		}()
-		// Traversable: the postgres user runs the clusters in it.
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return nil, err
-		}
-		root = dir
+	root, done, err := e.clusterRoot("controlplane-bench-move-")
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	m := &moveEnv{tenant: e.pg.run + "_move", tap: newLineTap("a move's cutover", `"level":"WARN"`, `"level":"ERROR"`)}
 	for i, name := range []string{controlplane.DefaultServer, "pg-b"} {
 		label := string(rune('A' + i))

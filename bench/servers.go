@@ -142,24 +142,11 @@ func (e *env) servers(ctx context.Context) (*Section, error) {
 		return nil, fmt.Errorf("ServerTenants must be a multiple of 3, got %d", n)
 	}
 	r := &serversResult{Tenants: n, MaxConns: serversMaxConns, Own: e.cfg.ClusterDir != ""}
-	root := e.cfg.ClusterDir
-	if root == "" {
-		dir, err := os.MkdirTemp("", "controlplane-bench-servers-")
-		if err != nil {
-			return nil, err
-		}
-		// After the clusters' stops below: their files are deleted in the
-		// background, and the folder goes once they are.
-		defer func() {
-			e.settleClusters()
-			_ = os.RemoveAll(dir)
-		}()
-		// Traversable: the postgres user runs the clusters in it.
-		if err := os.Chmod(dir, 0o755); err != nil {
-			return nil, err
-		}
-		root = dir
+	root, done, err := e.clusterRoot("controlplane-bench-servers-")
+	if err != nil {
+		return nil, err
 	}
+	defer done()
 	for i, name := range []string{controlplane.DefaultServer, "pg-b", "pg-c"} {
 		label := string(rune('A' + i))
 		p, stop, err := e.clusterIn(ctx, root, "servers-"+label, serversMaxConns)
