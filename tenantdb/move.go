@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgconn"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/laracopilot/controlplane/controlplane"
 )
@@ -224,11 +225,9 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 		return nil, err
 	}
 	tables := publishedTables(want)
-	// The initial copy fills tables without their secondary indexes,
-	// which are built after it, in one pass each, as pg_restore builds
-	// them: maintaining them row by row made the copy take about twice
-	// as long (docs/BENCHMARKS.md, benchmark 9).
-	indexes, err := dropSecondaryIndexes(ctx, dst(), schema)
+	// The initial copy fills tables without the indexes it does not
+	// need, built after it in one pass each, as pg_restore builds them.
+	indexes, err := deferIndexes(ctx, dst(), schema)
 	if err != nil {
 		return nil, err
 	}
@@ -251,10 +250,13 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 	}
 	if len(indexes) > 0 {
 		m.progress("indexing", map[string]any{"indexes": len(indexes)})
-		for _, def := range indexes {
-			if _, err := dst().ExecContext(ctx, def); err != nil {
-				return nil, fmt.Errorf("build an index on the target: %w", err)
-			}
+		if err := buildIndexes(ctx, dst(), indexes); err != nil {
+			return nil, err
+		}
+		// The target is the template's again, to the last constraint, or
+		// the move stops here, before the tenant is held.
+		if err := m.rebuilt(ctx, dst(), want); err != nil {
+			return nil, err
 		}
 		m.step("move:indexed")
 		// The stream waited behind the builds: catch up again.
@@ -281,38 +283,100 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 	}
 }
 
-// dropSecondaryIndexes drops the indexes of schema's tables on a move's
-// target that back no constraint (primary keys and unique constraints
-// stay: the stream's updates and deletes find rows by them) and returns
-// their definitions, to build them again after the initial copy.
-func dropSecondaryIndexes(ctx context.Context, dst *sql.DB, schema string) ([]string, error) {
-	rows, err := dst.QueryContext(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(x.relname), pg_get_indexdef(i.indexrelid)
-		FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_namespace n ON n.oid = x.relnamespace
-		WHERE n.nspname = $1 AND NOT i.indisprimary AND NOT EXISTS (SELECT 1 FROM pg_constraint k WHERE k.conindid = i.indexrelid)
-		ORDER BY 1`, schema)
+// deferredIndex is an index of a move's target built after the initial
+// copy rather than maintained row by row during it.
+type deferredIndex struct {
+	build string // CREATE [UNIQUE] INDEX …, the index as the template made it
+	// attach, for the index of a unique constraint, makes it the
+	// constraint again (ALTER TABLE … ADD CONSTRAINT … UNIQUE USING INDEX).
+	attach string
+}
+
+// moveIndexJobs is how many of a target's indexes a move builds at once:
+// two keep both CPUs of a small server busy (the builds are CPU-bound
+// sorts) without taking over a large one, as pg_restore -j 2 would.
+const moveIndexJobs = 2
+
+// deferIndexes drops the indexes of schema's tables on a move's target
+// that the stream does not need during the initial copy, and returns how
+// to build them again after it. The primary keys stay (the stream's
+// updates and deletes find rows by them, the replica identity), and so
+// does every index a foreign key or a replica identity uses. Unique
+// constraints go with their index: the source has checked every row the
+// copy brings, and rebuilding them checks again. Maintaining the
+// indexes row by row made the copy take about twice as long, the unique
+// index on cdrs.uuid (random keys) most of all (docs/BENCHMARKS.md,
+// benchmark 9).
+func deferIndexes(ctx context.Context, dst *sql.DB, schema string) ([]deferredIndex, error) {
+	rows, err := dst.QueryContext(ctx, `SELECT quote_ident(n.nspname) || '.' || quote_ident(t.relname), quote_ident(n.nspname) || '.' || quote_ident(x.relname),
+			quote_ident(x.relname), pg_get_indexdef(i.indexrelid), k.conname IS NOT NULL
+		FROM pg_index i JOIN pg_class x ON x.oid = i.indexrelid JOIN pg_class t ON t.oid = i.indrelid JOIN pg_namespace n ON n.oid = x.relnamespace
+		LEFT JOIN pg_constraint k ON k.conindid = i.indexrelid AND k.conrelid = i.indrelid AND k.contype <> 'f'
+		WHERE n.nspname = $1 AND NOT i.indisprimary AND NOT i.indisreplident AND t.relkind = 'r'
+			AND NOT EXISTS (SELECT 1 FROM pg_constraint f WHERE f.conindid = i.indexrelid AND f.contype = 'f')
+			AND (k.oid IS NULL OR (k.contype = 'u' AND NOT k.condeferrable AND k.conname = x.relname))
+		ORDER BY pg_relation_size(i.indrelid) DESC, 2`, schema)
 	if err != nil {
 		return nil, err
 	}
-	var names, defs []string
+	var indexes, constraints []string
+	var out []deferredIndex
 	for rows.Next() {
-		var name, def string
-		if err := rows.Scan(&name, &def); err != nil {
+		var table, index, name, def string
+		var constraint bool
+		if err := rows.Scan(&table, &index, &name, &def, &constraint); err != nil {
 			rows.Close()
 			return nil, err
 		}
-		names, defs = append(names, name), append(defs, def)
+		d := deferredIndex{build: def}
+		if constraint {
+			constraints = append(constraints, `ALTER TABLE `+table+` DROP CONSTRAINT `+name)
+			d.attach = `ALTER TABLE ` + table + ` ADD CONSTRAINT ` + name + ` UNIQUE USING INDEX ` + name
+		} else {
+			indexes = append(indexes, index)
+		}
+		out = append(out, d)
 	}
 	rows.Close()
 	if err := rows.Err(); err != nil {
 		return nil, err
 	}
-	if len(names) == 0 {
-		return nil, nil
+	if len(indexes) > 0 {
+		constraints = append(constraints, `DROP INDEX `+strings.Join(indexes, ", "))
 	}
-	if _, err := dst.ExecContext(ctx, `DROP INDEX `+strings.Join(names, ", ")); err != nil {
-		return nil, fmt.Errorf("drop the target's indexes for the copy: %w", err)
+	for _, drop := range constraints {
+		if _, err := dst.ExecContext(ctx, drop); err != nil {
+			return nil, fmt.Errorf("drop the target's indexes for the copy: %w", err)
+		}
 	}
-	return defs, nil
+	return out, nil
+}
+
+// buildIndexes builds the indexes deferIndexes dropped, moveIndexJobs at
+// a time, and makes the unique ones constraints again.
+func buildIndexes(ctx context.Context, dst *sql.DB, indexes []deferredIndex) error {
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(moveIndexJobs)
+	for _, d := range indexes {
+		g.Go(func() error {
+			if _, err := dst.ExecContext(gctx, d.build); err != nil {
+				return fmt.Errorf("build an index on the target: %w", err)
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	for _, d := range indexes {
+		if d.attach == "" {
+			continue
+		}
+		if _, err := dst.ExecContext(ctx, d.attach); err != nil {
+			return fmt.Errorf("make a unique index a constraint again on the target: %w", err)
+		}
+	}
+	return nil
 }
 
 // progress records a phase; it says whether a cancel was asked for.
@@ -728,6 +792,24 @@ func (m *Move) compare(ctx context.Context, db queryer, want []string) error {
 	}
 	return controlplane.Errorf(controlplane.Conflict, "tenant %d cannot move online: %s. Logical replication carries rows, not objects; move it offline ({\"mode\": \"offline\"}), which copies everything, or remove them",
 		m.Tenant.ID, strings.Join(parts, "; "))
+}
+
+// rebuilt checks that the target has every object of want again once
+// its deferred indexes are built: a build that made something else (a
+// name, a constraint's form) fails the move before its cutover, not the
+// tenant's queries after it.
+func (m *Move) rebuilt(ctx context.Context, dst queryer, want []string) error {
+	_, schema := m.Source.home(m.Tenant)
+	have, err := fingerprint(ctx, dst, m.Tenant.Isolation, schema)
+	if err != nil {
+		return err
+	}
+	extra, missing := diff(have, want), diff(want, have)
+	if len(extra)+len(missing) == 0 {
+		return nil
+	}
+	return fmt.Errorf("the target's indexes, built again after the copy, are not the template's: it has [%s] and lacks [%s]",
+		listSome(extra), listSome(missing))
 }
 
 type queryer interface {
