@@ -37,8 +37,8 @@ func (e *env) moveSection(r *moveResult) *Section {
 	fmt.Fprintf(&b, "  - **Product**: the tenant moved online to the other cluster (`POST /api/tenants/{id}/move {\"server\": …}`), then "+
 		"`GET /api/operations/{id}` %s after each answer until its `state` is no longer `running`, timed from the POST to the answer that says "+
 		"`succeeded` (which also requires `progress` to name the source, the target and the aside `<db>_m<op>`). The move: the target database "+
-		"made from the server's template at the latest schema version (indexes included), a publication on the source, a subscription on the target "+
-		"(PostgreSQL's initial copy, then the stream), the cutover (hold, fence, catch-up, sequences, flip), the source closed and renamed aside. "+
+		"made from the server's template at the latest schema version, its indexes but the primary keys dropped, a publication on the source, a subscription on the target "+
+		"(PostgreSQL's initial copy; the dropped indexes built again after it, two at a time; the stream), the cutover (hold, fence, catch-up, sequences, flip), the source closed and renamed aside. "+
 		"The tenant goes back and forth, A→B, B→A, …. Then, untimed: the harness waits until the reconciler has dropped the aside (`progress.dropped`, "+
 		"and the cluster lists no database of the tenant but the new one), counts the CDRs on the new server, and runs `VACUUM (FREEZE, ANALYZE)` "+
 		"there and a `CHECKPOINT` on both, so that every round reads a database in the state the seeded one was.\n", movePoll)
@@ -99,8 +99,8 @@ func (e *env) moveSection(r *moveResult) *Section {
 	if ratio < moveCopyTarget {
 		// What this run measured, not a diagnosis.
 		fmt.Fprintf(&b, "**Why the copy rate misses ≥ %.2f×.** The move took %s more than the floor (median times). Of the move, %s went to "+
-			"copying and catching up (PostgreSQL's initial table copy, into a target made with the tenant's indexes, which each row then updates as "+
-			"it lands; pg_restore loads a table's rows first and builds each index once, after them), %s before it, %s after it. The clusters' CPU "+
+			"copying, building the indexes and catching up (PostgreSQL's initial table copy into tables with only their primary keys, then the "+
+			"other indexes built two at a time, as pg_restore -j 2 would; the floor builds them one at a time), %s before it, %s after it. The clusters' CPU "+
 			"over the copy was %s for the move against %s for the floor (whose pg_dump and pg_restore used %s more, outside PostgreSQL); all of it on "+
 			"a machine of %d CPUs shared by both clusters, serve and the harness.\n\n",
 			moveCopyTarget, ms(tp-tf), ms(cutover-copying), ms(copying), ms(tp-cutover),
