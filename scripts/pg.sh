@@ -242,9 +242,12 @@ pg_start_cluster() {
 	# pg_ctl hands -o to /bin/sh, hence the inner single quotes.
 	# wal_level=logical on every start (it takes a restart, so an older
 	# cluster gets it at its next start): the source of an online tenant
-	# move needs it (docs/OPERATIONS.md, "Moving a tenant").
+	# move needs it (docs/OPERATIONS.md, "Moving a tenant"). PG_WAL_LEVEL
+	# only for the test of a server without it.
+	local wal_level=${PG_WAL_LEVEL:-logical}
+	[[ $wal_level =~ ^(replica|logical)$ ]] || pg_die "PG_WAL_LEVEL must be replica or logical, not $wal_level"
 	if out=$(pg_run "$PG_BIN/pg_ctl" start -D "$datadir" -l "$logfile" -w -t 60 \
-		-o "-p $port -k '$sockdir' -c wal_level=logical" 2>&1); then
+		-o "-p $port -k '$sockdir' -c wal_level=$wal_level" 2>&1); then
 		return 0
 	fi
 	# Only look at what this attempt logged.

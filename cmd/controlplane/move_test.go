@@ -714,3 +714,57 @@ func TestRepeatedOnlineMovesLoseNothing(t *testing.T) {
 	}
 	require.Empty(t, missing, "acknowledged but not on the last server (of %d)", len(acked))
 }
+
+// A server without logical replication cannot be the source of an online
+// move, nor one where the control plane's role has neither SUPERUSER nor
+// REPLICATION: both are refused before anything is made, naming what is
+// missing and the way out, an offline move, which then works.
+func TestOnlineMoveRefusedWithoutLogicalReplication(t *testing.T) {
+	t.Parallel()
+	clusters := map[string]*pgtest.Cluster{}
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for name, level := range map[string]string{"pg-b": "replica", "pg-c": "logical"} {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			c := pgtest.NewCluster(t, pgtest.WalLevel(level))
+			mu.Lock()
+			clusters[name] = c
+			mu.Unlock()
+		}()
+	}
+	wg.Wait()
+	ts := setupServersOn(t, clusters, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "SERVER_SECRET_KEY="+serverKey)
+	tn := ts.create(placed(1, "database", "pg-b"))
+	path := fmt.Sprintf("/api/tenants/%v/move", tn["id"])
+	status, got := ts.do("POST", path, map[string]any{"server": "pg-c"})
+	require.Equal(t, http.StatusConflict, status, "%v", got)
+	require.Contains(t, errMessage(got), "wal_level is replica, not logical")
+	require.Contains(t, errMessage(got), `"mode": "offline"`)
+	require.Empty(t, ts.leftovers(tn)["pg-c"], "nothing made on the target")
+	host := tn["domain"].(string)
+	ts.addExtensions(host, "1001")
+
+	op := ts.waitOperation(ts.startMove(tn["id"], map[string]any{"server": "pg-c", "mode": "offline"})["id"])
+	require.Equal(t, "succeeded", op["state"], "%v", op)
+	_, got = ts.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+	require.Equal(t, "pg-c", got["server"])
+	got = ts.requireOK(hit{"GET", host, "/api/extensions?number=1001", nil})
+	require.EqualValues(t, 1, got["total"], "the offline move carried the tenant's data: %v", got)
+
+	// The control plane's role on pg-c without REPLICATION (nor
+	// SUPERUSER), registered as pg-d: a tenant there cannot move online.
+	admin := pgtest.Open(t, clusters["pg-c"].URL)
+	_, err := admin.Exec(`CREATE ROLE plain LOGIN CREATEDB CREATEROLE PASSWORD 'plain-pw'`)
+	require.NoError(t, err)
+	admin.Close()
+	plain := fmt.Sprintf("postgres://plain:plain-pw@127.0.0.1:%d/controlplane?sslmode=disable", clusters["pg-c"].Port)
+	status, got = ts.do("POST", "/api/servers", map[string]any{"name": "pg-d", "url": plain, "capacity": 10})
+	require.Equal(t, http.StatusCreated, status, "%v", got)
+	other := ts.create(placed(2, "database", "pg-d"))
+	status, got = ts.do("POST", fmt.Sprintf("/api/tenants/%v/move", other["id"]), map[string]any{"server": "pg-b"})
+	require.Equal(t, http.StatusConflict, status, "%v", got)
+	require.Contains(t, errMessage(got), "neither SUPERUSER nor REPLICATION")
+	require.Empty(t, ts.leftovers(other)["pg-b"], "nothing made on the target")
+}

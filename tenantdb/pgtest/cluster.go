@@ -20,11 +20,21 @@ type Cluster struct {
 	Port int
 	// URL is the cluster's "controlplane" database, as the superuser.
 	URL string
+	// walLevel is the cluster's wal_level: logical (scripts/pg.sh's) but
+	// for a test of a server that cannot be a move's source.
+	walLevel string
 }
+
+// ClusterOption sets up a cluster of NewCluster differently.
+type ClusterOption func(*Cluster)
+
+// WalLevel starts the cluster with wal_level = level ("replica" or
+// "logical", the default) instead.
+func WalLevel(level string) ClusterOption { return func(c *Cluster) { c.walLevel = level } }
 
 // NewCluster initialises and starts a cluster, destroyed when the test
 // ends. It takes a few seconds (initdb).
-func NewCluster(t testing.TB) *Cluster {
+func NewCluster(t testing.TB, opts ...ClusterOption) *Cluster {
 	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -34,6 +44,9 @@ func NewCluster(t testing.TB) *Cluster {
 	_ = ln.Close()
 	c := &Cluster{t: t, dir: filepath.Join(os.TempDir(), "cptest-cluster-"+randomHex(5)), Port: port}
 	c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/controlplane?sslmode=disable", port)
+	for _, o := range opts {
+		o(c)
+	}
 	t.Cleanup(func() { c.run("destroy", c.dir) })
 	c.Start()
 	return c
@@ -61,7 +74,11 @@ func (c *Cluster) run(args ...string) {
 	c.t.Helper()
 	_, file, _, _ := runtime.Caller(0) // …/tenantdb/pgtest/cluster.go
 	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "pg.sh")
-	out, err := exec.Command("bash", append([]string{script}, args...)...).CombinedOutput()
+	cmd := exec.Command("bash", append([]string{script}, args...)...)
+	if c.walLevel != "" {
+		cmd.Env = append(os.Environ(), "PG_WAL_LEVEL="+c.walLevel)
+	}
+	out, err := cmd.CombinedOutput()
 	if err != nil {
 		c.t.Fatalf("scripts/pg.sh %v: %v\n%s", args, err, out)
 	}
