@@ -1,4 +1,4 @@
-// Package bench is the harness behind `make bench` (issue #7): each
+// Package bench is the harness behind `make bench`: each
 // benchmark of the control plane runs against its baseline in the same
 // run, on the same PostgreSQL, and the results go to docs/BENCHMARKS.md.
 //
@@ -57,7 +57,7 @@ type Sizes struct {
 	// 5. Ingest.
 	CDRs, CDRBatch, IngestRounds int
 
-	// 6. Connection physics (issue #13), every serve with its defaults.
+	// 6. Connection physics, every serve with its defaults.
 	ConnDBTenants   int           // database-mode tenants on the 300-connection server (rows 1 and 4)
 	ConnManyTenants int           // database-mode tenants on the 100-connection server (row 2)
 	ConnFewSchema   int           // the smaller schema-mode load of row 3 (the larger: all ScaleTenants)
@@ -80,7 +80,7 @@ type Sizes struct {
 	MovePauses int // online moves under load, back and forth, for the cutover pause
 }
 
-// Full is the size of `make bench`, as issue #7 asks.
+// Full is the size of `make bench`, the one docs/BENCHMARKS.md reports.
 var Full = Sizes{
 	Name:              "full",
 	ReadSchemaTenants: 1000, ReadDBTenants: 200, Extensions: 20,

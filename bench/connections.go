@@ -17,7 +17,7 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb"
 )
 
-// Benchmark 6, connection physics (issue #13): routed reads with serve's
+// Benchmark 6, connection physics (docs/BENCHMARKS.md): routed reads with serve's
 // defaults (no sizing variable set) where connections are scarce or many
 // tenants share them, each row against a contender measured in the same
 // run:

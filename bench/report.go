@@ -89,7 +89,7 @@ func (r *Report) Markdown(w io.Writer) {
 	p := func(format string, args ...any) { fmt.Fprintf(w, format+"\n", args...) }
 	p("# Benchmarks")
 	p("")
-	p("Written by `make bench` (the harness is in `bench/`, issue #7). Every number below was")
+	p("Written by `make bench` (the harness is in `bench/`). Every number below was")
 	p("measured in one run, on one PostgreSQL, each against its baseline measured in the same run;")
 	p("run it again on your machine to get yours (see [Reproduce](#reproduce)).")
 	p("")

@@ -1,6 +1,7 @@
 // Package config is the control plane's configuration: one typed struct,
 // its defaults, reading it from the environment and command-line flags, and
-// validating it before anything starts. Nothing else reads the environment.
+// validating it before anything starts. Nothing else reads the environment
+// but serve, for the Go runtime's own GOGC (it keeps the runtime's meaning).
 package config
 
 import (

@@ -16,7 +16,7 @@ import (
 )
 
 // validate checks struct tags; the custom tags below carry the rules of
-// DOMAIN.md that the library does not know.
+// docs/DOMAIN.md that the library does not know.
 var validate = newValidator()
 
 var (

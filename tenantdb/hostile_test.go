@@ -21,7 +21,7 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
 
-// The hostile-tenant suite (issue #11).
+// The hostile-tenant suite (docs/SECURITY.md).
 //
 // A database-mode tenant's role owns its database, and so owns
 // public.schema_migrations and every resource table: whoever holds that

@@ -1,6 +1,7 @@
 // Package tenantdb owns the tenants' own databases: their names, creating
 // and dropping them (a database or a schema per tenant), migrating them with
-// golang-migrate, and (later) routing a tenant's requests to them.
+// golang-migrate, moving, backing up and restoring them. Routing a
+// tenant's requests to them is tenantdb/router's.
 package tenantdb
 
 import (

@@ -38,7 +38,7 @@ func (b *bundle) raw(method, host, path, contentType string, body []byte) (int, 
 
 const acme = "acme.example.com"
 
-// workedRates creates DOMAIN.md's worked example in acme: 44 at 0.0300,
+// workedRates creates docs/DOMAIN.md's worked example in acme: 44 at 0.0300,
 // 4420 at 0.0150 until 2025-01-01 then 0.0120; connect fee 0.0150, 30/6.
 func (b *bundle) workedRates() {
 	b.t.Helper()
@@ -225,7 +225,7 @@ func TestCDRsAPI(t *testing.T) {
 		status, hdr, c := b.req("POST", acme, "/api/cdrs", one)
 		require.Equal(t, http.StatusCreated, status, "%v", c)
 		require.Equal(t, "/api/cdrs/1", hdr.Get("Location"))
-		require.Equal(t, "0.0246", c["cost"], "DOMAIN.md's worked example, to the cent")
+		require.Equal(t, "0.0246", c["cost"], "docs/DOMAIN.md's worked example, to the cent")
 		require.EqualValues(t, 3, c["rate_id"])
 		require.Nil(t, c["unrated_reason"])
 		require.Equal(t, "2025-03-01T14:00:03Z", c["answer_at"])

@@ -11,7 +11,7 @@ import (
 	"github.com/laracopilot/controlplane/controlplane"
 )
 
-// The hostile-tenant suite's schema-mode check (issue #11; the rest is in
+// The hostile-tenant suite's schema-mode check (docs/SECURITY.md; the rest is in
 // tenantdb/hostile_test.go), through the app as serve wires it: schema
 // tenants live in the tenant server's own database, by default the
 // catalog's, where the control plane runs everything as itself. A

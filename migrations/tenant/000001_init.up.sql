@@ -256,7 +256,7 @@ CREATE TABLE cdrs (
     -- rate_id and cost NULL and says why in unrated_reason; it stays visible.
     rate_id        bigint,
     -- cost = connect_fee + billable/60 * rate_per_minute, rounded UP to 4
-    -- decimals (DOMAIN.md). numeric(15,4) stores exactly that result; the
+    -- decimals (docs/DOMAIN.md). numeric(15,4) stores exactly that result; the
     -- application must round up (ceil at 4 places) before writing, because a
     -- numeric(15,4) cast would round half-up instead.
     cost           numeric(15,4),

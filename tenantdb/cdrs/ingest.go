@@ -166,7 +166,7 @@ func (s *Store) ingest(ctx context.Context, specs []Spec, path func(int) string,
 	return s.store(ctx, ins, how)
 }
 
-// validate checks one CDR against DOMAIN.md's rules.
+// validate checks one CDR against docs/DOMAIN.md's rules.
 func (spec *Spec) validate() (input, controlplane.FieldErrors) {
 	f := controlplane.FieldErrors{}
 	in := input{Direction: spec.Direction, Src: spec.Src, Dst: spec.Dst, Billsec: spec.Billsec,

@@ -15,7 +15,7 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb/cdrs"
 )
 
-// worked sets up DOMAIN.md's worked example: 44 at 0.0300, 4420 at 0.0120
+// worked sets up docs/DOMAIN.md's worked example: 44 at 0.0300, 4420 at 0.0120
 // from 2025-01-01 after an older 0.0150 that ended that day; 0.0150 connect
 // fee, 30/6 blocks.
 func (e *env) worked() (uk, old, london int64) {

@@ -77,7 +77,7 @@ var prefixPattern = regexp.MustCompile(`^[0-9]{1,15}$`)
 
 const prefixReason = "must be 1 to 15 digits (an E.164 number without +), e.g. 4420"
 
-// validate checks spec against the rules of DOMAIN.md and returns it
+// validate checks spec against the rules of docs/DOMAIN.md and returns it
 // parsed, or an Invalid error naming every bad field.
 func (spec *Spec) validate() (input, error) {
 	fields := controlplane.FieldErrors{}

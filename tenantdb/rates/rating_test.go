@@ -25,7 +25,7 @@ func TestCost(t *testing.T) {
 		billable int
 		cost     string
 	}{
-		{"DOMAIN.md's worked example: 30/6, 47 s", rate("0.0120", "0.0150", 30, 6), 47, 48, "0.0246"},
+		{"docs/DOMAIN.md's worked example: 30/6, 47 s", rate("0.0120", "0.0150", 30, 6), 47, 48, "0.0246"},
 		{"same call on 60/60", rate("0.0120", "0.0150", 60, 60), 47, 60, "0.0270"},
 		{"same call on 1/1", rate("0.0120", "0.0150", 1, 1), 47, 47, "0.0244"}, // 47/60 × 0.0120 = 0.0094 exactly
 		{"61 s on 60/60 bills two blocks", rate("0.0120", "0", 60, 60), 61, 120, "0.0240"},

@@ -1,5 +1,5 @@
 // Command bench runs the control plane's benchmarks, each against its
-// baseline in the same run (issue #7), prints a summary and writes
+// baseline in the same run, prints a summary and writes
 // docs/BENCHMARKS.md. `make bench` runs it on a throwaway PostgreSQL;
 // with DATABASE_URL set it uses that server.
 //
@@ -30,7 +30,7 @@ func main() {
 }
 
 func run() error {
-	size := flag.String("size", "full", "smoke (seconds, every code path) or full (issue #7's sizes)")
+	size := flag.String("size", "full", "smoke (seconds, every code path) or full (the sizes docs/BENCHMARKS.md reports)")
 	only := flag.String("only", "", "comma-separated benchmarks to run: "+strings.Join(bench.Benchmarks, ", ")+" (default all)")
 	rows := flag.String("rows", "", "comma-separated rows of benchmark 6 (connections) to run: 1-5, rows 1 and 4 together (default all)")
 	out := flag.String("out", "", "write the report (markdown) to this file, e.g. docs/BENCHMARKS.md")
