@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 )
@@ -74,7 +75,7 @@ func CloseToPublic(ctx context.Context, url string, keep ...string) error {
 	// error, from both: whether it worked is read back below.
 	_, err = conn.Exec(ctx, fix)
 	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == "42501" { // insufficient_privilege
+	if errors.As(err, &pg) && pg.Code == pgerrcode.InsufficientPrivilege {
 		return &OpenDatabaseError{Database: database, Fix: fix}
 	}
 	if err != nil {

@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -170,7 +171,7 @@ func (p *Provisioner) checkDatabase(ctx context.Context, t *controlplane.Tenant)
 // isDuplicateRole reports a "role already exists" error.
 func isDuplicateRole(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "42710"
+	return errors.As(err, &pg) && pg.Code == pgerrcode.DuplicateObject
 }
 
 // ensureTemplate returns the template database of h, building it once:
@@ -331,7 +332,7 @@ COMMIT;`
 // isDuplicate reports a "database/schema already exists" error.
 func isDuplicate(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && (pg.Code == "42P04" || pg.Code == "42P06")
+	return errors.As(err, &pg) && (pg.Code == pgerrcode.DuplicateDatabase || pg.Code == pgerrcode.DuplicateSchema)
 }
 
 // DropHalfBuiltTemplates drops the template databases a crash left half

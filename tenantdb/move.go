@@ -12,6 +12,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"golang.org/x/sync/errgroup"
 
@@ -961,12 +962,12 @@ func dropSubscription(ctx context.Context, dst *sql.DB, t *controlplane.Tenant, 
 
 func isDuplicateObject(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "42710"
+	return errors.As(err, &pg) && pg.Code == pgerrcode.DuplicateObject
 }
 
 func isLockTimeout(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "55P03"
+	return errors.As(err, &pg) && pg.Code == pgerrcode.LockNotAvailable
 }
 
 // pgMessage is a server error's message alone (no detail, which may name

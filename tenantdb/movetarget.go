@@ -8,6 +8,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -102,7 +103,7 @@ func (p *Provisioner) restoreMoved(ctx context.Context, t *controlplane.Tenant, 
 		return p.pgRestore(ctx, file, t.DBName, p.server.User, p.server.Password, "--role="+t.DBName)
 	case controlplane.IsolationSchema:
 		if exists, err := p.exists(ctx, t.Isolation, t.DBName); err != nil || exists {
-			return errors.Join(err, p.targetTaken(t, &pgconn.PgError{Code: "42P06"}))
+			return errors.Join(err, p.targetTaken(t, &pgconn.PgError{Code: pgerrcode.DuplicateSchema}))
 		}
 		if err := p.pgRestore(ctx, file, p.server.Database, p.server.User, p.server.Password); err != nil {
 			return err
@@ -309,7 +310,7 @@ func (p *Provisioner) DropMoveAside(ctx context.Context, t *controlplane.Tenant,
 // on it".
 func isDependent(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "2BP01"
+	return errors.As(err, &pg) && pg.Code == pgerrcode.DependentObjectsStillExist
 }
 
 // fileSize is the size of the file at path, 0 if it cannot be read.

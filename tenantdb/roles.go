@@ -11,6 +11,7 @@ import (
 	"errors"
 	"fmt"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -168,7 +169,7 @@ func (p *Provisioner) RotateRolePassword(ctx context.Context, t *controlplane.Te
 	}
 	err = p.setPassword(ctx, t.DBName)
 	var pg *pgconn.PgError
-	if errors.As(err, &pg) && pg.Code == "42704" { // dropped since checkOwner: deleted
+	if errors.As(err, &pg) && pg.Code == pgerrcode.UndefinedObject { // dropped since checkOwner: deleted
 		return nil
 	}
 	return err

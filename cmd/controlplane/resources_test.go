@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"net/http"
 	"testing"
 
@@ -125,11 +126,13 @@ func TestContacts(t *testing.T) {
 			"name": "Grace Hopper", "company": "Navy", "email": "grace@navy.example",
 			"phones": []any{map[string]any{"number": "+1 (555) 123-4567", "label": "work"}, map[string]any{"number": "+447700900123", "label": "mobile"}},
 			"emails": []any{map[string]any{"email": "gh@cobol.example", "label": "personal"}},
-			"tags":   []any{"vip"},
+			"tags":   []any{"vip", `said "hi", {twice}`},
 		})
 		require.Equal(t, http.StatusCreated, status, "%v", c)
 		require.Equal(t, []any{map[string]any{"number": "+15551234567", "label": "work"}, map[string]any{"number": "+447700900123", "label": "mobile"}}, c["phones"], "numbers are normalised")
-		require.Equal(t, []any{"vip"}, c["tags"])
+		require.Equal(t, []any{"vip", `said "hi", {twice}`}, c["tags"])
+		_, _, again := b.req("GET", h, fmt.Sprintf("/api/contacts/%v", c["id"]), nil)
+		require.Equal(t, c["tags"], again["tags"], "tags read back as written")
 		b.req("POST", h, "/api/contacts", map[string]any{"name": "Alan Turing", "company": "Bletchley"})
 
 		// Caller-ID lookup and search.

@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/stdlib"
@@ -289,5 +290,5 @@ func (l *sessionLock) FinishCreate(ctx context.Context, version uint, key contro
 // transaction (PostgreSQL only warns; kept for drivers that error).
 func isNoTransaction(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "25P01"
+	return errors.As(err, &pg) && pg.Code == pgerrcode.NoActiveSQLTransaction
 }

@@ -18,6 +18,7 @@ import (
 	"strings"
 	"syscall"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
@@ -74,17 +75,17 @@ func translate(err error, constraints map[string]Constraint, downCode controlpla
 	}
 	c, known := constraints[pg.ConstraintName]
 	switch pg.Code {
-	case "23505": // unique_violation
+	case pgerrcode.UniqueViolation:
 		if known {
 			return &controlplane.Error{Code: controlplane.Conflict, Message: c.Field + " " + c.Reason, Fields: map[string]string{c.Field: c.Reason}, Err: err}
 		}
 		return &controlplane.Error{Code: controlplane.Conflict, Message: "already exists", Err: err}
-	case "23514", "23503", "23502", "22001": // check, foreign key, not null, too long
+	case pgerrcode.CheckViolation, pgerrcode.ForeignKeyViolation, pgerrcode.NotNullViolation, pgerrcode.StringDataRightTruncationDataException:
 		if known {
 			return &controlplane.Error{Code: controlplane.Invalid, Message: c.Field + " " + c.Reason, Fields: map[string]string{c.Field: c.Reason}, Err: err}
 		}
 		return &controlplane.Error{Code: controlplane.Invalid, Message: "a value breaks a rule of the data model", Err: err}
-	case "22021", "22P05", "22P02": // character_not_in_repertoire (NUL, bad UTF-8), untranslatable_character, invalid text representation
+	case pgerrcode.CharacterNotInRepertoire, pgerrcode.UntranslatableCharacter, pgerrcode.InvalidTextRepresentation: // NUL, bad UTF-8, text that is not the column's type
 		// The edge refuses such text naming the field (httpapi); a path it
 		// missed is still the client's input, not a bug.
 		return &controlplane.Error{Code: controlplane.Invalid, Message: "a value holds characters the database cannot store", Err: err}
@@ -161,11 +162,11 @@ func pgState(code string) kind {
 		return down
 	case strings.HasPrefix(code, "57P"): // 57P01 admin_shutdown (also pg_terminate_backend), 57P02 crash_shutdown, 57P03 cannot_connect_now, 57P04 database_dropped, 57P05 idle_session_timeout
 		return down
-	case code == "53300", code == "53200", code == "53100", code == "53000": // too_many_connections, out_of_memory, disk_full, insufficient_resources (not 53400: a configured limit a query hit)
+	case code == pgerrcode.TooManyConnections, code == pgerrcode.OutOfMemory, code == pgerrcode.DiskFull, code == pgerrcode.InsufficientResources: // not 53400 (configuration limit exceeded): a limit a query hit
 		return down
-	case code == "57014": // query_canceled: statement_timeout, or the cancel pgx sends at a deadline
+	case code == pgerrcode.QueryCanceled: // statement_timeout, or the cancel pgx sends at a deadline
 		return slow
-	case code == "40001", code == "40P01": // serialization_failure, deadlock_detected: nothing retries them in-process, the client may
+	case code == pgerrcode.SerializationFailure, code == pgerrcode.DeadlockDetected: // nothing retries them in-process, the client may
 		return contended
 	}
 	return none

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
@@ -195,5 +196,5 @@ func scanAll(rows *sql.Rows, cols columnsOf, expect int) ([]cdr, error) {
 // already stored.
 func uuidTaken(err error) bool {
 	var pg *pgconn.PgError
-	return errors.As(err, &pg) && pg.Code == "23505" && pg.ConstraintName == "cdrs_uuid_key"
+	return errors.As(err, &pg) && pg.Code == pgerrcode.UniqueViolation && pg.ConstraintName == "cdrs_uuid_key"
 }

@@ -5,12 +5,14 @@ package contacts
 
 import (
 	"context"
+	"database/sql/driver"
 	"errors"
 	"fmt"
 	"strings"
+	"sync"
 	"time"
 
-	"github.com/lib/pq"
+	"github.com/jackc/pgx/v5/pgtype"
 	"gorm.io/gorm"
 	"gorm.io/gorm/clause"
 	"gorm.io/gorm/schema"
@@ -77,12 +79,38 @@ type Filter struct {
 	Limit, Offset int
 }
 
+// textArray is a text[] column for gorm, read and written by pgx's own
+// array codec (gorm's model fields go through database/sql).
+type textArray []string
+
+// typeMaps are pgx's type maps for textArray; a map memoizes its plans,
+// so one is not for concurrent use.
+var typeMaps = sync.Pool{New: func() any { return pgtype.NewMap() }}
+
+// Scan reads PostgreSQL's text form of a text[] ({a,"b c"}).
+func (a *textArray) Scan(src any) error {
+	m := typeMaps.Get().(*pgtype.Map)
+	defer typeMaps.Put(m)
+	return m.SQLScanner((*[]string)(a)).Scan(src)
+}
+
+// Value writes it in that form.
+func (a textArray) Value() (driver.Value, error) {
+	if a == nil {
+		a = textArray{}
+	}
+	m := typeMaps.Get().(*pgtype.Map)
+	defer typeMaps.Put(m)
+	buf, err := m.Encode(pgtype.TextArrayOID, pgtype.TextFormatCode, []string(a), nil)
+	return string(buf), err
+}
+
 type contact struct {
 	ID        int64
 	Name      string
 	Company   string
 	Email     string
-	Tags      pq.StringArray `gorm:"type:text[]"`
+	Tags      textArray `gorm:"type:text[]"`
 	Notes     string
 	CreatedAt time.Time
 	UpdatedAt time.Time `gorm:"autoUpdateTime:false"` // set at database precision by the store
