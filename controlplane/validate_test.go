@@ -119,6 +119,31 @@ func FuzzNormalizeHost(f *testing.F) {
 	})
 }
 
+// An E.164 number must be possible for its country (libphonenumber's
+// lengths), not only look like one; whether its range is assigned is not
+// asked, so the fictional numbers of examples and new ranges pass.
+func TestValidE164(t *testing.T) {
+	for s, want := range map[string]bool{
+		"+15551234567":    true, // fictional (555) but of NANP's length
+		"+12025550123":    true,
+		"+447700900123":   true, // Ofcom's range for drama
+		"+442071838750":   true,
+		"+33612345678":    true,
+		"+8613800138000":  true,
+		"+12":             false, // the shape of E.164, too short for +1
+		"+4420":           false,
+		"+1555":           false,
+		"+2341234":        false,
+		"+99912345":       false, // no such country code
+		"+1555123456789":  false, // too long for +1
+		"15551234567":     false,
+		"+015551234567":   false,
+		"+1 555 123 4567": false, // not normalised
+	} {
+		require.Equal(t, want, ValidE164(s), s)
+	}
+}
+
 // FuzzNormalizeE164: whatever is typed, a normalised number is either valid
 // E.164 or refused; it never keeps a separator.
 func FuzzNormalizeE164(f *testing.F) {
