@@ -1,6 +1,7 @@
 // Command controlplane is the LaraCopilot control plane: one binary whose
-// subcommands serve the API (serve) and, later, run migrations and tenant
-// maintenance. This package only wires the pieces together.
+// subcommands serve the API (serve), run the catalog's and the tenants'
+// migrations (migrate), and maintain tenants and tenant servers (tenants,
+// servers). This package only wires the pieces together.
 package main
 
 import (

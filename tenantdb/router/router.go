@@ -1,3 +1,9 @@
+// Package router routes a tenant's requests to its data: for each request
+// a *gorm.DB bound to the tenant's own database (a pool per tenant, in an
+// LRU) or its own schema (shared connections in lanes), within a
+// connection budget per tenant server (budget.go, sizing.go), and through
+// a PgBouncer when one is configured (pooler.go). Finding the tenant of a
+// request (Host header or slug) is controlplane/httpapi/tenancy.go's.
 package router
 
 import (
