@@ -7,7 +7,15 @@ WORKDIR /src
 COPY go.mod go.sum ./
 RUN go mod download
 COPY . .
-RUN CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o /out/controlplane ./cmd/controlplane
+# The build context has no .git (.dockerignore): the identity comes in as
+# build arguments, e.g. docker build --build-arg VERSION=$(git describe --tags --always)
+#   --build-arg COMMIT=$(git rev-parse HEAD) --build-arg BUILD_DATE=$(date -u +%FT%TZ) .
+ARG VERSION=dev
+ARG COMMIT=unknown
+ARG BUILD_DATE=unknown
+RUN CGO_ENABLED=0 go build -trimpath \
+    -ldflags="-s -w -X main.version=${VERSION} -X main.commit=${COMMIT} -X main.buildDate=${BUILD_DATE}" \
+    -o /out/controlplane ./cmd/controlplane
 
 # Runtime stage: Debian's slim image with PostgreSQL 15's client programs,
 # which tenant backups and restores run (pg_dump, pg_restore; their major

@@ -16,6 +16,14 @@ PGDATA_DEV ?= .data/postgres
 # Extra flags for go test, e.g. `make test TESTFLAGS='-run TestTenant -v'`.
 TESTFLAGS ?=
 
+# The binary's identity (controlplane version, /healthz, the
+# controlplane_build_info metric), stamped into make build's and make run's
+# binary; outside a git checkout they stay "dev" and "unknown".
+VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
+COMMIT ?= $(shell git rev-parse HEAD 2>/dev/null)$(shell git diff --quiet HEAD -- 2>/dev/null || echo -dirty)
+BUILD_DATE ?= $(shell date -u +%Y-%m-%dT%H:%M:%SZ)
+LDFLAGS = -X main.version=$(VERSION) -X main.commit=$(COMMIT) -X main.buildDate=$(BUILD_DATE)
+
 # Every Go file except those under .data (the Postgres data directory may not
 # even be readable by us), .git and bin.
 GO_FILES = $(shell find . \( -path ./.data -o -path ./.git -o -path ./bin \) -prune -o -type f -name '*.go' -print)
@@ -34,14 +42,14 @@ run: ## Run the control plane on 127.0.0.1:8080 (starts a local Postgres in .dat
 	@export TENANT_SPARE_DATABASES="$${TENANT_SPARE_DATABASES:-0}"; \
 	if [[ -z "$${DATABASE_URL:-}" ]]; then \
 		bash scripts/pg.sh start $(PGDATA_DEV) $(PGPORT_DEV) && \
-		DATABASE_URL="$$(bash scripts/pg.sh url $(PGPORT_DEV))" LISTEN_ADDR="$${LISTEN_ADDR:-127.0.0.1:8080}" go run ./cmd/controlplane serve; \
+		DATABASE_URL="$$(bash scripts/pg.sh url $(PGPORT_DEV))" LISTEN_ADDR="$${LISTEN_ADDR:-127.0.0.1:8080}" go run -ldflags "$(LDFLAGS)" ./cmd/controlplane serve; \
 	else \
-		LISTEN_ADDR="$${LISTEN_ADDR:-127.0.0.1:8080}" go run ./cmd/controlplane serve; \
+		LISTEN_ADDR="$${LISTEN_ADDR:-127.0.0.1:8080}" go run -ldflags "$(LDFLAGS)" ./cmd/controlplane serve; \
 	fi
 
 .PHONY: build
-build: ## Build bin/controlplane
-	go build -o bin/controlplane ./cmd/controlplane
+build: ## Build bin/controlplane, stamped with its version (bin/controlplane version)
+	go build -ldflags "$(LDFLAGS)" -o bin/controlplane ./cmd/controlplane
 
 .PHONY: test
 test: ## Run the tests, then a short fuzz run (against a throwaway Postgres unless DATABASE_URL is set)
@@ -87,9 +95,10 @@ staticcheck: ## Run staticcheck (pinned version, fetched through the Go module p
 .PHONY: lint
 lint: vet fmt staticcheck ## Run go vet, the gofmt check and staticcheck
 
-.PHONY: test-fast
-test-fast: ## The fast lane: every test that needs no PostgreSQL (go test -short), in seconds
+.PHONY: test-unit test-fast
+test-unit: ## The fast lane: every test that needs no PostgreSQL (go test -short), well under a minute
 	go test -short -count=1 ./...
+test-fast: test-unit ## The same as test-unit
 
 .PHONY: db-start
 db-start: ## Start the local development Postgres (.data/postgres, port 54329 by default)

@@ -624,6 +624,8 @@ func TestErrorsAndHealth(t *testing.T) {
 	status, got = b.do("GET", "/healthz", nil)
 	require.Equal(t, http.StatusOK, status)
 	require.Equal(t, "ok", got["status"])
+	require.Equal(t, "dev", got["version"], "the binary's version (unstamped under go test)")
+	require.NotEmpty(t, got["commit"])
 	status, got = b.do("GET", "/readyz", nil)
 	require.Equal(t, http.StatusOK, status, "%v", got)
 	require.Equal(t, "ready", got["status"])

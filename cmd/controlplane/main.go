@@ -41,7 +41,12 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	config.BindFlags(root.PersistentFlags())
-	root.AddCommand(newServe(), newMigrate(), newTenants(), newServersCmd())
+	root.AddCommand(newServe(), newMigrate(), newTenants(), newServersCmd(), newVersion())
+	// --version prints what `controlplane version` does.
+	b := buildInfo()
+	root.Version = b.Version
+	root.SetVersionTemplate(fmt.Sprintf("controlplane %s (commit %s, built %s, %s; catalog schema %d, tenant schema %d)\n",
+		b.Version, b.Commit, b.Date, b.GoVersion, b.CatalogSchema, b.TenantSchema))
 	return root
 }
 

@@ -43,7 +43,8 @@ func get(t *testing.T, base, host, path string, headers ...string) (int, http.He
 
 // metricNames are in every scrape (the request counter once a request was
 // served); none may appear in an answer that was refused.
-var metricNames = []string{"controlplane_http_requests_total", "controlplane_tenants", "controlplane_tenant_connections_max", "go_goroutines", "# TYPE"}
+var metricNames = []string{"controlplane_http_requests_total", "controlplane_tenants", "controlplane_tenant_connections_max", "go_goroutines", "# TYPE",
+	`controlplane_build_info{catalog_schema="`}
 
 func requireMetrics(t *testing.T, body string, msg string) {
 	t.Helper()

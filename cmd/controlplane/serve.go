@@ -296,6 +296,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		ServerHealth:       app.TenantServers.Healths,
 		Log:                log,
 		Collectors:         []prometheus.Collector{reconciled, operations},
+		Build:              buildInfo(),
 	}
 	app.Handler = srv.Handler()
 	if srv.SeparateMetrics {
@@ -457,6 +458,9 @@ func sameServer(a, b string) bool {
 }
 
 func serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	b := buildInfo()
+	log.Info("controlplane starting", "version", b.Version, "commit", b.Commit, "built", b.Date, "go", b.GoVersion,
+		"catalog_schema", b.CatalogSchema, "tenant_schema", b.TenantSchema)
 	if cfg.AdminToken == "" && !cfg.LoopbackListener() {
 		return configError{fmt.Errorf("config: ADMIN_TOKEN: required when LISTEN_ADDR (%s) is not a loopback address: set ADMIN_TOKEN, or listen on 127.0.0.1", cfg.ListenAddr)}
 	}

@@ -34,7 +34,7 @@ type metrics struct {
 	registry *prometheus.Registry
 }
 
-func newMetrics(g Gauges, extra []prometheus.Collector) *metrics {
+func newMetrics(g Gauges, b controlplane.Build, extra []prometheus.Collector) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "controlplane_http_requests_total",
@@ -50,6 +50,14 @@ func newMetrics(g Gauges, extra []prometheus.Collector) *metrics {
 	m.registry.MustRegister(m.requests, m.latency, &stateCollector{g: g},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(extra...)
+	// Which binary runs where: join it to other series on instance, and
+	// alert when replicas disagree after a rollout.
+	info := prometheus.NewGaugeVec(prometheus.GaugeOpts{
+		Name: "controlplane_build_info",
+		Help: "The control plane binary: version, commit, Go version and the latest catalog and tenant migrations it carries (always 1).",
+	}, []string{"version", "commit", "go_version", "catalog_schema", "tenant_schema"})
+	info.WithLabelValues(b.Version, b.Commit, b.GoVersion, strconv.FormatUint(uint64(b.CatalogSchema), 10), strconv.FormatUint(uint64(b.TenantSchema), 10)).Set(1)
+	m.registry.MustRegister(info)
 	return m
 }
 

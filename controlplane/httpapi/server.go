@@ -59,6 +59,9 @@ type Server struct {
 	Log          *slog.Logger
 	// Collectors are more series for /metrics (the reconciler's counts).
 	Collectors []prometheus.Collector
+	// Build is the binary's identity, on /healthz and as
+	// controlplane_build_info.
+	Build controlplane.Build
 
 	metricsOnce sync.Once
 	m           *metrics
@@ -67,7 +70,7 @@ type Server struct {
 // metrics returns the server's one registry, so that the router's counters
 // and a separate metrics listener show the same series.
 func (s *Server) metrics() *metrics {
-	s.metricsOnce.Do(func() { s.m = newMetrics(s.Gauges, s.Collectors) })
+	s.metricsOnce.Do(func() { s.m = newMetrics(s.Gauges, s.Build, s.Collectors) })
 	return s.m
 }
 
@@ -95,7 +98,11 @@ func (s *Server) Handler() http.Handler {
 		c.AbortWithStatusJSON(http.StatusMethodNotAllowed, errorBody{Error: errorDetail{Code: "method_not_allowed", Message: c.Request.Method + " is not allowed on " + c.Request.URL.Path}})
 	})
 
-	r.GET("/healthz", func(c *gin.Context) { c.JSON(http.StatusOK, gin.H{"status": "ok"}) })
+	// Liveness, and which binary answers (no secret in it: a version and
+	// a commit are what the operator's deploy already published).
+	r.GET("/healthz", func(c *gin.Context) {
+		c.JSON(http.StatusOK, gin.H{"status": "ok", "version": s.Build.Version, "commit": s.Build.Commit})
+	})
 	r.GET("/readyz", s.readyz)
 	if !s.SeparateMetrics {
 		// Metrics describe the whole fleet (tenant counts, pools), so they
