@@ -161,6 +161,10 @@ type RestoreOptions struct {
 	// Version is the backup's schema version: a restored database is
 	// checked to be at it, clean, before it is swapped in.
 	Version uint
+	// Latest is the binary's latest tenant version: a restored database
+	// (database mode) at an older Version is migrated up to it, beside
+	// the tenant's, before the swap.
+	Latest uint
 	// Hold, if set, holds the tenant's requests (its Hold and Release)
 	// around the swap, which must fit in Timeout: the restore of a tenant
 	// being served (database mode).
@@ -338,12 +342,8 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Ope
 		return nil, FieldError("backup_id", "is of a "+string(b.Isolation)+"-mode tenant; this tenant is in "+string(t.Isolation)+" mode")
 	case b.SchemaVersion > latest:
 		return nil, FieldError("backup_id", fmt.Sprintf("is at schema version %d, newer than this binary knows (%d)", b.SchemaVersion, latest))
-	case t.Status != StatusSuspended && !online(t, b, latest):
-		why := "a schema-mode tenant's schema is restored in place"
-		if t.Isolation == IsolationDatabase {
-			why = fmt.Sprintf("the backup is at schema version %d and is migrated to %d after the swap", b.SchemaVersion, latest)
-		}
-		return nil, Errorf(Conflict, `tenant %d is %s: suspend it first (PATCH {"status": "suspended"}): %s, and the tenant is not served meanwhile`, id, t.Status, why)
+	case t.Status != StatusSuspended && !online(t):
+		return nil, Errorf(Conflict, `tenant %d is %s: suspend it first (PATCH {"status": "suspended"}): a schema-mode tenant's schema is restored in place, and the tenant is not served meanwhile`, id, t.Status)
 	case t.Provisioning != ProvisionReady:
 		return nil, Errorf(Conflict, "tenant %d is %s: only a ready tenant can be restored", id, t.Provisioning)
 	}
@@ -351,7 +351,7 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Ope
 	if err != nil {
 		return nil, err
 	}
-	if t, err = o.Locks.Tenant(ctx, id); err != nil || (t.Status != StatusSuspended && !online(t, b, latest)) {
+	if t, err = o.Locks.Tenant(ctx, id); err != nil || (t.Status != StatusSuspended && !online(t)) {
 		unlock()
 		return nil, errors.Join(err, Errorf(Conflict, "tenant %d was resumed meanwhile", id))
 	}
@@ -364,16 +364,18 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Ope
 	return op, nil
 }
 
-// online says whether backup b can replace t's data while t is served.
-func online(t *Tenant, b *Backup, latest uint) bool {
-	return t.Isolation == IsolationDatabase && b.SchemaVersion == latest
+// online says whether a backup can replace t's data while t is served:
+// a database-mode tenant's is restored (and migrated up) beside it, then
+// swapped in with its requests held; a schema is restored in place.
+func online(t *Tenant) bool {
+	return t.Isolation == IsolationDatabase
 }
 
 // runRestore restores, migrates the tenant up to latest, and records it.
 func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, t *Tenant, latest uint) {
 	ctx := base
 	progress := map[string]any{"backup_id": b.ID}
-	opts := RestoreOptions{Version: b.SchemaVersion, Timeout: o.CutoverTimeout}
+	opts := RestoreOptions{Version: b.SchemaVersion, Latest: latest, Timeout: o.CutoverTimeout}
 	if t.Status != StatusSuspended && o.Moves != nil {
 		hooks := o.holdHooks(t.ID)
 		opts.Hold = &hooks
@@ -383,7 +385,11 @@ func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, 
 	if err == nil {
 		progress["previous"] = previous
 		o.step("restore:swapped")
-		err = o.migrateRestored(ctx, t, b.SchemaVersion, latest)
+		from := b.SchemaVersion
+		if t.Isolation == IsolationDatabase {
+			from = latest // migrated before the swap (RestoreOptions.Latest)
+		}
+		err = o.migrateRestored(ctx, t, from, latest)
 	}
 	now := time.Now()
 	op.FinishedAt, op.Progress = &now, progress

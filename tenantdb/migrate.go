@@ -37,12 +37,19 @@ func (p *Provisioner) Migrate(ctx context.Context, t *controlplane.Tenant, op co
 
 // migrateWithLibrary runs op with golang-migrate, file by file.
 func (p *Provisioner) migrateWithLibrary(ctx context.Context, t *controlplane.Tenant, op controlplane.MigrationOp) controlplane.MigrationOutcome {
+	return p.migrateIn(ctx, t, p.lockDatabase(t), op)
+}
+
+// migrateIn is migrateWithLibrary in database, which is t's own or, for a
+// database-mode tenant, another database of its role (a restore's, before
+// it is swapped in).
+func (p *Provisioner) migrateIn(ctx context.Context, t *controlplane.Tenant, database string, op controlplane.MigrationOp) controlplane.MigrationOutcome {
 	out := controlplane.MigrationOutcome{}
-	db, target := p.tenantDB(t)
+	db, target := p.tenantDBIn(t, database)
 	// golang-migrate takes the stock CLI's lock (target.LockDatabase); the
 	// lock id releases before this one used is held beside it, on a
 	// connection of the same pool, for the whole run.
-	_, legacy := migrations.LockIDs(p.lockDatabase(t), target.Schema)
+	_, legacy := migrations.LockIDs(database, target.Schema)
 	side, err := db.Conn(ctx)
 	if err == nil {
 		_, err = side.ExecContext(ctx, `SELECT pg_catalog.pg_advisory_lock($1)`, legacy)
@@ -144,12 +151,18 @@ func (p *Provisioner) cleanVersion(from, v uint) *int64 {
 // guards it: the one the stock golang-migrate CLI takes for the same
 // table, so that the CLI and the control plane wait for each other.
 func (p *Provisioner) tenantDB(t *controlplane.Tenant) (*sql.DB, migrations.Target) {
-	target := migrations.Target{LockDatabase: migrations.CLILockName(p.lockDatabase(t)), Schema: "public"}
+	return p.tenantDBIn(t, p.lockDatabase(t))
+}
+
+// tenantDBIn is tenantDB with t's migrations table in database (t's own,
+// or another of its role's: see migrateIn).
+func (p *Provisioner) tenantDBIn(t *controlplane.Tenant, database string) (*sql.DB, migrations.Target) {
+	target := migrations.Target{LockDatabase: migrations.CLILockName(database), Schema: "public"}
 	if t.Isolation == controlplane.IsolationSchema {
 		target.Schema = t.DBName
-		return p.open(p.server.Database, t.DBName, ""), target
+		return p.open(database, t.DBName, ""), target
 	}
-	return p.open(t.DBName, "", t.DBName), target
+	return p.open(database, "", t.DBName), target
 }
 
 // lockDatabase is the database holding t's migrations table.

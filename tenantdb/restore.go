@@ -34,8 +34,8 @@ func (p *Provisioner) restoreMark(t *controlplane.Tenant, op int64) string {
 // Database mode: the archive is restored, as the tenant's own role (so
 // that nothing in it, a function in an index expression say, runs with
 // more than the tenant's rights), into a new database owned by that role,
-// in one transaction, and checked to be at opts.Version, clean; then the
-// swap: the tenant's database is closed and renamed to the previous name,
+// in one transaction, and checked to be at opts.Version, clean; migrated
+// up to opts.Latest if it is older, and checked again; then the swap: the tenant's database is closed and renamed to the previous name,
 // the new one takes the tenant's and is opened. With opts.Hold (a tenant
 // being served) the tenant's new requests are held around the swap and
 // its requests in flight end first: they see the old data or the new,
@@ -75,6 +75,22 @@ func (p *Provisioner) Restore(ctx context.Context, t *controlplane.Tenant, file 
 			return "", err
 		}
 		p.step("restore:restored")
+		// An older backup is migrated up beside the tenant's database, as
+		// the tenant's role: one that fails leaves the tenant's data
+		// untouched, and the swap puts in a database at the binary's version.
+		if opts.Latest > opts.Version {
+			out := p.migrateIn(ctx, t, restored, controlplane.MigrationOp{Kind: controlplane.MigrateUp})
+			if out.Err != nil {
+				drop()
+				return "", fmt.Errorf("the backup, at schema version %d, could not be migrated to %d before the swap (the tenant's data is untouched; fix the migration, or restore a newer backup): %w",
+					opts.Version, opts.Latest, out.Err)
+			}
+			if err := p.checkRestored(ctx, restored, opts.Latest); err != nil {
+				drop()
+				return "", err
+			}
+			p.step("restore:migrated")
+		}
 		if opts.Hold == nil {
 			return previous, p.swapDatabase(ctx, t, op)
 		}

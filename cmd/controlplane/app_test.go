@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
@@ -54,12 +55,18 @@ func setupOn(t *testing.T, db pgtest.DB, isolation controlplane.Isolation, env .
 // when env names a catalog already used) and serves it on a test server.
 func start(t *testing.T, db pgtest.DB, env []string) *bundle {
 	t.Helper()
+	return startWith(t, db, env, migrations.Tenant)
+}
+
+// startWith is start with another set of tenant migrations (a newer binary).
+func startWith(t *testing.T, db pgtest.DB, env []string, tenantMigrations fs.FS) *bundle {
+	t.Helper()
 	if !slices.ContainsFunc(env, func(kv string) bool { return strings.HasPrefix(kv, "BACKUP_DIR=") }) {
 		env = append(env, "BACKUP_DIR="+t.TempDir()) // never the checkout's .data
 	}
 	cfg, err := config.Load(env, nil)
 	require.NoError(t, err)
-	app, err := newApp(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	app, err := newAppWith(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), tenantMigrations)
 	require.NoError(t, err)
 	t.Cleanup(app.Close)
 	srv := httptest.NewServer(app.Handler)

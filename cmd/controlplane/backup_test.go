@@ -598,3 +598,74 @@ func TestScheduledBackups(t *testing.T) {
 	status, _ := b.do("GET", fmt.Sprintf("/api/backups/%v", manual), nil)
 	require.Equal(t, http.StatusOK, status)
 }
+
+// An older backup restored while the tenant is served (database mode): it
+// is restored and migrated up beside the tenant's database, as the
+// tenant's role, then swapped in with the requests held; the tenant ends
+// at the binary's version with exactly the backup's data. A backup whose
+// data a later migration refuses fails before the swap: the tenant keeps
+// its data and is served throughout, and nothing of the attempt is left.
+func TestOnlineRestoreOfAnOlderBackup(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase, "TENANT_SPARE_DATABASES=0")
+	tn := b.create(tenantBody("old", controlplane.IsolationDatabase))
+	host := "old.example.com"
+	b.addExtensions(host, "1001")
+	good := b.backupNow(tn["id"]) // version 1: 1001
+	b.addExtensions(host, "666")
+	bad := b.backupNow(tn["id"]) // version 1: 1001, 666 (which v3 forbids)
+	_, _, list := b.req("GET", host, "/api/extensions", nil)
+	for _, e := range list["data"].([]any) {
+		if e := e.(map[string]any); e["number"] == "666" {
+			status, _, _ := b.req("DELETE", host, fmt.Sprintf("/api/extensions/%v", e["id"]), nil)
+			require.Equal(t, http.StatusNoContent, status)
+		}
+	}
+	require.Equal(t, []string{"1001"}, b.extensionNumbers(host))
+	b.addExtensions(host, "1002")
+
+	// A newer binary (v2, v3), to which the tenant is migrated.
+	src := withMigrations(t, merge(v2, v3))
+	newer := startWith(t, b.db, []string{"DATABASE_URL=" + b.db.URL, "TENANT_DB_PREFIX=" + b.db.Prefix, "TENANT_SPARE_DATABASES=0", "BACKUP_DIR=" + b.cfg.BackupDir}, src)
+	app, fleet := b.fleet(src)
+	for _, r := range fleet.Run(context.Background(), tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp}, func(controlplane.MigrationResult) {}) {
+		require.NoError(t, r.Err, "%+v", r)
+	}
+	require.Eventually(t, func() bool {
+		_, got := newer.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+		return got["schema_version"] == float64(3)
+	}, 10*time.Second, 50*time.Millisecond)
+
+	restore := func(backup any) map[string]any {
+		t.Helper()
+		status, op := newer.do("POST", fmt.Sprintf("/api/tenants/%v/restore", tn["id"]), map[string]any{"backup_id": backup})
+		require.Equal(t, http.StatusAccepted, status, "an active database-mode tenant is restored online, whatever its backup's version: %v", op)
+		return newer.waitOperation(op["id"])
+	}
+	op := restore(good)
+	require.Equal(t, "succeeded", op["state"], "%v", op)
+	require.Equal(t, true, op["progress"].(map[string]any)["online"])
+	require.Equal(t, []string{"1001"}, newer.extensionNumbers(host), "exactly the backup's data")
+	_, got := newer.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+	require.EqualValues(t, 3, got["schema_version"])
+	require.Equal(t, false, got["schema_dirty"])
+	tenantDB := pgtest.Open(t, pgtest.WithDatabase(t, b.db.URL, tn["db_name"].(string)))
+	var columns, version int
+	require.NoError(t, tenantDB.QueryRow(`SELECT count(*) FROM information_schema.columns WHERE table_name = 'extensions' AND column_name = 'department'`).Scan(&columns))
+	require.Equal(t, 1, columns, "v2 ran on the restored database")
+	require.NoError(t, tenantDB.QueryRow(`SELECT version FROM schema_migrations`).Scan(&version))
+	require.Equal(t, 3, version)
+	tenantDB.Close()
+	newer.addExtensions(host, "1003")
+
+	op = restore(bad)
+	require.Equal(t, "failed", op["state"], "%v", op)
+	require.Contains(t, op["error"], "could not be migrated to 3 before the swap")
+	require.Contains(t, op["error"], "the tenant's data is untouched")
+	require.Equal(t, []string{"1001", "1003"}, newer.extensionNumbers(host), "the tenant kept its data")
+	var left int
+	require.NoError(t, pgtest.Open(t, b.db.URL).QueryRow(`SELECT count(*) FROM pg_database WHERE datname = $1`, fmt.Sprintf("%s_r%v", tn["db_name"], op["id"])).Scan(&left))
+	require.Zero(t, left, "the restored database is dropped")
+	_, got = newer.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+	require.EqualValues(t, 3, got["schema_version"])
+}

@@ -118,9 +118,9 @@ func newTenantRestore() *cobra.Command {
 		Use:   "restore SLUG --backup N",
 		Short: "Put one of a tenant's own backups back in place",
 		Long: `Restore a tenant from one of its own backups, as POST /api/tenants/{id}/restore
-does, in this process, and wait for it. A database-mode tenant with a backup
-at the binary's latest version may stay active (its requests are held for the
-swap); otherwise it must be suspended. The data it had is kept aside (named in
+does, in this process, and wait for it. A database-mode tenant may stay active
+(the backup is restored and migrated up beside it, then swapped in with its
+requests held); a schema-mode tenant must be suspended. The data it had is kept aside (named in
 the result) for TENANT_DELETE_GRACE. Exit status 1 if it failed.`,
 		Example: `  controlplane tenants restore acme-corp --backup 12`,
 		Args:    cobra.ExactArgs(1),
