@@ -8,7 +8,9 @@ import (
 	"net"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
+	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -28,6 +30,24 @@ var (
 
 // hostLabel is one RFC 1123 label, already lower-cased.
 var hostLabel = regexp.MustCompile(`^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$`)
+
+// enums are the value lists of RegisterEnum's tags, for their messages.
+var enums sync.Map // tag → []string
+
+// RegisterEnum makes tag a validation rule for a string field that must be
+// one of values: one Go list is then the rule, its message and what a
+// test compares with the SQL CHECK that guards the column (an enumeration
+// written in a struct tag too would be a second copy). Call it at package
+// initialisation, before any validation runs.
+func RegisterEnum(tag string, values []string) {
+	allowed := slices.Clone(values)
+	enums.Store(tag, allowed)
+	if err := validate.RegisterValidation(tag, func(fl validator.FieldLevel) bool {
+		return slices.Contains(allowed, fl.Field().String())
+	}); err != nil {
+		panic(err)
+	}
+}
 
 func newValidator() *validator.Validate {
 	v := validator.New(validator.WithRequiredStructEnabled())
@@ -175,6 +195,9 @@ func reason(fe validator.FieldError) string {
 		return "must be an E.164 number: + and the country code, then a number of a length that country uses (at most 15 digits in all), e.g. +15551234567"
 	case "ext_number":
 		return "must be 2 to 7 digits"
+	}
+	if values, ok := enums.Load(fe.Tag()); ok {
+		return "must be one of: " + strings.Join(values.([]string), ", ")
 	}
 	return fmt.Sprintf("is invalid (%s)", fe.Tag())
 }

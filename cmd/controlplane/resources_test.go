@@ -3,8 +3,10 @@ package main
 import (
 	"fmt"
 	"net/http"
+	"strings"
 	"testing"
 
+	"github.com/laracopilot/controlplane/tenantdb/queues"
 	"github.com/stretchr/testify/require"
 )
 
@@ -52,8 +54,11 @@ func TestQueuesAndMembers(t *testing.T) {
 			require.Equal(t, tc.status, status, "%v: %v", tc.body, got)
 			require.Contains(t, fields(got), tc.field, "%v", tc.body)
 		}
+		status, _, got := b.req("POST", h, "/api/queues", map[string]any{"name": "X", "strategy": "ringall"})
+		require.Equal(t, http.StatusUnprocessableEntity, status)
+		require.Equal(t, "must be one of: "+strings.Join(queues.Strategies, ", "), fields(got)["strategy"], "the message lists queues.Strategies")
 		// An extension cannot take a queue's dial number either.
-		status, _, got := b.req("POST", h, "/api/extensions", map[string]any{"number": "500"})
+		status, _, got = b.req("POST", h, "/api/extensions", map[string]any{"number": "500"})
 		require.Equal(t, http.StatusConflict, status, "%v", got)
 		require.Contains(t, fields(got), "number")
 		status, _, got = b.req("PATCH", h, "/api/extensions/1", map[string]any{"number": "500"})

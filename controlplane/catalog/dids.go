@@ -31,10 +31,10 @@ func (r *didRow) entry() controlplane.DIDEntry {
 		Target: controlplane.DIDTarget{Type: r.TargetType, ID: r.TargetID}, UpdatedAt: r.UpdatedAt}
 }
 
-var didConstraints = map[string]sqlerr.Constraint{
+var didConstraints = sqlerr.Register(sqlerr.Catalog, map[string]sqlerr.Constraint{
 	"did_numbers_pkey":          {Field: "number", Reason: "is already assigned to a tenant"},
 	"did_numbers_number_format": {Field: "number", Reason: "must be an E.164 number"},
-}
+})
 
 // ClaimDID inserts the number in state creating; the primary key makes
 // exactly one of two racing tenants win.

@@ -68,9 +68,9 @@ func (r *backupRow) backup() controlplane.Backup {
 	return b
 }
 
-var operationConstraints = map[string]sqlerr.Constraint{
+var operationConstraints = sqlerr.Register(sqlerr.Catalog, map[string]sqlerr.Constraint{
 	"operations_one_running": {Field: "tenant", Reason: "has an operation running already: one at a time per tenant (GET /api/operations?tenant=ID&state=running)"},
-}
+})
 
 // operationSelect reads operations with the backup each made.
 const operationSelect = `SELECT o.*, b.id AS backup_id FROM operations o LEFT JOIN backups b ON b.operation_id = o.id`

@@ -39,13 +39,13 @@ func (r *serverRow) server() controlplane.Server {
 
 // serverConstraints names the servers table's constraints by the API field
 // they protect.
-var serverConstraints = map[string]sqlerr.Constraint{
+var serverConstraints = sqlerr.Register(sqlerr.Catalog, map[string]sqlerr.Constraint{
 	"servers_pkey":           {Field: "name", Reason: "is already the name of a registered server"},
 	"servers_name_format":    {Field: "name", Reason: "must be lower-case letters and digits in words joined by single hyphens, at most 63 characters"},
 	"servers_url_format":     {Field: "url", Reason: "must be a postgres:// URL without a password"},
 	"servers_capacity_range": {Field: "capacity", Reason: "must be from 1 to 1000000"},
 	"servers_status_check":   {Field: "status", Reason: "must be one of: active, draining, disabled"},
-}
+})
 
 func translateServer(err error, name string) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {

@@ -426,7 +426,7 @@ func discard(conn *sql.Conn) {
 
 // tenantConstraints names the catalog's constraints by the API field they
 // protect (see migrations/catalog).
-var tenantConstraints = map[string]sqlerr.Constraint{
+var tenantConstraints = sqlerr.Register(sqlerr.Catalog, map[string]sqlerr.Constraint{
 	"tenants_slug_key":             {Field: "slug", Reason: "is already taken by another tenant"},
 	"tenants_domain_key":           {Field: "domain", Reason: "is already taken by another tenant"},
 	"tenants_name_length":          {Field: "name", Reason: "must be 1 to 200 characters"},
@@ -436,7 +436,8 @@ var tenantConstraints = map[string]sqlerr.Constraint{
 	"tenants_max_extensions_range": {Field: "max_extensions", Reason: "must be between 0 and 100000"},
 	"tenants_settings_array":       {Field: "settings", Reason: "must be a JSON array"},
 	"tenants_isolation_check":      {Field: "isolation", Reason: "must be one of: database, schema"},
-}
+	"tenant_api_keys_name_length":  {Field: "name", Reason: "must be at most 200 characters"},
+})
 
 func translate(err error) error { return sqlerr.Translate(err, tenantConstraints) }
 

@@ -14,8 +14,10 @@ import (
 	"database/sql/driver"
 	"errors"
 	"io"
+	"maps"
 	"net"
 	"strings"
+	"sync"
 	"syscall"
 
 	"github.com/jackc/pgerrcode"
@@ -29,6 +31,44 @@ import (
 type Constraint struct {
 	Field  string // JSON field name the constraint protects
 	Reason string // e.g. "is already taken by another tenant"
+}
+
+// Schema says which database a constraint is in: the catalog, or every
+// tenant's (database or schema).
+type Schema string
+
+const (
+	Catalog Schema = "catalog"
+	Tenant  Schema = "tenant"
+)
+
+var (
+	registryMu sync.Mutex
+	registry   = map[Schema]map[string]Constraint{}
+)
+
+// Register records the constraints a store maps to API fields, by the
+// schema they are in, and returns them: every map of constraint names is
+// declared through it, so that TestConstraintContracts can check each name
+// against the migrated databases (a renamed constraint would otherwise
+// turn a 409 naming its field into an anonymous one, silently).
+func Register(schema Schema, constraints map[string]Constraint) map[string]Constraint {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	if registry[schema] == nil {
+		registry[schema] = map[string]Constraint{}
+	}
+	for name, c := range constraints {
+		registry[schema][name] = c
+	}
+	return constraints
+}
+
+// Registered is every constraint registered for schema.
+func Registered(schema Schema) map[string]Constraint {
+	registryMu.Lock()
+	defer registryMu.Unlock()
+	return maps.Clone(registry[schema])
 }
 
 // Translate maps err, from the catalog database, to a domain error.

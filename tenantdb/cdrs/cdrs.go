@@ -104,7 +104,7 @@ type Store struct {
 	Tenant *controlplane.Tenant
 }
 
-var constraints = map[string]sqlerr.Constraint{
+var constraints = sqlerr.Register(sqlerr.Tenant, map[string]sqlerr.Constraint{
 	"cdrs_direction_valid":         {Field: "direction", Reason: "must be one of: " + strings.Join(Directions, ", ")},
 	"cdrs_disposition_valid":       {Field: "disposition", Reason: "must be one of: " + strings.Join(Dispositions, ", ")},
 	"cdrs_answer_at_after_start":   {Field: "answer_at", Reason: "must not be before start_at"},
@@ -115,7 +115,7 @@ var constraints = map[string]sqlerr.Constraint{
 	"cdrs_billsec_unanswered_zero": {Field: "billsec", Reason: "must be 0 when the call was not answered"},
 	"cdrs_extension_id_fkey":       {Field: "extension_id", Reason: "is not an extension of this tenant"},
 	"cdrs_queue_id_fkey":           {Field: "queue_id", Reason: "is not a queue of this tenant"},
-}
+})
 
 func translate(err error) error { return sqlerr.TranslateTenant(err, constraints) }
 

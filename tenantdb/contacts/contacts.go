@@ -144,13 +144,13 @@ type Store struct {
 	Tenant *controlplane.Tenant
 }
 
-var constraints = map[string]sqlerr.Constraint{
+var constraints = sqlerr.Register(sqlerr.Tenant, map[string]sqlerr.Constraint{
 	"contacts_name_not_empty":             {Field: "name", Reason: "is required"},
 	"contact_phones_number_key":           {Field: "phones", Reason: "a number already belongs to another contact of this tenant"},
 	"contact_phones_number_format":        {Field: "phones", Reason: "must be E.164 numbers"},
 	"contact_emails_contact_id_email_key": {Field: "emails", Reason: "lists an address twice"},
 	"contact_emails_email_format":         {Field: "emails", Reason: "must be e-mail addresses"},
-}
+})
 
 func translate(err error, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {

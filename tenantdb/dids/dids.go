@@ -97,14 +97,14 @@ type Store struct {
 	Tenant *controlplane.Tenant
 }
 
-var constraints = map[string]sqlerr.Constraint{
+var constraints = sqlerr.Register(sqlerr.Tenant, map[string]sqlerr.Constraint{
 	"dids_number_key":             {Field: "number", Reason: "already exists in this tenant"},
 	"dids_number_format":          {Field: "number", Reason: "must be an E.164 number"},
 	"dids_target_type_valid":      {Field: "target_type", Reason: "must be one of: none, extension, queue"},
 	"dids_target_id_matches_type": {Field: "target_id", Reason: "must be given exactly when target_type is not none"},
 	"dids_target_extension_fkey":  {Field: "target_id", Reason: "is not an extension of this tenant"},
 	"dids_target_queue_fkey":      {Field: "target_id", Reason: "is not a queue of this tenant"},
-}
+})
 
 func translate(err error, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {

@@ -94,12 +94,12 @@ type Store struct {
 	Tenant *controlplane.Tenant
 }
 
-var constraints = map[string]sqlerr.Constraint{
+var constraints = sqlerr.Register(sqlerr.Tenant, map[string]sqlerr.Constraint{
 	"extensions_number_key":                {Field: "number", Reason: "is already used by another extension of this tenant"},
 	"extensions_number_format":             {Field: "number", Reason: "must be 2 to 7 digits"},
 	"extensions_outbound_caller_id_format": {Field: "outbound_caller_id", Reason: "must be an E.164 number"},
 	"dids_target_extension_fkey":           {Field: "id", Reason: "is the target of a DID number; re-point or delete the DID first"},
-}
+})
 
 func translate(err error, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {

@@ -19,12 +19,16 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb"
 )
 
-// Strategies are mod_callcenter's names. An unknown strategy is an error,
-// never a silent default.
+// Strategies are mod_callcenter's names (docs/DOMAIN.md). An unknown
+// strategy is an error, never a silent default. This list is the rule
+// (the queue_strategy tag); TestConstraintContracts checks that the SQL
+// CHECK queues_strategy_valid allows exactly these.
 var Strategies = []string{
 	"ring-all", "longest-idle-agent", "round-robin", "top-down", "agent-with-least-talk-time",
 	"agent-with-fewest-calls", "sequentially-by-agent-order", "random", "ring-progressively",
 }
+
+func init() { controlplane.RegisterEnum("queue_strategy", Strategies) }
 
 // DefaultStrategy is used when a queue is created without one.
 const DefaultStrategy = "longest-idle-agent"
@@ -44,7 +48,7 @@ type Queue struct {
 type Spec struct {
 	Name           string  `json:"name" validate:"required,max=200"`
 	Extension      *string `json:"extension" validate:"omitempty,ext_number"`
-	Strategy       string  `json:"strategy" validate:"oneof=ring-all longest-idle-agent round-robin top-down agent-with-least-talk-time agent-with-fewest-calls sequentially-by-agent-order random ring-progressively"`
+	Strategy       string  `json:"strategy" validate:"queue_strategy"`
 	MaxWaitSeconds int     `json:"max_wait_seconds" validate:"min=0,max=86400"`
 }
 
@@ -130,7 +134,7 @@ type Store struct {
 	Tenant *controlplane.Tenant
 }
 
-var constraints = map[string]sqlerr.Constraint{
+var constraints = sqlerr.Register(sqlerr.Tenant, map[string]sqlerr.Constraint{
 	"queues_name_key":                         {Field: "name", Reason: "is already used by another queue"},
 	"queues_name_not_empty":                   {Field: "name", Reason: "is required"},
 	"queues_extension_key":                    {Field: "extension", Reason: "is already the dial number of another queue"},
@@ -139,8 +143,10 @@ var constraints = map[string]sqlerr.Constraint{
 	"queues_max_wait_seconds_range":           {Field: "max_wait_seconds", Reason: "must be between 0 and 86400"},
 	"queue_members_extension_id_fkey":         {Field: "extension_id", Reason: "is not an extension of this tenant"},
 	"queue_members_queue_id_extension_id_key": {Field: "extension_id", Reason: "is already a member of this queue"},
+	"queue_members_level_positive":            {Field: "level", Reason: "must be at least 1"},
+	"queue_members_position_positive":         {Field: "position", Reason: "must be at least 1"},
 	"dids_target_queue_fkey":                  {Field: "id", Reason: "is the target of a DID number; re-point or delete the DID first"},
-}
+})
 
 func translate(err error, what string, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {

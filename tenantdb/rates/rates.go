@@ -197,7 +197,7 @@ type Store struct {
 	Tenant *controlplane.Tenant
 }
 
-var constraints = map[string]sqlerr.Constraint{
+var constraints = sqlerr.Register(sqlerr.Tenant, map[string]sqlerr.Constraint{
 	"rates_prefix_format":               {Field: "prefix", Reason: prefixReason},
 	"rates_rate_per_minute_nonnegative": {Field: "rate_per_minute", Reason: "must be at least 0"},
 	"rates_connect_fee_nonnegative":     {Field: "connect_fee", Reason: "must be at least 0"},
@@ -205,7 +205,7 @@ var constraints = map[string]sqlerr.Constraint{
 	"rates_increment_seconds_positive":  {Field: "increment_seconds", Reason: "must be at least 1"},
 	"rates_effective_to_after_from":     {Field: "effective_to", Reason: "must be after effective_from"},
 	"rates_prefix_effective_from_key":   {Field: "effective_from", Reason: "another rate of this prefix starts at the same instant"},
-}
+})
 
 func translate(err error, id int64) error {
 	if errors.Is(err, gorm.ErrRecordNotFound) {
