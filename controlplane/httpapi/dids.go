@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -9,29 +10,26 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb/dids"
 )
 
-// didList is the body of GET /api/dids.
-type didList struct {
-	Data   []dids.DID `json:"data"`
-	Total  int        `json:"total"`
-	Limit  int        `json:"limit"`
-	Offset int        `json:"offset"`
-}
-
 // didRoutes are the tenant's DID routes; GET /api/dids/{x} is shared with
 // the operator lookup and registered on the engine by didLookupRoute.
 func (s *Server) didRoutes(api *gin.RouterGroup) {
-	api.POST("/dids", handle(s.createDID))
-	api.GET("/dids", handle(listDIDs))
-	api.PUT("/dids/:id", handle(s.replaceDID))
-	api.PATCH("/dids/:id", handle(s.patchDID))
-	api.DELETE("/dids/:id", handle(s.deleteDID))
+	resource[dids.DID, dids.Spec, dids.Patch]{
+		path:  "/dids",
+		store: func(c *gin.Context) items[dids.DID, dids.Spec, dids.Patch] { return didItems{s.didService(c)} },
+		spec:  dids.NewSpec,
+		id:    func(d *dids.DID) int64 { return d.ID },
+		list: func(c *gin.Context, limit, offset int) ([]dids.DID, int, error) {
+			return s.didService(c).Store.List(c.Request.Context(), limit, offset)
+		},
+		getElsewhere: true, // didLookupRoute
+	}.routes(api)
 }
 
 // didLookupRoute: on an admin host GET /api/dids/{e164} answers which
 // tenant and target an inbound call to that number goes to; on a tenant's
 // host GET /api/dids/{id} reads the tenant's DID.
 func (s *Server) didLookupRoute(r *gin.Engine) {
-	r.GET("/api/dids/:key", s.operatorOrTenant(s.lookupDID, getDID))
+	r.GET("/api/dids/:key", s.operatorOrTenant(s.lookupDID, s.getDID))
 }
 
 func (s *Server) didService(c *gin.Context) *dids.Service {
@@ -39,70 +37,20 @@ func (s *Server) didService(c *gin.Context) *dids.Service {
 	return &dids.Service{Index: s.DIDIndex, Store: &dids.Store{DB: db, Tenant: t}, Log: s.Log}
 }
 
-func (s *Server) createDID(c *gin.Context) error {
-	spec := dids.NewSpec()
-	if err := decodeJSON(c, &spec); err != nil {
-		return err
-	}
-	d, err := s.didService(c).Create(c.Request.Context(), spec)
-	if err == nil {
-		c.Header("Location", "/api/dids/"+itoa(d.ID))
-	}
-	return reply(c, http.StatusCreated, d, err)
-}
+// didItems are a tenant's DIDs by id: changed through the service, which
+// keeps the catalog's DID index in step, read from the tenant's store.
+type didItems struct{ *dids.Service }
 
-func listDIDs(c *gin.Context) error {
-	limit, offset, err := pageParams(c)
-	if err != nil {
-		return err
-	}
-	t, db := tenantDB(c)
-	list, total, err := (&dids.Store{DB: db, Tenant: t}).List(c.Request.Context(), limit, offset)
-	return reply(c, http.StatusOK, didList{Data: list, Total: total, Limit: limit, Offset: offset}, err)
-}
+func (d didItems) Get(ctx context.Context, id int64) (*dids.DID, error) { return d.Store.Get(ctx, id) }
 
-func getDID(c *gin.Context) error {
+// getDID is the tenant's side of GET /api/dids/{key}: its DID by id.
+func (s *Server) getDID(c *gin.Context) error {
 	id, err := pathID(c, "key")
 	if err != nil {
 		return err
 	}
-	t, db := tenantDB(c)
-	d, err := (&dids.Store{DB: db, Tenant: t}).Get(c.Request.Context(), id)
+	d, err := s.didService(c).Store.Get(c.Request.Context(), id)
 	return reply(c, http.StatusOK, d, err)
-}
-
-func (s *Server) replaceDID(c *gin.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	spec := dids.NewSpec()
-	if err := decodeJSON(c, &spec); err != nil {
-		return err
-	}
-	d, err := s.didService(c).Replace(c.Request.Context(), id, spec)
-	return reply(c, http.StatusOK, d, err)
-}
-
-func (s *Server) patchDID(c *gin.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	var p dids.Patch
-	if err := decodeJSON(c, &p); err != nil {
-		return err
-	}
-	d, err := s.didService(c).Patch(c.Request.Context(), id, p)
-	return reply(c, http.StatusOK, d, err)
-}
-
-func (s *Server) deleteDID(c *gin.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	return noContent(c, s.didService(c).Delete(c.Request.Context(), id))
 }
 
 // lookupDID is the operator's per-call lookup. An unencoded "+" in a path

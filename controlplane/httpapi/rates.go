@@ -18,14 +18,6 @@ import (
 // parsed, so this is also the memory one import may take.
 const MaxImportBytes = 16 << 20
 
-// rateList is the body of GET /api/rates.
-type rateList struct {
-	Data   []rates.Rate `json:"data"`
-	Total  int          `json:"total"`
-	Limit  int          `json:"limit"`
-	Offset int          `json:"offset"`
-}
-
 // importResult is the body of POST /api/rates/import.
 type importResult struct {
 	Imported int `json:"imported"`
@@ -33,82 +25,21 @@ type importResult struct {
 
 // rateRoutes are tenant routes: they run only behind tenantOnly.
 func (s *Server) rateRoutes(api *gin.RouterGroup) {
-	api.POST("/rates", handle(createRate))
-	api.GET("/rates", handle(listRates))
+	resource[rates.Rate, rates.Spec, rates.Patch]{
+		path:  "/rates",
+		store: func(c *gin.Context) items[rates.Rate, rates.Spec, rates.Patch] { return rateStore(c) },
+		spec:  func() rates.Spec { return rates.Spec{} },
+		id:    func(r *rates.Rate) int64 { return r.ID },
+		list: func(c *gin.Context, limit, offset int) ([]rates.Rate, int, error) {
+			return rateStore(c).List(c.Request.Context(), c.Query("prefix"), limit, offset)
+		},
+	}.routes(api)
 	api.POST("/rates/import", handle(importRates))
-	api.GET("/rates/:id", handle(getRate))
-	api.PUT("/rates/:id", handle(replaceRate))
-	api.PATCH("/rates/:id", handle(patchRate))
-	api.DELETE("/rates/:id", handle(deleteRate))
 }
 
 func rateStore(c *gin.Context) *rates.Store {
 	t, db := tenantDB(c)
 	return &rates.Store{DB: db, Tenant: t}
-}
-
-func createRate(c *gin.Context) error {
-	var spec rates.Spec
-	if err := decodeJSON(c, &spec); err != nil {
-		return err
-	}
-	r, err := rateStore(c).Create(c.Request.Context(), spec)
-	if err == nil {
-		c.Header("Location", "/api/rates/"+itoa(r.ID))
-	}
-	return reply(c, http.StatusCreated, r, err)
-}
-
-func listRates(c *gin.Context) error {
-	limit, offset, err := pageParams(c)
-	if err != nil {
-		return err
-	}
-	list, total, err := rateStore(c).List(c.Request.Context(), c.Query("prefix"), limit, offset)
-	return reply(c, http.StatusOK, rateList{Data: list, Total: total, Limit: limit, Offset: offset}, err)
-}
-
-func getRate(c *gin.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	r, err := rateStore(c).Get(c.Request.Context(), id)
-	return reply(c, http.StatusOK, r, err)
-}
-
-func replaceRate(c *gin.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	var spec rates.Spec
-	if err := decodeJSON(c, &spec); err != nil {
-		return err
-	}
-	r, err := rateStore(c).Replace(c.Request.Context(), id, spec)
-	return reply(c, http.StatusOK, r, err)
-}
-
-func patchRate(c *gin.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	var p rates.Patch
-	if err := decodeJSON(c, &p); err != nil {
-		return err
-	}
-	r, err := rateStore(c).Patch(c.Request.Context(), id, p)
-	return reply(c, http.StatusOK, r, err)
-}
-
-func deleteRate(c *gin.Context) error {
-	id, err := pathID(c, "id")
-	if err != nil {
-		return err
-	}
-	return noContent(c, rateStore(c).Delete(c.Request.Context(), id))
 }
 
 // importRates takes a CSV body (Content-Type: text/csv), all rows or none.

@@ -10,14 +10,6 @@ import (
 	"github.com/laracopilot/controlplane/controlplane"
 )
 
-// tenantList is the body of GET /api/tenants.
-type tenantList struct {
-	Data   []controlplane.Tenant `json:"data"`
-	Total  int                   `json:"total"`
-	Limit  int                   `json:"limit"`
-	Offset int                   `json:"offset"`
-}
-
 // createdTenant is the body of POST /api/tenants: the tenant, and its first
 // API key with the secret, shown this once (null in a retry's answer).
 type createdTenant struct {
@@ -96,7 +88,7 @@ func (s *Server) listTenants(c *gin.Context) error {
 		return err
 	}
 	ts, total, err := s.Tenants.List(c.Request.Context(), f)
-	return reply(c, http.StatusOK, tenantList{Data: ts, Total: total, Limit: f.Limit, Offset: f.Offset}, err)
+	return reply(c, http.StatusOK, page[controlplane.Tenant]{Data: ts, Total: total, Limit: f.Limit, Offset: f.Offset}, err)
 }
 
 func (s *Server) getTenant(c *gin.Context) error {
@@ -243,14 +235,6 @@ func (s *Server) revokeKey(c *gin.Context) error {
 	return noContent(c, s.Tenants.RevokeKey(c.Request.Context(), id, keyID))
 }
 
-// auditList is the body of GET /api/audit.
-type auditList struct {
-	Data   []controlplane.AuditEntry `json:"data"`
-	Total  int                       `json:"total"`
-	Limit  int                       `json:"limit"`
-	Offset int                       `json:"offset"`
-}
-
 // listAudit lists operator actions, newest first; ?tenant= takes an id.
 func (s *Server) listAudit(c *gin.Context) error {
 	limit, offset, err := pageParams(c)
@@ -264,7 +248,7 @@ func (s *Server) listAudit(c *gin.Context) error {
 		f.TenantID = &id
 	}
 	entries, total, err := s.Tenants.Audit(c.Request.Context(), f)
-	return reply(c, http.StatusOK, auditList{Data: entries, Total: total, Limit: limit, Offset: offset}, err)
+	return reply(c, http.StatusOK, page[controlplane.AuditEntry]{Data: entries, Total: total, Limit: limit, Offset: offset}, err)
 }
 
 // tenantQuery reads the optional ?tenant=ID filter.
