@@ -2,8 +2,10 @@ package tenantdb
 
 import (
 	"context"
+	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/laracopilot/controlplane/controlplane"
 	"gorm.io/gorm"
 )
 
@@ -42,4 +44,21 @@ const numberSpaceLock = 0x4e53 // "NS"
 // lock is released when tx ends.
 func LockNumberSpace(tx *gorm.DB, tenantID int64) error {
 	return tx.Exec(`SELECT pg_advisory_xact_lock(?, ?)`, numberSpaceLock, int32(tenantID)).Error
+}
+
+// Now is the time a tenant row records (created_at, updated_at): UTC, at
+// PostgreSQL's microsecond precision, so that what a write returns is what
+// a later read returns.
+func Now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
+
+// Deleted is the outcome of a delete by id: its error through translate,
+// or NotFound naming what (e.g. "queue 7") when no row was deleted.
+func Deleted(res *gorm.DB, translate func(error) error, what string) error {
+	if res.Error != nil {
+		return translate(res.Error)
+	}
+	if res.RowsAffected == 0 {
+		return &controlplane.Error{Code: controlplane.NotFound, Message: what + " not found"}
+	}
+	return nil
 }

@@ -159,8 +159,6 @@ func translate(err error, id int64) error {
 	return sqlerr.TranslateTenant(err, constraints)
 }
 
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
-
 // normalize canonicalises a spec before validation.
 func (s *Spec) normalize() {
 	s.Name = strings.TrimSpace(s.Name)
@@ -205,7 +203,7 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Contact, error) {
 	}
 	var out *Contact
 	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
-		t := now()
+		t := tenantdb.Now()
 		row := contact{Name: spec.Name, Company: spec.Company, Email: spec.Email, Tags: spec.Tags, Notes: spec.Notes, CreatedAt: t, UpdatedAt: t}
 		if err := tx.Create(&row).Error; err != nil {
 			return err
@@ -311,7 +309,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 		if err := spec.validate(); err != nil {
 			return err
 		}
-		row.Name, row.Company, row.Email, row.Tags, row.Notes, row.UpdatedAt = spec.Name, spec.Company, spec.Email, spec.Tags, spec.Notes, now()
+		row.Name, row.Company, row.Email, row.Tags, row.Notes, row.UpdatedAt = spec.Name, spec.Company, spec.Email, spec.Tags, spec.Notes, tenantdb.Now()
 		if err := tx.Select("*").Omit("id", "created_at").Updates(&row).Error; err != nil {
 			return err
 		}
@@ -336,17 +334,11 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 // Delete removes a contact with its phones and addresses.
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&contact{}, id)
-	if res.Error != nil {
-		return translate(res.Error, id)
-	}
-	if res.RowsAffected == 0 {
-		return controlplane.Errorf(controlplane.NotFound, "contact %d not found", id)
-	}
-	return nil
+	return tenantdb.Deleted(res, func(err error) error { return translate(err, id) }, fmt.Sprintf("contact %d", id))
 }
 
 func writeLists(tx *gorm.DB, id int64, spec Spec) error {
-	t := now()
+	t := tenantdb.Now()
 	if len(spec.Phones) > 0 {
 		rows := make([]contactPhone, len(spec.Phones))
 		for i, p := range spec.Phones {

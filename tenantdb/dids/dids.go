@@ -113,8 +113,6 @@ func translate(err error, id int64) error {
 	return sqlerr.TranslateTenant(err, constraints)
 }
 
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
-
 // Get returns one DID.
 func (s *Store) Get(ctx context.Context, id int64) (*DID, error) {
 	row, err := s.get(ctx, id)
@@ -151,7 +149,7 @@ func (s *Store) byNumber(ctx context.Context, number string) (*did, error) {
 }
 
 func (s *Store) insert(ctx context.Context, spec Spec) (*did, error) {
-	t := now()
+	t := tenantdb.Now()
 	row := did{Number: spec.Number, TargetType: spec.TargetType, TargetID: spec.TargetID, Description: spec.Description, CreatedAt: t, UpdatedAt: t}
 	if err := s.DB.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, translate(err, 0)
@@ -160,7 +158,7 @@ func (s *Store) insert(ctx context.Context, spec Spec) (*did, error) {
 }
 
 func (s *Store) update(ctx context.Context, row *did) error {
-	row.UpdatedAt = now()
+	row.UpdatedAt = tenantdb.Now()
 	err := s.DB.WithContext(ctx).Model(row).Select("target_type", "target_id", "description", "updated_at").Updates(row).Error
 	return translate(err, row.ID)
 }

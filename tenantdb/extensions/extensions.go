@@ -118,7 +118,7 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Extension, error) {
 	}
 	// Timestamps at the database's precision, so the create response and a
 	// later read show the same instant.
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	now := tenantdb.Now()
 	row := extension{Number: spec.Number, Name: spec.Name, Enabled: spec.Enabled, OutboundCallerID: spec.OutboundCallerID, CreatedAt: now, UpdatedAt: now}
 	if spec.Password != nil {
 		row.setPassword(*spec.Password, s.Tenant.Domain)
@@ -221,7 +221,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 		if spec.Password != nil {
 			row.setPassword(*spec.Password, s.Tenant.Domain)
 		}
-		row.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
+		row.UpdatedAt = tenantdb.Now()
 		return tx.Select("*").Omit("id", "created_at").Updates(&row).Error
 	})
 	if err != nil {
@@ -235,13 +235,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 // DID routes to is kept (409) until the DID is re-pointed.
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&extension{}, id)
-	if res.Error != nil {
-		return sqlerr.Referenced(translate(res.Error, id))
-	}
-	if res.RowsAffected == 0 {
-		return controlplane.Errorf(controlplane.NotFound, "extension %d not found", id)
-	}
-	return nil
+	return tenantdb.Deleted(res, func(err error) error { return sqlerr.Referenced(translate(err, id)) }, fmt.Sprintf("extension %d", id))
 }
 
 // checkQueueClash refuses an extension number that is a queue's dial

@@ -38,7 +38,7 @@ func (s *Store) AddMember(ctx context.Context, queueID int64, spec MemberSpec) (
 		if err := s.mustExist(tx, queueID); err != nil {
 			return err
 		}
-		t := now()
+		t := tenantdb.Now()
 		if err := tx.Create(&queueMember{QueueID: queueID, ExtensionID: spec.ExtensionID, Level: spec.Level, Position: spec.Position, CreatedAt: t, UpdatedAt: t}).Error; err != nil {
 			return err
 		}
@@ -84,7 +84,7 @@ func (s *Store) ReplaceMembers(ctx context.Context, queueID int64, specs []Membe
 		if err := tx.Where("queue_id = ?", queueID).Delete(&queueMember{}).Error; err != nil {
 			return err
 		}
-		t := now()
+		t := tenantdb.Now()
 		for i, m := range specs {
 			row := queueMember{QueueID: queueID, ExtensionID: m.ExtensionID, Level: m.Level, Position: m.Position, CreatedAt: t, UpdatedAt: t}
 			if err := tx.Create(&row).Error; err != nil {
@@ -104,13 +104,8 @@ func (s *Store) ReplaceMembers(ctx context.Context, queueID int64, specs []Membe
 // RemoveMember takes an extension out of a queue.
 func (s *Store) RemoveMember(ctx context.Context, queueID, extensionID int64) error {
 	res := s.DB.WithContext(ctx).Where("queue_id = ? AND extension_id = ?", queueID, extensionID).Delete(&queueMember{})
-	if res.Error != nil {
-		return translate(res.Error, "queue", queueID)
-	}
-	if res.RowsAffected == 0 {
-		return controlplane.Errorf(controlplane.NotFound, "extension %d is not a member of queue %d", extensionID, queueID)
-	}
-	return nil
+	return tenantdb.Deleted(res, func(err error) error { return translate(err, "queue", queueID) },
+		fmt.Sprintf("membership of extension %d in queue %d", extensionID, queueID))
 }
 
 func (s *Store) mustExist(tx *gorm.DB, queueID int64) error {

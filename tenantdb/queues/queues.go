@@ -8,6 +8,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"time"
 
 	"gorm.io/gorm"
@@ -155,8 +156,6 @@ func translate(err error, what string, id int64) error {
 	return sqlerr.TranslateTenant(err, constraints)
 }
 
-func now() time.Time { return time.Now().UTC().Truncate(time.Microsecond) }
-
 // Create adds a queue. Its dial number must not be an extension's number:
 // checked under the tenant's number-space lock, which extension writes take
 // too, so the two cannot race into a clash.
@@ -164,7 +163,7 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Queue, error) {
 	if err := controlplane.ValidateStruct(&spec); err != nil {
 		return nil, err
 	}
-	t := now()
+	t := tenantdb.Now()
 	row := queue{Name: spec.Name, Extension: spec.Extension, Strategy: spec.Strategy, MaxWaitSeconds: spec.MaxWaitSeconds, CreatedAt: t, UpdatedAt: t}
 	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := checkExtensionClash(tx, s.Tenant.ID, row.Extension); err != nil {
@@ -240,7 +239,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 				return err
 			}
 		}
-		row.Name, row.Extension, row.Strategy, row.MaxWaitSeconds, row.UpdatedAt = spec.Name, spec.Extension, spec.Strategy, spec.MaxWaitSeconds, now()
+		row.Name, row.Extension, row.Strategy, row.MaxWaitSeconds, row.UpdatedAt = spec.Name, spec.Extension, spec.Strategy, spec.MaxWaitSeconds, tenantdb.Now()
 		return tx.Select("*").Omit("id", "created_at").Updates(&row).Error
 	})
 	if err != nil {
@@ -254,13 +253,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 // kept (409) until the DID is re-pointed.
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&queue{}, id)
-	if res.Error != nil {
-		return sqlerr.Referenced(translate(res.Error, "queue", id))
-	}
-	if res.RowsAffected == 0 {
-		return controlplane.Errorf(controlplane.NotFound, "queue %d not found", id)
-	}
-	return nil
+	return tenantdb.Deleted(res, func(err error) error { return sqlerr.Referenced(translate(err, "queue", id)) }, fmt.Sprintf("queue %d", id))
 }
 
 // checkExtensionClash refuses a queue dial number that is an extension's

@@ -9,6 +9,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"regexp"
 	"time"
 
@@ -222,7 +223,7 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Rate, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := time.Now().UTC().Truncate(time.Microsecond)
+	now := tenantdb.Now()
 	row := rate{CreatedAt: now, UpdatedAt: now}
 	row.set(in)
 	err = tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
@@ -345,7 +346,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 			return err
 		}
 		row.set(in)
-		row.UpdatedAt = time.Now().UTC().Truncate(time.Microsecond)
+		row.UpdatedAt = tenantdb.Now()
 		return tx.Select("*").Omit("id", "created_at").Updates(&row).Error
 	})
 	if err != nil {
@@ -359,11 +360,5 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 // is cleared (ON DELETE SET NULL).
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&rate{}, id)
-	if res.Error != nil {
-		return translate(res.Error, id)
-	}
-	if res.RowsAffected == 0 {
-		return controlplane.Errorf(controlplane.NotFound, "rate %d not found", id)
-	}
-	return nil
+	return tenantdb.Deleted(res, func(err error) error { return translate(err, id) }, fmt.Sprintf("rate %d", id))
 }
