@@ -92,8 +92,12 @@ STATICCHECK_VERSION := v0.8.2
 staticcheck: ## Run staticcheck (pinned version, fetched through the Go module proxy)
 	go run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...
 
+.PHONY: vuln
+vuln: ## Run govulncheck (pinned; its database built from golang.org/x/vulndb through the module proxy)
+	bash scripts/vulncheck.sh
+
 .PHONY: lint
-lint: vet fmt staticcheck ## Run go vet, the gofmt check and staticcheck
+lint: vet fmt staticcheck vuln ## Run go vet, the gofmt check, staticcheck and govulncheck
 
 .PHONY: test-unit test-fast
 test-unit: ## The fast lane: every test that needs no PostgreSQL (go test -short), well under a minute
