@@ -4,6 +4,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
 
@@ -51,6 +52,8 @@ func TestPackageBoundaries(t *testing.T) {
 				t.Errorf("%s imports %s: it must import no package of this module", pkg, dep)
 			case strings.HasPrefix(pkg, "tenantdb") && (has(imp, "github.com/gin-gonic/") || dep == "controlplane/httpapi" || dep == "controlplane/catalog"):
 				t.Errorf("%s imports %s: a tenant's data knows nothing of HTTP or of the catalog", pkg, imp)
+			case slices.Contains([]string{"tenantdb/extensions", "tenantdb/dids", "tenantdb/queues", "tenantdb/rates", "tenantdb/cdrs", "tenantdb/contacts"}, pkg) && dep == "tenantdb":
+				t.Errorf("%s imports tenantdb: a resource uses tenantdb/query, not the provisioning of tenants", pkg)
 			case pkg == "controlplane/httpapi" && (dep == "tenantdb" || dep == "tenantdb/router" || dep == "tenantdb/servers" || has(imp, "github.com/jackc/pgx", "database/sql", "github.com/lib/pq")):
 				t.Errorf("controlplane/httpapi imports %s: it reaches a tenant's data only through the router's handle (DBRouter)", imp)
 			case (dep == "tenantdb/servers" || dep == "controlplane/catalog") && !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "bench"):

@@ -17,6 +17,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // A move copies one tenant from the server it is on (Source) to another
@@ -574,7 +575,7 @@ func (p *Provisioner) waitQuiet(ctx context.Context, t *controlplane.Tenant, dea
 	if t.Isolation == controlplane.IsolationSchema {
 		q = `SELECT count(*) FROM pg_locks l LEFT JOIN pg_class c ON c.oid = l.relation LEFT JOIN pg_namespace n ON n.oid = c.relnamespace
 			WHERE l.pid <> pg_backend_pid() AND l.database = (SELECT oid FROM pg_database WHERE datname = current_database())
-			AND (n.nspname = $1 OR (l.locktype = 'advisory' AND l.classid = ` + strconv.Itoa(numberSpaceLock) + ` AND l.objid = $2::int4::oid AND l.objsubid = 2))`
+			AND (n.nspname = $1 OR (l.locktype = 'advisory' AND l.classid = ` + strconv.Itoa(query.NumberSpaceLock) + ` AND l.objid = $2::int4::oid AND l.objsubid = 2))`
 		args = append(args, int32(t.ID))
 	}
 	var quietSince time.Time

@@ -12,7 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 func TestDIDs(t *testing.T) {
@@ -170,7 +170,7 @@ func TestDIDReconcile(t *testing.T) {
 	require.NoError(t, err)
 	defer release()
 	insertDID := func(number string) {
-		require.NoError(t, db.Exec(`INSERT INTO `+tenantdb.Table(db, "dids")+` (number) VALUES (?)`, number).Error)
+		require.NoError(t, db.Exec(`INSERT INTO `+query.Table(db, "dids")+` (number) VALUES (?)`, number).Error)
 	}
 	none := controlplane.DIDTarget{Type: "none"}
 

@@ -10,8 +10,8 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/cdrs"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
 	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
@@ -118,6 +118,6 @@ func utc(s string) time.Time {
 func (e *env) count() int {
 	e.t.Helper()
 	var n int64
-	require.NoError(e.t, e.db.Raw(`SELECT count(*) FROM `+tenantdb.Table(e.db, "cdrs")).Scan(&n).Error)
+	require.NoError(e.t, e.db.Raw(`SELECT count(*) FROM `+query.Table(e.db, "cdrs")).Scan(&n).Error)
 	return int(n)
 }

@@ -13,7 +13,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
 )
 
@@ -320,7 +320,7 @@ func (s *Store) checkRefs(ctx context.Context, ins []input, path func(int) strin
 			continue
 		}
 		var found []int64
-		if err := s.DB.WithContext(ctx).Raw(`SELECT id FROM `+tenantdb.Table(s.DB, ref.table)+` WHERE id IN ?`, ids).Scan(&found).Error; err != nil {
+		if err := s.DB.WithContext(ctx).Raw(`SELECT id FROM `+query.Table(s.DB, ref.table)+` WHERE id IN ?`, ids).Scan(&found).Error; err != nil {
 			return translate(err)
 		}
 		for i := range ins {

@@ -10,8 +10,8 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/cdrs"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
 	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
@@ -43,7 +43,7 @@ func BenchmarkIngestBatch(b *testing.B) {
 			batch[i] = missed(i, dsts[0], start, 25)
 		}
 	}
-	table := tenantdb.Table(db, "cdrs")
+	table := query.Table(db, "cdrs")
 	truncate := func(b *testing.B) {
 		b.StopTimer()
 		if err := db.Exec(`TRUNCATE ` + table).Error; err != nil {

@@ -11,8 +11,8 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/cdrs"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // worked sets up docs/DOMAIN.md's worked example: 44 at 0.0300, 4420 at 0.0120
@@ -213,7 +213,7 @@ func TestIngestValidation(t *testing.T) {
 
 	// An extension of this tenant is accepted.
 	var ext int64
-	require.NoError(t, e.db.Raw(`INSERT INTO `+tenantdb.Table(e.db, "extensions")+` (number) VALUES ('1001') RETURNING id`).Scan(&ext).Error)
+	require.NoError(t, e.db.Raw(`INSERT INTO `+query.Table(e.db, "extensions")+` (number) VALUES ('1001') RETURNING id`).Scan(&ext).Error)
 	res := e.ingest(with(func(s *cdrs.Spec) { s.UUID = uuid(200); s.ExtensionID = &ext }))
 	require.Equal(t, ext, *res.CDR.ExtensionID)
 

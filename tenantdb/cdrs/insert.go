@@ -11,7 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 	"gorm.io/gorm"
 
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
 )
 
@@ -97,7 +97,7 @@ func (s *Store) store(ctx context.Context, ins []input, how storing) ([]stored, 
 			costs[i] = &c
 		}
 	}
-	table := tenantdb.Table(s.DB, "cdrs")
+	table := query.Table(s.DB, "cdrs")
 	// uuid and cost go as text[], cast by PostgreSQL: the first cast makes
 	// the parameter's type the text[] pgx encodes a []string as, in every
 	// query mode of the router (prepared, or exec with types inferred).

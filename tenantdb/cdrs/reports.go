@@ -9,7 +9,7 @@ import (
 	"github.com/shopspring/decimal"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 	"github.com/laracopilot/controlplane/tenantdb/rates"
 )
 
@@ -131,7 +131,7 @@ func (s *Store) CallReport(ctx context.Context, from, to, group string) (*Report
 		Delay                  decimal.NullDecimal
 	}
 	args := map[string]any{"from": from, "to": to, "tz": s.Tenant.Timezone, "unit": group}
-	if err := s.DB.WithContext(ctx).Raw(fmt.Sprintf(reportSQL, tenantdb.Table(s.DB, "cdrs")), args).Scan(&rows).Error; err != nil {
+	if err := s.DB.WithContext(ctx).Raw(fmt.Sprintf(reportSQL, query.Table(s.DB, "cdrs")), args).Scan(&rows).Error; err != nil {
 		return nil, translate(err)
 	}
 	for _, r := range rows {

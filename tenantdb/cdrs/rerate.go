@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"time"
 
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // RerateBatch is how many CDRs one step of a re-rating reads and writes.
@@ -97,7 +97,7 @@ func (s *Store) rerate(ctx context.Context, rows []cdr, out *Rerating) error {
 	if err != nil {
 		return err
 	}
-	res := s.DB.WithContext(ctx).Exec(`UPDATE `+tenantdb.Table(s.DB, "cdrs")+` AS c
+	res := s.DB.WithContext(ctx).Exec(`UPDATE `+query.Table(s.DB, "cdrs")+` AS c
 		SET rate_id = u.rate_id, cost = u.cost, unrated_reason = u.unrated_reason
 		FROM jsonb_to_recordset(?::jsonb) AS u(id bigint, rate_id bigint, cost numeric, unrated_reason text)
 		WHERE c.id = u.id`, string(doc))

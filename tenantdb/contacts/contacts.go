@@ -19,7 +19,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // Contact is what the API returns.
@@ -202,8 +202,8 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Contact, error) {
 		return nil, err
 	}
 	var out *Contact
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
-		t := tenantdb.Now()
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+		t := query.Now()
 		row := contact{Name: spec.Name, Company: spec.Company, Email: spec.Email, Tags: spec.Tags, Notes: spec.Notes, CreatedAt: t, UpdatedAt: t}
 		if err := tx.Create(&row).Error; err != nil {
 			return err
@@ -244,14 +244,14 @@ func (s *Store) List(ctx context.Context, f Filter) ([]Contact, int, error) {
 		if strings.HasPrefix(phone, " ") {
 			phone = "+" + strings.TrimLeft(phone, " ")
 		}
-		q = q.Where("id IN (SELECT contact_id FROM "+tenantdb.Table(s.DB, "contact_phones")+" WHERE number = ?)", controlplane.NormalizeE164(phone))
+		q = q.Where("id IN (SELECT contact_id FROM "+query.Table(s.DB, "contact_phones")+" WHERE number = ?)", controlplane.NormalizeE164(phone))
 	}
 	if f.Query != "" {
 		like := sqlerr.LikeContains(strings.ToLower(f.Query))
 		q = q.Where("(lower(name) LIKE ? OR lower(company) LIKE ? OR lower(email) LIKE ? OR id IN (SELECT contact_id FROM "+
-			tenantdb.Table(s.DB, "contact_emails")+" WHERE lower(email) LIKE ?))", like, like, like, like)
+			query.Table(s.DB, "contact_emails")+" WHERE lower(email) LIKE ?))", like, like, like, like)
 	}
-	rows, total, err := tenantdb.Page[contact](q, "lower(name), id", f.Limit, f.Offset)
+	rows, total, err := query.Page[contact](q, "lower(name), id", f.Limit, f.Offset)
 	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
@@ -291,7 +291,7 @@ func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Contact, error) 
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Contact, error) {
 	var out *Contact
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		var row contact
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err
@@ -309,7 +309,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 		if err := spec.validate(); err != nil {
 			return err
 		}
-		row.Name, row.Company, row.Email, row.Tags, row.Notes, row.UpdatedAt = spec.Name, spec.Company, spec.Email, spec.Tags, spec.Notes, tenantdb.Now()
+		row.Name, row.Company, row.Email, row.Tags, row.Notes, row.UpdatedAt = spec.Name, spec.Company, spec.Email, spec.Tags, spec.Notes, query.Now()
 		if err := tx.Select("*").Omit("id", "created_at").Updates(&row).Error; err != nil {
 			return err
 		}
@@ -334,11 +334,11 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 // Delete removes a contact with its phones and addresses.
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&contact{}, id)
-	return tenantdb.Deleted(res, func(err error) error { return translate(err, id) }, fmt.Sprintf("contact %d", id))
+	return query.Deleted(res, func(err error) error { return translate(err, id) }, fmt.Sprintf("contact %d", id))
 }
 
 func writeLists(tx *gorm.DB, id int64, spec Spec) error {
-	t := tenantdb.Now()
+	t := query.Now()
 	if len(spec.Phones) > 0 {
 		rows := make([]contactPhone, len(spec.Phones))
 		for i, p := range spec.Phones {

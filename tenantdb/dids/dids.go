@@ -14,7 +14,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // DID is what the API returns.
@@ -124,11 +124,11 @@ func (s *Store) Get(ctx context.Context, id int64) (*DID, error) {
 
 // List returns a page of DIDs ordered by number, and the total.
 func (s *Store) List(ctx context.Context, limit, offset int) ([]DID, int, error) {
-	rows, total, err := tenantdb.Page[did](s.DB.WithContext(ctx).Model(&did{}), "number", limit, offset)
+	rows, total, err := query.Page[did](s.DB.WithContext(ctx).Model(&did{}), "number", limit, offset)
 	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
-	return tenantdb.Map(rows, func(d *did) DID { return *d.public() }), total, nil
+	return query.Map(rows, func(d *did) DID { return *d.public() }), total, nil
 }
 
 func (s *Store) get(ctx context.Context, id int64) (*did, error) {
@@ -149,7 +149,7 @@ func (s *Store) byNumber(ctx context.Context, number string) (*did, error) {
 }
 
 func (s *Store) insert(ctx context.Context, spec Spec) (*did, error) {
-	t := tenantdb.Now()
+	t := query.Now()
 	row := did{Number: spec.Number, TargetType: spec.TargetType, TargetID: spec.TargetID, Description: spec.Description, CreatedAt: t, UpdatedAt: t}
 	if err := s.DB.WithContext(ctx).Create(&row).Error; err != nil {
 		return nil, translate(err, 0)
@@ -158,7 +158,7 @@ func (s *Store) insert(ctx context.Context, spec Spec) (*did, error) {
 }
 
 func (s *Store) update(ctx context.Context, row *did) error {
-	row.UpdatedAt = tenantdb.Now()
+	row.UpdatedAt = query.Now()
 	err := s.DB.WithContext(ctx).Model(row).Select("target_type", "target_id", "description", "updated_at").Updates(row).Error
 	return translate(err, row.ID)
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // Extension is what the API returns. The password is write-only: only
@@ -60,7 +60,7 @@ type Patch struct {
 
 // extension is the table row. In schema mode the router's handle qualifies
 // its table with the tenant's schema in every gorm statement; raw SQL must
-// name tables with tenantdb.Table: never hard-code a table name here.
+// name tables with query.Table: never hard-code a table name here.
 type extension struct {
 	ID               int64
 	Number           string
@@ -118,13 +118,13 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Extension, error) {
 	}
 	// Timestamps at the database's precision, so the create response and a
 	// later read show the same instant.
-	now := tenantdb.Now()
+	now := query.Now()
 	row := extension{Number: spec.Number, Name: spec.Name, Enabled: spec.Enabled, OutboundCallerID: spec.OutboundCallerID, CreatedAt: now, UpdatedAt: now}
 	if spec.Password != nil {
 		row.setPassword(*spec.Password, s.Tenant.Domain)
 	}
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
-		if err := tenantdb.LockNumberSpace(tx, s.Tenant.ID); err != nil {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+		if err := query.LockNumberSpace(tx, s.Tenant.ID); err != nil {
 			return err
 		}
 		if err := checkQueueClash(tx, spec.Number); err != nil {
@@ -159,11 +159,11 @@ func (s *Store) Get(ctx context.Context, id int64) (*Extension, error) {
 
 // List returns a page of extensions ordered by number, and the total.
 func (s *Store) List(ctx context.Context, limit, offset int) ([]Extension, int, error) {
-	rows, total, err := tenantdb.Page[extension](s.DB.WithContext(ctx).Model(&extension{}), "number", limit, offset)
+	rows, total, err := query.Page[extension](s.DB.WithContext(ctx).Model(&extension{}), "number", limit, offset)
 	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
-	return tenantdb.Map(rows, func(e *extension) Extension { return e.public(s.Tenant.Domain) }), total, nil
+	return query.Map(rows, func(e *extension) Extension { return e.public(s.Tenant.Domain) }), total, nil
 }
 
 // Replace sets every field of extension id to spec (PUT). A password left
@@ -198,7 +198,7 @@ func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Extension, error
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Extension, error) {
 	var row extension
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err
 		}
@@ -210,7 +210,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 			if spec.Password == nil && row.HA1MD5 != nil {
 				return controlplane.FieldError("password", "is required when the number changes: the SIP digest covers the number")
 			}
-			if err := tenantdb.LockNumberSpace(tx, s.Tenant.ID); err != nil {
+			if err := query.LockNumberSpace(tx, s.Tenant.ID); err != nil {
 				return err
 			}
 			if err := checkQueueClash(tx, spec.Number); err != nil {
@@ -221,7 +221,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 		if spec.Password != nil {
 			row.setPassword(*spec.Password, s.Tenant.Domain)
 		}
-		row.UpdatedAt = tenantdb.Now()
+		row.UpdatedAt = query.Now()
 		return tx.Select("*").Omit("id", "created_at").Updates(&row).Error
 	})
 	if err != nil {
@@ -235,14 +235,14 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 // DID routes to is kept (409) until the DID is re-pointed.
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&extension{}, id)
-	return tenantdb.Deleted(res, func(err error) error { return sqlerr.Referenced(translate(err, id)) }, fmt.Sprintf("extension %d", id))
+	return query.Deleted(res, func(err error) error { return sqlerr.Referenced(translate(err, id)) }, fmt.Sprintf("extension %d", id))
 }
 
 // checkQueueClash refuses an extension number that is a queue's dial
 // number; the caller holds the number-space lock.
 func checkQueueClash(tx *gorm.DB, number string) error {
 	var n int64
-	if err := tx.Raw(`SELECT count(*) FROM `+tenantdb.Table(tx, "queues")+` WHERE extension = ?`, number).Scan(&n).Error; err != nil {
+	if err := tx.Raw(`SELECT count(*) FROM `+query.Table(tx, "queues")+` WHERE extension = ?`, number).Scan(&n).Error; err != nil {
 		return err
 	}
 	if n > 0 {

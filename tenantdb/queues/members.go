@@ -7,13 +7,13 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // Members lists a queue's members by level, then position, then number.
 func (s *Store) Members(ctx context.Context, queueID int64) ([]Member, error) {
 	var out []Member
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := s.mustExist(tx, queueID); err != nil {
 			return err
 		}
@@ -34,11 +34,11 @@ func (s *Store) AddMember(ctx context.Context, queueID int64, spec MemberSpec) (
 		return nil, err
 	}
 	var out *Member
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := s.mustExist(tx, queueID); err != nil {
 			return err
 		}
-		t := tenantdb.Now()
+		t := query.Now()
 		if err := tx.Create(&queueMember{QueueID: queueID, ExtensionID: spec.ExtensionID, Level: spec.Level, Position: spec.Position, CreatedAt: t, UpdatedAt: t}).Error; err != nil {
 			return err
 		}
@@ -77,14 +77,14 @@ func (s *Store) ReplaceMembers(ctx context.Context, queueID int64, specs []Membe
 		return nil, err
 	}
 	var out []Member
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := s.mustExist(tx, queueID); err != nil {
 			return err
 		}
 		if err := tx.Where("queue_id = ?", queueID).Delete(&queueMember{}).Error; err != nil {
 			return err
 		}
-		t := tenantdb.Now()
+		t := query.Now()
 		for i, m := range specs {
 			row := queueMember{QueueID: queueID, ExtensionID: m.ExtensionID, Level: m.Level, Position: m.Position, CreatedAt: t, UpdatedAt: t}
 			if err := tx.Create(&row).Error; err != nil {
@@ -104,7 +104,7 @@ func (s *Store) ReplaceMembers(ctx context.Context, queueID int64, specs []Membe
 // RemoveMember takes an extension out of a queue.
 func (s *Store) RemoveMember(ctx context.Context, queueID, extensionID int64) error {
 	res := s.DB.WithContext(ctx).Where("queue_id = ? AND extension_id = ?", queueID, extensionID).Delete(&queueMember{})
-	return tenantdb.Deleted(res, func(err error) error { return translate(err, "queue", queueID) },
+	return query.Deleted(res, func(err error) error { return translate(err, "queue", queueID) },
 		fmt.Sprintf("membership of extension %d in queue %d", extensionID, queueID))
 }
 
@@ -121,8 +121,8 @@ func (s *Store) mustExist(tx *gorm.DB, queueID int64) error {
 
 func members(tx *gorm.DB, queueID int64) ([]Member, error) {
 	out := []Member{}
-	err := tx.Raw(`SELECT m.extension_id, e.number, m.level, m.position FROM `+tenantdb.Table(tx, "queue_members")+` m
-		JOIN `+tenantdb.Table(tx, "extensions")+` e ON e.id = m.extension_id
+	err := tx.Raw(`SELECT m.extension_id, e.number, m.level, m.position FROM `+query.Table(tx, "queue_members")+` m
+		JOIN `+query.Table(tx, "extensions")+` e ON e.id = m.extension_id
 		WHERE m.queue_id = ? ORDER BY m.level, m.position, e.number`, queueID).Scan(&out).Error
 	return out, err
 }

@@ -17,7 +17,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // Strategies are mod_callcenter's names (docs/DOMAIN.md). An unknown
@@ -163,9 +163,9 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Queue, error) {
 	if err := controlplane.ValidateStruct(&spec); err != nil {
 		return nil, err
 	}
-	t := tenantdb.Now()
+	t := query.Now()
 	row := queue{Name: spec.Name, Extension: spec.Extension, Strategy: spec.Strategy, MaxWaitSeconds: spec.MaxWaitSeconds, CreatedAt: t, UpdatedAt: t}
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := checkExtensionClash(tx, s.Tenant.ID, row.Extension); err != nil {
 			return err
 		}
@@ -190,11 +190,11 @@ func (s *Store) Get(ctx context.Context, id int64) (*Queue, error) {
 
 // List returns a page of queues ordered by name, and the total.
 func (s *Store) List(ctx context.Context, limit, offset int) ([]Queue, int, error) {
-	rows, total, err := tenantdb.Page[queue](s.DB.WithContext(ctx).Model(&queue{}), "name", limit, offset)
+	rows, total, err := query.Page[queue](s.DB.WithContext(ctx).Model(&queue{}), "name", limit, offset)
 	if err != nil {
 		return nil, 0, translate(err, "queue", 0)
 	}
-	return tenantdb.Map(rows, (*queue).public), total, nil
+	return query.Map(rows, (*queue).public), total, nil
 }
 
 // Replace sets every field of queue id (PUT); left-out fields take defaults.
@@ -226,7 +226,7 @@ func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Queue, error) {
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Queue, error) {
 	var row queue
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err
 		}
@@ -239,7 +239,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 				return err
 			}
 		}
-		row.Name, row.Extension, row.Strategy, row.MaxWaitSeconds, row.UpdatedAt = spec.Name, spec.Extension, spec.Strategy, spec.MaxWaitSeconds, tenantdb.Now()
+		row.Name, row.Extension, row.Strategy, row.MaxWaitSeconds, row.UpdatedAt = spec.Name, spec.Extension, spec.Strategy, spec.MaxWaitSeconds, query.Now()
 		return tx.Select("*").Omit("id", "created_at").Updates(&row).Error
 	})
 	if err != nil {
@@ -253,7 +253,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 // kept (409) until the DID is re-pointed.
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&queue{}, id)
-	return tenantdb.Deleted(res, func(err error) error { return sqlerr.Referenced(translate(err, "queue", id)) }, fmt.Sprintf("queue %d", id))
+	return query.Deleted(res, func(err error) error { return sqlerr.Referenced(translate(err, "queue", id)) }, fmt.Sprintf("queue %d", id))
 }
 
 // checkExtensionClash refuses a queue dial number that is an extension's
@@ -262,11 +262,11 @@ func checkExtensionClash(tx *gorm.DB, tenantID int64, number *string) error {
 	if number == nil {
 		return nil
 	}
-	if err := tenantdb.LockNumberSpace(tx, tenantID); err != nil {
+	if err := query.LockNumberSpace(tx, tenantID); err != nil {
 		return err
 	}
 	var n int64
-	if err := tx.Raw(`SELECT count(*) FROM `+tenantdb.Table(tx, "extensions")+` WHERE number = ?`, *number).Scan(&n).Error; err != nil {
+	if err := tx.Raw(`SELECT count(*) FROM `+query.Table(tx, "extensions")+` WHERE number = ?`, *number).Scan(&n).Error; err != nil {
 		return err
 	}
 	if n > 0 {

@@ -17,7 +17,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // MaxImportRows bounds one import, and so the memory it takes (the file is
@@ -68,8 +68,8 @@ func (s *Store) Import(ctx context.Context, r io.Reader) (int, error) {
 	if err != nil {
 		return 0, err
 	}
-	rates := tenantdb.Table(s.DB, "rates")
-	err = tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	rates := query.Table(s.DB, "rates")
+	err = query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := lockAll(tx); err != nil {
 			return err
 		}

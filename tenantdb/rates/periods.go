@@ -9,7 +9,7 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // Periods of one prefix never overlap. The database cannot say so by itself
@@ -34,7 +34,7 @@ import (
 // lockPrefixes takes the locks of a write of prefixes' rates; they are
 // released when tx ends.
 func lockPrefixes(tx *gorm.DB, prefixes ...string) error {
-	table := tenantdb.Table(tx, "rates")
+	table := query.Table(tx, "rates")
 	keys := make([]string, 0, len(prefixes))
 	for _, p := range prefixes {
 		keys = append(keys, table+"/"+p)
@@ -54,7 +54,7 @@ func lockPrefixes(tx *gorm.DB, prefixes ...string) error {
 // lockAll takes the lock of a write of any number of prefixes (an import):
 // every other rate write of this tenant waits until tx ends.
 func lockAll(tx *gorm.DB) error {
-	return tx.Exec(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, tenantdb.Table(tx, "rates")).Error
+	return tx.Exec(`SELECT pg_advisory_xact_lock(hashtextextended(?, 0))`, query.Table(tx, "rates")).Error
 }
 
 // checkOverlap fails when another rate of in's prefix (not exceptID) has a

@@ -20,7 +20,7 @@ import (
 
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/sqlerr"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 )
 
 // Rate is what the API returns.
@@ -223,10 +223,10 @@ func (s *Store) Create(ctx context.Context, spec Spec) (*Rate, error) {
 	if err != nil {
 		return nil, err
 	}
-	now := tenantdb.Now()
+	now := query.Now()
 	row := rate{CreatedAt: now, UpdatedAt: now}
 	row.set(in)
-	err = tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err = query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := lockPrefixes(tx, in.prefix); err != nil {
 			return err
 		}
@@ -263,11 +263,11 @@ func (s *Store) List(ctx context.Context, prefix string, limit, offset int) ([]R
 		// Digits only (checked above): no LIKE wildcard to escape.
 		q = q.Where("prefix LIKE ?", prefix+"%")
 	}
-	rows, total, err := tenantdb.Page[rate](q, "prefix, effective_from", limit, offset)
+	rows, total, err := query.Page[rate](q, "prefix, effective_from", limit, offset)
 	if err != nil {
 		return nil, 0, translate(err, 0)
 	}
-	return tenantdb.Map(rows, (*rate).public), total, nil
+	return query.Map(rows, (*rate).public), total, nil
 }
 
 // Replace sets every field of rate id (PUT); left-out optional fields take
@@ -328,7 +328,7 @@ func (p Patch) effectiveTo() (to *string, set bool, err error) {
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Rate, error) {
 	var row rate
-	err := tenantdb.Tx(ctx, s.DB, func(tx *gorm.DB) error {
+	err := query.Tx(ctx, s.DB, func(tx *gorm.DB) error {
 		if err := tx.Clauses(clause.Locking{Strength: "UPDATE"}).First(&row, id).Error; err != nil {
 			return err
 		}
@@ -346,7 +346,7 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 			return err
 		}
 		row.set(in)
-		row.UpdatedAt = tenantdb.Now()
+		row.UpdatedAt = query.Now()
 		return tx.Select("*").Omit("id", "created_at").Updates(&row).Error
 	})
 	if err != nil {
@@ -360,5 +360,5 @@ func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*
 // is cleared (ON DELETE SET NULL).
 func (s *Store) Delete(ctx context.Context, id int64) error {
 	res := s.DB.WithContext(ctx).Delete(&rate{}, id)
-	return tenantdb.Deleted(res, func(err error) error { return translate(err, id) }, fmt.Sprintf("rate %d", id))
+	return query.Deleted(res, func(err error) error { return translate(err, id) }, fmt.Sprintf("rate %d", id))
 }

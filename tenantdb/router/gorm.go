@@ -8,7 +8,7 @@ import (
 	"github.com/jackc/pgerrcode"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 	"gorm.io/driver/postgres"
 	"gorm.io/gorm"
 	"gorm.io/gorm/callbacks"
@@ -82,7 +82,7 @@ func qualifyTables(db *gorm.DB) error {
 // names its tables with Table.
 func qualify(db *gorm.DB) {
 	st := db.Statement
-	s, ok := st.Settings.Load(tenantdb.SchemaSetting)
+	s, ok := st.Settings.Load(query.SchemaSetting)
 	if !ok || st.Table == "" || st.TableExpr != nil {
 		return
 	}

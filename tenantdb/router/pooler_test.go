@@ -13,9 +13,9 @@ import (
 	"gorm.io/gorm"
 
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
 	"github.com/laracopilot/controlplane/tenantdb/extensions"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 	"github.com/laracopilot/controlplane/tenantdb/router"
 	"github.com/laracopilot/controlplane/tenantdb/tenanttest"
 )
@@ -83,7 +83,7 @@ func TestPoolerIsolation(t *testing.T) {
 				Pid                          int32
 			}
 			err = db.Raw(`SELECT number, current_user AS role, current_database() AS database, current_setting('search_path') AS path, pg_backend_pid() AS pid FROM ` +
-				tenantdb.Table(db, "extensions") + ` ORDER BY number`).Scan(&rows).Error
+				query.Table(db, "extensions") + ` ORDER BY number`).Scan(&rows).Error
 			if !assert.NoError(t, err) {
 				return
 			}
@@ -123,7 +123,7 @@ func TestPoolerIsolation(t *testing.T) {
 				schema = tn.DBName
 			}
 			failed := errors.New("request failed")
-			err = tenantdb.Tx(ctx, db, func(tx *gorm.DB) error {
+			err = query.Tx(ctx, db, func(tx *gorm.DB) error {
 				if err := tx.Exec(`SET LOCAL search_path TO ` + schema).Error; err != nil {
 					return err
 				}

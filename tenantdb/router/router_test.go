@@ -196,7 +196,7 @@ func statementsSurviveAddedColumn(t *testing.T, open func(*fixture, router.Confi
 			require.NoError(t, err)
 			require.Equal(t, "10", e.Number)
 			// A read inside a transaction (the update's row lock) cannot be
-			// retried: transactions name their columns (tenantdb.Tx).
+			// retried: transactions name their columns (query.Tx).
 			name := "renamed"
 			_, err = (&extensions.Store{DB: db, Tenant: tn}).Patch(context.Background(), 1, extensions.Patch{Name: &name})
 			require.NoError(t, err)

@@ -10,7 +10,7 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/laracopilot/controlplane/controlplane"
-	"github.com/laracopilot/controlplane/tenantdb"
+	"github.com/laracopilot/controlplane/tenantdb/query"
 	"gorm.io/gorm"
 )
 
@@ -107,7 +107,7 @@ func (h *schemaHandle) take(ctx context.Context, timeout time.Duration) (db *gor
 		// A session (clone 2): every chain on it starts from a copy of
 		// this statement, setting and connection included, so requests
 		// may share it.
-		db = l.slots[i].gorm.Set(tenantdb.SchemaSetting, h.name).Session(&gorm.Session{})
+		db = l.slots[i].gorm.Set(query.SchemaSetting, h.name).Session(&gorm.Session{})
 		h.dbs[i].Store(db)
 	}
 	return db, func() {

@@ -1,4 +1,4 @@
-package tenantdb
+package query
 
 import "gorm.io/gorm"
 

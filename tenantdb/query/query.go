@@ -1,4 +1,10 @@
-package tenantdb
+// Package query is what every store of a tenant resource uses to query
+// its tenant's data through the handle the router gave it: transactions
+// (Tx), table names that name the tenant's schema (Table), pages (Page),
+// the lock of the dial-number space (LockNumberSpace), and the shapes of a
+// row's time and of a delete's outcome. It knows nothing of provisioning
+// or moving a tenant (package tenantdb).
+package query
 
 import (
 	"context"
@@ -33,8 +39,8 @@ func Table(db *gorm.DB, table string) string {
 	return pgx.Identifier{table}.Sanitize()
 }
 
-// numberSpaceLock keys the advisory lock of a tenant's dial-number space.
-const numberSpaceLock = 0x4e53 // "NS"
+// NumberSpaceLock keys the advisory lock of a tenant's dial-number space.
+const NumberSpaceLock = 0x4e53 // "NS"
 
 // LockNumberSpace takes, inside transaction tx, the lock that serialises a
 // tenant's writes to its dial numbers: extension numbers and queue dial
@@ -43,7 +49,7 @@ const numberSpaceLock = 0x4e53 // "NS"
 // Schema tenants share a database, so the tenant id is part of the key; the
 // lock is released when tx ends.
 func LockNumberSpace(tx *gorm.DB, tenantID int64) error {
-	return tx.Exec(`SELECT pg_advisory_xact_lock(?, ?)`, numberSpaceLock, int32(tenantID)).Error
+	return tx.Exec(`SELECT pg_advisory_xact_lock(?, ?)`, NumberSpaceLock, int32(tenantID)).Error
 }
 
 // Now is the time a tenant row records (created_at, updated_at): UTC, at
