@@ -172,6 +172,23 @@ func (s *lockSet) release(ids []int64, handedOut bool) {
 	}
 }
 
+// give hands tenant i, locked in s, to a worker, which releases it; false
+// (i not handed out, and still to release) when ctx ended first.
+func (s *lockSet) give(ctx context.Context, work chan<- job, i int) bool {
+	s.mu.Lock()
+	s.pending++
+	s.mu.Unlock()
+	select {
+	case work <- job{i: i, set: s}:
+		return true
+	case <-ctx.Done():
+		s.mu.Lock()
+		s.pending--
+		s.mu.Unlock()
+		return false
+	}
+}
+
 func (s *lockSet) seal() {
 	s.mu.Lock()
 	s.sealed = true
@@ -312,61 +329,12 @@ func (f *Fleet) runOn(ctx context.Context, tenants []*Tenant, op MigrationOp, re
 // dispatch hands tenants to the workers: skipped ones are reported at
 // once, the others locked a batch at a time, then the contested ones.
 func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp, skip func(int) (string, bool), work chan<- job, started []bool, publish func(int, MigrationResult)) {
+	d := &dispatcher{ctx: ctx, catalog: f.Catalog, tenants: tenants, work: work, started: started}
 	batch := f.LockBatch
 	if batch <= 0 {
 		batch = 32
 	}
-	var deferred []int
 	seen := map[int64]bool{}
-	var chunk []int
-	// handOut locks chunk and hands the tenants it locked to the workers;
-	// false when ctx ended.
-	handOut := func() bool {
-		defer func() { chunk = chunk[:0] }()
-		if len(chunk) == 0 {
-			return ctx.Err() == nil
-		}
-		ids := make([]int64, len(chunk))
-		for k, i := range chunk {
-			ids[k] = tenants[i].ID
-		}
-		locks, held, err := f.Catalog.TryLockTenants(ctx, ids)
-		if err != nil {
-			// Each is tried again alone (and its error reported) later.
-			deferred = append(deferred, chunk...)
-			return ctx.Err() == nil
-		}
-		set := &lockSet{locks: locks}
-		defer set.seal()
-		var mine []int
-		for k, i := range chunk {
-			if held[k] {
-				mine = append(mine, i)
-			} else {
-				deferred = append(deferred, i)
-			}
-		}
-		for k, i := range mine {
-			set.mu.Lock()
-			set.pending++
-			set.mu.Unlock()
-			select {
-			case <-ctx.Done():
-				set.mu.Lock()
-				set.pending--
-				set.mu.Unlock()
-				var rest []int64
-				for _, i := range mine[k:] {
-					rest = append(rest, tenants[i].ID)
-				}
-				set.release(rest, false)
-				return false
-			case work <- job{i: i, set: set}:
-				started[i] = true
-			}
-		}
-		return true
-	}
 	for i, t := range tenants {
 		if ctx.Err() != nil {
 			return
@@ -379,20 +347,22 @@ func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp,
 			continue
 		}
 		if seen[t.ID] {
-			deferred = append(deferred, i) // listed twice: after the first is done
+			d.deferred = append(d.deferred, i) // listed twice: after the first is done
 			continue
 		}
 		seen[t.ID] = true
-		chunk = append(chunk, i)
-		if len(chunk) == batch && !handOut() {
+		d.chunk = append(d.chunk, i)
+		if len(d.chunk) == batch && !d.handOut() {
 			return
 		}
 	}
-	if !handOut() {
+	if !d.handOut() {
 		return
 	}
-	slices.Sort(deferred)
-	for _, i := range deferred {
+	// The contested ones, each locked by its worker (waiting for whoever
+	// holds it), in the order given.
+	slices.Sort(d.deferred)
+	for _, i := range d.deferred {
 		select {
 		case <-ctx.Done():
 			return
@@ -400,6 +370,60 @@ func (f *Fleet) dispatch(ctx context.Context, tenants []*Tenant, op MigrationOp,
 			started[i] = true
 		}
 	}
+}
+
+// dispatcher is the state of one dispatch: the batch being gathered and
+// the tenants left for later (locked by another, or listed twice).
+type dispatcher struct {
+	ctx      context.Context
+	catalog  FleetCatalog
+	tenants  []*Tenant
+	work     chan<- job
+	started  []bool
+	chunk    []int // indexes into tenants, to lock in one round trip
+	deferred []int
+}
+
+// handOut locks the chunk's tenants in one round trip and hands the ones
+// it got to the workers; the others are deferred. False when ctx ended.
+func (d *dispatcher) handOut() bool {
+	chunk := d.chunk
+	d.chunk = nil
+	if len(chunk) == 0 {
+		return d.ctx.Err() == nil
+	}
+	locks, held, err := d.catalog.TryLockTenants(d.ctx, d.ids(chunk))
+	if err != nil {
+		// Each is tried again alone (and its error reported) later.
+		d.deferred = append(d.deferred, chunk...)
+		return d.ctx.Err() == nil
+	}
+	set := &lockSet{locks: locks}
+	defer set.seal()
+	var mine []int
+	for k, i := range chunk {
+		if held[k] {
+			mine = append(mine, i)
+		} else {
+			d.deferred = append(d.deferred, i)
+		}
+	}
+	for k, i := range mine {
+		if !set.give(d.ctx, d.work, i) {
+			set.release(d.ids(mine[k:]), false)
+			return false
+		}
+		d.started[i] = true
+	}
+	return true
+}
+
+func (d *dispatcher) ids(indexes []int) []int64 {
+	out := make([]int64, len(indexes))
+	for k, i := range indexes {
+		out[k] = d.tenants[i].ID
+	}
+	return out
 }
 
 // verify reads the real versions of the tenants the catalog alone would

@@ -200,3 +200,27 @@ func TestCreateReleasesTheLifecycleLock(t *testing.T) {
 		require.Equal(t, http.StatusNoContent, status, "deleting right after the create finds the lock free")
 	})
 }
+
+// A tenant provisioned whose ready mark with its initial API key fails
+// (here the catalog refuses every new key) is marked ready on its own, as
+// a retry would: the create answers 201 with no key instead of failing a
+// tenant that exists and is served, and the operator issues a key later.
+func TestCreateReadyWithoutInitialKey(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase, "TENANT_SPARE_DATABASES=0")
+	catalogDB := pgtest.Open(t, b.db.URL)
+	_, err := catalogDB.Exec(`CREATE FUNCTION refuse_keys() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN RAISE EXCEPTION 'new keys are refused by the test'; END $$;
+		CREATE TRIGGER refuse_keys BEFORE INSERT ON tenant_api_keys FOR EACH ROW EXECUTE FUNCTION refuse_keys()`)
+	require.NoError(t, err)
+	status, got := b.do("POST", "/api/tenants", tenantBody("nokey", controlplane.IsolationDatabase))
+	require.Equal(t, http.StatusCreated, status, "%v", got)
+	require.Equal(t, "ready", got["provisioning"])
+	require.Nil(t, got["api_key"], "no key could be made")
+	b.addExtensions("nokey.example.com", "1001") // served
+
+	_, err = catalogDB.Exec(`DROP TRIGGER refuse_keys ON tenant_api_keys`)
+	require.NoError(t, err)
+	status, key := b.do("POST", "/api/tenants/"+strconv.Itoa(int(got["id"].(float64)))+"/keys", map[string]any{"name": "late"})
+	require.Equal(t, http.StatusCreated, status, "%v", key)
+	require.NotEmpty(t, key["key"])
+}

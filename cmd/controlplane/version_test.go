@@ -21,6 +21,7 @@ import (
 // version and the latest migrations it carries, in `controlplane version`,
 // --version and serve's first log line. No database is needed.
 func TestVersionIdentity(t *testing.T) {
+	t.Parallel()
 	bin := filepath.Join(t.TempDir(), "controlplane")
 	build := exec.Command("go", "build", "-o", bin, "-ldflags",
 		"-X main.version=v9.8.7 -X main.commit=0123abcd -X main.buildDate=2026-11-29T12:00:00Z", ".")
