@@ -145,13 +145,17 @@ type TenantPatch struct {
 	Isolation     *Isolation       `json:"isolation"`
 }
 
+// Set is one field of a patch: a value sent (src not nil) replaces dst's,
+// a field left out keeps it. Every resource's Patch.Apply is made of these.
+func Set[T any](dst *T, src *T) {
+	if src != nil {
+		*dst = *src
+	}
+}
+
 // Apply returns spec with the patch's fields laid over it.
 func (p TenantPatch) Apply(spec TenantSpec) TenantSpec {
-	set := func(dst *string, src *string) {
-		if src != nil {
-			*dst = *src
-		}
-	}
+	set := Set[string]
 	set(&spec.Name, p.Name)
 	set(&spec.Slug, p.Slug)
 	set(&spec.Domain, p.Domain)

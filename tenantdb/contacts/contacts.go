@@ -266,27 +266,7 @@ func (s *Store) Replace(ctx context.Context, id int64, spec Spec) (*Contact, err
 
 // Patch changes the fields present in p (PATCH).
 func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Contact, error) {
-	return s.update(ctx, id, func(cur Spec) Spec {
-		set := func(dst, src *string) {
-			if src != nil {
-				*dst = *src
-			}
-		}
-		set(&cur.Name, p.Name)
-		set(&cur.Company, p.Company)
-		set(&cur.Email, p.Email)
-		set(&cur.Notes, p.Notes)
-		if p.Phones != nil {
-			cur.Phones = *p.Phones
-		}
-		if p.Emails != nil {
-			cur.Emails = *p.Emails
-		}
-		if p.Tags != nil {
-			cur.Tags = *p.Tags
-		}
-		return cur
-	})
+	return s.update(ctx, id, p.Apply)
 }
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Contact, error) {
@@ -403,4 +383,17 @@ func public(r *contact, phones []Phone, emails []Email) *Contact {
 		tags = []string{}
 	}
 	return &Contact{ID: r.ID, Name: r.Name, Company: r.Company, Email: r.Email, Phones: phones, Emails: emails, Tags: tags, Notes: r.Notes, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt}
+}
+
+// Apply is cur with the fields p sends; phones, emails and tags sent
+// replace the lists whole.
+func (p Patch) Apply(cur Spec) Spec {
+	controlplane.Set(&cur.Name, p.Name)
+	controlplane.Set(&cur.Company, p.Company)
+	controlplane.Set(&cur.Email, p.Email)
+	controlplane.Set(&cur.Notes, p.Notes)
+	controlplane.Set(&cur.Phones, p.Phones)
+	controlplane.Set(&cur.Emails, p.Emails)
+	controlplane.Set(&cur.Tags, p.Tags)
+	return cur
 }

@@ -56,24 +56,7 @@ func (s *Service) Replace(ctx context.Context, id int64, spec Spec) (*DID, error
 
 // Patch changes the fields present in p (PATCH).
 func (s *Service) Patch(ctx context.Context, id int64, p Patch) (*DID, error) {
-	return s.update(ctx, id, func(cur Spec) Spec {
-		if p.Number != nil {
-			cur.Number = *p.Number
-		}
-		if p.TargetType != nil {
-			cur.TargetType = *p.TargetType
-			if cur.TargetType == "none" || p.TargetID == nil {
-				cur.TargetID = nil
-			}
-		}
-		if p.TargetID != nil {
-			cur.TargetID = p.TargetID
-		}
-		if p.Description != nil {
-			cur.Description = *p.Description
-		}
-		return cur
-	})
+	return s.update(ctx, id, p.Apply)
 }
 
 func (s *Service) update(ctx context.Context, id int64, change func(Spec) Spec) (*DID, error) {
@@ -186,4 +169,21 @@ func reconcileOne(ctx context.Context, index controlplane.DIDIndex, e controlpla
 	default:
 		return index.SettleDID(ctx, e.Number, row.target())
 	}
+}
+
+// Apply is cur with the fields p sends: a new target type drops the old
+// target id unless one is sent with it ("none" always drops it).
+func (p Patch) Apply(cur Spec) Spec {
+	controlplane.Set(&cur.Number, p.Number)
+	if p.TargetType != nil {
+		cur.TargetType = *p.TargetType
+		if cur.TargetType == "none" || p.TargetID == nil {
+			cur.TargetID = nil
+		}
+	}
+	if p.TargetID != nil {
+		cur.TargetID = p.TargetID
+	}
+	controlplane.Set(&cur.Description, p.Description)
+	return cur
 }

@@ -175,25 +175,7 @@ func (s *Store) Replace(ctx context.Context, id int64, spec Spec) (*Extension, e
 
 // Patch changes the fields present in p (PATCH).
 func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Extension, error) {
-	return s.update(ctx, id, func(cur Spec) Spec {
-		if p.Number != nil {
-			cur.Number = *p.Number
-		}
-		if p.Name != nil {
-			cur.Name = *p.Name
-		}
-		if p.Enabled != nil {
-			cur.Enabled = *p.Enabled
-		}
-		if p.OutboundCallerID != nil {
-			cur.OutboundCallerID = p.OutboundCallerID
-			if *p.OutboundCallerID == "" {
-				cur.OutboundCallerID = nil
-			}
-		}
-		cur.Password = p.Password
-		return cur
-	})
+	return s.update(ctx, id, p.Apply)
 }
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Extension, error) {
@@ -264,3 +246,19 @@ func (e *extension) setPassword(password, realm string) {
 
 // String keeps digests out of any accidental %v.
 func (e extension) String() string { return fmt.Sprintf("extension %d (%s)", e.ID, e.Number) }
+
+// Apply is cur with the fields p sends: an empty outbound_caller_id
+// clears it, and a password sent is set again (left out, it is kept).
+func (p Patch) Apply(cur Spec) Spec {
+	controlplane.Set(&cur.Number, p.Number)
+	controlplane.Set(&cur.Name, p.Name)
+	controlplane.Set(&cur.Enabled, p.Enabled)
+	if p.OutboundCallerID != nil {
+		cur.OutboundCallerID = p.OutboundCallerID
+		if *p.OutboundCallerID == "" {
+			cur.OutboundCallerID = nil
+		}
+	}
+	cur.Password = p.Password
+	return cur
+}

@@ -204,24 +204,7 @@ func (s *Store) Replace(ctx context.Context, id int64, spec Spec) (*Queue, error
 
 // Patch changes the fields present in p (PATCH).
 func (s *Store) Patch(ctx context.Context, id int64, p Patch) (*Queue, error) {
-	return s.update(ctx, id, func(cur Spec) Spec {
-		if p.Name != nil {
-			cur.Name = *p.Name
-		}
-		if p.Extension != nil {
-			cur.Extension = p.Extension
-			if *p.Extension == "" {
-				cur.Extension = nil
-			}
-		}
-		if p.Strategy != nil {
-			cur.Strategy = *p.Strategy
-		}
-		if p.MaxWaitSeconds != nil {
-			cur.MaxWaitSeconds = *p.MaxWaitSeconds
-		}
-		return cur
-	})
+	return s.update(ctx, id, p.Apply)
 }
 
 func (s *Store) update(ctx context.Context, id int64, change func(Spec) Spec) (*Queue, error) {
@@ -274,4 +257,19 @@ func checkExtensionClash(tx *gorm.DB, tenantID int64, number *string) error {
 			Fields: map[string]string{"extension": "is already an extension's number"}}
 	}
 	return nil
+}
+
+// Apply is cur with the fields p sends; an empty extension clears the
+// queue's dial number.
+func (p Patch) Apply(cur Spec) Spec {
+	controlplane.Set(&cur.Name, p.Name)
+	if p.Extension != nil {
+		cur.Extension = p.Extension
+		if *p.Extension == "" {
+			cur.Extension = nil
+		}
+	}
+	controlplane.Set(&cur.Strategy, p.Strategy)
+	controlplane.Set(&cur.MaxWaitSeconds, p.MaxWaitSeconds)
+	return cur
 }
