@@ -41,7 +41,7 @@ func newRoot() *cobra.Command {
 		SilenceErrors: true,
 	}
 	config.BindFlags(root.PersistentFlags())
-	root.AddCommand(newServe(), newMigrate(), newTenants(), newServersCmd(), newVersion())
+	root.AddCommand(newServe(), newMigrate(), newTenants(), newServersCmd(), newOperations(), newVersion())
 	// --version prints what `controlplane version` does.
 	b := buildInfo()
 	root.Version = b.Version

@@ -42,6 +42,7 @@ Run it with the same TENANT_ROLE_SECRET (or none) as the servers.`,
 			})
 		},
 	})
+	cmd.AddCommand(newTenantLifecycle()...)
 	cmd.AddCommand(newTenantBackup(), newTenantRestore(), newTenantMove())
 	cmd.AddCommand(newTenantDelete()...)
 	return cmd
