@@ -7,6 +7,8 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"os"
+	"path/filepath"
 	"regexp"
 	"sort"
 	"strconv"
@@ -256,4 +258,43 @@ func ReadHistory(src fs.FS) (*History, error) {
 	h.Script = script.String()
 	h.Hash = hex.EncodeToString(sum.Sum(nil))
 	return h, nil
+}
+
+// migrationName is what a migration's name may be: lower-case words of
+// letters and digits joined by underscores.
+var migrationName = regexp.MustCompile(`^[a-z0-9]+(_[a-z0-9]+)*$`)
+
+// Create writes the next numbered up/down pair of migrations in dir (the
+// highest version there, plus one, six digits: golang-migrate's
+// NNNNNN_name.up.sql and .down.sql) and returns their paths. It refuses a
+// name that is not lower-case words joined by underscores, and never
+// overwrites a file.
+func Create(dir, name string) (up, down string, err error) {
+	if !migrationName.MatchString(name) {
+		return "", "", fmt.Errorf("a migration's name is lower-case letters and digits in words joined by underscores (e.g. extension_department), not %q", name)
+	}
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return "", "", fmt.Errorf("read %s (run it from the checkout's root, or give --dir): %w", dir, err)
+	}
+	var next uint = 1
+	for _, e := range entries {
+		if m, err := source.Parse(e.Name()); err == nil && m.Version >= next {
+			next = m.Version + 1
+		}
+	}
+	base := filepath.Join(dir, fmt.Sprintf("%06d_%s", next, name))
+	up, down = base+".up.sql", base+".down.sql"
+	header := "-- %s %d: %s (docs/MIGRATIONS.md says what a migration may do).\n"
+	for _, f := range []struct{ path, dir string }{{up, "up"}, {down, "down"}} {
+		file, err := os.OpenFile(f.path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o644)
+		if err != nil {
+			return "", "", err
+		}
+		_, werr := fmt.Fprintf(file, header, f.dir, next, strings.ReplaceAll(name, "_", " "))
+		if err := errors.Join(werr, file.Close()); err != nil {
+			return "", "", err
+		}
+	}
+	return up, down, nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -24,18 +25,21 @@ func newMigrate() *cobra.Command {
 		Use:   "migrate",
 		Short: "Migrate the catalog or the tenants' databases",
 	}
-	cmd.AddCommand(newMigrateCatalog(), newMigrateTenants())
+	cmd.AddCommand(newMigrateCatalog(), newMigrateTenants(), newMigrateCreate())
 	return cmd
 }
 
 func newMigrateCatalog() *cobra.Command {
 	return &cobra.Command{
-		Use:   "catalog up | down N | version",
+		Use:   "catalog up | down N | goto V | force V | version",
 		Short: "Migrate the catalog database",
 		Long: `Migrate the catalog database (migrations/catalog). serve runs "up" itself at
 start unless MIGRATE_CATALOG=false. "up" also closes the catalog database, and
 the tenant server's own database, to every role but the control plane's
-(REVOKE CONNECT, TEMPORARY ... FROM PUBLIC), as serve does at start.`,
+(REVOKE CONNECT, TEMPORARY ... FROM PUBLIC), as serve does at start.
+"goto V" migrates up or down to version V; "force V" sets the recorded
+version without running anything (after repairing a dirty catalog by hand,
+as golang-migrate's own force: docs/MIGRATIONS.md).`,
 		Args: cobra.RangeArgs(1, 2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			cfg, log, err := loadConfig(cmd)
@@ -62,10 +66,21 @@ the tenant server's own database, to every role but the control plane's
 					return usageError{fmt.Errorf("down takes a positive number of steps, got %q", args[1])}
 				}
 				return catalogRun(cmd, cfg.DatabaseURL.Value(), func(m *migrate.Migrate) error { return m.Steps(-n) })
+			case (args[0] == "goto" || args[0] == "force") && len(args) == 2:
+				v, err := strconv.ParseUint(args[1], 10, 32)
+				if err != nil {
+					return usageError{fmt.Errorf("%s takes a version number, got %q", args[0], args[1])}
+				}
+				return catalogRun(cmd, cfg.DatabaseURL.Value(), func(m *migrate.Migrate) error {
+					if args[0] == "force" {
+						return m.Force(int(v))
+					}
+					return m.Migrate(uint(v))
+				})
 			case args[0] == "version" && len(args) == 1:
 				return catalogRun(cmd, cfg.DatabaseURL.Value(), func(*migrate.Migrate) error { return nil })
 			}
-			return usageError{fmt.Errorf("expected: up | down N | version")}
+			return usageError{fmt.Errorf("expected: up | down N | goto V | force V | version")}
 		},
 	}
 }
@@ -124,6 +139,7 @@ type tenantsFlags struct {
 	// verify reads every selected tenant's real version (status); noVerify
 	// lets up/goto skip tenants from the catalog alone.
 	verify, noVerify bool
+	maxFailures      int
 }
 
 // defaultConcurrency is per tenant server: enough to keep a server busy on
@@ -178,6 +194,7 @@ by --status.`,
 					return err
 				}
 				rep := newReporter(cmd.OutOrStdout(), os.Stderr, f.json, len(tenants), h.Versions())
+				rep.maxFailures = f.maxFailures
 				if args[0] == "status" {
 					var real []controlplane.VersionRead
 					if f.verify {
@@ -204,6 +221,7 @@ by --status.`,
 	cmd.Flags().BoolVar(&f.dryRun, "dry-run", false, "print what would run for each tenant, change nothing")
 	cmd.Flags().BoolVar(&f.json, "json", false, "one JSON object per tenant, then a summary object")
 	cmd.Flags().BoolVar(&f.verify, "verify", false, "status: also read each tenant's real version and report drift")
+	cmd.Flags().IntVar(&f.maxFailures, "max-failures", 0, "stop the run once this many tenants failed (0: never); the ones not started are reported as interrupted")
 	cmd.Flags().BoolVar(&f.noVerify, "no-verify", false, "up/goto: skip tenants at the target from the catalog alone, without reading their real version")
 	return cmd
 }
@@ -294,4 +312,34 @@ func (e failedError) Error() string {
 		msg += ", on " + strings.Join(e.servers, ", ")
 	}
 	return msg
+}
+
+// newMigrateCreate is `controlplane migrate create NAME`: the next numbered
+// up/down pair in migrations/tenant (or --catalog), golang-migrate's
+// convention (NNNNNN_name.up.sql, NNNNNN_name.down.sql), for a developer
+// in a checkout; the files are embedded at the next build.
+func newMigrateCreate() *cobra.Command {
+	var dir string
+	var forCatalog bool
+	cmd := &cobra.Command{
+		Use:   "create NAME",
+		Short: "Write the next numbered up/down migration pair (migrations/tenant, or --catalog)",
+		Example: `  controlplane migrate create extension_department
+  controlplane migrate create audit_index --catalog`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if dir == "" {
+				dir = filepath.Join("migrations", map[bool]string{true: "catalog", false: "tenant"}[forCatalog])
+			}
+			up, down, err := migrations.Create(dir, args[0])
+			if err != nil {
+				return usageError{err}
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s\n%s\n(write the up and its down; docs/MIGRATIONS.md says what a tenant migration may do)\n", up, down)
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&forCatalog, "catalog", false, "a catalog migration (migrations/catalog) instead of a tenant one")
+	cmd.Flags().StringVar(&dir, "dir", "", "the folder (default: migrations/tenant, or migrations/catalog with --catalog)")
+	return cmd
 }

@@ -481,3 +481,52 @@ func TestFleetWaitsForALockedTenant(t *testing.T) {
 		require.Equal(t, uint(2), r.To, r.Tenant.Slug)
 	}
 }
+
+// migrate catalog goto V and force V, as golang-migrate's own: goto runs
+// the migrations between (down, then up again), force only records V.
+func TestMigrateCatalogGotoAndForce(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase)
+	latest, err := migrations.Latest(migrations.Catalog)
+	require.NoError(t, err)
+	out, err := b.cli("migrate", "catalog", "goto", fmt.Sprint(latest-1))
+	require.NoError(t, err, out)
+	require.Equal(t, fmt.Sprintf("catalog at version %d (dirty: false)\n", latest-1), out)
+	out, err = b.cli("migrate", "catalog", "goto", fmt.Sprint(latest))
+	require.NoError(t, err, out)
+	require.Equal(t, fmt.Sprintf("catalog at version %d (dirty: false)\n", latest), out)
+	_, err = pgtest.Open(t, b.db.URL).Exec(`UPDATE schema_migrations SET dirty = true`)
+	require.NoError(t, err)
+	out, err = b.cli("migrate", "catalog", "force", fmt.Sprint(latest))
+	require.NoError(t, err, out)
+	require.Equal(t, fmt.Sprintf("catalog at version %d (dirty: false)\n", latest), out)
+	_, err = b.cli("migrate", "catalog", "goto", "x")
+	require.ErrorContains(t, err, "version number")
+}
+
+// --max-failures N stops a rollout whose migration fails: once N tenants
+// failed no tenant is started, the ones left are reported not started,
+// and the summary says why it stopped.
+func TestMigrateStopsAfterMaxFailures(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema, "TENANT_SPARE_DATABASES=0")
+	for i := range 12 {
+		b.create(map[string]any{"name": fmt.Sprint("T", i), "slug": fmt.Sprint("t-", i), "domain": fmt.Sprintf("t%d.example.com", i), "isolation": "schema"})
+	}
+	bad := map[string]string{
+		"000002_bad.up.sql":   "SELECT no_such_function();\n",
+		"000002_bad.down.sql": "SELECT 1;\n",
+	}
+	app, fleet := b.fleet(withMigrations(t, bad))
+	fleet.Concurrency = 1
+	fleet.LockBatch = 1
+	var out bytes.Buffer
+	rep := newReporter(&out, io.Discard, false, 12, []uint{1, 2})
+	rep.maxFailures = 2
+	err := rep.run(context.Background(), fleet, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp})
+	require.Error(t, err)
+	require.Contains(t, out.String(), "stopped after")
+	require.Contains(t, out.String(), "(--max-failures 2)")
+	require.GreaterOrEqual(t, rep.failed, 2)
+	require.Regexp(t, `[1-9][0-9]* not started \(interrupted\)`, out.String(), "the rest of the rollout was not started: %s", out.String())
+}

@@ -28,6 +28,10 @@ type reporter struct {
 
 	start        time.Time
 	done, failed int
+	// maxFailures, if above 0, stops a run (no tenant started after it)
+	// once that many tenants failed: a bad migration stops the rollout.
+	maxFailures int
+	stop        context.CancelFunc
 }
 
 // newReporter reports on out (and errw, the terminal's progress line);
@@ -63,6 +67,9 @@ func (r *reporter) result(res controlplane.MigrationResult) {
 	r.done++
 	if res.Err != nil {
 		r.failed++
+		if r.maxFailures > 0 && r.failed == r.maxFailures && r.stop != nil {
+			r.stop()
+		}
 	}
 	switch {
 	case r.json:
@@ -151,7 +158,10 @@ func (c runCounts) String() string {
 // of failures.
 func (r *reporter) run(ctx context.Context, fleet *controlplane.Fleet, tenants []*controlplane.Tenant, op controlplane.MigrationOp) error {
 	r.start = time.Now()
+	ctx, r.stop = context.WithCancel(ctx)
+	defer r.stop()
 	results := fleet.Run(ctx, tenants, op, r.result)
+	stopped := r.maxFailures > 0 && r.failed >= r.maxFailures
 	if r.tty {
 		fmt.Fprintln(r.errw)
 	}
@@ -167,6 +177,9 @@ func (r *reporter) run(ctx context.Context, fleet *controlplane.Fleet, tenants [
 	}
 	names := slices.Sorted(maps.Keys(byServer))
 	summary := fmt.Sprintf("%d tenants in %s: %s", len(results), time.Since(r.start).Round(time.Millisecond), all)
+	if stopped {
+		summary += fmt.Sprintf("; stopped after %d failures (--max-failures %d): fix the migration, then run it again", r.failed, r.maxFailures)
+	}
 	if r.json {
 		out := map[string]any{"summary": summary, "tenants": len(results), "migrated": all.Migrated, "skipped": all.Skipped, "failed": all.Failed, "interrupted": all.Interrupted, "servers": byServer}
 		r.writeJSON(out)
