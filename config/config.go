@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/netip"
 	"net/url"
+	"os"
 	"reflect"
 	"regexp"
 	"strings"
@@ -183,7 +184,11 @@ func BindFlags(fs *pflag.FlagSet) {
 // The error names the offending variable in one line.
 func Load(environ []string, fs *pflag.FlagSet) (Config, error) {
 	var c Config
-	if err := env.ParseWithOptions(&c, env.Options{Environment: env.ToMap(environ)}); err != nil {
+	vars, err := secretFiles(env.ToMap(environ))
+	if err != nil {
+		return c, err
+	}
+	if err := env.ParseWithOptions(&c, env.Options{Environment: vars}); err != nil {
 		return c, envError(err)
 	}
 	if fs != nil {
@@ -199,6 +204,36 @@ func Load(environ []string, fs *pflag.FlagSet) (Config, error) {
 		c.TenantDatabaseURL = c.DatabaseURL
 	}
 	return c, c.Validate()
+}
+
+// SecretVariables may each be given in a file instead: NAME_FILE=/path
+// reads NAME from that file (its content, a trailing newline dropped),
+// the convention of Docker and Kubernetes secrets, so that no secret has
+// to sit in the process's environment or a unit file.
+var SecretVariables = []string{"DATABASE_URL", "TENANT_DATABASE_URL", "TENANT_POOLER_URL", "ADMIN_TOKEN", "TENANT_ROLE_SECRET", "SERVER_SECRET_KEY"}
+
+// secretFiles resolves the NAME_FILE variables of vars into NAME.
+func secretFiles(vars map[string]string) (map[string]string, error) {
+	for _, name := range SecretVariables {
+		path := vars[name+"_FILE"]
+		if path == "" {
+			continue
+		}
+		if vars[name] != "" {
+			return nil, fmt.Errorf("config: %s_FILE: %s is set too; set one of them", name, name)
+		}
+		raw, err := os.ReadFile(path)
+		if err != nil {
+			// The path, not the content: nothing secret in the message.
+			return nil, fmt.Errorf("config: %s_FILE: %w", name, err)
+		}
+		v := strings.TrimRight(string(raw), "\r\n")
+		if v == "" {
+			return nil, fmt.Errorf("config: %s_FILE: %s is empty", name, path)
+		}
+		vars[name] = v
+	}
+	return vars, nil
 }
 
 var prefixPattern = regexp.MustCompile(`^[a-z_][a-z0-9_]{0,39}$`)

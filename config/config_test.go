@@ -2,6 +2,8 @@ package config
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -156,4 +158,35 @@ func TestServerSecretKey(t *testing.T) {
 		require.True(t, strings.HasPrefix(err.Error(), "config: SERVER_SECRET_KEY: must be 32 bytes in base64"), err.Error())
 		require.NotContains(t, err.Error(), v)
 	}
+}
+
+// A secret can come from a file (NAME_FILE, the Docker and Kubernetes
+// convention): its content without the trailing newline; never both the
+// variable and its file; an unreadable or empty file is an error naming
+// the variable and never showing a secret.
+func TestSecretsFromFiles(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, content string) string {
+		p := filepath.Join(dir, name)
+		require.NoError(t, os.WriteFile(p, []byte(content), 0o600))
+		return p
+	}
+	token := write("token", "0123456789abcdef0123\n")
+	url := write("url", "postgres://cp:s3cret-pw@db.internal:5432/controlplane?sslmode=disable\n")
+	c, err := Load([]string{"DATABASE_URL_FILE=" + url, "ADMIN_TOKEN_FILE=" + token}, nil)
+	require.NoError(t, err)
+	require.Equal(t, "0123456789abcdef0123", c.AdminToken.Value())
+	require.Equal(t, "postgres://cp:s3cret-pw@db.internal:5432/controlplane?sslmode=disable", c.DatabaseURL.Value())
+	require.Equal(t, c.DatabaseURL, c.TenantDatabaseURL, "the tenant server defaults to the catalog's, from the file too")
+
+	_, err = Load([]string{"DATABASE_URL=postgres://x@h/db", "DATABASE_URL_FILE=" + url}, nil)
+	require.ErrorContains(t, err, "DATABASE_URL_FILE: DATABASE_URL is set too")
+	_, err = Load([]string{"DATABASE_URL=postgres://x@h/db", "ADMIN_TOKEN_FILE=" + filepath.Join(dir, "missing")}, nil)
+	require.ErrorContains(t, err, "ADMIN_TOKEN_FILE")
+	_, err = Load([]string{"DATABASE_URL=postgres://x@h/db", "ADMIN_TOKEN_FILE=" + write("empty", "\n")}, nil)
+	require.ErrorContains(t, err, "is empty")
+	_, err = Load([]string{"DATABASE_URL_FILE=" + url, "ADMIN_TOKEN_FILE=" + write("short", "short\n")}, nil)
+	require.ErrorContains(t, err, "ADMIN_TOKEN")
+	require.NotContains(t, err.Error(), "short", "the secret is not shown")
+	require.NotContains(t, err.Error(), "s3cret-pw")
 }
