@@ -125,6 +125,10 @@ type Tenants struct {
 	// catalog or a tenant server keeps ("create:pending",
 	// "create:provisioned"): the crash tests kill the process there.
 	Step func(name string)
+	// ObserveProvisioning, if set, is told how each create's provisioning
+	// went (ready, failed, or unavailable: the tenant server was out) and
+	// how long it took: the metrics' histogram.
+	ObserveProvisioning func(isolation Isolation, outcome string, took time.Duration)
 	// DeleteGrace is how long a deleted tenant is kept before it is purged
 	// (TENANT_DELETE_GRACE); FinalBackup takes the backup a delete takes
 	// first, the caller holding the tenant's lock (Operations.BackupLocked).
@@ -137,6 +141,12 @@ type Tenants struct {
 	// other than its own (the sources its moves kept:
 	// Operations.DropMoveAsides).
 	PurgeElsewhere func(ctx context.Context, t *Tenant) error
+}
+
+func (s *Tenants) observe(t *Tenant, outcome string, took time.Duration) {
+	if s.ObserveProvisioning != nil {
+		s.ObserveProvisioning(t.Isolation, outcome, took)
+	}
 }
 
 func (s *Tenants) step(name string) {
@@ -210,8 +220,11 @@ func (s *Tenants) create(ctx context.Context, spec TenantSpec, idem *Idempotency
 		version, err = s.Copies.CopyLocked(context.WithoutCancel(ctx), t, *spec.FromBackup)
 	}
 	if err != nil {
-		return nil, nil, true, s.provisionFailed(ctx, t, err)
+		err = s.provisionFailed(ctx, t, err)
+		s.observe(t, map[bool]string{true: "unavailable", false: "failed"}[ErrorCode(err) == Unavailable], time.Since(start))
+		return nil, nil, true, err
 	}
+	s.observe(t, "ready", time.Since(start))
 	s.step("create:provisioned")
 	s.Log.Info("tenant provisioned", "tenant_id", t.ID, "isolation", t.Isolation, "db_name", t.DBName, "schema_version", version, "spare", claimed, "duration", time.Since(start).Round(time.Millisecond))
 	secret, hash, prefix := GenerateKey()

@@ -254,10 +254,18 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 	}
 	operations := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "controlplane_operations_total",
-		Help: "Operations (backups, restores) that ended, by kind and state (succeeded, failed, cancelled), in this process.",
+		Help: "Operations (backups, restores, moves) that ended, by kind and state (succeeded, failed, cancelled), in this process.",
 	}, []string{"kind", "state"})
 	app.Operations.Observe = func(kind controlplane.OperationKind, state controlplane.OperationState) {
 		operations.WithLabelValues(string(kind), string(state)).Inc()
+	}
+	provisioning := prometheus.NewHistogramVec(prometheus.HistogramOpts{
+		Name:    "controlplane_provisioning_duration_seconds",
+		Help:    "How long creating a tenant's database or schema took, by isolation and outcome (ready, failed, unavailable), in this process.",
+		Buckets: []float64{.01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10, 30},
+	}, []string{"isolation", "outcome"})
+	app.Tenants.ObserveProvisioning = func(iso controlplane.Isolation, outcome string, took time.Duration) {
+		provisioning.WithLabelValues(string(iso), outcome).Observe(took.Seconds())
 	}
 	reconciled := prometheus.NewCounterVec(prometheus.CounterOpts{
 		Name: "controlplane_reconciled_total",
@@ -286,7 +294,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Directory:          store.Cache(),
 		DIDIndex:           store,
 		Router:             app.TenantServers,
-		Gauges:             gauges{cache: store.Cache(), servers: app.TenantServers},
+		Gauges:             gauges{cache: store.Cache(), servers: app.TenantServers, latest: app.LatestTenantSchema},
 		AdminHosts:         cfg.AdminHosts,
 		Auth:               httpapi.Auth{AdminToken: cfg.AdminToken.Value(), Keys: store.Keys(), TrustedProxies: proxies},
 		Fleet:              store,
@@ -295,7 +303,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
 		ServerHealth:       app.TenantServers.Healths,
 		Log:                log,
-		Collectors:         []prometheus.Collector{reconciled, operations},
+		Collectors:         []prometheus.Collector{reconciled, operations, provisioning},
 		Build:              buildInfo(),
 	}
 	app.Handler = srv.Handler()
@@ -639,12 +647,33 @@ func (a *App) ReconcileDIDs(ctx context.Context, grace time.Duration) (int, erro
 type gauges struct {
 	cache   *catalog.Cache
 	servers *servers.Set
+	latest  uint // the binary's latest tenant migration
 }
 
 func (g gauges) TenantCounts() map[[2]string]int {
 	counts := map[[2]string]int{}
 	g.cache.Each(func(t *controlplane.Tenant) { counts[[2]string{string(t.Status), string(t.Provisioning)}]++ })
 	return counts
+}
+
+func (g gauges) SchemaStates() map[[2]string]int {
+	out := map[[2]string]int{}
+	g.cache.Each(func(t *controlplane.Tenant) {
+		if t.Provisioning != controlplane.ProvisionReady {
+			return
+		}
+		state := "at_latest"
+		switch {
+		case t.SchemaDirty:
+			state = "dirty"
+		case t.SchemaVersion < g.latest:
+			state = "behind"
+		case t.SchemaVersion > g.latest:
+			state = "ahead"
+		}
+		out[[2]string{t.ServerName(), state}]++
+	})
+	return out
 }
 
 func (g gauges) PoolStats() map[string]httpapi.PoolStats {

@@ -1,6 +1,7 @@
 package httpapi
 
 import (
+	"context"
 	"net/http"
 	"strconv"
 	"time"
@@ -20,6 +21,10 @@ import (
 type Gauges interface {
 	TenantCounts() map[[2]string]int // (status, provisioning) → count
 	PoolStats() map[string]PoolStats // by tenant server
+	// SchemaStates counts the ready tenants of each server by where their
+	// schema is against the binary's latest: at_latest, behind, ahead
+	// (migrated by a newer binary) or dirty (a failed migration).
+	SchemaStates() map[[2]string]int // (server, state) → count
 }
 
 // PoolStats is what the tenant database router holds.
@@ -34,7 +39,7 @@ type metrics struct {
 	registry *prometheus.Registry
 }
 
-func newMetrics(g Gauges, b controlplane.Build, extra []prometheus.Collector) *metrics {
+func newMetrics(g Gauges, health func() map[string]error, ready func(context.Context) error, b controlplane.Build, extra []prometheus.Collector) *metrics {
 	m := &metrics{
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "controlplane_http_requests_total",
@@ -47,7 +52,7 @@ func newMetrics(g Gauges, b controlplane.Build, extra []prometheus.Collector) *m
 		}, []string{"route", "method"}),
 		registry: prometheus.NewRegistry(),
 	}
-	m.registry.MustRegister(m.requests, m.latency, &stateCollector{g: g},
+	m.registry.MustRegister(m.requests, m.latency, &stateCollector{g: g, health: health, ready: ready},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(extra...)
 	// Which binary runs where: join it to other series on instance, and
@@ -87,14 +92,21 @@ var (
 	budgetDesc  = prometheus.NewDesc("controlplane_tenant_connections_max", "The router's connection budget on the tenant server.", []string{"server"}, nil)
 	waitDesc    = prometheus.NewDesc("controlplane_tenant_connections_waiting", "Requests waiting for a connection because every connection of the budget is busy.", []string{"server"}, nil)
 	openedDesc  = prometheus.NewDesc("controlplane_tenant_connections_opened_total", "Connections the router opened to the tenant server.", []string{"server"}, nil)
+	schemaDesc  = prometheus.NewDesc("controlplane_tenant_schemas", "Ready tenants by tenant server and where their schema is against this binary's latest migration: at_latest, behind, ahead or dirty.", []string{"server", "state"}, nil)
+	serverUp    = prometheus.NewDesc("controlplane_tenant_server_up", "Whether the tenant server answered its last health check (every 5 seconds): 1 or 0.", []string{"server"}, nil)
+	catalogUp   = prometheus.NewDesc("controlplane_catalog_up", "Whether the catalog answered and is at this binary's migration when scraped (what /readyz checks): 1 or 0.", nil, nil)
 	takenDesc   = prometheus.NewDesc("controlplane_tenant_connections_taken_total", "Idle connections the router closed to give their budget slot to another tenant's request.", []string{"server"}, nil)
 )
 
 // stateCollector reads tenants and pools at scrape time.
-type stateCollector struct{ g Gauges }
+type stateCollector struct {
+	g      Gauges
+	health func() map[string]error         // each tenant server's last check
+	ready  func(ctx context.Context) error // the catalog, as /readyz asks
+}
 
 func (s *stateCollector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{tenantsDesc, poolsDesc, handlesDesc, connsDesc, inUseDesc, budgetDesc, waitDesc, openedDesc, takenDesc} {
+	for _, d := range []*prometheus.Desc{tenantsDesc, poolsDesc, handlesDesc, connsDesc, inUseDesc, budgetDesc, waitDesc, openedDesc, takenDesc, schemaDesc, serverUp, catalogUp} {
 		ch <- d
 	}
 }
@@ -118,5 +130,18 @@ func (s *stateCollector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(waitDesc, prometheus.GaugeValue, float64(p.Waiting), server)
 		ch <- prometheus.MustNewConstMetric(openedDesc, prometheus.CounterValue, float64(p.Opened), server)
 		ch <- prometheus.MustNewConstMetric(takenDesc, prometheus.CounterValue, float64(p.Taken), server)
+	}
+	for k, n := range s.g.SchemaStates() {
+		ch <- prometheus.MustNewConstMetric(schemaDesc, prometheus.GaugeValue, float64(n), k[0], k[1])
+	}
+	if s.health != nil {
+		for server, err := range s.health() {
+			ch <- prometheus.MustNewConstMetric(serverUp, prometheus.GaugeValue, map[bool]float64{true: 1}[err == nil], server)
+		}
+	}
+	if s.ready != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		ch <- prometheus.MustNewConstMetric(catalogUp, prometheus.GaugeValue, map[bool]float64{true: 1}[s.ready(ctx) == nil])
 	}
 }

@@ -70,7 +70,7 @@ type Server struct {
 // metrics returns the server's one registry, so that the router's counters
 // and a separate metrics listener show the same series.
 func (s *Server) metrics() *metrics {
-	s.metricsOnce.Do(func() { s.m = newMetrics(s.Gauges, s.Build, s.Collectors) })
+	s.metricsOnce.Do(func() { s.m = newMetrics(s.Gauges, s.ServerHealth, s.Ready, s.Build, s.Collectors) })
 	return s.m
 }
 
