@@ -83,7 +83,7 @@ func main() {
 		} else {
 			failed++
 		}
-		fmt.Printf("%-4s %s %s@%s, fixed in %s: %s (called from %s)\n", kind, id, c.module, c.version, c.fixed, strings.TrimSpace(summaries[id]), c.where)
+		fmt.Printf("%-4s %s %s@%s, fixed in %s: %s (a path from %s)\n", kind, id, c.module, c.version, c.fixed, strings.TrimSpace(summaries[id]), c.where)
 	}
 	for id := range found {
 		delete(notCalled, id)
