@@ -762,3 +762,42 @@ func TestOnlineMoveRefusedWithoutLogicalReplication(t *testing.T) {
 	require.Contains(t, errMessage(got), "neither SUPERUSER nor REPLICATION")
 	require.Empty(t, ts.leftovers(other)["pg-b"], "nothing made on the target")
 }
+
+// A cancel reaches an online move at any phase before its cutover (the
+// target made, published, subscribed, indexes rebuilt): the operation ends
+// cancelled, the tenant stays whole on its server and is served, and
+// nothing of the move is left on the target. After the cutover begins the
+// move is past cancelling: TestMoveKilledAtEachStep covers those steps.
+func TestMoveCancelledAtEachPhase(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10})
+	for i, step := range []string{"move:target", "move:published", "move:subscribed", "move:indexed"} {
+		tn := ts.create(placed(i+1, "database", "pg-b"))
+		host := tn["domain"].(string)
+		ts.addExtensions(host, "1001")
+		reached, proceed := make(chan struct{}), make(chan struct{})
+		var once sync.Once
+		ts.app.TenantServers.Step = func(s string) {
+			if s == step {
+				once.Do(func() { close(reached); <-proceed })
+			}
+		}
+		op := ts.startMove(tn["id"], map[string]any{"server": "pg-c"})
+		select {
+		case <-reached:
+		case <-time.After(time.Minute):
+			t.Fatalf("%s: the move never reached it", step)
+		}
+		status, got := ts.do("POST", fmt.Sprintf("/api/operations/%v/cancel", op["id"]), nil)
+		require.Equal(t, http.StatusOK, status, "%s: %v", step, got)
+		close(proceed)
+		op = ts.waitOperation(op["id"])
+		require.Equal(t, "cancelled", op["state"], "%s: %v", step, op)
+		_, got = ts.do("GET", fmt.Sprintf("/api/tenants/%v", tn["id"]), nil)
+		require.Equal(t, "pg-b", got["server"], step)
+		require.Equal(t, "ready", got["provisioning"], step)
+		require.Equal(t, []string{"1001"}, ts.extensionNumbers(host), "%s: served whole from its server", step)
+		require.Empty(t, ts.leftovers(tn)["pg-c"], "%s: nothing left on the target", step)
+		ts.app.TenantServers.Step = nil
+	}
+}
