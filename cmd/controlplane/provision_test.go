@@ -8,9 +8,11 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strconv"
+	"sync/atomic"
 	"testing"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
@@ -223,4 +225,48 @@ func TestCreateReadyWithoutInitialKey(t *testing.T) {
 	status, key := b.do("POST", "/api/tenants/"+strconv.Itoa(int(got["id"].(float64)))+"/keys", map[string]any{"name": "late"})
 	require.Equal(t, http.StatusCreated, status, "%v", key)
 	require.NotEmpty(t, key["key"])
+}
+
+// A failed provisioning whose cleanup fails too: the create answers 500
+// naming both and saying what is left; the tenant is recorded failed with
+// both causes; once the cause is gone, the retry finds what was left and
+// makes the tenant. Here the tenant's database vanishes under the create
+// (dropped by the test right after it was made) and its role cannot be
+// dropped, since it owns a table in another database.
+func TestProvisioningFailureWhoseCleanupFails(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationDatabase, "TENANT_SPARE_DATABASES=0")
+	admin := pgtest.Open(t, b.db.URL)
+	role := b.db.Prefix + "1" // tenant 1's database and role
+	var planted atomic.Bool
+	b.app.Provisioner.Step = func(step string) {
+		if step != "database:created" || planted.Swap(true) {
+			return
+		}
+		// On the create's goroutine: assert, not require.
+		for _, q := range []string{`DROP DATABASE ` + pgx.Identifier{role}.Sanitize() + ` WITH (FORCE)`,
+			`CREATE TABLE planted (id int)`, `ALTER TABLE planted OWNER TO ` + pgx.Identifier{role}.Sanitize()} {
+			_, err := admin.Exec(q)
+			assert.NoError(t, err, q)
+		}
+	}
+	status, got := b.do("POST", "/api/tenants", seed())
+	require.Equal(t, http.StatusInternalServerError, status, "%v", got)
+	e := got["error"].(map[string]any)
+	require.Equal(t, "provisioning_failed", e["code"])
+	require.Contains(t, e["message"], "cleanup also failed")
+	require.Contains(t, e["message"], "could not be removed yet (a retry or a delete finds and removes it)")
+	require.True(t, planted.Load())
+
+	_, tenant := b.do("GET", "/api/tenants/1", nil)
+	require.Equal(t, "failed", tenant["provisioning"])
+	require.Contains(t, tenant["last_error"], "cleanup also failed")
+
+	b.app.Provisioner.Step = nil
+	_, err := admin.Exec(`DROP TABLE planted`)
+	require.NoError(t, err)
+	status, tenant = b.do("POST", "/api/tenants/1/provision", nil)
+	require.Equal(t, http.StatusOK, status, "the retry finds the role left behind and makes the tenant: %v", tenant)
+	require.Equal(t, "ready", tenant["provisioning"])
+	require.Equal(t, allTenantTables, b.tenantTables(tenant))
 }
