@@ -656,23 +656,20 @@ func (g gauges) TenantCounts() map[[2]string]int {
 	return counts
 }
 
+// SchemaStates classifies the ready tenants of each server as `migrate
+// tenants status` does (controlplane.Summarize).
 func (g gauges) SchemaStates() map[[2]string]int {
+	byServer := map[string][]*controlplane.Tenant{}
+	g.cache.Each(func(t *controlplane.Tenant) { byServer[t.ServerName()] = append(byServer[t.ServerName()], t) })
 	out := map[[2]string]int{}
-	g.cache.Each(func(t *controlplane.Tenant) {
-		if t.Provisioning != controlplane.ProvisionReady {
-			return
+	for server, ts := range byServer {
+		s := controlplane.Summarize(ts, g.latest)
+		for state, n := range map[string]int{"at_latest": s.AtLatest, "behind": s.Behind, "ahead": s.Ahead, "dirty": s.Dirty, "failed": s.Failed} {
+			if n > 0 {
+				out[[2]string{server, state}] = n
+			}
 		}
-		state := "at_latest"
-		switch {
-		case t.SchemaDirty:
-			state = "dirty"
-		case t.SchemaVersion < g.latest:
-			state = "behind"
-		case t.SchemaVersion > g.latest:
-			state = "ahead"
-		}
-		out[[2]string{t.ServerName(), state}]++
-	})
+	}
 	return out
 }
 

@@ -23,7 +23,8 @@ type Gauges interface {
 	PoolStats() map[string]PoolStats // by tenant server
 	// SchemaStates counts the ready tenants of each server by where their
 	// schema is against the binary's latest: at_latest, behind, ahead
-	// (migrated by a newer binary) or dirty (a failed migration).
+	// (migrated by a newer binary), dirty (a migration failed part-way) or
+	// failed (its last migration failed, the schema clean).
 	SchemaStates() map[[2]string]int // (server, state) → count
 }
 
@@ -92,7 +93,7 @@ var (
 	budgetDesc  = prometheus.NewDesc("controlplane_tenant_connections_max", "The router's connection budget on the tenant server.", []string{"server"}, nil)
 	waitDesc    = prometheus.NewDesc("controlplane_tenant_connections_waiting", "Requests waiting for a connection because every connection of the budget is busy.", []string{"server"}, nil)
 	openedDesc  = prometheus.NewDesc("controlplane_tenant_connections_opened_total", "Connections the router opened to the tenant server.", []string{"server"}, nil)
-	schemaDesc  = prometheus.NewDesc("controlplane_tenant_schemas", "Ready tenants by tenant server and where their schema is against this binary's latest migration: at_latest, behind, ahead or dirty.", []string{"server", "state"}, nil)
+	schemaDesc  = prometheus.NewDesc("controlplane_tenant_schemas", "Ready tenants by tenant server and where their schema is against this binary's latest migration: at_latest, behind, ahead, dirty or failed (as migrate tenants status counts them).", []string{"server", "state"}, nil)
 	serverUp    = prometheus.NewDesc("controlplane_tenant_server_up", "Whether the tenant server answered its last health check (every 5 seconds): 1 or 0.", []string{"server"}, nil)
 	catalogUp   = prometheus.NewDesc("controlplane_catalog_up", "Whether the catalog answered and is at this binary's migration when scraped (what /readyz checks): 1 or 0.", nil, nil)
 	takenDesc   = prometheus.NewDesc("controlplane_tenant_connections_taken_total", "Idle connections the router closed to give their budget slot to another tenant's request.", []string{"server"}, nil)
