@@ -776,14 +776,9 @@ func (p *Provisioner) login(ctx context.Context, t *controlplane.Tenant, on bool
 // or the fence's session) has objects the target lacks or lacks some it
 // has (want): logical replication carries rows, not objects.
 func (m *Move) compare(ctx context.Context, db queryer, want []string) error {
-	_, schema := m.Source.home(m.Tenant)
-	have, err := fingerprint(ctx, db, m.Tenant.Isolation, schema)
-	if err != nil {
+	extra, missing, err := m.differences(ctx, db, want)
+	if err != nil || len(extra)+len(missing) == 0 {
 		return err
-	}
-	extra, missing := diff(have, want), diff(want, have)
-	if len(extra) == 0 && len(missing) == 0 {
-		return nil
 	}
 	var parts []string
 	if len(extra) > 0 {
@@ -801,17 +796,23 @@ func (m *Move) compare(ctx context.Context, db queryer, want []string) error {
 // name, a constraint's form) fails the move before its cutover, not the
 // tenant's queries after it.
 func (m *Move) rebuilt(ctx context.Context, dst queryer, want []string) error {
-	_, schema := m.Source.home(m.Tenant)
-	have, err := fingerprint(ctx, dst, m.Tenant.Isolation, schema)
-	if err != nil {
+	extra, missing, err := m.differences(ctx, dst, want)
+	if err != nil || len(extra)+len(missing) == 0 {
 		return err
-	}
-	extra, missing := diff(have, want), diff(want, have)
-	if len(extra)+len(missing) == 0 {
-		return nil
 	}
 	return fmt.Errorf("the target's indexes, built again after the copy, are not the template's: it has [%s] and lacks [%s]",
 		listSome(extra), listSome(missing))
+}
+
+// differences reads the tenant's objects in db and says what it has that
+// want lacks, and what want has that it lacks.
+func (m *Move) differences(ctx context.Context, db queryer, want []string) (extra, missing []string, err error) {
+	_, schema := m.Source.home(m.Tenant)
+	have, err := fingerprint(ctx, db, m.Tenant.Isolation, schema)
+	if err != nil {
+		return nil, nil, err
+	}
+	return diff(have, want), diff(want, have), nil
 }
 
 type queryer interface {
