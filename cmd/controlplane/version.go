@@ -6,6 +6,7 @@ import (
 	"io"
 	"runtime"
 	"runtime/debug"
+	"sync"
 
 	"github.com/spf13/cobra"
 
@@ -21,8 +22,11 @@ import (
 // checkout it built (go build in a git clone), and version is "dev".
 var version, commit, buildDate string
 
-// buildInfo is this binary's identity.
-func buildInfo() controlplane.Build {
+// buildInfo is this binary's identity, read once: every command's
+// --version, serve's first log line and its HTTP layer ask for it.
+var buildInfo = sync.OnceValue(readBuildInfo)
+
+func readBuildInfo() controlplane.Build {
 	b := controlplane.Build{Version: version, Commit: commit, Date: buildDate, GoVersion: runtime.Version()}
 	if info, ok := debug.ReadBuildInfo(); ok {
 		var modified bool
