@@ -381,6 +381,33 @@ pg_throwaway_cleanup() {
 # pg_pooler_start, emptied by pg_pooler_stop.
 PG_POOLER_DIR=""
 
+# pg_apt_install PACKAGE SERVICE WHY MANUAL: install a Debian package the
+# tests need (as root, or through passwordless sudo), and stop the SERVICE
+# the install may have started: the tests run private instances of their
+# own. WHY says what it is for and MANUAL what to do without apt-get, in
+# the errors.
+pg_apt_install() {
+	local pkg=$1 service=$2 why=$3 manual=$4 sudo=()
+	if ! pg_is_root; then
+		if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
+			sudo=(sudo -n)
+		else
+			pg_die "$pkg is not installed ($why); install it with 'apt-get install $pkg' or run as root"
+		fi
+	fi
+	command -v apt-get >/dev/null || pg_die "$pkg is not installed and apt-get is not available; $manual"
+	local was_active=0
+	command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null && was_active=1
+	pg_log "$pkg not found, installing it with apt-get..."
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || pg_die "apt-get update failed"
+	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$pkg" >/dev/null ||
+		pg_die "apt-get install $pkg failed"
+	if ((was_active == 0)) && command -v systemctl >/dev/null && systemctl is-active --quiet "$service" 2>/dev/null; then
+		pg_log "stopping the $service service that the package started"
+		"${sudo[@]}" systemctl stop "$service" || true
+	fi
+}
+
 # Sets PG_POOLER_BIN to pgbouncer, installing Debian's package if missing.
 # The package may start its own pgbouncer (systemd, port 6432); we never use
 # it, so stop it if this install brought it up.
@@ -388,27 +415,7 @@ pg_pooler_setup_bin() {
 	PG_POOLER_BIN=$(command -v pgbouncer || true)
 	[[ -n $PG_POOLER_BIN ]] || { [[ -x /usr/sbin/pgbouncer ]] && PG_POOLER_BIN=/usr/sbin/pgbouncer; } || true
 	[[ -z $PG_POOLER_BIN ]] || return 0
-	local sudo=()
-	if ! pg_is_root; then
-		if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-			sudo=(sudo -n)
-		else
-			pg_die "pgbouncer is not installed (the tests route tenant traffic through it); install it with 'apt-get install pgbouncer' or run as root"
-		fi
-	fi
-	command -v apt-get >/dev/null ||
-		pg_die "pgbouncer is not installed and apt-get is not available; install PgBouncer (1.18 or newer) manually"
-	local was_active=0
-	command -v systemctl >/dev/null && systemctl is-active --quiet pgbouncer 2>/dev/null && was_active=1
-	pg_log "pgbouncer not found, installing it with apt-get..."
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null ||
-		pg_die "apt-get update failed"
-	"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq pgbouncer >/dev/null ||
-		pg_die "apt-get install pgbouncer failed"
-	if ((was_active == 0)) && command -v systemctl >/dev/null && systemctl is-active --quiet pgbouncer 2>/dev/null; then
-		pg_log "stopping the pgbouncer service that the package started"
-		"${sudo[@]}" systemctl stop pgbouncer || true
-	fi
+	pg_apt_install pgbouncer pgbouncer "the tests route tenant traffic through it" "install PgBouncer (1.18 or newer) manually"
 	PG_POOLER_BIN=$(command -v pgbouncer || echo /usr/sbin/pgbouncer)
 	[[ -x $PG_POOLER_BIN ]] || pg_die "installed pgbouncer but found no pgbouncer binary"
 }

@@ -57,24 +57,7 @@ on_signal() {
 promtool_setup() {
 	PROMTOOL=$(command -v promtool || true)
 	if [[ -z $PROMTOOL ]]; then
-		local sudo=()
-		if ! pg_is_root; then
-			if command -v sudo >/dev/null && sudo -n true 2>/dev/null; then
-				sudo=(sudo -n)
-			else
-				pg_die "promtool is not installed (the tests check deploy/prometheus/alerts.yml with it); install it with 'apt-get install prometheus' or run as root"
-			fi
-		fi
-		command -v apt-get >/dev/null || pg_die "promtool is not installed and apt-get is not available; install Prometheus's promtool manually"
-		local was_active=0
-		command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null && was_active=1
-		pg_log "promtool not found, installing Debian's prometheus package for it..."
-		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get update -qq >/dev/null || pg_die "apt-get update failed"
-		"${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends prometheus >/dev/null ||
-			pg_die "apt-get install prometheus failed"
-		if ((was_active == 0)) && command -v systemctl >/dev/null && systemctl is-active --quiet prometheus 2>/dev/null; then
-			"${sudo[@]}" systemctl stop prometheus || true
-		fi
+		pg_apt_install prometheus prometheus "the tests check deploy/prometheus/alerts.yml with its promtool" "install Prometheus's promtool manually"
 		PROMTOOL=$(command -v promtool || echo /usr/bin/promtool)
 		[[ -x $PROMTOOL ]] || pg_die "installed prometheus but found no promtool"
 	fi
