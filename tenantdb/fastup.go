@@ -198,6 +198,55 @@ func pendingScript(h *migrations.History, from uint) (script string, first uint)
 // and the caller reads the version itself.
 func (p *Provisioner) upOneTrip(ctx context.Context, t *controlplane.Tenant, h *migrations.History, script string, first uint) (out controlplane.MigrationOutcome, done bool) {
 	from := t.SchemaVersion
+	trip := p.newOneTrip(t, h.Latest, script, first)
+	out = controlplane.MigrationOutcome{From: from, To: from}
+	retry := false
+	err := p.withMigrationConn(ctx, t, func(conn *pgconn.PgConn) error {
+		results, err := conn.Exec(ctx, trip.script).ReadAll()
+		if err == nil {
+			out.To = h.Latest
+			return nil
+		}
+		if conn.TxStatus() != 'I' {
+			if _, rbErr := conn.Exec(ctx, `ROLLBACK`).ReadAll(); rbErr != nil {
+				return errors.Join(err, rbErr)
+			}
+		}
+		switch completed := succeeded(results); {
+		case completed < oneTripBefore-1:
+			out.Err = err // BEGIN or the lock: nothing ran
+		case completed == oneTripBefore-1:
+			retry = true // the check failed (or the table is missing)
+		default:
+			out = trip.markFailed(ctx, conn, err)
+		}
+		return nil
+	})
+	if err != nil {
+		return controlplane.MigrationOutcome{From: from, To: from, Err: err}, true
+	}
+	return out, !retry
+}
+
+// oneTrip is one tenant's migration as a single simple-protocol script.
+type oneTrip struct {
+	table, lock string
+	from, first uint
+	script      string
+}
+
+// oneTripBefore counts the script's statements before the files: BEGIN,
+// the lock, the check. How many of them succeeded tells a failure of the
+// connection or the lock from a version that is not the catalog's, and
+// both from a failing file.
+const oneTripBefore = 3
+
+// newOneTrip builds t's script: BEGIN, golang-migrate's lock, the check
+// that the migrations table is at t's version and clean, the pending files
+// (script, first being the first one's version), the version bump to
+// latest, COMMIT.
+func (p *Provisioner) newOneTrip(t *controlplane.Tenant, latest uint, script string, first uint) oneTrip {
+	from := t.SchemaVersion
 	table, lock := p.migrationTable(t)
 	setup := ""
 	if t.Isolation == controlplane.IsolationSchema {
@@ -210,61 +259,46 @@ func (p *Provisioner) upOneTrip(ctx context.Context, t *controlplane.Tenant, h *
 	if from == 0 {
 		check = `SELECT 1 / (SELECT (pg_catalog.count(*) = 0)::int FROM ` + table + `);`
 	}
-	latest := strconv.FormatUint(uint64(h.Latest), 10)
-	// Statements before the files: BEGIN, the lock, the check.
-	const before = 3
 	q := `BEGIN;
 ` + lock + `;
 ` + check + `
 ` + setup + "\n" + script +
-		`DELETE FROM ` + table + `; INSERT INTO ` + table + ` (version, dirty) VALUES (` + latest + `, false);
+		`DELETE FROM ` + table + `; INSERT INTO ` + table + ` (version, dirty) VALUES (` + strconv.FormatUint(uint64(latest), 10) + `, false);
 COMMIT;`
+	return oneTrip{table: table, lock: lock, from: from, first: first, script: q}
+}
 
-	out = controlplane.MigrationOutcome{From: from, To: from}
-	retry := false
-	err := p.withMigrationConn(ctx, t, func(conn *pgconn.PgConn) error {
-		results, err := conn.Exec(ctx, q).ReadAll()
-		if err == nil {
-			out.To = h.Latest
-			return nil
-		}
-		completed := 0
-		for _, r := range results {
-			if r.Err == nil {
-				completed++
-			}
-		}
-		if conn.TxStatus() != 'I' {
-			if _, rbErr := conn.Exec(ctx, `ROLLBACK`).ReadAll(); rbErr != nil {
-				return errors.Join(err, rbErr)
-			}
-		}
-		switch {
-		case completed < before-1:
-			out.Err = err // BEGIN or the lock: nothing ran
-		case completed == before-1:
-			retry = true // the check failed (or the table is missing)
-			return nil
-		default:
-			out.Err = fmt.Errorf("migration %d failed (nothing of it was applied; the schema is at %d): %w", first, from, err)
-			out.To, out.Dirty, out.Clean = first, true, ptr(int64(from))
-			// Marked as golang-migrate does, under its lock.
-			mark := `BEGIN; ` + lock + `; DELETE FROM ` + table + `; INSERT INTO ` + table +
-				` (version, dirty) VALUES (` + strconv.FormatUint(uint64(first), 10) + `, true); COMMIT;`
-			if _, markErr := conn.Exec(ctx, mark).ReadAll(); markErr != nil {
-				out.Err = errors.Join(out.Err, markErr)
-				out.To, out.Dirty, out.Clean = from, false, nil
-				if conn.TxStatus() != 'I' {
-					_, _ = conn.Exec(ctx, `ROLLBACK`).ReadAll()
-				}
-			}
-		}
-		return nil
-	})
-	if err != nil {
-		return controlplane.MigrationOutcome{From: from, To: from, Err: err}, true
+// markFailed records, after the script's transaction was rolled back
+// because a file failed (err), the first pending version as dirty, as
+// golang-migrate does and under its lock: nothing of the files was
+// applied and the schema is still at from. If even the mark fails, the
+// outcome says so and claims nothing dirty.
+func (o oneTrip) markFailed(ctx context.Context, conn *pgconn.PgConn, err error) controlplane.MigrationOutcome {
+	out := controlplane.MigrationOutcome{
+		From: o.from, To: o.first, Dirty: true, Clean: ptr(int64(o.from)),
+		Err: fmt.Errorf("migration %d failed (nothing of it was applied; the schema is at %d): %w", o.first, o.from, err),
 	}
-	return out, !retry
+	mark := `BEGIN; ` + o.lock + `; DELETE FROM ` + o.table + `; INSERT INTO ` + o.table +
+		` (version, dirty) VALUES (` + strconv.FormatUint(uint64(o.first), 10) + `, true); COMMIT;`
+	if _, markErr := conn.Exec(ctx, mark).ReadAll(); markErr != nil {
+		out.Err = errors.Join(out.Err, markErr)
+		out.To, out.Dirty, out.Clean = o.from, false, nil
+		if conn.TxStatus() != 'I' {
+			_, _ = conn.Exec(ctx, `ROLLBACK`).ReadAll()
+		}
+	}
+	return out
+}
+
+// succeeded counts the statements of a script that completed.
+func succeeded(results []*pgconn.Result) int {
+	n := 0
+	for _, r := range results {
+		if r.Err == nil {
+			n++
+		}
+	}
+	return n
 }
 
 // migrationTable is t's migrations table, schema-qualified, and the

@@ -46,9 +46,10 @@ func scanTenant(row pgx.Row, extra ...any) (tenantRow, error) {
 	return r, row.Scan(append(dest, extra...)...)
 }
 
-// lockKey is the second key of a tenant's lifecycle lock in SQL: the low 32
-// bits of the id as a signed integer, as int32(id) in lockTenant.
-const lockKey = `%s::bit(32)::int4`
+// lockKeyOfID is the second key of a tenant's lifecycle lock in SQL, for a
+// column named id: the low 32 bits of the id as a signed integer, as
+// int32(id) in lockTenant.
+const lockKeyOfID = `id::bit(32)::int4`
 
 // CreateTenantLocked reserves t's id, takes its lifecycle lock and inserts t
 // as pending with its audit entry, in one statement on a session of its
@@ -57,87 +58,19 @@ const lockKey = `%s::bit(32)::int4`
 // tenant's row in the same statement, so a spare is claimed by exactly one
 // tenant or by none. t is filled from the inserted row.
 func (s *Store) CreateTenantLocked(ctx context.Context, t *controlplane.Tenant, o controlplane.CreateOptions) (controlplane.TenantLock, bool, error) {
-	diff, err := json.Marshal(controlplane.TenantDiff(nil, t))
+	ins, err := s.newTenantInsert(ctx, t, o)
 	if err != nil {
 		return nil, false, err
-	}
-	sqlDB, err := s.db.DB()
-	if err != nil {
-		return nil, false, translate(err)
-	}
-	conn, err := sqlDB.Conn(ctx)
-	if err != nil {
-		return nil, false, translate(err)
-	}
-	lock := &sessionLock{store: s, conn: conn}
-	server := cmp.Or(o.Server, controlplane.DefaultServer)
-	args := []any{lockClass, t.Name, t.Slug, t.Domain, string(t.Status), t.Timezone, t.MaxExtensions, string(t.Settings),
-		string(t.Isolation), controlplane.ActorFrom(ctx), string(diff), o.DBPrefix, server}
-	insert := func(source string, extra ...any) (tenantRow, bool, error) {
-		a := append(append([]any{}, args...), extra...)
-		idem := ""
-		if k := o.Idempotency; k != nil {
-			// In the same statement as the tenant: a key is never without
-			// its tenant, nor a tenant of a keyed create without its key.
-			// A concurrent insert of the same key makes this one wait for
-			// its commit, then fail on the primary key, tenant and all.
-			n := len(a)
-			idem = fmt.Sprintf(`, idem AS (
-					INSERT INTO idempotency_keys (actor, key, fingerprint, tenant_id)
-					SELECT $%d, $%d, $%d, id FROM ins
-				)`, n+1, n+2, n+3)
-			a = append(a, k.Actor, k.Key, k.Fingerprint[:])
-		}
-		var row tenantRow
-		err := lock.pgx(func(c *pgx.Conn) error {
-			return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
-				if err := roomOn(ctx, tx, server); err != nil {
-					return err
-				}
-				var err error
-				row, err = scanTenant(tx.QueryRow(ctx, `
-				WITH `+source+`,
-				ins AS (
-					INSERT INTO tenants (id, name, slug, domain, status, timezone, max_extensions, settings, isolation, db_name, provisioning, server)
-					SELECT id, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, db_name, 'pending', $13 FROM src
-					RETURNING *
-				), aud AS (
-					INSERT INTO audit_log (at, actor, action, tenant_id, target, diff)
-					SELECT now(), $10, 'tenant.create', id, slug, $11::jsonb FROM ins
-				)`+idem+`
-				SELECT `+tenantColumns("ins")+` FROM ins`, a...))
-				return err
-			})
-		})
-		if errors.Is(err, pgx.ErrNoRows) {
-			return row, false, nil
-		}
-		return row, err == nil, err
 	}
 	claimed := false
 	var row tenantRow
 	ok := false
 	if o.SpareTemplate != "" {
-		// The oldest ready spare nobody else is claiming (SKIP LOCKED), made
-		// from the current template under the current name prefix, and only
-		// if its lifecycle lock is free (a reconciler dropping it holds it).
-		row, ok, err = insert(`pick AS (
-					SELECT id, db_name FROM tenant_spares
-					WHERE state = 'ready' AND template = $14 AND server = $13 AND db_name = $12::text || id
-					ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
-				), locked AS (
-					SELECT id, db_name FROM pick WHERE pg_try_advisory_lock($1, `+fmt.Sprintf(lockKey, "id")+`)
-				), src AS (
-					DELETE FROM tenant_spares s USING locked WHERE s.id = locked.id RETURNING s.id, s.db_name
-				)`, o.SpareTemplate)
+		row, ok, err = ins.run(ctx, fromSpare, o.SpareTemplate)
 		claimed = ok
 	}
 	if err == nil && !ok {
-		row, ok, err = insert(`src AS (
-					SELECT id, $12::text || id AS db_name
-					FROM (SELECT nextval(pg_get_serial_sequence('tenants', 'id')) AS id) r
-					WHERE pg_try_advisory_lock($1, ` + fmt.Sprintf(lockKey, "id") + `)
-				)`)
+		row, ok, err = ins.run(ctx, fromNewID)
 		if err == nil && !ok {
 			err = controlplane.Errorf(controlplane.Conflict, "the tenant id just reserved is locked by another request; try again")
 		}
@@ -145,13 +78,121 @@ func (s *Store) CreateTenantLocked(ctx context.Context, t *controlplane.Tenant, 
 	if err != nil {
 		// The statement may have taken the lock before it failed (session
 		// locks outlive a rolled-back statement).
-		lock.release(`SELECT pg_advisory_unlock_all()`)
+		ins.lock.release(`SELECT pg_advisory_unlock_all()`)
 		return nil, false, translate(err)
 	}
 	*t = row.tenant()
-	lock.id = t.ID
+	ins.lock.id = t.ID
 	s.cache.put(*t)
-	return lock, claimed, nil
+	return ins.lock, claimed, nil
+}
+
+// Where a new tenant's id and database name come from: the first CTE of
+// tenantInsert's statement, named src, yielding (id, db_name) only when the
+// lifecycle lock on that id was taken ($1 is the lock class, $12 the name
+// prefix, $13 the server).
+const (
+	// fromSpare claims the oldest ready spare nobody else is claiming (SKIP
+	// LOCKED), made from the current template ($14) under the current name
+	// prefix, and only if its lifecycle lock is free (a reconciler dropping
+	// it holds it). Its catalog entry is deleted in the same statement that
+	// inserts the tenant: a spare goes to exactly one tenant or to none.
+	fromSpare = `pick AS (
+		SELECT id, db_name FROM tenant_spares
+		WHERE state = 'ready' AND template = $14 AND server = $13 AND db_name = $12::text || id
+		ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED
+	), locked AS (
+		SELECT id, db_name FROM pick WHERE pg_try_advisory_lock($1, ` + lockKeyOfID + `)
+	), src AS (
+		DELETE FROM tenant_spares s USING locked WHERE s.id = locked.id RETURNING s.id, s.db_name
+	)`
+	// fromNewID reserves a fresh id from the tenants sequence. Its lock can
+	// only be held already by a reconciler working on a leftover of that
+	// id, in which case nothing is inserted.
+	fromNewID = `src AS (
+		SELECT id, $12::text || id AS db_name
+		FROM (SELECT nextval(pg_get_serial_sequence('tenants', 'id')) AS id) r
+		WHERE pg_try_advisory_lock($1, ` + lockKeyOfID + `)
+	)`
+)
+
+// tenantInsert is one create's insert: the session holding the lock, and
+// the statement's arguments, tried with one source of id and then maybe
+// another.
+type tenantInsert struct {
+	lock   *sessionLock
+	args   []any
+	server string
+	idem   *controlplane.IdempotencyRecord
+}
+
+// newTenantInsert takes a session of its own from the pool for the create.
+func (s *Store) newTenantInsert(ctx context.Context, t *controlplane.Tenant, o controlplane.CreateOptions) (*tenantInsert, error) {
+	diff, err := json.Marshal(controlplane.TenantDiff(nil, t))
+	if err != nil {
+		return nil, err
+	}
+	sqlDB, err := s.db.DB()
+	if err != nil {
+		return nil, translate(err)
+	}
+	conn, err := sqlDB.Conn(ctx)
+	if err != nil {
+		return nil, translate(err)
+	}
+	server := cmp.Or(o.Server, controlplane.DefaultServer)
+	return &tenantInsert{
+		lock:   &sessionLock{store: s, conn: conn},
+		server: server,
+		idem:   o.Idempotency,
+		args: []any{lockClass, t.Name, t.Slug, t.Domain, string(t.Status), t.Timezone, t.MaxExtensions, string(t.Settings),
+			string(t.Isolation), controlplane.ActorFrom(ctx), string(diff), o.DBPrefix, server},
+	}, nil
+}
+
+// run inserts the tenant as pending, its audit entry and its idempotency
+// key in one statement, with its id from source (extra: source's own
+// arguments), after checking its server has room. ok is false when source
+// yielded no id (no spare, or the lock was held).
+func (in *tenantInsert) run(ctx context.Context, source string, extra ...any) (row tenantRow, ok bool, err error) {
+	a := append(append([]any{}, in.args...), extra...)
+	idem := ""
+	if k := in.idem; k != nil {
+		// In the same statement as the tenant: a key is never without
+		// its tenant, nor a tenant of a keyed create without its key.
+		// A concurrent insert of the same key makes this one wait for
+		// its commit, then fail on the primary key, tenant and all.
+		n := len(a)
+		idem = fmt.Sprintf(`, idem AS (
+			INSERT INTO idempotency_keys (actor, key, fingerprint, tenant_id)
+			SELECT $%d, $%d, $%d, id FROM ins
+		)`, n+1, n+2, n+3)
+		a = append(a, k.Actor, k.Key, k.Fingerprint[:])
+	}
+	err = in.lock.pgx(func(c *pgx.Conn) error {
+		return pgx.BeginFunc(ctx, c, func(tx pgx.Tx) error {
+			if err := roomOn(ctx, tx, in.server); err != nil {
+				return err
+			}
+			var err error
+			row, err = scanTenant(tx.QueryRow(ctx, `
+			WITH `+source+`,
+			ins AS (
+				INSERT INTO tenants (id, name, slug, domain, status, timezone, max_extensions, settings, isolation, db_name, provisioning, server)
+				SELECT id, $2, $3, $4, $5, $6, $7, $8::jsonb, $9, db_name, 'pending', $13 FROM src
+				RETURNING *
+			), aud AS (
+				INSERT INTO audit_log (at, actor, action, tenant_id, target, diff)
+				SELECT now(), $10, 'tenant.create', id, slug, $11::jsonb FROM ins
+			)`+idem+`
+			SELECT `+tenantColumns("ins")+` FROM ins`, a...))
+			return err
+		})
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return row, false, nil
+	}
+	return row, err == nil, err
 }
 
 // roomOn checks, in tx, that server may take one more tenant: registered,

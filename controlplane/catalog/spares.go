@@ -3,7 +3,6 @@ package catalog
 import (
 	"context"
 	"errors"
-	"fmt"
 
 	"github.com/jackc/pgx/v5"
 
@@ -55,7 +54,7 @@ func (s *SpareStore) ReserveSpare(ctx context.Context, template, dbPrefix string
 				SELECT id, $2::text || id, $3, $5
 				FROM (SELECT nextval(pg_get_serial_sequence('tenants', 'id')) AS id
 				      WHERE (SELECT count(*) FROM tenant_spares WHERE template = $3 AND server = $5) < $4) r
-				WHERE pg_try_advisory_lock($1, `+fmt.Sprintf(lockKey, "id")+`)
+				WHERE pg_try_advisory_lock($1, `+lockKeyOfID+`)
 				RETURNING id`, lockClass, dbPrefix, template, want, s.server).Scan(&id)
 		})
 	})
