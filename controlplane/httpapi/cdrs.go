@@ -25,29 +25,28 @@ type cdrBatchReply struct {
 	Existing int                `json:"existing"`
 }
 
-// cdrRoutes are tenant routes: they run only behind tenantOnly.
-func (s *Server) cdrRoutes(api *gin.RouterGroup) {
-	api.POST("/cdrs", handle(postCDRs))
-	api.GET("/cdrs", handle(listCDRs))
-	api.POST("/cdrs/rerate", handle(rerateCDRs))
-	api.GET("/cdrs/:id", handle(getCDR))
+// cdrRoutes are tenant routes: each runs inside inTenant (tenantAPI), with its tenant entered.
+func (s *Server) cdrRoutes(api tenantAPI) {
+	api.POST("/cdrs", postCDRs)
+	api.GET("/cdrs", listCDRs)
+	api.POST("/cdrs/rerate", rerateCDRs)
+	api.GET("/cdrs/:id", getCDR)
 }
 
-func cdrStore(c *gin.Context) *cdrs.Store {
-	t, db := tenantDB(c)
-	return &cdrs.Store{DB: db, Tenant: t}
+func cdrStore(in tenantScope) *cdrs.Store {
+	return &cdrs.Store{DB: in.DB, Tenant: in.Tenant}
 }
 
 // postCDRs ingests one CDR (201 when stored, 200 with the stored one when
 // its uuid was already there) or a batch {"cdrs": [...]} (201 when any was
 // stored, else 200).
-func postCDRs(c *gin.Context) error {
+func postCDRs(c *gin.Context, in tenantScope) error {
 	one, batch, err := decodeCDRs(c)
 	if err != nil {
 		return err
 	}
 	if one != nil {
-		res, err := cdrStore(c).Ingest(c.Request.Context(), *one)
+		res, err := cdrStore(in).Ingest(c.Request.Context(), *one)
 		if err != nil {
 			return err
 		}
@@ -58,7 +57,7 @@ func postCDRs(c *gin.Context) error {
 		}
 		return reply(c, status, res.CDR, nil)
 	}
-	results, err := cdrStore(c).IngestBatch(c.Request.Context(), batch)
+	results, err := cdrStore(in).IngestBatch(c.Request.Context(), batch)
 	return replyBatch(c, results, err)
 }
 
@@ -78,23 +77,23 @@ func replyBatch(c *gin.Context, results []cdrs.BatchResult, err error) error {
 	return reply(c, status, body, err)
 }
 
-func listCDRs(c *gin.Context) error {
+func listCDRs(c *gin.Context, in tenantScope) error {
 	q, err := cdrQuery(c)
 	if err != nil {
 		return err
 	}
-	page, err := cdrStore(c).List(c.Request.Context(), q)
+	page, err := cdrStore(in).List(c.Request.Context(), q)
 	return reply(c, http.StatusOK, page, err)
 }
 
 // getCDR reads one CDR by id or by call UUID.
-func getCDR(c *gin.Context) error {
-	r, err := cdrStore(c).Get(c.Request.Context(), c.Param("id"))
+func getCDR(c *gin.Context, in tenantScope) error {
+	r, err := cdrStore(in).Get(c.Request.Context(), c.Param("id"))
 	return reply(c, http.StatusOK, r, err)
 }
 
-func rerateCDRs(c *gin.Context) error {
-	r, err := cdrStore(c).Rerate(c.Request.Context(), c.Query("from"), c.Query("to"))
+func rerateCDRs(c *gin.Context, in tenantScope) error {
+	r, err := cdrStore(in).Rerate(c.Request.Context(), c.Query("from"), c.Query("to"))
 	return reply(c, http.StatusOK, r, err)
 }
 

@@ -8,20 +8,19 @@ import (
 
 // contactRoutes are tenant routes. The list searches (?q=) and looks up
 // caller ID (?phone=+15551234567).
-func (s *Server) contactRoutes(api *gin.RouterGroup) {
+func (s *Server) contactRoutes(api tenantAPI) {
 	resource[contacts.Contact, contacts.Spec, contacts.Patch]{
 		path:  "/contacts",
-		store: func(c *gin.Context) items[contacts.Contact, contacts.Spec, contacts.Patch] { return contactStore(c) },
+		store: func(in tenantScope) items[contacts.Contact, contacts.Spec, contacts.Patch] { return contactStore(in) },
 		spec:  func() contacts.Spec { return contacts.Spec{} },
 		id:    func(ct *contacts.Contact) int64 { return ct.ID },
-		list: func(c *gin.Context, limit, offset int) ([]contacts.Contact, int, error) {
+		list: func(c *gin.Context, in tenantScope, limit, offset int) ([]contacts.Contact, int, error) {
 			f := contacts.Filter{Query: c.Query("q"), Phone: c.Query("phone"), Limit: limit, Offset: offset}
-			return contactStore(c).List(c.Request.Context(), f)
+			return contactStore(in).List(c.Request.Context(), f)
 		},
 	}.routes(api)
 }
 
-func contactStore(c *gin.Context) *contacts.Store {
-	t, db := tenantDB(c)
-	return &contacts.Store{DB: db, Tenant: t}
+func contactStore(in tenantScope) *contacts.Store {
+	return &contacts.Store{DB: in.DB, Tenant: in.Tenant}
 }

@@ -12,14 +12,14 @@ import (
 
 // didRoutes are the tenant's DID routes; GET /api/dids/{x} is shared with
 // the operator lookup and registered on the engine by didLookupRoute.
-func (s *Server) didRoutes(api *gin.RouterGroup) {
+func (s *Server) didRoutes(api tenantAPI) {
 	resource[dids.DID, dids.Spec, dids.Patch]{
 		path:  "/dids",
-		store: func(c *gin.Context) items[dids.DID, dids.Spec, dids.Patch] { return didItems{s.didService(c)} },
+		store: func(in tenantScope) items[dids.DID, dids.Spec, dids.Patch] { return didItems{s.didService(in)} },
 		spec:  dids.NewSpec,
 		id:    func(d *dids.DID) int64 { return d.ID },
-		list: func(c *gin.Context, limit, offset int) ([]dids.DID, int, error) {
-			return s.didService(c).Store.List(c.Request.Context(), limit, offset)
+		list: func(c *gin.Context, in tenantScope, limit, offset int) ([]dids.DID, int, error) {
+			return s.didService(in).Store.List(c.Request.Context(), limit, offset)
 		},
 		getElsewhere: true, // didLookupRoute
 	}.routes(api)
@@ -32,9 +32,8 @@ func (s *Server) didLookupRoute(r *gin.Engine) {
 	r.GET("/api/dids/:key", s.operatorOrTenant(s.lookupDID, s.getDID))
 }
 
-func (s *Server) didService(c *gin.Context) *dids.Service {
-	t, db := tenantDB(c)
-	return &dids.Service{Index: s.DIDIndex, Store: &dids.Store{DB: db, Tenant: t}, Log: s.Log}
+func (s *Server) didService(in tenantScope) *dids.Service {
+	return &dids.Service{Index: s.DIDIndex, Store: &dids.Store{DB: in.DB, Tenant: in.Tenant}, Log: s.Log}
 }
 
 // didItems are a tenant's DIDs by id: changed through the service, which
@@ -44,12 +43,12 @@ type didItems struct{ *dids.Service }
 func (d didItems) Get(ctx context.Context, id int64) (*dids.DID, error) { return d.Store.Get(ctx, id) }
 
 // getDID is the tenant's side of GET /api/dids/{key}: its DID by id.
-func (s *Server) getDID(c *gin.Context) error {
+func (s *Server) getDID(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "key")
 	if err != nil {
 		return err
 	}
-	d, err := s.didService(c).Store.Get(c.Request.Context(), id)
+	d, err := s.didService(in).Store.Get(c.Request.Context(), id)
 	return reply(c, http.StatusOK, d, err)
 }
 

@@ -6,22 +6,21 @@ import (
 	"github.com/laracopilot/controlplane/tenantdb/extensions"
 )
 
-// extensionRoutes are tenant routes: they run only behind tenantOnly.
-func (s *Server) extensionRoutes(api *gin.RouterGroup) {
+// extensionRoutes are tenant routes: each runs inside inTenant (tenantAPI), with its tenant entered.
+func (s *Server) extensionRoutes(api tenantAPI) {
 	resource[extensions.Extension, extensions.Spec, extensions.Patch]{
 		path: "/extensions",
-		store: func(c *gin.Context) items[extensions.Extension, extensions.Spec, extensions.Patch] {
-			return extensionStore(c)
+		store: func(in tenantScope) items[extensions.Extension, extensions.Spec, extensions.Patch] {
+			return extensionStore(in)
 		},
 		spec: extensions.NewSpec,
 		id:   func(e *extensions.Extension) int64 { return e.ID },
-		list: func(c *gin.Context, limit, offset int) ([]extensions.Extension, int, error) {
-			return extensionStore(c).List(c.Request.Context(), limit, offset)
+		list: func(c *gin.Context, in tenantScope, limit, offset int) ([]extensions.Extension, int, error) {
+			return extensionStore(in).List(c.Request.Context(), limit, offset)
 		},
 	}.routes(api)
 }
 
-func extensionStore(c *gin.Context) *extensions.Store {
-	t, db := tenantDB(c)
-	return &extensions.Store{DB: db, Tenant: t}
+func extensionStore(in tenantScope) *extensions.Store {
+	return &extensions.Store{DB: in.DB, Tenant: in.Tenant}
 }

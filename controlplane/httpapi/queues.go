@@ -18,37 +18,36 @@ type memberReplace struct {
 	Members []queues.MemberSpec `json:"members"`
 }
 
-func (s *Server) queueRoutes(api *gin.RouterGroup) {
+func (s *Server) queueRoutes(api tenantAPI) {
 	resource[queues.Queue, queues.Spec, queues.Patch]{
 		path:  "/queues",
-		store: func(c *gin.Context) items[queues.Queue, queues.Spec, queues.Patch] { return queueStore(c) },
+		store: func(in tenantScope) items[queues.Queue, queues.Spec, queues.Patch] { return queueStore(in) },
 		spec:  queues.NewSpec,
 		id:    func(q *queues.Queue) int64 { return q.ID },
-		list: func(c *gin.Context, limit, offset int) ([]queues.Queue, int, error) {
-			return queueStore(c).List(c.Request.Context(), limit, offset)
+		list: func(c *gin.Context, in tenantScope, limit, offset int) ([]queues.Queue, int, error) {
+			return queueStore(in).List(c.Request.Context(), limit, offset)
 		},
 	}.routes(api)
-	api.GET("/queues/:id/members", handle(listMembers))
-	api.POST("/queues/:id/members", handle(addMember))
-	api.PUT("/queues/:id/members", handle(replaceMembers))
-	api.DELETE("/queues/:id/members/:extension_id", handle(removeMember))
+	api.GET("/queues/:id/members", listMembers)
+	api.POST("/queues/:id/members", addMember)
+	api.PUT("/queues/:id/members", replaceMembers)
+	api.DELETE("/queues/:id/members/:extension_id", removeMember)
 }
 
-func queueStore(c *gin.Context) *queues.Store {
-	t, db := tenantDB(c)
-	return &queues.Store{DB: db, Tenant: t}
+func queueStore(in tenantScope) *queues.Store {
+	return &queues.Store{DB: in.DB, Tenant: in.Tenant}
 }
 
-func listMembers(c *gin.Context) error {
+func listMembers(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
 	}
-	ms, err := queueStore(c).Members(c.Request.Context(), id)
+	ms, err := queueStore(in).Members(c.Request.Context(), id)
 	return reply(c, http.StatusOK, memberList{Data: ms}, err)
 }
 
-func addMember(c *gin.Context) error {
+func addMember(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
@@ -57,11 +56,11 @@ func addMember(c *gin.Context) error {
 	if err := decodeJSON(c, &spec); err != nil {
 		return err
 	}
-	m, err := queueStore(c).AddMember(c.Request.Context(), id, spec)
+	m, err := queueStore(in).AddMember(c.Request.Context(), id, spec)
 	return reply(c, http.StatusCreated, m, err)
 }
 
-func replaceMembers(c *gin.Context) error {
+func replaceMembers(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
@@ -70,11 +69,11 @@ func replaceMembers(c *gin.Context) error {
 	if err := decodeJSON(c, &body); err != nil {
 		return err
 	}
-	ms, err := queueStore(c).ReplaceMembers(c.Request.Context(), id, body.Members)
+	ms, err := queueStore(in).ReplaceMembers(c.Request.Context(), id, body.Members)
 	return reply(c, http.StatusOK, memberList{Data: ms}, err)
 }
 
-func removeMember(c *gin.Context) error {
+func removeMember(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
@@ -83,5 +82,5 @@ func removeMember(c *gin.Context) error {
 	if err != nil {
 		return err
 	}
-	return noContent(c, queueStore(c).RemoveMember(c.Request.Context(), id, ext))
+	return noContent(c, queueStore(in).RemoveMember(c.Request.Context(), id, ext))
 }

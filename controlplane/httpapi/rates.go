@@ -23,29 +23,28 @@ type importResult struct {
 	Imported int `json:"imported"`
 }
 
-// rateRoutes are tenant routes: they run only behind tenantOnly.
-func (s *Server) rateRoutes(api *gin.RouterGroup) {
+// rateRoutes are tenant routes: each runs inside inTenant (tenantAPI), with its tenant entered.
+func (s *Server) rateRoutes(api tenantAPI) {
 	resource[rates.Rate, rates.Spec, rates.Patch]{
 		path:  "/rates",
-		store: func(c *gin.Context) items[rates.Rate, rates.Spec, rates.Patch] { return rateStore(c) },
+		store: func(in tenantScope) items[rates.Rate, rates.Spec, rates.Patch] { return rateStore(in) },
 		spec:  func() rates.Spec { return rates.Spec{} },
 		id:    func(r *rates.Rate) int64 { return r.ID },
-		list: func(c *gin.Context, limit, offset int) ([]rates.Rate, int, error) {
-			return rateStore(c).List(c.Request.Context(), c.Query("prefix"), limit, offset)
+		list: func(c *gin.Context, in tenantScope, limit, offset int) ([]rates.Rate, int, error) {
+			return rateStore(in).List(c.Request.Context(), c.Query("prefix"), limit, offset)
 		},
 	}.routes(api)
-	api.POST("/rates/import", handle(importRates))
+	api.POST("/rates/import", importRates)
 }
 
-func rateStore(c *gin.Context) *rates.Store {
-	t, db := tenantDB(c)
-	return &rates.Store{DB: db, Tenant: t}
+func rateStore(in tenantScope) *rates.Store {
+	return &rates.Store{DB: in.DB, Tenant: in.Tenant}
 }
 
 // importRates takes a CSV body (Content-Type: text/csv), all rows or none.
 // The body is read whole first, so a file over MaxImportBytes is a clean
 // 413 rather than a CSV error halfway through.
-func importRates(c *gin.Context) error {
+func importRates(c *gin.Context, in tenantScope) error {
 	if mt, _, _ := mime.ParseMediaType(c.GetHeader("Content-Type")); mt != "text/csv" {
 		return controlplane.Errorf(controlplane.BadRequest, "send the rates as CSV with Content-Type: text/csv, not %q", c.GetHeader("Content-Type"))
 	}
@@ -53,6 +52,6 @@ func importRates(c *gin.Context) error {
 	if err != nil {
 		return decodeError(err)
 	}
-	n, err := rateStore(c).Import(c.Request.Context(), bytes.NewReader(body))
+	n, err := rateStore(in).Import(c.Request.Context(), bytes.NewReader(body))
 	return reply(c, http.StatusCreated, importResult{Imported: n}, err)
 }

@@ -66,51 +66,51 @@ type items[T, S, P any] interface {
 // resource has beyond these (filters, members, imports) is registered
 // beside them, in its own file.
 type resource[T, S, P any] struct {
-	path  string                            // "/extensions"
-	store func(*gin.Context) items[T, S, P] // bound to the request's tenant
-	spec  func() S                          // the defaults a body fills (a create's, a replace's)
-	id    func(*T) int64                    // for a create's Location
-	list  func(c *gin.Context, limit, offset int) ([]T, int, error)
+	path  string                           // "/extensions"
+	store func(tenantScope) items[T, S, P] // bound to the request's tenant
+	spec  func() S                         // the defaults a body fills (a create's, a replace's)
+	id    func(*T) int64                   // for a create's Location
+	list  func(c *gin.Context, in tenantScope, limit, offset int) ([]T, int, error)
 	// getElsewhere: GET path/{id} is registered by the resource itself
 	// (DIDs share it with the operator's lookup by number).
 	getElsewhere bool
 }
 
-func (r resource[T, S, P]) routes(api *gin.RouterGroup) {
-	api.POST(r.path, handle(r.create))
-	api.GET(r.path, handle(func(c *gin.Context) error {
-		return replyPage(c, func(limit, offset int) ([]T, int, error) { return r.list(c, limit, offset) })
-	}))
+func (r resource[T, S, P]) routes(api tenantAPI) {
+	api.POST(r.path, r.create)
+	api.GET(r.path, func(c *gin.Context, in tenantScope) error {
+		return replyPage(c, func(limit, offset int) ([]T, int, error) { return r.list(c, in, limit, offset) })
+	})
 	if !r.getElsewhere {
-		api.GET(r.path+"/:id", handle(r.get))
+		api.GET(r.path+"/:id", r.get)
 	}
-	api.PUT(r.path+"/:id", handle(r.replace))
-	api.PATCH(r.path+"/:id", handle(r.patch))
-	api.DELETE(r.path+"/:id", handle(r.delete))
+	api.PUT(r.path+"/:id", r.replace)
+	api.PATCH(r.path+"/:id", r.patch)
+	api.DELETE(r.path+"/:id", r.delete)
 }
 
-func (r resource[T, S, P]) create(c *gin.Context) error {
+func (r resource[T, S, P]) create(c *gin.Context, in tenantScope) error {
 	spec := r.spec()
 	if err := decodeJSON(c, &spec); err != nil {
 		return err
 	}
-	item, err := r.store(c).Create(c.Request.Context(), spec)
+	item, err := r.store(in).Create(c.Request.Context(), spec)
 	if err == nil {
 		c.Header("Location", "/api"+r.path+"/"+itoa(r.id(item)))
 	}
 	return reply(c, http.StatusCreated, item, err)
 }
 
-func (r resource[T, S, P]) get(c *gin.Context) error {
+func (r resource[T, S, P]) get(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
 	}
-	item, err := r.store(c).Get(c.Request.Context(), id)
+	item, err := r.store(in).Get(c.Request.Context(), id)
 	return reply(c, http.StatusOK, item, err)
 }
 
-func (r resource[T, S, P]) replace(c *gin.Context) error {
+func (r resource[T, S, P]) replace(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
@@ -119,11 +119,11 @@ func (r resource[T, S, P]) replace(c *gin.Context) error {
 	if err := decodeJSON(c, &spec); err != nil {
 		return err
 	}
-	item, err := r.store(c).Replace(c.Request.Context(), id, spec)
+	item, err := r.store(in).Replace(c.Request.Context(), id, spec)
 	return reply(c, http.StatusOK, item, err)
 }
 
-func (r resource[T, S, P]) patch(c *gin.Context) error {
+func (r resource[T, S, P]) patch(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
@@ -132,14 +132,14 @@ func (r resource[T, S, P]) patch(c *gin.Context) error {
 	if err := decodeJSON(c, &p); err != nil {
 		return err
 	}
-	item, err := r.store(c).Patch(c.Request.Context(), id, p)
+	item, err := r.store(in).Patch(c.Request.Context(), id, p)
 	return reply(c, http.StatusOK, item, err)
 }
 
-func (r resource[T, S, P]) delete(c *gin.Context) error {
+func (r resource[T, S, P]) delete(c *gin.Context, in tenantScope) error {
 	id, err := pathID(c, "id")
 	if err != nil {
 		return err
 	}
-	return noContent(c, r.store(c).Delete(c.Request.Context(), id))
+	return noContent(c, r.store(in).Delete(c.Request.Context(), id))
 }

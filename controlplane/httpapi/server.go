@@ -116,7 +116,7 @@ func (s *Server) Handler() http.Handler {
 	s.tenantRoutes(operator)
 	s.serverRoutes(operator)
 	s.operationRoutes(operator)
-	tenant := r.Group("/api", s.tenantOnly)
+	tenant := tenantAPI{group: r.Group("/api"), s: s}
 	s.extensionRoutes(tenant)
 	s.queueRoutes(tenant)
 	s.contactRoutes(tenant)

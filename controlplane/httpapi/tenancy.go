@@ -32,10 +32,7 @@ type ctxKey int
 
 const slugKey ctxKey = iota
 
-const (
-	tenantKey   = "tenant"
-	tenantDBKey = "tenant_db"
-)
+const tenantKey = "tenant"
 
 // slugPrefix routes by slug: /t/{slug}/api/... is the same request as
 // /api/... on the tenant's own domain.
@@ -140,51 +137,77 @@ func (s *Server) isAdminHost(host string) bool {
 	return false
 }
 
-// tenantOnly gates tenant routes: the tenant must exist, be active and be
-// provisioned; then its database handle is acquired for the request and
-// released after it.
-func (s *Server) tenantOnly(c *gin.Context) {
-	release, err := s.enterTenant(c)
-	if err != nil {
-		_ = c.Error(err)
-		c.Abort()
-		return
-	}
-	defer release()
-	c.Next()
+// tenantScope is what a tenant route works on: the request's tenant as the
+// gates admitted it, and the handle the router acquired on its database or
+// schema, valid until the handler returns.
+type tenantScope struct {
+	Tenant *controlplane.Tenant
+	DB     *gorm.DB
+}
+
+// tenantHandler is a tenant route's handler. It gets its scope as an
+// argument, typed, rather than out of gin's context store: a handler
+// cannot be registered where no tenant was entered, nor read a handle
+// that was not acquired for its request.
+type tenantHandler func(c *gin.Context, in tenantScope) error
+
+// tenantAPI registers tenant routes under /api: each handler runs inside
+// inTenant.
+type tenantAPI struct {
+	group *gin.RouterGroup
+	s     *Server
+}
+
+func (a tenantAPI) GET(path string, h tenantHandler)    { a.group.GET(path, a.s.inTenant(h)) }
+func (a tenantAPI) POST(path string, h tenantHandler)   { a.group.POST(path, a.s.inTenant(h)) }
+func (a tenantAPI) PUT(path string, h tenantHandler)    { a.group.PUT(path, a.s.inTenant(h)) }
+func (a tenantAPI) PATCH(path string, h tenantHandler)  { a.group.PATCH(path, a.s.inTenant(h)) }
+func (a tenantAPI) DELETE(path string, h tenantHandler) { a.group.DELETE(path, a.s.inTenant(h)) }
+
+// inTenant gates a tenant route: the tenant must exist, be active and be
+// provisioned; then its database handle is acquired for the request, given
+// to h, and released after it.
+func (s *Server) inTenant(h tenantHandler) gin.HandlerFunc {
+	return handle(func(c *gin.Context) error {
+		in, release, err := s.enterTenant(c)
+		if err != nil {
+			return err
+		}
+		defer release()
+		return h(c, in)
+	})
 }
 
 // enterTenant applies the tenant gates and acquires the tenant's database
-// handle into c; the caller must call release when the request is done.
-func (s *Server) enterTenant(c *gin.Context) (release func(), err error) {
+// handle; the caller must call release when the request is done.
+func (s *Server) enterTenant(c *gin.Context) (in tenantScope, release func(), err error) {
 	t := requestTenant(c)
 	if t == nil {
-		return nil, controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q; use the tenant's domain as Host or the path /t/{slug}%s", s.requestHost(c), c.Request.URL.Path)
+		return in, nil, controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q; use the tenant's domain as Host or the path /t/{slug}%s", s.requestHost(c), c.Request.URL.Path)
 	}
 	if err := s.authTenant(c, t); err != nil {
-		return nil, err
+		return in, nil, err
 	}
 	if t.HeldUntil != nil {
 		if t, err = s.waitHeld(c, t); err != nil {
-			return nil, err
+			return in, nil, err
 		}
 	}
 	switch {
 	case t.Status == controlplane.StatusSuspended:
-		return nil, controlplane.Errorf(controlplane.TenantSuspended, "tenant %s is suspended", t.Slug)
+		return in, nil, controlplane.Errorf(controlplane.TenantSuspended, "tenant %s is suspended", t.Slug)
 	case t.Provisioning != controlplane.ProvisionReady:
-		return nil, controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is not available (provisioning: %s)", t.Slug, t.Provisioning)
+		return in, nil, controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is not available (provisioning: %s)", t.Slug, t.Provisioning)
 	case t.SchemaVersion > s.LatestTenantSchema:
 		// Its database was migrated by a newer release: this binary's code
 		// could misread it, so it refuses rather than serve it wrongly.
-		return nil, controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is at schema version %d, newer than this server knows (%d)", t.Slug, t.SchemaVersion, s.LatestTenantSchema)
+		return in, nil, controlplane.Errorf(controlplane.TenantUnavailable, "tenant %s is at schema version %d, newer than this server knows (%d)", t.Slug, t.SchemaVersion, s.LatestTenantSchema)
 	}
 	db, release, err := s.Router.Acquire(c.Request.Context(), t)
 	if err != nil {
-		return nil, err
+		return in, nil, err
 	}
-	c.Set(tenantDBKey, db)
-	return release, nil
+	return tenantScope{Tenant: t, DB: db}, release, nil
 }
 
 // waitHeld waits while t's requests are held by an online move's
@@ -221,7 +244,7 @@ func (s *Server) waitHeld(c *gin.Context, t *controlplane.Tenant) (*controlplane
 // meanings (GET /api/dids/{x}: an operator's lookup by number, a tenant's
 // read by id). gin allows one handler per method and path, so the audience
 // is decided here, with the same gates as the two groups.
-func (s *Server) operatorOrTenant(operator, tenant func(*gin.Context) error) gin.HandlerFunc {
+func (s *Server) operatorOrTenant(operator func(*gin.Context) error, tenant tenantHandler) gin.HandlerFunc {
 	return handle(func(c *gin.Context) error {
 		if requestTenant(c) == nil {
 			if err := s.operatorAllowed(c); err != nil {
@@ -229,17 +252,11 @@ func (s *Server) operatorOrTenant(operator, tenant func(*gin.Context) error) gin
 			}
 			return operator(c)
 		}
-		release, err := s.enterTenant(c)
+		in, release, err := s.enterTenant(c)
 		if err != nil {
 			return err
 		}
 		defer release()
-		return tenant(c)
+		return tenant(c, in)
 	})
-}
-
-// tenantDB returns the request's tenant and its database handle.
-func tenantDB(c *gin.Context) (*controlplane.Tenant, *gorm.DB) {
-	db, _ := c.Get(tenantDBKey)
-	return requestTenant(c), db.(*gorm.DB)
 }
