@@ -109,6 +109,9 @@ type OperationStore interface {
 	// backup taken (or running) within every, nor one failed in the last
 	// retry, the longest without first.
 	DueForBackup(ctx context.Context, every, retry time.Duration, limit int) ([]int64, error)
+	// BackupFreshness measures, over the tenants the schedule covers, how
+	// old each one's newest ready backup is (its creation, if it has none).
+	BackupFreshness(ctx context.Context, overdue time.Duration) (BackupFreshness, error)
 	// PrunableBackups lists the scheduled backups past the keep newest
 	// ready ones of their tenant, and failed scheduled ones older than
 	// retry.
@@ -561,6 +564,36 @@ func fileSize(path string) int64 {
 		return 0
 	}
 	return fi.Size()
+}
+
+// BackupFreshness is how far behind the backup schedule the fleet is, for
+// the metrics an operator alerts on (a schedule that silently stopped: a
+// reconciler that cannot take its lock, a full disk, a tenant whose dump
+// fails every time). It names no tenant: `GET /api/backups` does.
+type BackupFreshness struct {
+	// Tenants are the tenants the schedule covers (ready ones).
+	Tenants int
+	// Overdue counts those whose newest ready backup is older than
+	// OverdueAfter(Every).
+	Overdue int
+	// Oldest is the age of the stalest tenant's newest ready backup.
+	Oldest time.Duration
+}
+
+// OverdueAfter is when a tenant's backups count as overdue: two schedule
+// periods. One period is not enough, since a tenant is due exactly at one
+// period and then waits for the reconciler's next pass, for a free slot of
+// Concurrency and for its dump to finish.
+func OverdueAfter(every time.Duration) time.Duration { return 2 * every }
+
+// Freshness measures the fleet's backups against the schedule; ok is false
+// when no schedule is set (BACKUP_SCHEDULE), so nothing is overdue.
+func (o *Operations) Freshness(ctx context.Context) (f BackupFreshness, ok bool, err error) {
+	if o.Every <= 0 {
+		return f, false, nil
+	}
+	f, err = o.Store.BackupFreshness(ctx, OverdueAfter(o.Every))
+	return f, err == nil, err
 }
 
 // scheduleRetry is how long after a failed scheduled backup its tenant is

@@ -11,9 +11,12 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/prometheus/common/expfmt"
+	"github.com/prometheus/common/model"
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
 
 // The monitoring that ships in deploy/: the alert rules pass `promtool
@@ -42,6 +45,10 @@ func TestDeployMonitoring(t *testing.T) {
 	out, err := exec.Command(promtool, "check", "rules", rules).CombinedOutput()
 	require.NoError(t, err, "promtool check rules:\n%s", out)
 	require.Contains(t, string(out), "SUCCESS")
+	// The rules' own unit tests: given series, which alerts fire.
+	out, err = exec.Command(promtool, "test", "rules", filepath.Join(root, "deploy", "prometheus", "alerts_test.yml")).CombinedOutput()
+	require.NoError(t, err, "promtool test rules:\n%s", out)
+	require.Contains(t, string(out), "SUCCESS")
 
 	raw, err := os.ReadFile(dashboard)
 	require.NoError(t, err)
@@ -61,13 +68,14 @@ func TestDeployMonitoring(t *testing.T) {
 	_, _, scrape := get(t, b.srv.URL, "", "/metrics")
 	for _, want := range []string{`controlplane_tenant_schemas{server="default",state="at_latest"} 1`, "controlplane_catalog_up 1",
 		`controlplane_provisioning_duration_seconds_count{isolation="schema",outcome="ready"} 1`, `controlplane_operations_total{kind="backup",state="succeeded"} 1`,
-		"controlplane_build_info{"} {
+		"controlplane_build_info{", "controlplane_backup_schedule_seconds 0"} {
 		require.Contains(t, scrape, want)
 	}
+	require.NotContains(t, scrape, "controlplane_backups_overdue_tenants ", "without a schedule no backup is overdue")
 	require.NotContains(t, scrape, "watched", "no label names a tenant")
 
 	var code strings.Builder
-	for _, f := range []string{"cmd/controlplane/serve.go", "controlplane/httpapi/metrics.go"} {
+	for _, f := range []string{"cmd/controlplane/serve.go", "cmd/controlplane/backupmetrics.go", "controlplane/httpapi/metrics.go"} {
 		src, err := os.ReadFile(filepath.Join(root, f))
 		require.NoError(t, err)
 		code.Write(src)
@@ -88,4 +96,55 @@ func TestDeployMonitoring(t *testing.T) {
 		declared := strings.Contains(code.String(), `"`+base+`"`)
 		require.True(t, inScrape || declared, "%s, used by deploy/, is neither in serve's scrape nor declared by its code", n)
 	}
+}
+
+// TestBackupFreshnessMetrics: with a schedule, /metrics says how many
+// ready tenants have no ready backup within twice BACKUP_SCHEDULE and how
+// old the stalest one's newest backup is, counting a tenant without any
+// from its creation; the clock is moved by ageing the catalog's rows.
+func TestBackupFreshnessMetrics(t *testing.T) {
+	t.Parallel()
+	b := setup(t, controlplane.IsolationSchema, "BACKUP_DIR="+t.TempDir(), "BACKUP_SCHEDULE=1h")
+	backed := b.create(tenantBody("fresh-a", controlplane.IsolationSchema))
+	b.create(tenantBody("fresh-b", controlplane.IsolationSchema))
+	b.backupNow(backed["id"])
+
+	m := scrapeValues(t, b.srv.URL)
+	require.Equal(t, 3600.0, m["controlplane_backup_schedule_seconds"])
+	require.Equal(t, 0.0, m["controlplane_backups_overdue_tenants"], "both tenants were just created")
+	require.Less(t, m["controlplane_backup_oldest_age_seconds"], 600.0)
+
+	catalog := pgtest.Open(t, b.db.URL)
+	_, err := catalog.Exec(`UPDATE tenants SET created_at = now() - interval '3 hours'`)
+	require.NoError(t, err)
+	_, err = catalog.Exec(`UPDATE backups SET finished_at = now() - interval '30 minutes' WHERE tenant_id = $1`, backed["id"])
+	require.NoError(t, err)
+	m = scrapeValues(t, b.srv.URL)
+	require.Equal(t, 1.0, m["controlplane_backups_overdue_tenants"], "fresh-b has had no backup for 3 hours")
+	require.InDelta(t, 3*3600, m["controlplane_backup_oldest_age_seconds"], 120)
+
+	_, err = catalog.Exec(`UPDATE backups SET finished_at = now() - interval '5 hours' WHERE tenant_id = $1`, backed["id"])
+	require.NoError(t, err)
+	m = scrapeValues(t, b.srv.URL)
+	require.Equal(t, 2.0, m["controlplane_backups_overdue_tenants"], "fresh-a's newest backup is 5 hours old")
+	require.InDelta(t, 5*3600, m["controlplane_backup_oldest_age_seconds"], 120)
+}
+
+// scrapeValues scrapes /metrics and returns the value of every series
+// without labels, by name.
+func scrapeValues(t *testing.T, base string) map[string]float64 {
+	t.Helper()
+	_, _, body := get(t, base, "", "/metrics")
+	parser := expfmt.NewTextParser(model.UTF8Validation)
+	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
+	require.NoError(t, err)
+	out := map[string]float64{}
+	for name, f := range families {
+		for _, m := range f.GetMetric() {
+			if len(m.GetLabel()) == 0 && m.GetGauge() != nil {
+				out[name] = m.GetGauge().GetValue()
+			}
+		}
+	}
+	return out
 }

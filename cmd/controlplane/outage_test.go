@@ -177,6 +177,10 @@ func TestTenantServerOutage(t *testing.T) {
 			for _, c := range tenantCalls {
 				p.requireOutage(c, "tenant_unavailable", p.secrets())
 			}
+			// Each 503 counted against the server, whatever step failed
+			// (a cold pool's connect, a warm one's query).
+			_, _, scrape := get(t, p.srv.URL, "", "/metrics")
+			require.Contains(t, scrape, fmt.Sprintf(`controlplane_tenant_requests_refused_total{code="tenant_unavailable",server="default"} %d`, len(tenantCalls)))
 			// The catalog is another server: the operator API goes on.
 			got := p.requireOK(hit{"GET", "", "/api/tenants", nil})
 			require.EqualValues(t, 2, got["total"])

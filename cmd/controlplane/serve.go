@@ -303,7 +303,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Ready:              func(ctx context.Context) error { return catalog.CheckMigrated(ctx, app.Catalog) },
 		ServerHealth:       app.TenantServers.Healths,
 		Log:                log,
-		Collectors:         []prometheus.Collector{reconciled, operations, provisioning},
+		Collectors:         []prometheus.Collector{reconciled, operations, provisioning, backupCollector{app.Operations}},
 		Build:              buildInfo(),
 	}
 	app.Handler = srv.Handler()

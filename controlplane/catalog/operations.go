@@ -336,6 +336,29 @@ func (s *Store) DueForBackup(ctx context.Context, every, retry time.Duration, li
 	return ids, sqlerr.Translate(err, nil)
 }
 
+// BackupFreshness measures the tenants DueForBackup considers (ready ones)
+// by their newest ready backup, scheduled or not: one aggregate over the
+// catalog, whatever the fleet's size.
+func (s *Store) BackupFreshness(ctx context.Context, overdue time.Duration) (controlplane.BackupFreshness, error) {
+	var r struct {
+		Tenants int
+		Overdue int
+		Oldest  float64
+	}
+	err := s.db.WithContext(ctx).Raw(`
+		SELECT count(*) AS tenants,
+		       count(*) FILTER (WHERE since < now() - make_interval(secs => ?)) AS overdue,
+		       coalesce(extract(epoch FROM now() - min(since)), 0)::float8 AS oldest
+		FROM (
+			SELECT coalesce((SELECT max(b.finished_at) FROM backups b WHERE b.tenant_id = t.id AND b.state = 'ready'), t.created_at) AS since
+			FROM tenants t WHERE t.provisioning = 'ready'
+		) f`, overdue.Seconds()).Scan(&r).Error
+	if err != nil {
+		return controlplane.BackupFreshness{}, sqlerr.Translate(err, nil)
+	}
+	return controlplane.BackupFreshness{Tenants: r.Tenants, Overdue: r.Overdue, Oldest: time.Duration(r.Oldest * float64(time.Second))}, nil
+}
+
 // PrunableBackups lists scheduled backups past the keep newest ready ones
 // of each tenant, and failed scheduled ones older than retry.
 func (s *Store) PrunableBackups(ctx context.Context, keep int, retry time.Duration) ([]controlplane.Backup, error) {

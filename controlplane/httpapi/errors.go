@@ -74,6 +74,21 @@ func noContent(c *gin.Context, err error) error {
 	return nil
 }
 
+// rendered is the domain error and HTTP status an error is answered with.
+func rendered(err error) (*controlplane.Error, int) {
+	var de *controlplane.Error
+	if !errors.As(err, &de) {
+		if de = sqlerr.Outage(err); de == nil {
+			de = &controlplane.Error{Code: controlplane.Internal, Err: err}
+		}
+	}
+	status, ok := statusOf[de.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	return de, status
+}
+
 // writeErrors is the middleware that turns the last error a handler
 // recorded into the JSON error body. Errors that are not domain errors are
 // outages if sqlerr recognises them as such (503, as if the store had
@@ -86,16 +101,7 @@ func writeErrors(log *slog.Logger) gin.HandlerFunc {
 			return
 		}
 		err := c.Errors.Last().Err
-		var de *controlplane.Error
-		if !errors.As(err, &de) {
-			if de = sqlerr.Outage(err); de == nil {
-				de = &controlplane.Error{Code: controlplane.Internal, Err: err}
-			}
-		}
-		status, ok := statusOf[de.Code]
-		if !ok {
-			status = http.StatusInternalServerError
-		}
+		de, status := rendered(err)
 		msg := de.Message
 		if de.Code == controlplane.Internal || msg == "" {
 			msg = "internal error; the details are in the server log"

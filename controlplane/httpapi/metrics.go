@@ -37,6 +37,7 @@ type PoolStats struct {
 type metrics struct {
 	requests *prometheus.CounterVec
 	latency  *prometheus.HistogramVec
+	refused  *prometheus.CounterVec
 	registry *prometheus.Registry
 }
 
@@ -51,9 +52,13 @@ func newMetrics(g Gauges, health func() map[string]error, ready func(context.Con
 			Help:    "HTTP request latency by route pattern and method.",
 			Buckets: []float64{.0005, .001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5},
 		}, []string{"route", "method"}),
+		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "controlplane_tenant_requests_refused_total",
+			Help: "Tenant requests answered 429 or 503, by the tenant's server and error code: rate_limited (the tenant's burst), unavailable (the server down, refusing, or its connection budget spent), tenant_unavailable (the tenant not ready on it).",
+		}, []string{"server", "code"}),
 		registry: prometheus.NewRegistry(),
 	}
-	m.registry.MustRegister(m.requests, m.latency, &stateCollector{g: g, health: health, ready: ready},
+	m.registry.MustRegister(m.requests, m.latency, m.refused, &stateCollector{g: g, health: health, ready: ready},
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	m.registry.MustRegister(extra...)
 	// Which binary runs where: join it to other series on instance, and

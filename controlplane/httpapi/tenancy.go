@@ -170,12 +170,29 @@ func (a tenantAPI) DELETE(path string, h tenantHandler) { a.group.DELETE(path, a
 func (s *Server) inTenant(h tenantHandler) gin.HandlerFunc {
 	return handle(func(c *gin.Context) error {
 		in, release, err := s.enterTenant(c)
-		if err != nil {
-			return err
+		if err == nil {
+			err = h(c, in)
+			release()
 		}
-		defer release()
-		return h(c, in)
+		s.countRefused(c, err)
+		return err
 	})
+}
+
+// countRefused counts a tenant request answered 429 or 503 against its
+// tenant server: a budget spent or a server down shows on that server's
+// own series, which the per-route counts cannot tell apart.
+func (s *Server) countRefused(c *gin.Context, err error) {
+	if err == nil {
+		return
+	}
+	t := requestTenant(c)
+	if t == nil {
+		return
+	}
+	if de, status := rendered(err); status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+		s.metrics().refused.WithLabelValues(t.ServerName(), string(de.Code)).Inc()
+	}
 }
 
 // enterTenant applies the tenant gates and acquires the tenant's database
