@@ -15,6 +15,7 @@ import (
 	"os"
 	"reflect"
 	"regexp"
+	"slices"
 	"strings"
 	"time"
 
@@ -27,17 +28,17 @@ import (
 // environment variables, which override the defaults in the tags.
 type Config struct {
 	// DatabaseURL is the catalog database (tenants, identity). Required.
-	DatabaseURL Secret `env:"DATABASE_URL"`
+	DatabaseURL Secret `env:"DATABASE_URL" help:"catalog database URL (required)"`
 	// ListenAddr is the HTTP listen address of serve.
-	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080"`
+	ListenAddr string `env:"LISTEN_ADDR" envDefault:":8080" help:"HTTP listen address" scope:"serve"`
 	// MetricsAddr, when set, is a second listen address that serves only
 	// /metrics, without the operator token (who may reach it is a matter
 	// for the network), and the main listener then serves no /metrics at
 	// all. Empty: /metrics is on the main listener, on admin hosts only.
-	MetricsAddr string `env:"METRICS_ADDR"`
+	MetricsAddr string `env:"METRICS_ADDR" help:"a second listen address serving only /metrics, without token; empty: /metrics on LISTEN_ADDR, admin hosts only" scope:"serve"`
 	// TenantDatabaseURL is the server tenant databases are created on, and
 	// the database schema-mode tenants live in. Defaults to DatabaseURL.
-	TenantDatabaseURL Secret `env:"TENANT_DATABASE_URL"`
+	TenantDatabaseURL Secret `env:"TENANT_DATABASE_URL" help:"the default tenant server (default: DATABASE_URL)"`
 	// TenantPoolerURL, when set, is a transaction pooler (PgBouncer,
 	// pool_mode = transaction) in front of the tenant server, with the same
 	// database names and roles. Tenant request traffic (the router) goes
@@ -45,93 +46,93 @@ type Config struct {
 	// and the budget's sizing keep using TenantDatabaseURL directly, as they
 	// need session state (locks, search_path, role) the pooler cannot keep.
 	// Empty: tenant traffic goes direct too.
-	TenantPoolerURL Secret `env:"TENANT_POOLER_URL"`
+	TenantPoolerURL Secret `env:"TENANT_POOLER_URL" help:"a transaction pooler (PgBouncer) in front of the default tenant server, for tenant traffic only; empty: direct" scope:"serve"`
 	// TenantIsolation is the default isolation of new tenants.
-	TenantIsolation string `env:"TENANT_ISOLATION" envDefault:"database"`
+	TenantIsolation string `env:"TENANT_ISOLATION" envDefault:"database" help:"isolation of new tenants: database or schema"`
 	// TenantDBPrefix prefixes tenant database/schema names (prefix + id).
 	// Two catalogs sharing a tenant server need different prefixes.
-	TenantDBPrefix string `env:"TENANT_DB_PREFIX" envDefault:"tenant_"`
+	TenantDBPrefix string `env:"TENANT_DB_PREFIX" envDefault:"tenant_" help:"prefix of tenant database and schema names (prefix + id)"`
 	// AdminHosts serve the operator API (comma-separated, normalised like a
 	// Host header); "*" allows any host that is not a tenant's domain.
-	AdminHosts []string `env:"ADMIN_HOSTS" envDefault:"localhost,127.0.0.1,::1" envSeparator:","`
+	AdminHosts []string `env:"ADMIN_HOSTS" envDefault:"localhost,127.0.0.1,::1" envSeparator:"," help:"hosts that serve the operator API, comma-separated; * for any host that is no tenant's" scope:"serve"`
 	// TenantPoolsMax bounds the tenant databases with a pool at once (a
 	// pool is a few KB; its connections are counted by the budget, not
 	// here). 0 (the default): 4 times the budget.
-	TenantPoolsMax int `env:"TENANT_POOLS_MAX" envDefault:"0"`
+	TenantPoolsMax int `env:"TENANT_POOLS_MAX" envDefault:"0" help:"tenant databases with a pool at once; 0: 4 times the connection budget" scope:"serve"`
 	// TenantPoolMaxConns is the most connections one tenant database's
 	// pool opens, and so the most requests of a tenant that run at once.
-	TenantPoolMaxConns int `env:"TENANT_POOL_MAX_CONNS" envDefault:"4"`
+	TenantPoolMaxConns int `env:"TENANT_POOL_MAX_CONNS" envDefault:"4" help:"connections of one tenant database's pool: its requests that run at once" scope:"serve"`
 	// TenantPoolIdleTimeout closes a tenant database's pool unused that long.
-	TenantPoolIdleTimeout time.Duration `env:"TENANT_POOL_IDLE_TIMEOUT" envDefault:"5m"`
+	TenantPoolIdleTimeout time.Duration `env:"TENANT_POOL_IDLE_TIMEOUT" envDefault:"5m" help:"close a tenant database's pool unused this long" scope:"serve"`
 	// TenantSchemaPoolConns is the size of the pool schema tenants share.
-	TenantSchemaPoolConns int `env:"TENANT_SCHEMA_POOL_CONNS" envDefault:"20"`
+	TenantSchemaPoolConns int `env:"TENANT_SCHEMA_POOL_CONNS" envDefault:"20" help:"connections schema-mode tenants share" scope:"serve"`
 	// TenantServerMaxConns caps all routed connections to the tenant server.
 	// 0 (the default): derived from the server when serve starts
 	// (max_connections less reserved slots, connections open then, a
 	// margin and serve's other pools; router.SizeFromServer).
-	TenantServerMaxConns int `env:"TENANT_SERVER_MAX_CONNS" envDefault:"0"`
+	TenantServerMaxConns int `env:"TENANT_SERVER_MAX_CONNS" envDefault:"0" help:"connection budget on a tenant server; 0: sized from its max_connections at start" scope:"serve"`
 	// TenantAcquireTimeout is how long a request waits for a connection slot
 	// when the budget is spent, before it gets 503.
-	TenantAcquireTimeout time.Duration `env:"TENANT_ACQUIRE_TIMEOUT" envDefault:"5s"`
+	TenantAcquireTimeout time.Duration `env:"TENANT_ACQUIRE_TIMEOUT" envDefault:"5s" help:"how long a request waits for a connection when the budget is spent, then 503" scope:"serve"`
 	// TenantQueueMax is how many more requests of one tenant may wait while
 	// as many as it may run at once are running; beyond it: 429.
-	TenantQueueMax int `env:"TENANT_QUEUE_MAX" envDefault:"28"`
+	TenantQueueMax int `env:"TENANT_QUEUE_MAX" envDefault:"28" help:"requests of one tenant that may wait beyond those running; more: 429" scope:"serve"`
 	// AdminToken guards the operator API (and may act for any tenant). Unset
 	// is allowed only when serve listens on a loopback address.
-	AdminToken Secret `env:"ADMIN_TOKEN"`
+	AdminToken Secret `env:"ADMIN_TOKEN" help:"bearer token of the operator API; unset only on a loopback LISTEN_ADDR (development mode)" scope:"serve"`
 	// TenantRoleSecret derives the passwords of tenant database roles
 	// (HMAC). Unset: a random secret generated once and kept in the catalog
 	// database.
-	TenantRoleSecret Secret `env:"TENANT_ROLE_SECRET"`
+	TenantRoleSecret Secret `env:"TENANT_ROLE_SECRET" help:"derives tenant database roles' passwords; unset: one generated and kept in the catalog"`
 	// ServerSecretKey seals the passwords of registered tenant servers in
 	// the catalog (AES-256-GCM): 32 bytes, base64-encoded (openssl rand
 	// -base64 32). Unset: a server whose URL carries a password cannot be
 	// registered (its password belongs in a pgpass file instead), and the
 	// default server's credentials stay in TENANT_DATABASE_URL only.
-	ServerSecretKey Secret `env:"SERVER_SECRET_KEY"`
+	ServerSecretKey Secret `env:"SERVER_SECRET_KEY" help:"seals registered tenant servers' passwords (32 bytes, base64)"`
 	// TrustedProxies are the CIDRs (or IPs) of reverse proxies whose
 	// X-Forwarded-For and X-Forwarded-Host headers are honoured.
-	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:","`
+	TrustedProxies []string `env:"TRUSTED_PROXIES" envSeparator:"," help:"CIDRs of proxies whose X-Forwarded-For/-Host are honoured, comma-separated" scope:"serve"`
 	// MigrateCatalog runs the catalog migrations when serve starts.
-	MigrateCatalog bool `env:"MIGRATE_CATALOG" envDefault:"true"`
+	MigrateCatalog bool `env:"MIGRATE_CATALOG" envDefault:"true" help:"migrate the catalog when serve starts" scope:"serve"`
 	// TenantSpareDatabases is how many spare tenant databases serve keeps
 	// ready (made in the background) for creates in database mode to claim;
 	// 0 turns spares off.
-	TenantSpareDatabases int `env:"TENANT_SPARE_DATABASES" envDefault:"2"`
+	TenantSpareDatabases int `env:"TENANT_SPARE_DATABASES" envDefault:"2" help:"spare tenant databases kept ready for creates; 0: none" scope:"serve"`
 	// ReconcileInterval is how often serve repairs what crashes and
 	// outages left (tenants pending or deleting, DID index intents,
 	// half-built templates), in one replica at a time.
-	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"30s"`
+	ReconcileInterval time.Duration `env:"RECONCILE_INTERVAL" envDefault:"30s" help:"how often the reconciler repairs what crashes and outages left" scope:"serve"`
 	// BackupDir is where tenant backups (pg_dump archives) are written,
 	// one folder per tenant.
-	BackupDir string `env:"BACKUP_DIR" envDefault:".data/backups"`
+	BackupDir string `env:"BACKUP_DIR" envDefault:".data/backups" help:"folder of tenant backups"`
 	// TenantDeleteGrace is how long a deleted tenant is kept (served to
 	// nobody, undeletable) before the reconciler purges it.
-	TenantDeleteGrace time.Duration `env:"TENANT_DELETE_GRACE" envDefault:"72h"`
+	TenantDeleteGrace time.Duration `env:"TENANT_DELETE_GRACE" envDefault:"72h" help:"how long a deleted tenant is kept, undeletable, before it is purged"`
 	// MoveCutoverTimeout bounds the pause of an online move's cutover (the
 	// tenant's requests held on every replica); a cutover that would take
 	// longer is abandoned and tried again (docs/OPERATIONS.md, "Moving a
 	// tenant").
-	MoveCutoverTimeout time.Duration `env:"MOVE_CUTOVER_TIMEOUT" envDefault:"5s"`
+	MoveCutoverTimeout time.Duration `env:"MOVE_CUTOVER_TIMEOUT" envDefault:"5s" help:"longest pause of an online move's cutover before it is retried"`
 	// MoveSourceGrace is how long the source a move left is kept (closed,
 	// renamed) for a rollback by hand before the reconciler drops it.
-	MoveSourceGrace time.Duration `env:"MOVE_SOURCE_GRACE" envDefault:"24h"`
+	MoveSourceGrace time.Duration `env:"MOVE_SOURCE_GRACE" envDefault:"24h" help:"how long a moved tenant's old database is kept for a rollback by hand"`
 	// BackupSchedule, if set, gives every ready tenant a backup this
 	// often (taken by the reconciler's replica, two at a time);
 	// BackupKeep is how many of a tenant's scheduled backups are kept.
-	BackupSchedule time.Duration `env:"BACKUP_SCHEDULE" envDefault:"0"`
-	BackupKeep     int           `env:"BACKUP_KEEP" envDefault:"7"`
+	BackupSchedule time.Duration `env:"BACKUP_SCHEDULE" envDefault:"0" help:"give every ready tenant a backup this often; 0: no schedule" scope:"serve"`
+	BackupKeep     int           `env:"BACKUP_KEEP" envDefault:"7" help:"scheduled backups kept per tenant" scope:"serve"`
 	// PgBinDir is the folder of pg_dump; empty: found on PATH (Debian's
 	// wrapper picks the newest installed client, which reads older
 	// servers).
-	PgBinDir string `env:"PG_BIN_DIR"`
+	PgBinDir string `env:"PG_BIN_DIR" help:"folder of pg_dump and pg_restore; empty: found on PATH"`
 	// ProvisionTimeout bounds creating (or dropping) one tenant database.
-	ProvisionTimeout time.Duration `env:"PROVISION_TIMEOUT" envDefault:"2m"`
+	ProvisionTimeout time.Duration `env:"PROVISION_TIMEOUT" envDefault:"2m" help:"bound on creating or dropping one tenant database"`
 	// ShutdownTimeout bounds draining in-flight requests on SIGTERM.
-	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s"`
+	ShutdownTimeout time.Duration `env:"SHUTDOWN_TIMEOUT" envDefault:"30s" help:"bound on draining in-flight requests on SIGTERM" scope:"serve"`
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
-	LogLevel  string `env:"LOG_LEVEL" envDefault:"info"`
-	LogFormat string `env:"LOG_FORMAT" envDefault:"json"`
+	LogLevel  string `env:"LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	LogFormat string `env:"LOG_FORMAT" envDefault:"json" help:"json or text"`
 }
 
 // Secret is a string that never prints: a connection string with its
@@ -152,30 +153,67 @@ func (s Secret) String() string {
 // LogValue masks the secret in slog output.
 func (s Secret) LogValue() slog.Value { return slog.StringValue(s.String()) }
 
+// Setting is one variable Config reads, as --help shows it.
+type Setting struct {
+	Env, Default, Help string
+	// Serve says only serve reads it (listeners, the HTTP API's gates,
+	// the router's pools, what the reconciler does); the other commands
+	// read the rest.
+	Serve bool
+	// Secret says it may be given in a file, as NAME_FILE.
+	Secret bool
+}
+
+// Settings lists every variable of Config, in the order of its fields,
+// from the fields' tags: the one source of --help.
+func Settings() []Setting {
+	var out []Setting
+	t := reflect.TypeFor[Config]()
+	for i := range t.NumField() {
+		f := t.Field(i)
+		name := f.Tag.Get("env")
+		if name == "" {
+			continue
+		}
+		out = append(out, Setting{Env: name, Default: f.Tag.Get("envDefault"), Help: f.Tag.Get("help"),
+			Serve: f.Tag.Get("scope") == "serve", Secret: slices.Contains(SecretVariables, name)})
+	}
+	return out
+}
+
 // flag binds one command-line flag to the field its environment variable
 // fills; the flag wins when given.
 type flag struct {
-	name, env, usage string
-	set              func(c *Config, v string) error
+	name, env string
+	set       func(c *Config, v string) error
 }
 
 var flags = []flag{
-	{"listen", "LISTEN_ADDR", "HTTP listen address", func(c *Config, v string) error { c.ListenAddr = v; return nil }},
-	{"metrics-listen", "METRICS_ADDR", "listen address serving only /metrics, without token (default: none)", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
-	{"database-url", "DATABASE_URL", "catalog database URL", func(c *Config, v string) error { c.DatabaseURL = Secret(v); return nil }},
-	{"backup-dir", "BACKUP_DIR", "folder of tenant backups", func(c *Config, v string) error { c.BackupDir = v; return nil }},
-	{"tenant-database-url", "TENANT_DATABASE_URL", "tenant server URL (default: DATABASE_URL)", func(c *Config, v string) error { c.TenantDatabaseURL = Secret(v); return nil }},
-	{"tenant-pooler-url", "TENANT_POOLER_URL", "transaction pooler (PgBouncer) in front of the tenant server, for tenant traffic only (default: none, direct)", func(c *Config, v string) error { c.TenantPoolerURL = Secret(v); return nil }},
-	{"isolation", "TENANT_ISOLATION", "default isolation of new tenants: database or schema", func(c *Config, v string) error { c.TenantIsolation = v; return nil }},
-	{"tenant-db-prefix", "TENANT_DB_PREFIX", "prefix of tenant database/schema names", func(c *Config, v string) error { c.TenantDBPrefix = v; return nil }},
-	{"log-level", "LOG_LEVEL", "debug, info, warn or error", func(c *Config, v string) error { c.LogLevel = v; return nil }},
+	{"listen", "LISTEN_ADDR", func(c *Config, v string) error { c.ListenAddr = v; return nil }},
+	{"metrics-listen", "METRICS_ADDR", func(c *Config, v string) error { c.MetricsAddr = v; return nil }},
+	{"database-url", "DATABASE_URL", func(c *Config, v string) error { c.DatabaseURL = Secret(v); return nil }},
+	{"backup-dir", "BACKUP_DIR", func(c *Config, v string) error { c.BackupDir = v; return nil }},
+	{"tenant-database-url", "TENANT_DATABASE_URL", func(c *Config, v string) error { c.TenantDatabaseURL = Secret(v); return nil }},
+	{"tenant-pooler-url", "TENANT_POOLER_URL", func(c *Config, v string) error { c.TenantPoolerURL = Secret(v); return nil }},
+	{"isolation", "TENANT_ISOLATION", func(c *Config, v string) error { c.TenantIsolation = v; return nil }},
+	{"tenant-db-prefix", "TENANT_DB_PREFIX", func(c *Config, v string) error { c.TenantDBPrefix = v; return nil }},
+	{"log-level", "LOG_LEVEL", func(c *Config, v string) error { c.LogLevel = v; return nil }},
 }
 
-// BindFlags declares the flags on fs. Their defaults are empty on purpose:
-// a default taken from the environment would print a secret in --help.
-func BindFlags(fs *pflag.FlagSet) {
+// BindFlags declares on fs the flags of the settings that serve alone
+// reads (serve) or of the others (!serve), with their setting's help and
+// variable. Their defaults are empty on purpose: a default taken from the
+// environment would print a secret in --help, and the settings' own
+// defaults are listed with the settings.
+func BindFlags(fs *pflag.FlagSet, serve bool) {
+	byEnv := map[string]Setting{}
+	for _, s := range Settings() {
+		byEnv[s.Env] = s
+	}
 	for _, f := range flags {
-		fs.String(f.name, "", fmt.Sprintf("%s (env %s)", f.usage, f.env))
+		if s := byEnv[f.env]; s.Serve == serve {
+			fs.String(f.name, "", fmt.Sprintf("%s (env %s)", s.Help, f.env))
+		}
 	}
 }
 

@@ -38,7 +38,8 @@ func TestDefaults(t *testing.T) {
 
 func TestFlagsOverrideEnvironment(t *testing.T) {
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	BindFlags(fs)
+	BindFlags(fs, true)
+	BindFlags(fs, false)
 	require.NoError(t, fs.Parse([]string{"--listen", "127.0.0.1:9000", "--isolation", "schema"}))
 	c, err := Load([]string{"DATABASE_URL=" + testURL, "LISTEN_ADDR=:7000", "TENANT_ISOLATION=database", "LOG_LEVEL=debug"}, fs)
 	require.NoError(t, err)
@@ -53,7 +54,7 @@ func TestMetricsAddr(t *testing.T) {
 	require.Empty(t, c.MetricsAddr, "no separate metrics listener unless asked")
 
 	fs := pflag.NewFlagSet("test", pflag.ContinueOnError)
-	BindFlags(fs)
+	BindFlags(fs, true)
 	require.NoError(t, fs.Parse([]string{"--metrics-listen", "127.0.0.1:9091"}))
 	c, err = Load([]string{"DATABASE_URL=" + testURL, "METRICS_ADDR=:9090"}, fs)
 	require.NoError(t, err)

@@ -40,7 +40,8 @@ func newRoot() *cobra.Command {
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
-	config.BindFlags(root.PersistentFlags())
+	config.BindFlags(root.PersistentFlags(), false)
+	withSettings(root, false)
 	root.AddCommand(newServe(), newMigrate(), newTenants(), newServersCmd(), newOperations(), newVersion())
 	// --version prints what `controlplane version` does.
 	b := buildInfo()

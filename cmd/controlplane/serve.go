@@ -30,7 +30,7 @@ import (
 )
 
 func newServe() *cobra.Command {
-	return &cobra.Command{
+	cmd := &cobra.Command{
 		Use:   "serve",
 		Short: "Serve the operator and tenant HTTP API",
 		Long: `Serve migrates the catalog (unless MIGRATE_CATALOG=false), closes the catalog
@@ -48,6 +48,9 @@ then drains in-flight requests.`,
 			return serve(cmd.Context(), cfg, log)
 		},
 	}
+	config.BindFlags(cmd.Flags(), true)
+	withSettings(cmd, true)
+	return cmd
 }
 
 // App is the wired control plane: what serve runs, and what tests start.

@@ -86,5 +86,7 @@ func newVersion() *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVar(&asJSON, "json", false, "one JSON object")
+	// It reads no setting: cobra's own help, not the settings table.
+	cmd.SetHelpTemplate((&cobra.Command{}).HelpTemplate())
 	return cmd
 }
