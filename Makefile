@@ -52,7 +52,7 @@ build: ## Build bin/controlplane, stamped with its version (bin/controlplane ver
 	go build -ldflags "$(LDFLAGS)" -o bin/controlplane ./cmd/controlplane
 
 .PHONY: test
-test: ## Run the tests, then a short fuzz run (against a throwaway Postgres unless DATABASE_URL is set)
+test: ## Run the tests and, beside them, a short fuzz run (against a throwaway Postgres unless DATABASE_URL is set)
 	bash scripts/test.sh $(TESTFLAGS)
 
 .PHONY: test-race

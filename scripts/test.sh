@@ -87,11 +87,14 @@ fi
 go_test=(go test -count=1 -timeout 20m -parallel 4)
 # shellcheck disable=SC2206 # TEST_PACKAGES may list several patterns.
 go_test+=(${TEST_PACKAGES:-./...} "$@")
-# The fuzz smoke run (scripts/fuzz.sh) follows a passing go test, in the same
-# process group, so an interrupt stops it too.
+# The fuzz smoke run (scripts/fuzz.sh, one fuzzing worker) runs beside go
+# test, in the same process group so an interrupt stops it too: the
+# end-to-end tests spend much of their time waiting on PostgreSQL, and the
+# fuzzer's ~45 s fit in those waits instead of following them. Either
+# failing fails the run.
 fuzz_script="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)/fuzz.sh"
 # shellcheck disable=SC2016 # expanded by the inner bash
-run_tests=(bash -c '"${@:2}" && bash "$1"' run_tests "$fuzz_script" "${go_test[@]}")
+run_tests=(bash -c 'FUZZ_WORKERS=1 bash "$1" & fuzz=$!; "${@:2}"; rc=$?; wait "$fuzz" || { [[ $rc == 0 ]] && rc=1; }; exit "$rc"' run_tests "$fuzz_script" "${go_test[@]}")
 pg_run_group "${run_tests[@]}"
 rc=0
 pg_wait_group || rc=$?
