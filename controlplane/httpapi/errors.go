@@ -74,6 +74,28 @@ func noContent(c *gin.Context, err error) error {
 	return nil
 }
 
+// PublicError is what a client may see of err: the domain error (an
+// outage sqlerr recognises as one, or an internal error when it is
+// neither), its HTTP status and a message that never carries an internal
+// error's details. The API's JSON errors and the console's pages both
+// answer with it, so an error has one status wherever it is shown.
+func PublicError(err error) (de *controlplane.Error, status int, msg string) {
+	if !errors.As(err, &de) {
+		if de = sqlerr.Outage(err); de == nil {
+			de = &controlplane.Error{Code: controlplane.Internal, Err: err}
+		}
+	}
+	status, ok := statusOf[de.Code]
+	if !ok {
+		status = http.StatusInternalServerError
+	}
+	msg = de.Message
+	if de.Code == controlplane.Internal || msg == "" {
+		msg = "internal error; the details are in the server log"
+	}
+	return de, status, msg
+}
+
 // writeErrors is the middleware that turns the last error a handler
 // recorded into the JSON error body. Errors that are not domain errors are
 // outages if sqlerr recognises them as such (503, as if the store had
@@ -86,20 +108,7 @@ func writeErrors(log *slog.Logger) gin.HandlerFunc {
 			return
 		}
 		err := c.Errors.Last().Err
-		var de *controlplane.Error
-		if !errors.As(err, &de) {
-			if de = sqlerr.Outage(err); de == nil {
-				de = &controlplane.Error{Code: controlplane.Internal, Err: err}
-			}
-		}
-		status, ok := statusOf[de.Code]
-		if !ok {
-			status = http.StatusInternalServerError
-		}
-		msg := de.Message
-		if de.Code == controlplane.Internal || msg == "" {
-			msg = "internal error; the details are in the server log"
-		}
+		de, status, msg := PublicError(err)
 		if status >= 500 {
 			log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "request_id", c.GetString(requestIDKey), "err", err)
 		}
