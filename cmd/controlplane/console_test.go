@@ -408,6 +408,17 @@ func TestConsoleTenantActionsAudited(t *testing.T) {
 	r = c.post("/console/tenants/1/move", url.Values{"csrf": {token}, "server": {""}})
 	require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
 	require.Contains(t, r.body, "<code>server</code>")
+	r = c.post("/console/tenants/1/move", url.Values{"csrf": {token}, "server": {"pg\x00b"}})
+	require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
+	require.Contains(t, r.body, "<code>server</code>")
+	r = c.post("/console/tenants/1/move", url.Values{"csrf": {token}, "server": {"default"}, "mode": {"sideways"}})
+	require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
+	require.Contains(t, r.body, "<code>mode</code>")
+	r = c.get("/console/tenants?q=a%00b")
+	// The API's query check (httpapi's checkParams) runs before the
+	// console: its JSON 422 naming the parameter.
+	require.Equal(t, http.StatusUnprocessableEntity, r.status, r.body)
+	require.Contains(t, r.body, `"q":"must not contain NUL characters"`)
 	r = c.post("/console/tenants/1/explode", url.Values{"csrf": {token}})
 	require.Equal(t, http.StatusNotFound, r.status)
 

@@ -101,6 +101,21 @@ func (c *Console) session(next sessionHandler) http.Handler {
 				c.fail(w, r, s, http.StatusForbidden, "Refused: "+msg+". Reload the page and try again.", nil)
 				return
 			}
+			// The API refuses such text in bodies and queries (httpapi's
+			// checkParams covers the console's queries); form fields get
+			// the same rule before anything reaches a service.
+			fields := controlplane.FieldErrors{}
+			for name, values := range r.PostForm {
+				for _, v := range values {
+					if reason := controlplane.TextProblem(v); reason != "" {
+						fields.Add(name, reason)
+					}
+				}
+			}
+			if err := fields.Err(); err != nil {
+				c.failErr(w, r, s, err)
+				return
+			}
 			r = r.WithContext(controlplane.WithActor(r.Context(), s.actor))
 		}
 		next(w, r, s)
