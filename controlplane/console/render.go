@@ -68,6 +68,22 @@ var funcs = template.FuncMap{
 		}
 		return out.String()
 	},
+	// changes shows an audit entry's diff one field a line, "field:
+	// before → after", values as JSON.
+	"changes": func(diff map[string]controlplane.Change) []string {
+		keys := make([]string, 0, len(diff))
+		for k := range diff {
+			keys = append(keys, k)
+		}
+		sort.Strings(keys)
+		out := make([]string, 0, len(keys))
+		for _, k := range keys {
+			before, _ := json.Marshal(diff[k].Before)
+			after, _ := json.Marshal(diff[k].After)
+			out = append(out, fmt.Sprintf("%s: %s → %s", k, before, after))
+		}
+		return out
+	},
 	// progress lists an operation's counters, sorted by name.
 	"progress": func(m map[string]any) string {
 		keys := make([]string, 0, len(m))
