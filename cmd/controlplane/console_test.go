@@ -378,6 +378,7 @@ func TestConsoleTenantActionsAudited(t *testing.T) {
 	_, _, audit := b.req("GET", "", "/api/audit?tenant=1", nil, bearerAdmin...)
 	last := audit["data"].([]any)[0].(map[string]any)
 	require.Equal(t, console.ActorOperator, last["actor"])
+	require.Equal(t, "tenant.suspend", last["action"])
 	require.Equal(t, map[string]any{"before": "active", "after": "suspended"}, last["diff"].(map[string]any)["status"])
 	shown := c.get("/console/tenants/1?done=suspend").body
 	require.Contains(t, shown, "The tenant is suspended")
@@ -387,6 +388,9 @@ func TestConsoleTenantActionsAudited(t *testing.T) {
 	require.Equal(t, http.StatusSeeOther, c.post("/console/tenants/1/resume", url.Values{"csrf": {token}}).status)
 	_, _, got = b.req("GET", "", "/api/tenants/1", nil, bearerAdmin...)
 	require.Equal(t, "active", got["status"])
+	_, _, audit = b.req("GET", "", "/api/audit?tenant=1", nil, bearerAdmin...)
+	last = audit["data"].([]any)[0].(map[string]any)
+	require.Equal(t, []any{console.ActorOperator, "tenant.activate"}, []any{last["actor"], last["action"]})
 
 	// A backup: the operation the API would start, listed with its tenant.
 	r = c.post("/console/tenants/2/backup", url.Values{"csrf": {token}})
@@ -395,6 +399,9 @@ func TestConsoleTenantActionsAudited(t *testing.T) {
 	require.Len(t, ops["data"], 1)
 	op := ops["data"].([]any)[0].(map[string]any)
 	require.Equal(t, "backup", op["kind"])
+	_, _, audit = b.req("GET", "", "/api/audit?tenant=2", nil, bearerAdmin...)
+	last = audit["data"].([]any)[0].(map[string]any)
+	require.Equal(t, []any{console.ActorOperator, "backup.start"}, []any{last["actor"], last["action"]})
 	rows := c.get("/console/operations/rows?tenant=2")
 	require.Equal(t, http.StatusOK, rows.status)
 	require.Contains(t, rows.body, fmt.Sprintf(`data-operation="%v"`, op["id"]))
