@@ -119,7 +119,23 @@ func TestConsoleInBrowser(t *testing.T) {
 		}
 	}()
 
-	step := func(name string, actions ...chromedp.Action[chromedp.Void]) {
+	// visit runs actions that load a page (a link, a button, a form) and
+	// waits until that page has loaded, requiring its HTTP status: a query
+	// made before would find the old page's nodes, or nodes the new page
+	// has just thrown away.
+	visit := func(name string, status int, actions ...chromedp.Action[chromedp.Void]) {
+		t.Helper()
+		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
+		defer scancel()
+		start := time.Now()
+		resp, err := chromedp.RunResponse(sctx, actions...)
+		require.NoError(t, err, name)
+		require.EqualValues(t, status, resp.Status, name)
+		t.Logf("%s: %v", name, time.Since(start).Round(time.Millisecond))
+	}
+	// wait waits for what the loaded page shows (or, polled, comes to
+	// show).
+	wait := func(name string, actions ...chromedp.Action[chromedp.Void]) {
 		t.Helper()
 		sctx, scancel := context.WithTimeout(ctx, 30*time.Second)
 		defer scancel()
@@ -155,17 +171,16 @@ func TestConsoleInBrowser(t *testing.T) {
 	base := b.srv.URL
 
 	// Not logged in: the console sends the browser to the login form.
-	step("open the console", chromedp.Navigate(base+"/console/"), chromedp.WaitVisible(chromedp.ID("token")))
+	visit("open the console", http.StatusOK, chromedp.Navigate(base+"/console/"))
 	require.Equal(t, base+"/console/login", location())
+	wait("the login form", chromedp.WaitVisible(chromedp.ID("token")))
 	shot("login")
 
 	// A wrong token first: the 401 page says so.
-	step("log in with a wrong token", chromedp.SendKeys(chromedp.ID("token"), "not-the-token"), chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.ID("login-error")))
+	visit("log in with a wrong token", http.StatusUnauthorized, chromedp.SendKeys(chromedp.ID("token"), "not-the-token"), chromedp.Submit(chromedp.ID("token")))
 	require.Contains(t, text("#login-error"), "That is not the operator token")
 
-	step("log in", chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Submit(chromedp.ID("token")),
-		chromedp.WaitVisible(chromedp.ID("servers")))
+	visit("log in", http.StatusOK, chromedp.SendKeys(chromedp.ID("token"), adminToken), chromedp.Submit(chromedp.ID("token")))
 	require.Equal(t, base+"/console/", location())
 	cookies, err := chromedp.Call(ctx, network.GetCookies, network.GetCookiesParams{URLs: []string{base + "/console/"}})
 	require.NoError(t, err)
@@ -183,7 +198,9 @@ func TestConsoleInBrowser(t *testing.T) {
 	hidden, err := chromedp.Run(ctx, chromedp.Evaluate[string]("document.cookie"))
 	require.NoError(t, err)
 	require.NotContains(t, hidden, console.CookieName, "no script can read the session cookie")
-	version, err := chromedp.Run(ctx, chromedp.Evaluate[string]("typeof htmx === 'object' ? htmx.version : 'htmx did not load'"))
+	// htmx is a deferred script: its version once it has run, under the
+	// Content-Security-Policy.
+	version, err := chromedp.Run(ctx, chromedp.Poll[string]("typeof htmx === 'object' && htmx.version", chromedp.WithPollingTimeout(10*time.Second)))
 	require.NoError(t, err)
 	require.True(t, strings.HasPrefix(version, "2."), "htmx under the CSP: %s", version)
 
@@ -192,20 +209,21 @@ func TestConsoleInBrowser(t *testing.T) {
 	require.Contains(t, text("#schema-summary"), "3 at latest")
 	shot("overview")
 
-	step("tenants table", chromedp.Click(chromedp.CSS(`nav a[href="/console/tenants"]`)), chromedp.WaitVisible(chromedp.ID("tenants")))
+	visit("tenants table", http.StatusOK, chromedp.Click(chromedp.CSS(`nav a[href="/console/tenants"]`)))
 	require.Contains(t, text("#tenant-count"), "of 3")
-	step("search", chromedp.SendKeys(chromedp.CSS(`input[name="q"]`), "acme"), chromedp.Submit(chromedp.CSS(`input[name="q"]`)),
-		chromedp.WaitVisible(chromedp.CSS(`tr[data-tenant="acme-corp"]`)))
+	visit("search", http.StatusOK, chromedp.SendKeys(chromedp.CSS(`input[name="q"]`), "acme"), chromedp.Submit(chromedp.CSS(`input[name="q"]`)))
 	require.Contains(t, text("#tenant-count"), "of 1")
+	require.Contains(t, text("#tenants"), "acme-corp")
 	shot("tenants")
 
-	step("tenant page", chromedp.Click(chromedp.CSS(`tr[data-tenant="acme-corp"] a`)), chromedp.WaitVisible(chromedp.ID("tenant-status")))
+	visit("tenant page", http.StatusOK, chromedp.Click(chromedp.CSS(`tr[data-tenant="acme-corp"] a`)))
 	require.Equal(t, "active", text("#tenant-status"))
 	require.Contains(t, text("#tenant-keys"), key[:len(controlplane.KeyPrefix)+8])
 	require.NotContains(t, text("#tenant-keys"), key)
 	shot("tenant")
 
-	step("suspend", chromedp.Click(chromedp.ID("suspend")), chromedp.WaitVisible(chromedp.ID("done")), chromedp.WaitVisible(chromedp.ID("resume")))
+	visit("suspend", http.StatusOK, chromedp.Click(chromedp.ID("suspend")))
+	require.Contains(t, text("#done"), "The tenant is suspended")
 	require.Equal(t, "suspended", text("#tenant-status"))
 	require.Contains(t, text("#tenant-audit"), console.ActorOperator)
 	_, _, got := b.req("GET", "", "/api/tenants/1", nil, bearerAdmin...)
@@ -213,24 +231,28 @@ func TestConsoleInBrowser(t *testing.T) {
 	_, _, audit := b.req("GET", "", "/api/audit?tenant=1", nil, bearerAdmin...)
 	require.Equal(t, console.ActorOperator, audit["data"].([]any)[0].(map[string]any)["actor"])
 
-	// A backup from its button; the operations table shows it to its end
-	// (polled by htmx while it runs).
-	step("backup", chromedp.Click(chromedp.ID("backup")), chromedp.WaitVisible(chromedp.ID("done")),
-		chromedp.WaitVisible(chromedp.CSS(`#operation-rows tr[data-state="succeeded"]`)))
+	// A backup from its button; its row in the operations table is
+	// polled (htmx, every 2 s) until it has succeeded.
+	visit("backup", http.StatusOK, chromedp.Click(chromedp.ID("backup")))
+	require.Contains(t, text("#done"), "A backup has started")
+	wait("the backup's row to succeed", chromedp.WaitVisible(chromedp.CSS(`#operation-rows tr[data-state="succeeded"]`)))
 	shot("tenant-suspended")
 
-	step("operations", chromedp.Click(chromedp.CSS(`nav a[href="/console/operations"]`)), chromedp.WaitVisible(chromedp.ID("operations")))
+	visit("operations", http.StatusOK, chromedp.Click(chromedp.CSS(`nav a[href="/console/operations"]`)))
+	require.Equal(t, "Operations", text("main h1"))
 	require.Contains(t, text("#operations"), "backup")
 	require.Contains(t, text("#operations"), "acme-corp")
 	shot("operations")
 
-	step("migrations", chromedp.Click(chromedp.CSS(`nav a[href="/console/migrations"]`)), chromedp.WaitVisible(chromedp.ID("migration-summary")))
+	visit("migrations", http.StatusOK, chromedp.Click(chromedp.CSS(`nav a[href="/console/migrations"]`)))
 	require.Contains(t, text("#migration-summary"), "3 at latest")
 	shot("migrations")
 
-	step("log out", chromedp.Click(chromedp.ID("logout")), chromedp.WaitVisible(chromedp.ID("notice")))
+	visit("log out", http.StatusOK, chromedp.Click(chromedp.ID("logout")))
 	require.Equal(t, "You are logged out.", text("#notice"))
-	step("the console after logout", chromedp.Navigate(base+"/console/tenants"), chromedp.WaitVisible(chromedp.ID("token")))
+	visit("the console after logout", http.StatusOK, chromedp.Navigate(base+"/console/tenants"))
+	require.Equal(t, base+"/console/login", location())
+	require.Contains(t, text("#login-form"), "Log in")
 
 	stopListening()
 	cancel()
