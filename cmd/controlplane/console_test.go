@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -433,4 +434,17 @@ func TestConsoleTenantActionsAudited(t *testing.T) {
 	require.Equal(t, http.StatusOK, migrationsPage.status)
 	require.Contains(t, migrationsPage.body, "controlplane migrate tenants status --verify")
 	require.Contains(t, migrationsPage.body, `id="no-problems"`)
+
+	// A tenant a failed migration left dirty (as the catalog records it):
+	// the page names it with the CLI's own repair commands, once the
+	// change has reached this replica's catalog cache (NOTIFY).
+	catalog := pgtest.Open(t, b.db.URL)
+	_, err := catalog.Exec(`UPDATE tenants SET schema_dirty = true, migration_error = 'boom' WHERE slug = 'beta'`)
+	require.NoError(t, err)
+	repair := "controlplane migrate tenants force -1 --tenant beta &amp;&amp; controlplane migrate tenants up --tenant beta"
+	require.Eventually(t, func() bool { return strings.Contains(c.get("/console/migrations").body, repair) }, 10*time.Second, 50*time.Millisecond)
+	migrationsPage = c.get("/console/migrations")
+	require.Contains(t, migrationsPage.body, `<tr data-tenant="beta">`)
+	require.NotContains(t, migrationsPage.body, `id="no-problems"`)
+	require.Contains(t, c.get("/console/").body, `<li class="bad"><strong>1</strong> dirty</li>`)
 }
