@@ -56,6 +56,8 @@ func TestPackageBoundaries(t *testing.T) {
 				t.Errorf("%s imports tenantdb: a resource uses tenantdb/query, not the provisioning of tenants", pkg)
 			case pkg == "controlplane/httpapi" && (dep == "tenantdb" || dep == "tenantdb/router" || dep == "tenantdb/servers" || has(imp, "github.com/jackc/pgx", "database/sql", "github.com/lib/pq")):
 				t.Errorf("controlplane/httpapi imports %s: it reaches a tenant's data only through the router's handle (DBRouter)", imp)
+			case pkg == "controlplane/console" && (dep == "tenantdb" || strings.HasPrefix(dep, "tenantdb/") || has(imp, sql...)):
+				t.Errorf("controlplane/console imports %s: the console reads and acts through the domain services, as the API does, with no SQL of its own", imp)
 			case (dep == "tenantdb/servers" || dep == "controlplane/catalog") && !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "bench"):
 				t.Errorf("%s imports %s: only the wiring (cmd/controlplane) does", pkg, dep)
 			case (dep == "bench" || strings.HasPrefix(dep, "bench/") || dep == "tenantdb/pgtest" || dep == "tenantdb/tenanttest") &&

@@ -65,6 +65,22 @@ promtool_setup() {
 }
 promtool_setup
 
+# Chromium drives the fleet console in a real browser
+# (TestConsoleInBrowser, through chromedp): Debian's chromium package,
+# installed here when missing, as PostgreSQL is. CHROMIUM is exported, so
+# under make test the browser test runs (and fails if the browser cannot
+# start) instead of skipping as it does under a bare go test without one.
+chromium_setup() {
+	CHROMIUM=${CHROMIUM:-$(command -v chromium || command -v chromium-browser || true)}
+	if [[ -z $CHROMIUM ]]; then
+		pg_apt_install chromium chromium "the tests drive the fleet console (/console) in headless Chromium" "install Chromium (Debian's chromium package) manually, or set CHROMIUM to its binary"
+		CHROMIUM=$(command -v chromium || echo /usr/bin/chromium)
+		[[ -x $CHROMIUM ]] || pg_die "installed chromium but found no chromium binary"
+	fi
+	export CHROMIUM
+}
+chromium_setup
+
 trap cleanup EXIT
 trap 'on_signal 130' INT
 trap 'on_signal 143' TERM

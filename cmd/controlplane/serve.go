@@ -21,6 +21,7 @@ import (
 	"github.com/laracopilot/controlplane/config"
 	"github.com/laracopilot/controlplane/controlplane"
 	"github.com/laracopilot/controlplane/controlplane/catalog"
+	"github.com/laracopilot/controlplane/controlplane/console"
 	"github.com/laracopilot/controlplane/controlplane/httpapi"
 	"github.com/laracopilot/controlplane/migrations"
 	"github.com/laracopilot/controlplane/tenantdb"
@@ -290,6 +291,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Observe: func(kind, outcome string, n int) { reconciled.WithLabelValues(kind, outcome).Add(float64(n)) },
 		Log:     log,
 	}
+	g := gauges{cache: store.Cache(), servers: app.TenantServers, latest: app.LatestTenantSchema}
 	srv := &httpapi.Server{
 		Tenants:            app.Tenants,
 		Servers:            app.Servers,
@@ -297,7 +299,7 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Directory:          store.Cache(),
 		DIDIndex:           store,
 		Router:             app.TenantServers,
-		Gauges:             gauges{cache: store.Cache(), servers: app.TenantServers, latest: app.LatestTenantSchema},
+		Gauges:             g,
 		AdminHosts:         cfg.AdminHosts,
 		Auth:               httpapi.Auth{AdminToken: cfg.AdminToken.Value(), Keys: store.Keys(), TrustedProxies: proxies},
 		Fleet:              store,
@@ -309,6 +311,26 @@ func newAppWith(ctx context.Context, cfg config.Config, log *slog.Logger, tenant
 		Collectors:         []prometheus.Collector{reconciled, operations, provisioning, backupCollector{app.Operations}},
 		Build:              buildInfo(),
 	}
+	history, err := migrations.ReadHistory(tenantMigrations)
+	if err != nil {
+		app.Close()
+		return nil, err
+	}
+	// The fleet console, on the same services as the API; httpapi mounts
+	// it under /console on admin hosts only.
+	srv.Console = (&console.Console{
+		Tenants:    app.Tenants,
+		Servers:    app.Servers,
+		Operations: app.Operations,
+		Sessions:   store,
+		Fleet:      store.Cache(),
+		Pools:      g.poolUse,
+		Latest:     app.LatestTenantSchema,
+		Versions:   history.Versions(),
+		AdminToken: cfg.AdminToken.Value(),
+		Build:      srv.Build,
+		Log:        log,
+	}).Handler()
 	app.Handler = srv.Handler()
 	if srv.SeparateMetrics {
 		app.MetricsHandler = srv.MetricsHandler()
@@ -686,5 +708,14 @@ func (g gauges) PoolStats() map[string]httpapi.PoolStats {
 		out[c.Name] = httpapi.PoolStats{DatabasePools: s.DatabasePools, SchemaHandles: s.SchemaHandles, OpenConns: s.OpenConns, InUse: s.InUse,
 			ServerMaxConns: s.ServerMaxConns, Waiting: s.Waiting, Opened: s.Opened, Taken: s.Taken}
 	})
+	return out
+}
+
+// poolUse is PoolStats as the console's connection bars show them.
+func (g gauges) poolUse() map[string]console.PoolUse {
+	out := map[string]console.PoolUse{}
+	for name, s := range g.PoolStats() {
+		out[name] = console.PoolUse{Open: s.OpenConns, InUse: s.InUse, Waiting: s.Waiting, Budget: s.ServerMaxConns}
+	}
 	return out
 }

@@ -74,9 +74,12 @@ func noContent(c *gin.Context, err error) error {
 	return nil
 }
 
-// rendered is the domain error and HTTP status an error is answered with.
-func rendered(err error) (*controlplane.Error, int) {
-	var de *controlplane.Error
+// PublicError is what a client may see of err: the domain error (an
+// outage sqlerr recognises as one, or an internal error when it is
+// neither), its HTTP status and a message that never carries an internal
+// error's details. The API's JSON errors and the console's pages both
+// answer with it, so an error has one status wherever it is shown.
+func PublicError(err error) (de *controlplane.Error, status int, msg string) {
 	if !errors.As(err, &de) {
 		if de = sqlerr.Outage(err); de == nil {
 			de = &controlplane.Error{Code: controlplane.Internal, Err: err}
@@ -86,7 +89,11 @@ func rendered(err error) (*controlplane.Error, int) {
 	if !ok {
 		status = http.StatusInternalServerError
 	}
-	return de, status
+	msg = de.Message
+	if de.Code == controlplane.Internal || msg == "" {
+		msg = "internal error; the details are in the server log"
+	}
+	return de, status, msg
 }
 
 // writeErrors is the middleware that turns the last error a handler
@@ -101,11 +108,7 @@ func writeErrors(log *slog.Logger) gin.HandlerFunc {
 			return
 		}
 		err := c.Errors.Last().Err
-		de, status := rendered(err)
-		msg := de.Message
-		if de.Code == controlplane.Internal || msg == "" {
-			msg = "internal error; the details are in the server log"
-		}
+		de, status, msg := PublicError(err)
 		if status >= 500 {
 			log.Error("request failed", "method", c.Request.Method, "path", c.FullPath(), "status", status, "request_id", c.GetString(requestIDKey), "err", err)
 		}

@@ -62,6 +62,10 @@ type Server struct {
 	// Build is the binary's identity, on /healthz and as
 	// controlplane_build_info.
 	Build controlplane.Build
+	// Console, if set, is the fleet console (controlplane/console), served
+	// under /console on admin hosts only. It checks its own sessions: a
+	// browser logs in with a form, not with a bearer token.
+	Console http.Handler
 
 	metricsOnce sync.Once
 	m           *metrics
@@ -110,6 +114,15 @@ func (s *Server) Handler() http.Handler {
 		// token alike, and a tenant's domain or /t/{slug} gets the same 404
 		// as /api/tenants there.
 		r.GET("/metrics", s.operatorOnly, gin.WrapH(m.handler()))
+	}
+
+	if s.Console != nil {
+		// The operator API's host rule (a tenant's domain or /t/{slug}
+		// gets a 404), but not its bearer token: the console's own
+		// session cookie authenticates what is behind it.
+		console := gin.WrapH(s.Console)
+		r.Any("/console", s.adminHostOnly, console)
+		r.Any("/console/*path", s.adminHostOnly, console)
 	}
 
 	operator := r.Group("/api", s.operatorOnly)

@@ -119,13 +119,34 @@ func (s *Server) operatorOnly(c *gin.Context) {
 }
 
 func (s *Server) operatorAllowed(c *gin.Context) error {
+	if err := s.adminHost(c); err != nil {
+		return err
+	}
+	return s.authOperator(c)
+}
+
+// adminHost refuses a request that names a tenant (its domain or its
+// /t/{slug} path: 404 as for any route tenants do not have) or that came
+// to a host that is not an admin host.
+func (s *Server) adminHost(c *gin.Context) error {
 	if requestTenant(c) != nil {
 		return controlplane.Errorf(controlplane.NotFound, "no route for %s %s", c.Request.Method, c.Request.URL.Path)
 	}
 	if host := s.requestHost(c); !s.isAdminHost(host) {
 		return controlplane.Errorf(controlplane.UnknownTenant, "no tenant has the domain %q", host)
 	}
-	return s.authOperator(c)
+	return nil
+}
+
+// adminHostOnly gates the console: the host rule of the operator API
+// without its bearer token.
+func (s *Server) adminHostOnly(c *gin.Context) {
+	if err := s.adminHost(c); err != nil {
+		_ = c.Error(err)
+		c.Abort()
+		return
+	}
+	c.Next()
 }
 
 func (s *Server) isAdminHost(host string) bool {
@@ -190,7 +211,7 @@ func (s *Server) countRefused(c *gin.Context, err error) {
 	if t == nil {
 		return
 	}
-	if de, status := rendered(err); status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
+	if de, status, _ := PublicError(err); status == http.StatusServiceUnavailable || status == http.StatusTooManyRequests {
 		s.metrics().refused.WithLabelValues(t.ServerName(), string(de.Code)).Inc()
 	}
 }
