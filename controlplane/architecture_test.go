@@ -48,7 +48,7 @@ func TestPackageBoundaries(t *testing.T) {
 				t.Errorf("the domain (controlplane) imports %s: it must import no package of this module", dep)
 			case pkg == "controlplane" && has(imp, append(sql, "github.com/gin-gonic/")...):
 				t.Errorf("the domain (controlplane) imports %s: neither HTTP nor SQL belongs there", imp)
-			case (pkg == "config" || pkg == "migrations") && internal:
+			case (pkg == "config" || pkg == "migrations" || pkg == "docs") && internal:
 				t.Errorf("%s imports %s: it must import no package of this module", pkg, dep)
 			case strings.HasPrefix(pkg, "tenantdb") && (has(imp, "github.com/gin-gonic/") || dep == "controlplane/httpapi" || dep == "controlplane/catalog"):
 				t.Errorf("%s imports %s: a tenant's data knows nothing of HTTP or of the catalog", pkg, imp)

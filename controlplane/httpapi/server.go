@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/docs"
 )
 
 const requestIDKey = "request_id"
@@ -77,7 +78,11 @@ func (s *Server) metrics() *metrics {
 func init() { gin.SetMode(gin.ReleaseMode) }
 
 // Handler builds the router.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return stripSlug(s.engine()) }
+
+// engine is the router without the /t/{slug} handling that Handler wraps
+// around it: what gin has routed (the tests hold it to docs/openapi.yaml).
+func (s *Server) engine() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// Client IPs (in logs) come from X-Forwarded-For only via trusted proxies.
@@ -111,6 +116,13 @@ func (s *Server) Handler() http.Handler {
 		// as /api/tenants there.
 		r.GET("/metrics", s.operatorOnly, gin.WrapH(m.handler()))
 	}
+	// The API's contract, the file the tests hold the routes to: operator
+	// documentation, so behind the operator API's gate like /metrics.
+	spec, err := docs.OpenAPIJSON()
+	if err != nil {
+		panic(err) // unreachable: the embedded file is parsed by TestOpenAPIValid
+	}
+	r.GET("/openapi.json", s.operatorOnly, func(c *gin.Context) { c.Data(http.StatusOK, "application/json", spec) })
 
 	operator := r.Group("/api", s.operatorOnly)
 	s.tenantRoutes(operator)
@@ -125,7 +137,7 @@ func (s *Server) Handler() http.Handler {
 	s.cdrRoutes(tenant)
 	s.reportRoutes(tenant)
 	s.didLookupRoute(r)
-	return stripSlug(r)
+	return r
 }
 
 // MetricsHandler serves GET /metrics alone, from the same registry as the
