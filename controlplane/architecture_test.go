@@ -58,6 +58,10 @@ func TestPackageBoundaries(t *testing.T) {
 				t.Errorf("controlplane/httpapi imports %s: it reaches a tenant's data only through the router's handle (DBRouter)", imp)
 			case (dep == "tenantdb/servers" || dep == "controlplane/catalog") && !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "bench"):
 				t.Errorf("%s imports %s: only the wiring (cmd/controlplane) does", pkg, dep)
+			case dep == "cmd/controlplane/internal/apiclient":
+				t.Errorf("%s imports %s: the generated client is for the tests only", pkg, dep)
+			case pkg == "cmd/controlplane/internal/apiclient" && internal:
+				t.Errorf("the generated client imports %s: it is made from docs/openapi.yaml alone", dep)
 			case (dep == "bench" || strings.HasPrefix(dep, "bench/") || dep == "tenantdb/pgtest" || dep == "tenantdb/tenanttest") &&
 				!strings.HasPrefix(pkg, "bench") && !strings.HasPrefix(pkg, "tenantdb/pgtest") && !strings.HasPrefix(pkg, "tenantdb/tenanttest"):
 				t.Errorf("%s imports %s, which only tests and the benchmarks may", pkg, dep)
