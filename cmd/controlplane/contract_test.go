@@ -31,14 +31,17 @@ import (
 // that the code answers what the spec says, without a test of its own per
 // route.
 //
-// The validator is kin-openapi (openapi3filter.ValidateResponse): it loads
-// OpenAPI 3.1 documents and validates their schemas as JSON Schema 2020-12
-// (type arrays such as [string, "null"], unevaluatedProperties, oneOf)
-// through santhosh-tekuri/jsonschema, which ValidateResponse turns on by
-// itself for a 3.1 document (TestContractValidatorCatches shows it
-// rejecting what it must). pb33f/libopenapi-validator would do too; kin is
-// also what oapi-codegen builds on, so one library reads the spec for
-// both.
+// The validator is kin-openapi v0.153 (openapi3filter.ValidateResponse),
+// whose OpenAPI 3.1 support is enough here: it loads 3.1 documents, and for
+// a 3.1 document ValidateResponse validates as JSON Schema 2020-12 through
+// santhosh-tekuri/jsonschema (unevaluatedProperties, type arrays such as
+// [string, "null"]). For a schema without 2020-12 keywords it falls back to
+// its own validator, which also reads type arrays, additionalProperties and
+// oneOf, but takes the empty schema {} as not nullable: the spec spells
+// "any value" out (AnyValue). TestContractValidatorCatches shows it
+// rejecting what it must on both paths. pb33f/libopenapi-validator would do
+// too; kin is also what oapi-codegen reads the spec with, so one library
+// reads it for both.
 
 // loadedContract is docs/openapi.yaml and a router over its operations.
 type loadedContract struct {

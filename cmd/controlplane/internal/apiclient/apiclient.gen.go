@@ -817,6 +817,12 @@ type Contact struct {
 
 // ContactEmail defines model for ContactEmail.
 type ContactEmail struct {
+	Email string `json:"email"`
+	Label string `json:"label"`
+}
+
+// ContactEmailSpec defines model for ContactEmailSpec.
+type ContactEmailSpec struct {
 	Email string  `json:"email"`
 	Label *string `json:"label,omitempty"`
 }
@@ -831,24 +837,24 @@ type ContactPage struct {
 
 // ContactPatch A list sent replaces the old one; a list left out is kept.
 type ContactPatch struct {
-	Company *string         `json:"company,omitempty"`
-	Email   *string         `json:"email,omitempty"`
-	Emails  *[]ContactEmail `json:"emails,omitempty"`
-	Name    *string         `json:"name,omitempty"`
-	Notes   *string         `json:"notes,omitempty"`
-	Phones  *[]Phone        `json:"phones,omitempty"`
-	Tags    *[]string       `json:"tags,omitempty"`
+	Company *string             `json:"company,omitempty"`
+	Email   *string             `json:"email,omitempty"`
+	Emails  *[]ContactEmailSpec `json:"emails,omitempty"`
+	Name    *string             `json:"name,omitempty"`
+	Notes   *string             `json:"notes,omitempty"`
+	Phones  *[]PhoneSpec        `json:"phones,omitempty"`
+	Tags    *[]string           `json:"tags,omitempty"`
 }
 
 // ContactSpec defines model for ContactSpec.
 type ContactSpec struct {
-	Company *string         `json:"company,omitempty"`
-	Email   *string         `json:"email,omitempty"`
-	Emails  *[]ContactEmail `json:"emails,omitempty"`
-	Name    string          `json:"name"`
-	Notes   *string         `json:"notes,omitempty"`
-	Phones  *[]Phone        `json:"phones,omitempty"`
-	Tags    *[]string       `json:"tags,omitempty"`
+	Company *string             `json:"company,omitempty"`
+	Email   *string             `json:"email,omitempty"`
+	Emails  *[]ContactEmailSpec `json:"emails,omitempty"`
+	Name    string              `json:"name"`
+	Notes   *string             `json:"notes,omitempty"`
+	Phones  *[]PhoneSpec        `json:"phones,omitempty"`
+	Tags    *[]string           `json:"tags,omitempty"`
 }
 
 // CreatedTenant The tenant, and its first API key with the secret (null in a replay of an Idempotency-Key).
@@ -1186,6 +1192,14 @@ type OperationState string
 
 // Phone defines model for Phone.
 type Phone struct {
+	Label string `json:"label"`
+
+	// Number E.164; one contact of the tenant per number.
+	Number string `json:"number"`
+}
+
+// PhoneSpec defines model for PhoneSpec.
+type PhoneSpec struct {
 	Label *string `json:"label,omitempty"`
 
 	// Number E.164, normalised like DIDs; one contact of the tenant per number.
