@@ -48,7 +48,7 @@ func TestPackageBoundaries(t *testing.T) {
 				t.Errorf("the domain (controlplane) imports %s: it must import no package of this module", dep)
 			case pkg == "controlplane" && has(imp, append(sql, "github.com/gin-gonic/")...):
 				t.Errorf("the domain (controlplane) imports %s: neither HTTP nor SQL belongs there", imp)
-			case (pkg == "config" || pkg == "migrations") && internal:
+			case (pkg == "config" || pkg == "migrations" || pkg == "docs") && internal:
 				t.Errorf("%s imports %s: it must import no package of this module", pkg, dep)
 			case strings.HasPrefix(pkg, "tenantdb") && (has(imp, "github.com/gin-gonic/") || dep == "controlplane/httpapi" || dep == "controlplane/catalog"):
 				t.Errorf("%s imports %s: a tenant's data knows nothing of HTTP or of the catalog", pkg, imp)
@@ -60,6 +60,10 @@ func TestPackageBoundaries(t *testing.T) {
 				t.Errorf("controlplane/console imports %s: the console reads and acts through the domain services, as the API does, with no SQL of its own", imp)
 			case (dep == "tenantdb/servers" || dep == "controlplane/catalog") && !strings.HasPrefix(pkg, "cmd/") && !strings.HasPrefix(pkg, "bench"):
 				t.Errorf("%s imports %s: only the wiring (cmd/controlplane) does", pkg, dep)
+			case dep == "cmd/controlplane/internal/apiclient":
+				t.Errorf("%s imports %s: the generated client is for the tests only", pkg, dep)
+			case pkg == "cmd/controlplane/internal/apiclient" && internal:
+				t.Errorf("the generated client imports %s: it is made from docs/openapi.yaml alone", dep)
 			case (dep == "bench" || strings.HasPrefix(dep, "bench/") || dep == "tenantdb/pgtest" || dep == "tenantdb/tenanttest") &&
 				!strings.HasPrefix(pkg, "bench") && !strings.HasPrefix(pkg, "tenantdb/pgtest") && !strings.HasPrefix(pkg, "tenantdb/tenanttest"):
 				t.Errorf("%s imports %s, which only tests and the benchmarks may", pkg, dep)

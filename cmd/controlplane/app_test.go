@@ -69,8 +69,7 @@ func startWith(t *testing.T, db pgtest.DB, env []string, tenantMigrations fs.FS)
 	app, err := newAppWith(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), tenantMigrations)
 	require.NoError(t, err)
 	t.Cleanup(app.Close)
-	srv := httptest.NewServer(app.Handler)
-	t.Cleanup(srv.Close)
+	srv := serveChecked(t, app.Handler)
 	listen(t, app, cfg)
 	return &bundle{t: t, app: app, srv: srv, db: db, cfg: cfg}
 }

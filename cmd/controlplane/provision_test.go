@@ -6,7 +6,6 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"strconv"
 	"sync/atomic"
 	"testing"
@@ -43,8 +42,7 @@ func (b *bundle) restart(tenantMigrations fs.FS) *bundle {
 	app, err := newAppWith(context.Background(), b.cfg, slog.New(slog.NewTextHandler(io.Discard, nil)), tenantMigrations)
 	require.NoError(b.t, err)
 	b.t.Cleanup(app.Close)
-	srv := httptest.NewServer(app.Handler)
-	b.t.Cleanup(srv.Close)
+	srv := serveChecked(b.t, app.Handler)
 	listen(b.t, app, b.cfg)
 	return &bundle{t: b.t, app: app, srv: srv, db: b.db, cfg: b.cfg}
 }

@@ -6,7 +6,6 @@ import (
 	"encoding/hex"
 	"log/slog"
 	"net/http"
-	"net/http/httptest"
 	"regexp"
 	"sync"
 	"testing"
@@ -47,8 +46,7 @@ func (b *bundle) restartLogged(cfg config.Config) (*bundle, *logBuffer) {
 	app, err := newApp(context.Background(), cfg, slog.New(slog.NewJSONHandler(logs, nil)))
 	require.NoError(b.t, err)
 	b.t.Cleanup(app.Close)
-	srv := httptest.NewServer(app.Handler)
-	b.t.Cleanup(srv.Close)
+	srv := serveChecked(b.t, app.Handler)
 	listen(b.t, app, cfg)
 	return &bundle{t: b.t, app: app, srv: srv, db: b.db, cfg: cfg}, logs
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/docs"
 )
 
 const requestIDKey = "request_id"
@@ -81,7 +82,11 @@ func (s *Server) metrics() *metrics {
 func init() { gin.SetMode(gin.ReleaseMode) }
 
 // Handler builds the router.
-func (s *Server) Handler() http.Handler {
+func (s *Server) Handler() http.Handler { return stripSlug(s.engine()) }
+
+// engine is the router without the /t/{slug} handling that Handler wraps
+// around it: what gin has routed (the tests hold it to docs/openapi.yaml).
+func (s *Server) engine() *gin.Engine {
 	r := gin.New()
 	r.HandleMethodNotAllowed = true
 	// Client IPs (in logs) come from X-Forwarded-For only via trusted proxies.
@@ -115,6 +120,13 @@ func (s *Server) Handler() http.Handler {
 		// as /api/tenants there.
 		r.GET("/metrics", s.operatorOnly, gin.WrapH(m.handler()))
 	}
+	// The API's contract, the file the tests hold the routes to: operator
+	// documentation, so behind the operator API's gate like /metrics.
+	spec, err := docs.OpenAPIJSON()
+	if err != nil {
+		panic(err) // unreachable: the embedded file is parsed by TestOpenAPIValid
+	}
+	r.GET("/openapi.json", s.operatorOnly, func(c *gin.Context) { c.Data(http.StatusOK, "application/json", spec) })
 
 	if s.Console != nil {
 		// The operator API's host rule (a tenant's domain or /t/{slug}
@@ -138,7 +150,7 @@ func (s *Server) Handler() http.Handler {
 	s.cdrRoutes(tenant)
 	s.reportRoutes(tenant)
 	s.didLookupRoute(r)
-	return stripSlug(r)
+	return r
 }
 
 // MetricsHandler serves GET /metrics alone, from the same registry as the
