@@ -1,9 +1,11 @@
 package httpapi
 
 import (
+	"net/http"
 	"regexp"
 	"slices"
 	"sort"
+	"strings"
 	"testing"
 
 	"github.com/getkin/kin-openapi/openapi3"
@@ -45,7 +47,13 @@ func TestRoutesMatchOpenAPI(t *testing.T) {
 		}
 	}
 	var routed []string
-	for _, r := range (&Server{}).engine().Routes() {
+	// With the console mounted, as serve mounts it: its pages are HTML for
+	// a browser (docs/CONSOLE.md), not API operations, and are the one
+	// part of the router the spec leaves out.
+	for _, r := range (&Server{Console: http.NotFoundHandler()}).engine().Routes() {
+		if r.Path == "/console" || strings.HasPrefix(r.Path, "/console/") {
+			continue
+		}
 		routed = append(routed, routeKey(r.Method, r.Path))
 	}
 	sort.Strings(inSpec)
