@@ -30,7 +30,6 @@ const (
 	Unavailable        Code = "unavailable"         // 503: try again later
 	RateLimited        Code = "rate_limited"        // 429: the tenant has too many requests in progress
 	Unauthorized       Code = "unauthorized"        // 401
-	Forbidden          Code = "forbidden"           // 403
 	ProvisioningFailed Code = "provisioning_failed" // 500: the tenant is recorded as failed; retry is possible
 	Internal           Code = "internal"            // 500: a bug or an outage; details logged only
 )

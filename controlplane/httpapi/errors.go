@@ -31,7 +31,6 @@ var statusOf = map[controlplane.Code]int{
 	controlplane.RateLimited:        http.StatusTooManyRequests,
 	controlplane.NoCapacity:         http.StatusConflict,
 	controlplane.Unauthorized:       http.StatusUnauthorized,
-	controlplane.Forbidden:          http.StatusForbidden,
 	controlplane.ProvisioningFailed: http.StatusInternalServerError,
 	controlplane.Internal:           http.StatusInternalServerError,
 }

@@ -151,7 +151,6 @@ func (e DIDTargetType) Valid() bool {
 const (
 	ErrorCodeBadRequest         ErrorCode = "bad_request"
 	ErrorCodeConflict           ErrorCode = "conflict"
-	ErrorCodeForbidden          ErrorCode = "forbidden"
 	ErrorCodeInternal           ErrorCode = "internal"
 	ErrorCodeInvalid            ErrorCode = "invalid"
 	ErrorCodeMethodNotAllowed   ErrorCode = "method_not_allowed"
@@ -174,8 +173,6 @@ func (e ErrorCode) Valid() bool {
 	case ErrorCodeBadRequest:
 		return true
 	case ErrorCodeConflict:
-		return true
-	case ErrorCodeForbidden:
 		return true
 	case ErrorCodeInternal:
 		return true
@@ -975,7 +972,7 @@ type Error struct {
 		// with their status: invalid 422, bad_request 400, too_large 413,
 		// not_found 404, conflict 409, quota_exceeded 409, no_capacity 409,
 		// unknown_tenant 404, tenant_suspended 403, tenant_unavailable 503,
-		// unavailable 503, rate_limited 429, unauthorized 401, forbidden 403,
+		// unavailable 503, rate_limited 429, unauthorized 401,
 		// provisioning_failed 500, internal 500, method_not_allowed 405.
 		Code ErrorCode `json:"code"`
 
@@ -991,7 +988,7 @@ type Error struct {
 // with their status: invalid 422, bad_request 400, too_large 413,
 // not_found 404, conflict 409, quota_exceeded 409, no_capacity 409,
 // unknown_tenant 404, tenant_suspended 403, tenant_unavailable 503,
-// unavailable 503, rate_limited 429, unauthorized 401, forbidden 403,
+// unavailable 503, rate_limited 429, unauthorized 401,
 // provisioning_failed 500, internal 500, method_not_allowed 405.
 type ErrorCode string
 
