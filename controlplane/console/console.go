@@ -100,8 +100,8 @@ func (c *Console) Handler() http.Handler {
 	mux.Handle("GET "+Prefix+"/tenants", c.session(c.tenantList))
 	mux.Handle("GET "+Prefix+"/tenants/{id}", c.session(c.tenantPage))
 	mux.Handle("POST "+Prefix+"/tenants/{id}/{action}", c.session(c.tenantAction))
-	mux.Handle("GET "+Prefix+"/operations", c.session(c.operationList))
-	mux.Handle("GET "+Prefix+"/operations/rows", c.session(c.operationRows))
+	mux.Handle("GET "+Prefix+"/operations", c.session(c.operations(true)))
+	mux.Handle("GET "+Prefix+"/operations/rows", c.session(c.operations(false)))
 	mux.Handle("GET "+Prefix+"/migrations", c.session(c.migrations))
 	mux.Handle(Prefix+"/", c.session(func(w http.ResponseWriter, r *http.Request, s *session) {
 		c.fail(w, r, s, http.StatusNotFound, "There is no console page at "+r.URL.Path+".", nil)

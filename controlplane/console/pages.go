@@ -348,37 +348,29 @@ func tenantFilter(r *http.Request) (int64, error) {
 	return id, nil
 }
 
-// operationList is every tenant's newest operations, with live progress:
-// while one runs, the table is polled (htmx, every 2 s) for new rows.
-func (c *Console) operationList(w http.ResponseWriter, r *http.Request, s *session) {
-	tenant, err := tenantFilter(r)
-	if err != nil {
-		c.failErr(w, r, s, err)
-		return
-	}
-	v, err := c.ops(r, tenant)
-	if err != nil {
-		c.failErr(w, r, s, err)
-		return
-	}
-	c.render(w, http.StatusOK, "operations", c.page(s, "Operations", "operations", v))
-}
-
-// operationRows is the operations table's body alone, for its poll. A
+// operations serves every tenant's newest operations (or one tenant's,
+// ?tenant=ID), with live progress: whole, the operations page; !whole, the
+// table's body alone, for its poll (htmx, every 2 s, while one runs). A
 // body without running operations carries no poll trigger, so polling
 // stops by itself once everything has ended.
-func (c *Console) operationRows(w http.ResponseWriter, r *http.Request, s *session) {
-	tenant, err := tenantFilter(r)
-	if err != nil {
-		c.failErr(w, r, s, err)
-		return
+func (c *Console) operations(whole bool) sessionHandler {
+	return func(w http.ResponseWriter, r *http.Request, s *session) {
+		tenant, err := tenantFilter(r)
+		if err != nil {
+			c.failErr(w, r, s, err)
+			return
+		}
+		v, err := c.ops(r, tenant)
+		if err != nil {
+			c.failErr(w, r, s, err)
+			return
+		}
+		if whole {
+			c.render(w, http.StatusOK, "operations", c.page(s, "Operations", "operations", v))
+			return
+		}
+		c.render(w, http.StatusOK, "operations_rows", v)
 	}
-	v, err := c.ops(r, tenant)
-	if err != nil {
-		c.failErr(w, r, s, err)
-		return
-	}
-	c.render(w, http.StatusOK, "operations_rows", v)
 }
 
 // problemRow is a tenant a migration left in need of an operator.
