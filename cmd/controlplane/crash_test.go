@@ -39,7 +39,9 @@ func TestMain(m *testing.M) {
 	if step := os.Getenv(crashEnv); step != "" {
 		os.Exit(crashChild(step, os.Getenv(crashWhat)))
 	}
-	os.Exit(m.Run())
+	rc := m.Run()
+	pgtest.DropTemplates()
+	os.Exit(rc)
 }
 
 // crashChild is the process the crash tests kill: a control plane wired as

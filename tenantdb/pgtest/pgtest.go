@@ -48,6 +48,12 @@ type DB struct {
 // New creates an empty database for t and registers its cleanup.
 func New(t testing.TB) DB {
 	t.Helper()
+	return create(t, "")
+}
+
+// create makes the test's database, a copy of template if not "".
+func create(t testing.TB, template string) DB {
+	t.Helper()
 	server := ServerURL(t)
 	suffix := randomHex(5)
 	d := DB{Name: "cptest_" + suffix, Prefix: "t" + suffix + "_"}
@@ -55,7 +61,11 @@ func New(t testing.TB) DB {
 	defer admin.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	if _, err := admin.ExecContext(ctx, `CREATE DATABASE `+pgx.Identifier{d.Name}.Sanitize()); err != nil {
+	stmt := `CREATE DATABASE ` + pgx.Identifier{d.Name}.Sanitize()
+	if template != "" {
+		stmt += ` TEMPLATE ` + pgx.Identifier{template}.Sanitize()
+	}
+	if _, err := admin.ExecContext(ctx, stmt); err != nil {
 		t.Fatalf("create test database: %v", err)
 	}
 	d.URL = WithDatabase(t, server, d.Name)
