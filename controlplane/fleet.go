@@ -612,6 +612,31 @@ func Summarize(tenants []*Tenant, latest uint) FleetSummary {
 	return s
 }
 
+// Total is how many tenants s counts.
+func (s FleetSummary) Total() int {
+	return s.AtLatest + s.Behind + s.Ahead + s.Dirty + s.Failed + s.NotReady
+}
+
+// SummarizeByServer is Summarize for the tenants of each server.
+func SummarizeByServer(tenants []*Tenant, latest uint) map[string]FleetSummary {
+	byServer := map[string][]*Tenant{}
+	for _, t := range tenants {
+		byServer[t.ServerName()] = append(byServer[t.ServerName()], t)
+	}
+	out := make(map[string]FleetSummary, len(byServer))
+	for name, ts := range byServer {
+		out[name] = Summarize(ts, latest)
+	}
+	return out
+}
+
+// RetryCommand is the command that migrates a tenant again: after its last
+// migration failed (the schema clean), or when its migrations table was
+// found to differ from what the catalog records.
+func RetryCommand(slug string) string {
+	return "controlplane migrate tenants up --tenant " + slug
+}
+
 // RepairCommand is the exact command that clears a dirty tenant whose
 // schema is known to be at version clean (-1: no version at all, before
 // the first migration): force that version, then migrate up again once

@@ -276,7 +276,7 @@ func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.Ve
 				j["drift"] = drift
 				if drift != "" && real[i].Err == nil {
 					j["real_version"], j["real_dirty"] = real[i].Version, real[i].Dirty
-					j["repair"] = "controlplane migrate tenants up --tenant " + t.Slug
+					j["repair"] = controlplane.RetryCommand(t.Slug)
 				}
 			}
 			r.writeJSON(j)
@@ -296,16 +296,13 @@ func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.Ve
 	if real != nil {
 		summary += fmt.Sprintf("; verified: %d drifted from the catalog", drifted)
 	}
-	byServer := map[string][]*controlplane.Tenant{}
-	for _, t := range tenants {
-		byServer[t.ServerName()] = append(byServer[t.ServerName()], t)
-	}
+	byServer := controlplane.SummarizeByServer(tenants, r.latest)
 	names := slices.Sorted(maps.Keys(byServer))
 	if r.json {
 		servers := map[string]any{}
 		for _, name := range names {
-			s := controlplane.Summarize(byServer[name], r.latest)
-			servers[name] = map[string]int{"tenants": len(byServer[name]), "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead}
+			s := byServer[name]
+			servers[name] = map[string]int{"tenants": s.Total(), "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead}
 		}
 		r.writeJSON(map[string]any{"summary": summary, "latest": r.latest, "at_latest": s.AtLatest, "behind": s.Behind, "dirty": s.Dirty, "failed": s.Failed, "not_ready": s.NotReady, "ahead": s.Ahead, "drifted": drifted, "servers": servers})
 		return nil
@@ -313,13 +310,13 @@ func (r *reporter) status(tenants []*controlplane.Tenant, real []controlplane.Ve
 	fmt.Fprintln(r.out, summary)
 	if len(names) > 1 {
 		for _, name := range names {
-			fmt.Fprintf(r.out, "  on %s: %d tenants: %s\n", name, len(byServer[name]), statusCounts(controlplane.Summarize(byServer[name], r.latest)))
+			fmt.Fprintf(r.out, "  on %s: %d tenants: %s\n", name, byServer[name].Total(), statusCounts(byServer[name]))
 		}
 	}
 	for i, t := range tenants {
 		switch {
 		case real != nil && t.Provisioning == controlplane.ProvisionReady && real[i].Err == nil && controlplane.Drift(t, real[i]) != "":
-			fmt.Fprintf(r.out, "repair %s: controlplane migrate tenants up --tenant %s\n", t.Slug, t.Slug)
+			fmt.Fprintf(r.out, "repair %s: %s\n", t.Slug, controlplane.RetryCommand(t.Slug))
 		case t.SchemaDirty:
 			fmt.Fprintf(r.out, "repair %s: %s\n", t.Slug, controlplane.RepairAdvice(t, r.versions))
 		}

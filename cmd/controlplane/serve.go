@@ -684,11 +684,10 @@ func (g gauges) TenantCounts() map[[2]string]int {
 // SchemaStates classifies the ready tenants of each server as `migrate
 // tenants status` does (controlplane.Summarize).
 func (g gauges) SchemaStates() map[[2]string]int {
-	byServer := map[string][]*controlplane.Tenant{}
-	g.cache.Each(func(t *controlplane.Tenant) { byServer[t.ServerName()] = append(byServer[t.ServerName()], t) })
+	var all []*controlplane.Tenant
+	g.cache.Each(func(t *controlplane.Tenant) { all = append(all, t) })
 	out := map[[2]string]int{}
-	for server, ts := range byServer {
-		s := controlplane.Summarize(ts, g.latest)
+	for server, s := range controlplane.SummarizeByServer(all, g.latest) {
 		for state, n := range map[string]int{"at_latest": s.AtLatest, "behind": s.Behind, "ahead": s.Ahead, "dirty": s.Dirty, "failed": s.Failed} {
 			if n > 0 {
 				out[[2]string{server, state}] = n

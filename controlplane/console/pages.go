@@ -71,16 +71,11 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 		}
 		v.Servers = append(v.Servers, row)
 	}
+	all, versions := c.fleet()
 	states := map[[2]string]int{}
-	versions := map[uint]int{}
-	var all []*controlplane.Tenant
-	c.Fleet.Each(func(t *controlplane.Tenant) {
+	for _, t := range all {
 		states[[2]string{string(t.Status), string(t.Provisioning)}]++
-		if t.Provisioning == controlplane.ProvisionReady && t.Status != controlplane.StatusDeleted {
-			versions[t.SchemaVersion]++
-		}
-		all = append(all, t)
-	})
+	}
 	v.Tenants = len(all)
 	v.Summary = controlplane.Summarize(all, c.Latest)
 	for k, n := range states {
@@ -89,8 +84,21 @@ func (c *Console) overview(w http.ResponseWriter, r *http.Request, s *session) {
 	slices.SortFunc(v.States, func(a, b stateRow) int {
 		return cmp.Or(cmp.Compare(a.Status, b.Status), cmp.Compare(a.Provisioning, b.Provisioning))
 	})
-	v.Versions = versionRows(versions, c.Latest)
+	v.Versions = versions
 	c.render(w, http.StatusOK, "overview", c.page(s, "Fleet overview", "overview", v))
+}
+
+// fleet is every tenant of the in-memory catalog, and the schema versions
+// of those that serve (ready, not deleted), as rows.
+func (c *Console) fleet() (all []*controlplane.Tenant, versions []versionRow) {
+	counts := map[uint]int{}
+	c.Fleet.Each(func(t *controlplane.Tenant) {
+		all = append(all, t)
+		if t.Provisioning == controlplane.ProvisionReady && t.Status != controlplane.StatusDeleted {
+			counts[t.SchemaVersion]++
+		}
+	})
+	return all, versionRows(counts, c.Latest)
 }
 
 func versionRows(counts map[uint]int, latest uint) []versionRow {
@@ -399,21 +407,10 @@ type serverSummary struct {
 // repair commands of each dirty tenant (controlplane.RepairAdvice, the
 // CLI's own) and of a failed one.
 func (c *Console) migrations(w http.ResponseWriter, r *http.Request, s *session) {
-	v := migrationsView{Latest: c.Latest}
-	var all []*controlplane.Tenant
-	byServer := map[string][]*controlplane.Tenant{}
-	versions := map[uint]int{}
-	c.Fleet.Each(func(t *controlplane.Tenant) {
-		all = append(all, t)
-		byServer[t.ServerName()] = append(byServer[t.ServerName()], t)
-		if t.Provisioning == controlplane.ProvisionReady && t.Status != controlplane.StatusDeleted {
-			versions[t.SchemaVersion]++
-		}
-	})
-	v.Summary = controlplane.Summarize(all, c.Latest)
-	v.Versions = versionRows(versions, c.Latest)
-	for name, ts := range byServer {
-		v.ByServer = append(v.ByServer, serverSummary{Server: name, Summary: controlplane.Summarize(ts, c.Latest)})
+	all, versions := c.fleet()
+	v := migrationsView{Latest: c.Latest, Versions: versions, Summary: controlplane.Summarize(all, c.Latest)}
+	for name, sum := range controlplane.SummarizeByServer(all, c.Latest) {
+		v.ByServer = append(v.ByServer, serverSummary{Server: name, Summary: sum})
 	}
 	slices.SortFunc(v.ByServer, func(a, b serverSummary) int { return cmp.Compare(a.Server, b.Server) })
 	controlplane.SortBySlug(all)
@@ -426,7 +423,7 @@ func (c *Console) migrations(w http.ResponseWriter, r *http.Request, s *session)
 		case t.SchemaDirty:
 			p = problemRow{Tenant: t, State: "dirty", Repair: controlplane.RepairAdvice(t, c.Versions)}
 		case t.MigrationError != "":
-			p = problemRow{Tenant: t, State: "failed", Repair: "controlplane migrate tenants up --tenant " + t.Slug}
+			p = problemRow{Tenant: t, State: "failed", Repair: controlplane.RetryCommand(t.Slug)}
 		default:
 			continue
 		}
