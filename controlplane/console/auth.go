@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/httpapi"
 )
 
 // CookieName is the session cookie. It cannot carry the __Host- prefix,
@@ -191,10 +192,11 @@ func checkCSRF(r *http.Request, s *session) string {
 // checkOrigin says why a POST did not come from a page of this host, or
 // "". A browser sends Origin with every POST; without it, the Referer
 // (same-origin by the console's Referrer-Policy) must name this host; a
-// request with neither is refused. The host compared is the request's
-// Host, or its X-Forwarded-Host (a cross-site page can set neither, and
-// behind a proxy the browser's origin is the forwarded host). The scheme
-// is not compared: behind a TLS-terminating proxy the console sees http.
+// request with neither is refused. The host compared is the one the
+// request was addressed to as httpapi's router decided it
+// (httpapi.RequestHost: the Host header, or X-Forwarded-Host from a
+// trusted proxy only; a cross-site page can set neither). The scheme is
+// not compared: behind a TLS-terminating proxy the console sees http.
 func checkOrigin(r *http.Request) string {
 	source := r.Header.Get("Origin")
 	what := "Origin"
@@ -208,15 +210,8 @@ func checkOrigin(r *http.Request) string {
 	if err != nil || u.Host == "" {
 		return "the " + what + " header is not a URL"
 	}
-	host := strings.ToLower(u.Host)
-	if host == strings.ToLower(r.Host) {
+	if strings.EqualFold(u.Host, httpapi.RequestHost(r)) {
 		return ""
-	}
-	if fwd := r.Header.Get("X-Forwarded-Host"); fwd != "" {
-		first, _, _ := strings.Cut(fwd, ",")
-		if host == strings.ToLower(strings.TrimSpace(first)) {
-			return ""
-		}
 	}
 	return "the request comes from another site (" + what + " " + u.Host + ")"
 }

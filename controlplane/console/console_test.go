@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/httpapi"
 )
 
 // These tests need no database: the origin check, the session's secrets,
@@ -28,25 +29,33 @@ func TestConsoleCheckOrigin(t *testing.T) {
 		host           string
 		headers        map[string]string
 		refusedBecause string // "" when allowed
+		// addressed is the host httpapi's router found the request
+		// addressed to (a trusted proxy's X-Forwarded-Host); "" when the
+		// request did not pass it.
+		addressed string
 	}{
-		{"same origin", "cp.example.com", map[string]string{"Origin": "https://cp.example.com"}, ""},
-		{"same origin, port", "127.0.0.1:8080", map[string]string{"Origin": "http://127.0.0.1:8080"}, ""},
-		{"host case", "CP.example.com", map[string]string{"Origin": "https://cp.EXAMPLE.com"}, ""},
-		{"another site", "cp.example.com", map[string]string{"Origin": "https://evil.example"}, "another site"},
-		{"another port", "127.0.0.1:8080", map[string]string{"Origin": "http://127.0.0.1:9999"}, "another site"},
-		{"Referer when no Origin", "cp.example.com", map[string]string{"Referer": "https://cp.example.com/console/tenants/1"}, ""},
-		{"Referer of another site", "cp.example.com", map[string]string{"Referer": "https://evil.example/x"}, "another site"},
-		{"Origin null falls back to Referer", "cp.example.com", map[string]string{"Origin": "null", "Referer": "https://cp.example.com/console/"}, ""},
-		{"Origin null and no Referer", "cp.example.com", map[string]string{"Origin": "null"}, "neither"},
-		{"neither header", "cp.example.com", nil, "neither"},
-		{"not a URL", "cp.example.com", map[string]string{"Origin": "::"}, "not a URL"},
-		{"behind a proxy", "10.0.0.5:8080", map[string]string{"Origin": "https://cp.example.com", "X-Forwarded-Host": "cp.example.com, 10.0.0.5"}, ""},
-		{"proxy forwarding another host", "10.0.0.5:8080", map[string]string{"Origin": "https://evil.example", "X-Forwarded-Host": "cp.example.com"}, "another site"},
+		{"same origin", "cp.example.com", map[string]string{"Origin": "https://cp.example.com"}, "", ""},
+		{"same origin, port", "127.0.0.1:8080", map[string]string{"Origin": "http://127.0.0.1:8080"}, "", ""},
+		{"host case", "CP.example.com", map[string]string{"Origin": "https://cp.EXAMPLE.com"}, "", ""},
+		{"another site", "cp.example.com", map[string]string{"Origin": "https://evil.example"}, "another site", ""},
+		{"another port", "127.0.0.1:8080", map[string]string{"Origin": "http://127.0.0.1:9999"}, "another site", ""},
+		{"Referer when no Origin", "cp.example.com", map[string]string{"Referer": "https://cp.example.com/console/tenants/1"}, "", ""},
+		{"Referer of another site", "cp.example.com", map[string]string{"Referer": "https://evil.example/x"}, "another site", ""},
+		{"Origin null falls back to Referer", "cp.example.com", map[string]string{"Origin": "null", "Referer": "https://cp.example.com/console/"}, "", ""},
+		{"Origin null and no Referer", "cp.example.com", map[string]string{"Origin": "null"}, "neither", ""},
+		{"neither header", "cp.example.com", nil, "neither", ""},
+		{"not a URL", "cp.example.com", map[string]string{"Origin": "::"}, "not a URL", ""},
+		{"behind a trusted proxy", "10.0.0.5:8080", map[string]string{"Origin": "https://cp.example.com", "X-Forwarded-Host": "cp.example.com, 10.0.0.5"}, "", "cp.example.com"},
+		{"trusted proxy forwarding another host", "10.0.0.5:8080", map[string]string{"Origin": "https://evil.example", "X-Forwarded-Host": "cp.example.com"}, "another site", "cp.example.com"},
+		{"X-Forwarded-Host from a peer the router does not trust", "10.0.0.5:8080", map[string]string{"Origin": "https://cp.example.com", "X-Forwarded-Host": "cp.example.com"}, "another site", "10.0.0.5:8080"},
 	} {
 		r := httptest.NewRequest(http.MethodPost, "/console/logout", nil)
 		r.Host = tc.host
 		for k, v := range tc.headers {
 			r.Header.Set(k, v)
+		}
+		if tc.addressed != "" {
+			r = httpapi.WithRequestHost(r, tc.addressed)
 		}
 		got := checkOrigin(r)
 		if tc.refusedBecause == "" {

@@ -139,14 +139,37 @@ func (s *Server) adminHost(c *gin.Context) error {
 }
 
 // adminHostOnly gates the console: the host rule of the operator API
-// without its bearer token.
+// without its bearer token. The console gets the host the request was
+// addressed to as this router decided it (RequestHost), so its origin
+// check honours X-Forwarded-Host from TRUSTED_PROXIES only, as the host
+// rule does.
 func (s *Server) adminHostOnly(c *gin.Context) {
 	if err := s.adminHost(c); err != nil {
 		_ = c.Error(err)
 		c.Abort()
 		return
 	}
+	_, host := s.hostHeader(c)
+	c.Request = WithRequestHost(c.Request, host)
 	c.Next()
+}
+
+type requestHostKey struct{}
+
+// WithRequestHost records on r the host it was addressed to (with its
+// port, as sent): the Host header, or the first X-Forwarded-Host of a
+// trusted proxy.
+func WithRequestHost(r *http.Request, host string) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), requestHostKey{}, host))
+}
+
+// RequestHost is the host r was addressed to as the router decided it
+// (WithRequestHost); r.Host for a request that did not pass the router.
+func RequestHost(r *http.Request) string {
+	if h, ok := r.Context().Value(requestHostKey{}).(string); ok {
+		return h
+	}
+	return r.Host
 }
 
 func (s *Server) isAdminHost(host string) bool {
