@@ -212,15 +212,20 @@ func (a tenantAPI) DELETE(path string, h tenantHandler) { a.group.DELETE(path, a
 // provisioned; then its database handle is acquired for the request, given
 // to h, and released after it.
 func (s *Server) inTenant(h tenantHandler) gin.HandlerFunc {
-	return handle(func(c *gin.Context) error {
-		in, release, err := s.enterTenant(c)
-		if err == nil {
-			err = h(c, in)
-			release()
-		}
-		s.countRefused(c, err)
+	return handle(func(c *gin.Context) error { return s.serveTenant(c, h) })
+}
+
+// serveTenant runs h inside the request's tenant: the gates, the handle
+// acquired, released after h even if it panics, and a 429 or 503 counted
+// against the tenant's server.
+func (s *Server) serveTenant(c *gin.Context, h tenantHandler) (err error) {
+	defer func() { s.countRefused(c, err) }()
+	in, release, err := s.enterTenant(c)
+	if err != nil {
 		return err
-	})
+	}
+	defer release()
+	return h(c, in)
 }
 
 // countRefused counts a tenant request answered 429 or 503 against its
@@ -313,11 +318,6 @@ func (s *Server) operatorOrTenant(operator func(*gin.Context) error, tenant tena
 			}
 			return operator(c)
 		}
-		in, release, err := s.enterTenant(c)
-		if err != nil {
-			return err
-		}
-		defer release()
-		return tenant(c, in)
+		return s.serveTenant(c, tenant)
 	})
 }
