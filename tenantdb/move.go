@@ -238,9 +238,23 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 		return nil, fmt.Errorf("publication on the source: %w", err)
 	}
 	m.step("move:published")
+	// The slot first, made on the source by the control plane, then a
+	// subscription that uses it (create_slot = false). A new logical
+	// slot waits for every transaction running on the source server to
+	// end. Made by CREATE SUBSCRIPTION, that wait happens inside the
+	// subscription's own transaction on the target, so two moves crossing
+	// between the same two servers at once (a drain of each into the
+	// other) each waited for the other's transaction: forever, with
+	// nothing to say why (PostgreSQL documents this hang). Made here, the
+	// wait holds nothing open on the target; it still lasts as long as
+	// the longest transaction on the source (a tenant's included), and a
+	// cancel of the operation ends it.
+	if _, err := src.ExecContext(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, name); err != nil && !isDuplicateObject(err) {
+		return nil, fmt.Errorf("replication slot on the source: %w", err)
+	}
 	database, _ := m.Source.home(t)
 	if _, err := dst().ExecContext(ctx, `CREATE SUBSCRIPTION `+quote(name)+` CONNECTION `+literal(m.Source.conninfo(database))+
-		` PUBLICATION `+quote(name)+` WITH (slot_name = `+literal(name)+`, synchronous_commit = 'on')`); err != nil && !isDuplicateObject(err) {
+		` PUBLICATION `+quote(name)+` WITH (slot_name = `+literal(name)+`, create_slot = false, synchronous_commit = 'on')`); err != nil && !isDuplicateObject(err) {
 		if m.Log != nil {
 			m.Log.Error("creating a move's subscription failed", "operation_id", m.Op, "err", err)
 		}

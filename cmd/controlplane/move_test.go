@@ -801,3 +801,48 @@ func TestMoveCancelledAtEachPhase(t *testing.T) {
 		ts.app.TenantServers.Step = nil
 	}
 }
+
+// Two online moves crossing between the same two servers at once (a
+// tenant of pg-b's to pg-c, one of pg-c's to pg-b: two drains into each
+// other) both finish. A new logical slot waits for every transaction
+// running on its server; when CREATE SUBSCRIPTION made the slots, each
+// waited inside a transaction of its own on the other server, which the
+// other's slot waited for: both moves hung, for good. The step hook holds
+// both moves after their publications until both are there, so that
+// their slots and subscriptions are made at the same moment.
+func TestCrossingOnlineMovesBothFinish(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10})
+	fromB := ts.create(placed(1, "database", "pg-b"))
+	fromC := ts.create(placed(2, "schema", "pg-c"))
+	ts.addExtensions(fromB["domain"].(string), "1001")
+	ts.addExtensions(fromC["domain"].(string), "1002")
+
+	var arrived sync.WaitGroup
+	arrived.Add(2)
+	both := make(chan struct{})
+	go func() { arrived.Wait(); close(both) }()
+	ts.app.TenantServers.Step = func(step string) {
+		if step == "move:published" {
+			arrived.Done()
+			select {
+			case <-both:
+			case <-time.After(30 * time.Second): // the test fails on its own
+			}
+		}
+	}
+	opB := ts.startMove(fromB["id"], map[string]any{"server": "pg-c"})
+	opC := ts.startMove(fromC["id"], map[string]any{"server": "pg-b"})
+	for _, c := range []struct {
+		op     map[string]any
+		tenant map[string]any
+		to     string
+		number string
+	}{{opB, fromB, "pg-c", "1001"}, {opC, fromC, "pg-b", "1002"}} {
+		op := ts.waitOperation(c.op["id"])
+		require.Equal(t, "succeeded", op["state"], "%v", op)
+		_, got := ts.do("GET", fmt.Sprintf("/api/tenants/%v", c.tenant["id"]), nil)
+		require.Equal(t, c.to, got["server"])
+		require.Equal(t, []string{c.number}, ts.extensionNumbers(c.tenant["domain"].(string)))
+	}
+}
