@@ -41,6 +41,7 @@ func TestMain(m *testing.M) {
 	}
 	rc := m.Run()
 	pgtest.DropTemplates()
+	pgtest.DestroyShared()
 	os.Exit(rc)
 }
 

@@ -73,7 +73,7 @@ func serverObjects(t *testing.T, url string, tn map[string]any) map[string][]str
 // source is kept closed under its move's name.
 func TestOnlineMoveUnderLoadWithTwoReplicas(t *testing.T) {
 	t.Parallel()
-	clusters := twoClusters(t)
+	clusters := sharedClusters(t)
 	for _, iso := range []controlplane.Isolation{controlplane.IsolationDatabase, controlplane.IsolationSchema} {
 		t.Run(string(iso), func(t *testing.T) {
 			t.Parallel()
@@ -301,9 +301,9 @@ func TestMoveKilledAtEachStep(t *testing.T) {
 		{controlplane.IsolationSchema, "offline", "move:restored", false},
 		{controlplane.IsolationSchema, "offline", "move:flipped", true},
 	}
-	// Two clusters for every case: each case has a catalog (and tenant
-	// names) of its own on them.
-	clusters := twoClusters(t)
+	// Every case has a catalog (and tenant names) of its own on the
+	// shared clusters.
+	clusters := sharedClusters(t)
 	for _, c := range cases {
 		t.Run(string(c.iso)+"/"+c.mode+"/"+c.step, func(t *testing.T) {
 			t.Parallel()
@@ -716,20 +716,8 @@ func TestRepeatedOnlineMovesLoseNothing(t *testing.T) {
 // missing and the way out, an offline move, which then works.
 func TestOnlineMoveRefusedWithoutLogicalReplication(t *testing.T) {
 	t.Parallel()
-	clusters := map[string]*pgtest.Cluster{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for name, level := range map[string]string{"pg-b": "replica", "pg-c": "logical"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := pgtest.NewCluster(t, pgtest.WalLevel(level))
-			mu.Lock()
-			clusters[name] = c
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
+	// pg-b, of the test's own, without logical replication; pg-c shared.
+	clusters := map[string]*pgtest.Cluster{"pg-b": pgtest.NewCluster(t, pgtest.WalLevel("replica")), "pg-c": sharedClusters(t)["pg-c"]}
 	ts := setupServersOn(t, clusters, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "SERVER_SECRET_KEY="+serverKey)
 	tn := ts.create(placed(1, "database", "pg-b"))
 	path := fmt.Sprintf("/api/tenants/%v/move", tn["id"])
@@ -749,11 +737,14 @@ func TestOnlineMoveRefusedWithoutLogicalReplication(t *testing.T) {
 
 	// The control plane's role on pg-c without REPLICATION (nor
 	// SUPERUSER), registered as pg-d: a tenant there cannot move online.
+	// The role carries the test's prefix, after its own name (the
+	// prefix starts only the tenants' names): pg-c is shared.
+	role := "plain_" + ts.db.Prefix
 	admin := pgtest.Open(t, clusters["pg-c"].URL)
-	_, err := admin.Exec(`CREATE ROLE plain LOGIN CREATEDB CREATEROLE PASSWORD 'plain-pw'`)
+	_, err := admin.Exec(`CREATE ROLE ` + role + ` LOGIN CREATEDB CREATEROLE PASSWORD 'plain-pw'`)
 	require.NoError(t, err)
 	admin.Close()
-	plain := fmt.Sprintf("postgres://plain:plain-pw@127.0.0.1:%d/controlplane?sslmode=disable", clusters["pg-c"].Port)
+	plain := fmt.Sprintf("postgres://%s:plain-pw@127.0.0.1:%d/controlplane?sslmode=disable", role, clusters["pg-c"].Port)
 	status, got = ts.do("POST", "/api/servers", map[string]any{"name": "pg-d", "url": plain, "capacity": 10})
 	require.Equal(t, http.StatusCreated, status, "%v", got)
 	other := ts.create(placed(2, "database", "pg-d"))

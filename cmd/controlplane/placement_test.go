@@ -21,20 +21,35 @@ import (
 )
 
 // threeServers is a control plane whose tenants may live on three
-// PostgreSQL clusters: the shared test server (default) and two clusters of
-// the test's own, registered as pg-b and pg-c.
+// PostgreSQL clusters: the shared test server (default) and two more,
+// registered as pg-b and pg-c.
 type threeServers struct {
 	*bundle
 	clusters map[string]*pgtest.Cluster
 }
 
+// setupThreeServers is a control plane on the test server and the two
+// clusters the tests of this binary share (sharedClusters): for a test
+// that neither stops them nor changes their settings. One that does
+// takes setupServersOn(t, ownClusters(t), ...).
 func setupThreeServers(t *testing.T, capacities map[string]int, env ...string) *threeServers {
 	t.Helper()
-	return setupServersOn(t, twoClusters(t), capacities, env...)
+	return setupServersOn(t, sharedClusters(t), capacities, env...)
 }
 
-// twoClusters starts pg-b and pg-c, side by side.
-func twoClusters(t *testing.T) map[string]*pgtest.Cluster {
+// sharedClusters are pg-b and pg-c as every test of this binary shares
+// them (pgtest.Shared): each test has its own catalog and tenant names
+// there, and starting two clusters per test cost about four seconds of
+// CPU each time.
+func sharedClusters(t *testing.T) map[string]*pgtest.Cluster {
+	t.Helper()
+	c := pgtest.Shared(t, "pg-b", "pg-c")
+	return map[string]*pgtest.Cluster{"pg-b": c[0], "pg-c": c[1]}
+}
+
+// ownClusters starts a pg-b and a pg-c of the test's own, side by side,
+// for a test that stops one of them.
+func ownClusters(t *testing.T) map[string]*pgtest.Cluster {
 	t.Helper()
 	clusters := map[string]*pgtest.Cluster{}
 	var mu sync.Mutex
@@ -218,7 +233,7 @@ func TestPlacementRules(t *testing.T) {
 // again without a restart.
 func TestServerOutageTouchesOnlyItsTenants(t *testing.T) {
 	t.Parallel()
-	ts := setupThreeServers(t, map[string]int{"default": 100, "pg-b": 100, "pg-c": 100})
+	ts := setupServersOn(t, ownClusters(t), map[string]int{"default": 100, "pg-b": 100, "pg-c": 100})
 	byServer := map[string][]string{} // server → hosts
 	for i, server := range []string{"default", "pg-b", "pg-c", "default", "pg-b", "pg-c"} {
 		iso := []string{"database", "schema"}[i%2]
@@ -277,7 +292,7 @@ func TestServerOutageTouchesOnlyItsTenants(t *testing.T) {
 // one server's tenants.
 func TestFleetMigrationWithAServerDown(t *testing.T) {
 	t.Parallel()
-	ts := setupThreeServers(t, map[string]int{"default": 100, "pg-b": 100, "pg-c": 100})
+	ts := setupServersOn(t, ownClusters(t), map[string]int{"default": 100, "pg-b": 100, "pg-c": 100})
 	onServer := map[string]string{} // slug → server
 	for i, server := range []string{"default", "pg-b", "pg-c", "default", "pg-b", "pg-c"} {
 		got := ts.create(placed(i, []string{"database", "schema"}[i%2], server))

@@ -7,15 +7,18 @@ import (
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"sync"
 	"testing"
 )
 
-// Cluster is a PostgreSQL cluster of a test's own, made and driven by
-// scripts/pg.sh (initdb, pg_ctl; as the postgres user when run as root),
-// for tests that stop and start the server for real: the shared test
-// server must never go down under the other tests.
+// Cluster is a PostgreSQL cluster of a test's own (NewCluster), or of the
+// tests of one binary together (Shared), made and driven by scripts/pg.sh
+// (initdb, pg_ctl; as the postgres user when run as root), for tests that
+// need more than the shared test server: several servers, or one that
+// stops and starts for real (the shared test server must never go down
+// under the other tests).
 type Cluster struct {
-	t    testing.TB
+	t    testing.TB // nil for a shared cluster
 	dir  string
 	Port int
 	// URL is the cluster's "controlplane" database, as the superuser.
@@ -33,53 +36,154 @@ type ClusterOption func(*Cluster)
 func WalLevel(level string) ClusterOption { return func(c *Cluster) { c.walLevel = level } }
 
 // NewCluster initialises and starts a cluster, destroyed when the test
-// ends. It takes a few seconds (initdb).
+// ends. It takes a few seconds (initdb) and about two seconds of CPU: a
+// test that neither stops its servers nor changes their settings takes a
+// Shared one instead.
 func NewCluster(t testing.TB, opts ...ClusterOption) *Cluster {
 	t.Helper()
+	c, err := newCluster(opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c.t = t
+	t.Cleanup(func() { _ = c.destroy() })
+	if err := c.start(); err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func newCluster(opts ...ClusterOption) (*Cluster, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
-		t.Fatalf("pick a port: %v", err)
+		return nil, fmt.Errorf("pick a port: %w", err)
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
-	c := &Cluster{t: t, dir: filepath.Join(os.TempDir(), "cptest-cluster-"+randomHex(5)), Port: port}
+	c := &Cluster{dir: filepath.Join(os.TempDir(), "cptest-cluster-"+randomHex(5)), Port: port}
 	c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/controlplane?sslmode=disable", port)
 	for _, o := range opts {
 		o(c)
 	}
-	t.Cleanup(func() { c.run("destroy", c.dir) })
-	c.Start()
-	return c
+	return c, nil
+}
+
+// shared are the clusters Shared started in this test binary, by name.
+var shared struct {
+	sync.Mutex
+	byName map[string]*sharedCluster
+}
+
+type sharedCluster struct {
+	once sync.Once
+	c    *Cluster
+	err  error
+}
+
+// Shared returns the clusters called names that the tests of this binary
+// share, each started on first use (side by side, when a test asks for
+// several at once). Several tests use them at the same time, so a test
+// must not stop one or change its settings, and must look only at its
+// own objects there (its catalog's prefix), never count what the whole
+// cluster holds. DestroyShared, from TestMain after m.Run, removes them.
+func Shared(t testing.TB, names ...string) []*Cluster {
+	t.Helper()
+	shared.Lock()
+	if shared.byName == nil {
+		shared.byName = map[string]*sharedCluster{}
+	}
+	entries := make([]*sharedCluster, len(names))
+	for i, name := range names {
+		if shared.byName[name] == nil {
+			shared.byName[name] = &sharedCluster{}
+		}
+		entries[i] = shared.byName[name]
+	}
+	shared.Unlock()
+	var wg sync.WaitGroup
+	for _, s := range entries {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.once.Do(func() {
+				s.c, s.err = newCluster()
+				if s.err == nil {
+					s.err = s.c.start()
+				}
+			})
+		}()
+	}
+	wg.Wait()
+	out := make([]*Cluster, len(names))
+	for i, s := range entries {
+		if s.err != nil {
+			t.Fatalf("shared cluster %s: %v", names[i], s.err)
+		}
+		out[i] = s.c
+	}
+	return out
+}
+
+// DestroyShared stops and deletes the clusters Shared started.
+func DestroyShared() {
+	shared.Lock()
+	defer shared.Unlock()
+	for name, s := range shared.byName {
+		if s.c != nil {
+			_ = s.c.destroy()
+		}
+		delete(shared.byName, name)
+	}
 }
 
 // Start starts the cluster (initialising it the first time) and waits
 // until it answers.
 func (c *Cluster) Start() {
-	c.t.Helper()
+	c.own().Helper()
+	if err := c.start(); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// Stop stops the cluster with a fast shutdown: every session is ended
+// (admin shutdown, SQLSTATE 57P01) and new connections are refused.
+func (c *Cluster) Stop() {
+	c.own().Helper()
+	if err := c.run("stop", c.dir); err != nil {
+		c.t.Fatal(err)
+	}
+}
+
+// own returns the test that owns c; a shared cluster is nobody's to stop.
+func (c *Cluster) own() testing.TB {
+	if c.t == nil {
+		panic("pgtest: a Shared cluster is never stopped or restarted by a test; take a NewCluster")
+	}
+	return c.t
+}
+
+func (c *Cluster) start() error {
 	// Settings for a new cluster: room for the moves several tests run at
 	// once into one cluster (each takes an apply worker, up to two
 	// table-sync workers, and as many slots and WAL senders on its source;
 	// the defaults allow about two); and commits acknowledged before
 	// their WAL is written, as on the test server (scripts/pg.sh), which a
 	// move must not lose.
-	c.run("start", c.dir, fmt.Sprint(c.Port), "max_worker_processes = 32", "max_logical_replication_workers = 24",
+	return c.run("start", c.dir, fmt.Sprint(c.Port), "max_worker_processes = 32", "max_logical_replication_workers = 24",
 		"max_replication_slots = 48", "max_wal_senders = 48", "synchronous_commit = off")
 }
 
-// Stop stops the cluster with a fast shutdown: every session is ended
-// (admin shutdown, SQLSTATE 57P01) and new connections are refused.
-func (c *Cluster) Stop() { c.t.Helper(); c.run("stop", c.dir) }
+func (c *Cluster) destroy() error { return c.run("destroy", c.dir) }
 
-func (c *Cluster) run(args ...string) {
-	c.t.Helper()
+func (c *Cluster) run(args ...string) error {
 	_, file, _, _ := runtime.Caller(0) // …/tenantdb/pgtest/cluster.go
 	script := filepath.Join(filepath.Dir(file), "..", "..", "scripts", "pg.sh")
 	cmd := exec.Command("bash", append([]string{script}, args...)...)
 	if c.walLevel != "" {
 		cmd.Env = append(os.Environ(), "PG_WAL_LEVEL="+c.walLevel)
 	}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		c.t.Fatalf("scripts/pg.sh %v: %v\n%s", args, err, out)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("scripts/pg.sh %v: %w\n%s", args, err, out)
 	}
+	return nil
 }
