@@ -25,8 +25,13 @@ import (
 // variants with extra tenant migrations (embedded with go:embed) and the
 // pprof-enabled serve are made without touching the checkout, which other
 // engineers edit at the same time.
+//
+// -s -w leaves out the symbol table and DWARF, which serve debuggers
+// only (stack traces and pprof read the runtime's own tables): it runs
+// the same code and saves about a third of each link's CPU, which the
+// smoke run inside make test pays for four binaries.
 func build(ctx context.Context, root, out, pkg string, overlay map[string]string) error {
-	args := []string{"build", "-o", out}
+	args := []string{"build", "-ldflags=-s -w", "-o", out}
 	if len(overlay) > 0 {
 		repl := map[string]string{}
 		for rel, file := range overlay {
