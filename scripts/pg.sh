@@ -310,17 +310,30 @@ pg_free_port() {
 # pg_throwaway_cleanup.
 PG_TMP_ROOT=""
 
+# pg_memory_dir prints /dev/shm if it is a tmpfs with at least 4 GiB free,
+# or nothing. A cluster there writes its files to memory: creating a
+# database (a copy of its template's files) costs about a third less CPU
+# than on a disk, where the kernel also journals and writes back.
+pg_memory_dir() {
+	local avail
+	[[ -d /dev/shm && -w /dev/shm ]] || return 0
+	[[ $(stat -f -c %T /dev/shm 2>/dev/null) == tmpfs ]] || return 0
+	avail=$(df --output=avail -k /dev/shm 2>/dev/null | tail -1 | tr -d ' ')
+	[[ $avail =~ ^[0-9]+$ ]] && ((avail >= 4 * 1024 * 1024)) && echo /dev/shm
+	return 0
+}
+
 # pg_throwaway_init NAME [SETTING...]: initdb a cluster in a new folder
-# /tmp/NAME.XXXXXX with fsync off (nothing in it must survive a crash) and
-# the extra postgresql.conf settings. Under /tmp, not the checkout: when we
-# are root, postgres must be able to traverse to it, and a clone may sit in
-# a mode-700 folder.
+# $PG_TMP_BASE/NAME.XXXXXX (PG_TMP_BASE defaults to /tmp) with fsync off
+# (nothing in it must survive a crash) and the extra postgresql.conf
+# settings. Under /tmp, not the checkout: when we are root, postgres must
+# be able to traverse to it, and a clone may sit in a mode-700 folder.
 pg_throwaway_init() {
 	local name=$1
 	shift
 	pg_clean_env
 	pg_setup_bin
-	PG_TMP_ROOT=$(mktemp -d "/tmp/$name.XXXXXX")
+	PG_TMP_ROOT=$(mktemp -d "${PG_TMP_BASE:-/tmp}/$name.XXXXXX")
 	mkdir "$PG_TMP_ROOT/data"
 	if pg_is_root; then
 		id -u "$PG_OS_USER" >/dev/null 2>&1 || pg_die "user $PG_OS_USER does not exist"

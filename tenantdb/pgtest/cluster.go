@@ -60,7 +60,13 @@ func newCluster(opts ...ClusterOption) (*Cluster, error) {
 	}
 	port := ln.Addr().(*net.TCPAddr).Port
 	_ = ln.Close()
-	c := &Cluster{dir: filepath.Join(os.TempDir(), "cptest-cluster-"+randomHex(5)), Port: port}
+	// PGTEST_CLUSTER_DIR: where scripts/test.sh puts its clusters (in
+	// memory when the machine has room).
+	root := os.Getenv("PGTEST_CLUSTER_DIR")
+	if root == "" {
+		root = os.TempDir()
+	}
+	c := &Cluster{dir: filepath.Join(root, "cptest-cluster-"+randomHex(5)), Port: port}
 	c.URL = fmt.Sprintf("postgres://postgres@127.0.0.1:%d/controlplane?sslmode=disable", port)
 	for _, o := range opts {
 		o(c)
@@ -168,9 +174,11 @@ func (c *Cluster) start() error {
 	// table-sync workers, and as many slots and WAL senders on its source;
 	// the defaults allow about two); and commits acknowledged before
 	// their WAL is written, as on the test server (scripts/pg.sh), which a
-	// move must not lose.
+	// move must not lose; and no autovacuum, as on the test server
+	// (scripts/test.sh): the tenants of every test sharing the cluster
+	// stay until it goes, and autovacuum would visit each every minute.
 	return c.run("start", c.dir, fmt.Sprint(c.Port), "max_worker_processes = 32", "max_logical_replication_workers = 24",
-		"max_replication_slots = 48", "max_wal_senders = 48", "synchronous_commit = off")
+		"max_replication_slots = 48", "max_wal_senders = 48", "synchronous_commit = off", "autovacuum = off")
 }
 
 func (c *Cluster) destroy() error { return c.run("destroy", c.dir) }
