@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -248,9 +249,9 @@ func (m *Move) online(ctx context.Context, src *sql.DB, dst func() *sql.DB) (*sq
 	// nothing to say why (PostgreSQL documents this hang). Made here, the
 	// wait holds nothing open on the target; it still lasts as long as
 	// the longest transaction on the source (a tenant's included), and a
-	// cancel of the operation ends it.
-	if _, err := src.ExecContext(ctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, name); err != nil && !isDuplicateObject(err) {
-		return nil, fmt.Errorf("replication slot on the source: %w", err)
+	// cancel of the operation ends it (makeSlot).
+	if err := m.makeSlot(ctx, src, name); err != nil {
+		return nil, err
 	}
 	database, _ := m.Source.home(t)
 	if _, err := dst().ExecContext(ctx, `CREATE SUBSCRIPTION `+quote(name)+` CONNECTION `+literal(m.Source.conninfo(database))+
@@ -391,6 +392,41 @@ func buildIndexes(ctx context.Context, dst *sql.DB, indexes []deferredIndex) err
 		if _, err := dst.ExecContext(ctx, d.attach); err != nil {
 			return fmt.Errorf("make a unique index a constraint again on the target: %w", err)
 		}
+	}
+	return nil
+}
+
+// makeSlot makes the move's replication slot on the source, waiting, as
+// PostgreSQL does, for every transaction running there to end. A cancel of
+// the operation, looked for each second meanwhile, ends the wait: the
+// move is then undone like any cancelled one (a slot made at that very
+// moment with it).
+func (m *Move) makeSlot(ctx context.Context, src *sql.DB, name string) error {
+	sctx, stop := context.WithCancel(ctx)
+	defer stop()
+	var cancelled atomic.Bool
+	go func() {
+		tick := time.NewTicker(time.Second)
+		defer tick.Stop()
+		for {
+			select {
+			case <-sctx.Done():
+				return
+			case <-tick.C:
+				if m.progress("preparing", nil) {
+					cancelled.Store(true)
+					stop()
+					return
+				}
+			}
+		}
+	}()
+	_, err := src.ExecContext(sctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, name)
+	switch {
+	case cancelled.Load():
+		return controlplane.ErrCancelled
+	case err != nil && !isDuplicateObject(err):
+		return fmt.Errorf("replication slot on the source: %w", err)
 	}
 	return nil
 }

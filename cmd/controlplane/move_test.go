@@ -837,3 +837,50 @@ func TestCrossingOnlineMovesBothFinish(t *testing.T) {
 		require.Equal(t, []string{c.number}, ts.extensionNumbers(c.tenant["domain"].(string)))
 	}
 }
+
+// An online move's replication slot waits for every transaction running
+// on the source server to end: here another tenant's, kept open after it
+// took a transaction id. The move stays in preparing meanwhile; a cancel
+// ends the wait (it did not: the cancel was looked for only after the
+// slot was made), nothing of the move is left on either server, and once
+// the transaction ends, the move goes through.
+func TestMoveWaitingForAnOpenTransactionIsCancelled(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10})
+	tn := ts.create(placed(1, "database", "pg-b"))
+	host := tn["domain"].(string)
+	ts.addExtensions(host, "1001")
+	other := ts.create(placed(2, "database", "pg-b"))
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.WithDatabase(t, ts.clusters["pg-b"].URL, other["db_name"].(string)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT pg_current_xact_id()`) // as a first write would
+	require.NoError(t, err)
+
+	op := ts.startMove(tn["id"], map[string]any{"server": "pg-c"})
+	path := fmt.Sprintf("/api/operations/%v", op["id"])
+	time.Sleep(3 * time.Second)
+	_, got := ts.do("GET", path, nil)
+	require.Equal(t, "running", got["state"], "%v", got)
+	require.Equal(t, "preparing", got["phase"], "%v", got)
+	status, got := ts.do("POST", path+"/cancel", nil)
+	require.Equal(t, http.StatusOK, status, "%v", got)
+	deadline := time.Now().Add(20 * time.Second)
+	for got["state"] == "running" {
+		require.True(t, time.Now().Before(deadline), "still running 20 s after its cancel: %v", got)
+		time.Sleep(100 * time.Millisecond)
+		_, got = ts.do("GET", path, nil)
+	}
+	require.Equal(t, "cancelled", got["state"], "%v", got)
+	require.Empty(t, ts.leftovers(tn)["pg-c"], "nothing left on the target")
+	require.Equal(t, []string{"1001"}, ts.extensionNumbers(host), "served whole from pg-b")
+
+	require.NoError(t, tx.Rollback(ctx))
+	op = ts.waitOperation(ts.startMove(tn["id"], map[string]any{"server": "pg-c"})["id"])
+	require.Equal(t, "succeeded", op["state"], "%v", op)
+	require.Equal(t, []string{"1001"}, ts.extensionNumbers(host))
+}
