@@ -30,10 +30,33 @@ func (b *bundle) waitOperation(id any) map[string]any {
 		status, op := b.do("GET", path, nil)
 		require.Equal(b.t, http.StatusOK, status, "%v", op)
 		if op["state"] != "running" {
+			b.waitTenantUnlocked(op["tenant_id"])
 			return op
 		}
 		require.True(b.t, time.Now().Before(deadline), "operation still running after a minute: %v", op)
 		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// waitTenantUnlocked waits until tenant id's lifecycle lock is free. An
+// operation's end is recorded a moment before its runner releases the
+// tenant (docs/API.md, "Backups and operations"): a lifecycle request sent
+// in between gets a 409, which the tests, sending the next one at once,
+// would take for a failure.
+func (b *bundle) waitTenantUnlocked(id any) {
+	b.t.Helper()
+	tid, ok := id.(float64)
+	require.True(b.t, ok, "tenant_id %v", id)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		unlock, err := b.app.Store.LockTenant(context.Background(), int64(tid))
+		if err == nil {
+			unlock()
+			return
+		}
+		require.Equal(b.t, controlplane.Conflict, controlplane.ErrorCode(err), "%v", err)
+		require.True(b.t, time.Now().Before(deadline), "tenant %v still locked 10 s after its operation ended", id)
+		time.Sleep(10 * time.Millisecond)
 	}
 }
 
