@@ -61,6 +61,7 @@ var catalogTemplate = sync.OnceValues(func() (string, error) {
 // marked with its own catalog's).
 func migratedCatalog(t *testing.T) pgtest.DB {
 	t.Helper()
+	pgtest.ServerURL(t) // skips in the fast lane (-short), fails without DATABASE_URL, before the template is tried
 	name, err := catalogTemplate()
 	require.NoError(t, err)
 	db := pgtest.NewFrom(t, name)
