@@ -37,9 +37,9 @@ for t in "${targets[@]}"; do
 		# -fuzz at build time only turns the coverage instrumentation on;
 		# -s -w: no symbol table or DWARF (debuggers' only), a cheaper link.
 		go test -c -o "$bin" -ldflags='-s -w' -fuzz "^${name}\$" "./$dir"
+		pkg=$(go list "./$dir")
 		built=$dir
 	fi
-	pkg=$(go list "./$dir")
 	echo "fuzz: $name (./$dir, $fuzztime)"
 	# Go's fuzzer can time out starting its workers on a loaded machine
 	# ("context deadline exceeded", no failing input): try such a run again.
