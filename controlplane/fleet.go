@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -119,6 +120,13 @@ type Fleet struct {
 	LockBatch   int
 	RecordBatch int
 	RecordDelay time.Duration
+	// MaxFailures, if above 0, stops a run once that many tenants have
+	// failed: no tenant is started after it (a bad migration stops the
+	// rollout); running ones finish. Failures are counted as each worker
+	// finishes, not when its outcome is recorded a batch later, so a fast
+	// failing migration cannot run through the fleet before the count
+	// catches up.
+	MaxFailures int
 }
 
 // Skip says why t needs no run for op, or "" if it does. A no-op run over
@@ -144,9 +152,30 @@ func (f *Fleet) Skip(t *Tenant, op MigrationOp) string {
 	return ""
 }
 
-// interrupted is the Skipped reason of tenants a cancelled run never
-// started.
+// interrupted is the Skipped reason of tenants a cancelled (or stopped)
+// run never started.
 const interrupted = "interrupted before it started"
+
+// stopper is when a run stops starting tenants: when its ctx ends, or
+// once MaxFailures tenants have failed, on every server of the run.
+type stopper struct {
+	start  context.Context // ends when no tenant may be started any more
+	cancel context.CancelFunc
+	max    int64
+	failed atomic.Int64
+}
+
+func newStopper(ctx context.Context, maxFailures int) *stopper {
+	start, cancel := context.WithCancel(ctx)
+	return &stopper{start: start, cancel: cancel, max: int64(maxFailures)}
+}
+
+// finished counts a worker's outcome, stopping the run at the limit.
+func (s *stopper) finished(r MigrationResult) {
+	if r.Err != nil && s.max > 0 && s.failed.Add(1) == s.max {
+		s.cancel()
+	}
+}
 
 // lockSet is one TryLockTenants statement's locks, shared by the tenants
 // it locked: closed when the last of them is recorded and unlocked.
@@ -224,9 +253,11 @@ type finished struct {
 // Each tenant server's tenants are a run of their own (runOn), all at
 // once, each with Concurrency workers.
 func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
+	stop := newStopper(ctx, f.MaxFailures)
+	defer stop.cancel()
 	names, groups := GroupByServer(tenants)
 	if len(names) <= 1 {
-		return f.runOn(ctx, tenants, op, report)
+		return f.runOn(ctx, stop, tenants, op, report)
 	}
 	var mu sync.Mutex
 	serial := func(r MigrationResult) {
@@ -243,7 +274,7 @@ func (f *Fleet) Run(ctx context.Context, tenants []*Tenant, op MigrationOp, repo
 			for k, i := range idx {
 				mine[k] = tenants[i]
 			}
-			for k, r := range f.runOn(ctx, mine, op, serial) {
+			for k, r := range f.runOn(ctx, stop, mine, op, serial) {
 				results[idx[k]] = r
 			}
 		})
@@ -274,7 +305,9 @@ func GroupByServer(tenants []*Tenant) (names []string, groups map[string][]int) 
 // other tenant has been handed out, waited for and migrated alone. The
 // runner therefore never waits for a lock while holding others it has
 // not yet worked on, so two runners cannot block each other.
-func (f *Fleet) runOn(ctx context.Context, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
+//
+// Migrations run under ctx; tenants are handed out only until stop says so.
+func (f *Fleet) runOn(ctx context.Context, stop *stopper, tenants []*Tenant, op MigrationOp, report func(MigrationResult)) []MigrationResult {
 	tenants = slices.Clone(tenants) // verify replaces drifted ones: not in the caller's slice
 	results := make([]MigrationResult, len(tenants))
 	started := make([]bool, len(tenants))
@@ -283,6 +316,10 @@ func (f *Fleet) runOn(ctx context.Context, tenants []*Tenant, op MigrationOp, re
 	publish := func(i int, r MigrationResult) {
 		mu.Lock()
 		defer mu.Unlock()
+		if r.Skipped == interrupted {
+			results[i] = r // declined by its worker: counted with those never started
+			return
+		}
 		if r.Skipped == "" && drift != nil {
 			r.Drift = drift[i]
 		}
@@ -298,7 +335,17 @@ func (f *Fleet) runOn(ctx context.Context, tenants []*Tenant, op MigrationOp, re
 		go func() {
 			defer workers.Done()
 			for j := range work {
-				out <- f.work(ctx, tenants[j.i], op, j)
+				if stop.start.Err() != nil {
+					// Handed out as the run stopped (the dispatcher's
+					// select may pick the job over the stop): not
+					// started, its lock released when "recorded".
+					t := tenants[j.i]
+					out <- finished{i: j.i, set: j.set, r: MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty, Skipped: interrupted}}
+					continue
+				}
+				fin := f.work(ctx, tenants[j.i], op, j)
+				stop.finished(fin.r)
+				out <- fin
 			}
 		}()
 	}
@@ -312,7 +359,7 @@ func (f *Fleet) runOn(ctx context.Context, tenants []*Tenant, op MigrationOp, re
 	mu.Lock()
 	drift = found
 	mu.Unlock()
-	f.dispatch(ctx, tenants, op, skip, work, started, publish)
+	f.dispatch(stop.start, tenants, op, skip, work, started, publish)
 	close(work)
 	workers.Wait()
 	close(out)

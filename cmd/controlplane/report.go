@@ -31,7 +31,6 @@ type reporter struct {
 	// maxFailures, if above 0, stops a run (no tenant started after it)
 	// once that many tenants failed: a bad migration stops the rollout.
 	maxFailures int
-	stop        context.CancelFunc
 }
 
 // newReporter reports on out (and errw, the terminal's progress line);
@@ -67,9 +66,6 @@ func (r *reporter) result(res controlplane.MigrationResult) {
 	r.done++
 	if res.Err != nil {
 		r.failed++
-		if r.maxFailures > 0 && r.failed == r.maxFailures && r.stop != nil {
-			r.stop()
-		}
 	}
 	switch {
 	case r.json:
@@ -158,8 +154,9 @@ func (c runCounts) String() string {
 // of failures.
 func (r *reporter) run(ctx context.Context, fleet *controlplane.Fleet, tenants []*controlplane.Tenant, op controlplane.MigrationOp) error {
 	r.start = time.Now()
-	ctx, r.stop = context.WithCancel(ctx)
-	defer r.stop()
+	// The fleet stops the run: it counts failures as its workers finish,
+	// before their outcomes reach this reporter a batch later.
+	fleet.MaxFailures = r.maxFailures
 	results := fleet.Run(ctx, tenants, op, r.result)
 	stopped := r.maxFailures > 0 && r.failed >= r.maxFailures
 	if r.tty {
