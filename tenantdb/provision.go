@@ -78,6 +78,7 @@ func NewProvisioner(ctx context.Context, c ProvisionerConfig) (*Provisioner, err
 	}
 	admin := stdlib.OpenDB(*cfg)
 	admin.SetMaxOpenConns(4)
+	admin.SetMaxIdleConns(adminIdle)
 	if err := admin.PingContext(ctx); err != nil {
 		_ = admin.Close()
 		return nil, fmt.Errorf("connect to tenant server: %w", err)
@@ -119,17 +120,32 @@ func (p *Provisioner) mark(t *controlplane.Tenant) string {
 // interrupted attempt) is migrated on by golang-migrate.
 //
 // Every step is idempotent, so a run that met an outage is tried once more
-// after a moment: a connection of the admin pool lost within the second
-// before (pgx checks only connections idle longer) fails the first try
-// without the server being down. What still fails for an outage is an
-// Unavailable error whose message names no host.
+// after a moment, on new connections: a connection of the admin pool lost
+// within the second before (pgx checks only connections idle longer) fails
+// the first try without the server being down, and so would the next idle
+// one the retry took. What still fails for an outage is an Unavailable
+// error whose message names no host.
 func (p *Provisioner) Provision(ctx context.Context, t *controlplane.Tenant) (uint, error) {
 	v, err := p.provision(ctx, t)
 	if sqlerr.Outage(err) != nil && ctx.Err() == nil {
 		time.Sleep(200 * time.Millisecond)
+		p.dropIdle()
 		v, err = p.provision(ctx, t)
 	}
 	return v, outage(err)
+}
+
+// adminIdle is how many idle connections the admin pool keeps (database/
+// sql's default, stated so that dropIdle can restore it).
+const adminIdle = 2
+
+// dropIdle closes the admin pool's idle connections, which an outage may
+// have broken, so that the next statements open new ones; connections in
+// use are left to their statements. (database/sql closes the idle
+// connections above a lowered limit at once.)
+func (p *Provisioner) dropIdle() {
+	p.admin.SetMaxIdleConns(0)
+	p.admin.SetMaxIdleConns(adminIdle)
 }
 
 // outage makes an outage of the tenant server an Unavailable error (its
