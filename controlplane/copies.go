@@ -76,7 +76,7 @@ func (o *Operations) CopyLocked(ctx context.Context, t *Tenant, id int64) (uint,
 	if err != nil {
 		op.State, op.Error = OperationFailed, err.Error()
 	}
-	if ferr := o.record(ctx, op); ferr != nil {
+	if ferr := o.record(ctx, op, nil); ferr != nil { // the caller holds the tenant's lock
 		err = errors.Join(err, ferr)
 	}
 	if err != nil {

@@ -124,7 +124,7 @@ func (o *Operations) StartMove(ctx context.Context, id int64, spec MoveSpec) (*O
 		unlock()
 		return nil, err
 	}
-	o.background(unlock, func(base context.Context) { o.runMove(base, op, t, spec) })
+	o.background(unlock, func(base context.Context, release func()) { o.runMove(base, op, t, spec, release) })
 	return op, nil
 }
 
@@ -157,16 +157,16 @@ func (o *Operations) scratch(op int64) string {
 	return filepath.Join(o.BackupDir, "moves", strconv.FormatInt(op, 10)+".dump")
 }
 
-// runMove runs a move and records how it ended; a move that did not flip
-// is undone.
-func (o *Operations) runMove(ctx context.Context, op *Operation, t *Tenant, spec MoveSpec) {
+// runMove runs a move and records how it ended, with release (see
+// background); a move that did not flip is undone.
+func (o *Operations) runMove(ctx context.Context, op *Operation, t *Tenant, spec MoveSpec, release func()) {
 	source := t.Server
 	progress := map[string]any{"source": source, "target": spec.Server, "mode": string(spec.Mode)}
 	scratch := ""
 	if spec.Mode == MoveOffline {
 		scratch = o.scratch(op.ID)
 		if err := os.MkdirAll(filepath.Dir(scratch), 0o700); err != nil {
-			o.endMove(ctx, op, t, progress, false, err)
+			o.endMove(ctx, op, t, progress, false, err, release)
 			return
 		}
 	}
@@ -202,7 +202,7 @@ func (o *Operations) runMove(ctx context.Context, op *Operation, t *Tenant, spec
 		} else {
 			progress["finished"] = true
 		}
-		o.endMove(ctx, op, t, progress, true, nil)
+		o.endMove(ctx, op, t, progress, true, nil, release)
 		return
 	}
 	uctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
@@ -210,7 +210,7 @@ func (o *Operations) runMove(ctx context.Context, op *Operation, t *Tenant, spec
 	if undo := o.undoMove(uctx, t.ID, spec.Server, op.ID, scratch); undo != nil {
 		err = errors.Join(err, fmt.Errorf("undoing it: %w", undo))
 	}
-	o.endMove(ctx, op, t, progress, false, err)
+	o.endMove(ctx, op, t, progress, false, err, release)
 }
 
 // holdHooks are the Hold and Release of a cutover (a move's, an online
@@ -252,8 +252,8 @@ func (o *Operations) undoMove(ctx context.Context, id int64, target string, op i
 	return nil
 }
 
-// endMove records a move's end.
-func (o *Operations) endMove(ctx context.Context, op *Operation, t *Tenant, progress map[string]any, flipped bool, err error) {
+// endMove records a move's end, letting go of the tenant with release.
+func (o *Operations) endMove(ctx context.Context, op *Operation, t *Tenant, progress map[string]any, flipped bool, err error, release func()) {
 	now := time.Now()
 	op.FinishedAt, op.Progress = &now, progress
 	switch {
@@ -267,7 +267,7 @@ func (o *Operations) endMove(ctx context.Context, op *Operation, t *Tenant, prog
 			op.Error = "interrupted: the control plane stopped; the move was undone, the tenant stays on " + t.Server
 		}
 	}
-	_ = o.record(ctx, op)
+	_ = o.record(ctx, op, release)
 	if o.Log != nil {
 		o.Log.Info("move finished", "operation_id", op.ID, "tenant_id", t.ID, "state", op.State, "source", progress["source"], "target", progress["target"], "err", op.Error)
 	}
@@ -300,7 +300,7 @@ func (o *Operations) recoverMove(ctx context.Context, op *Operation) error {
 		if o.Log != nil {
 			o.Log.Warn("an interrupted move had flipped: finished, the tenant is on its new server", "operation_id", op.ID, "tenant_id", t.ID, "server", target)
 		}
-		return o.Store.FinishOperation(ctx, op)
+		return o.Store.FinishOperation(ctx, op, nil)
 	}
 	if err := o.undoMove(ctx, t.ID, target, op.ID, scratch); err != nil {
 		return err
@@ -309,7 +309,7 @@ func (o *Operations) recoverMove(ctx context.Context, op *Operation) error {
 	if o.Log != nil {
 		o.Log.Warn("an interrupted move was undone", "operation_id", op.ID, "tenant_id", t.ID, "server", t.Server)
 	}
-	return o.Store.FinishOperation(ctx, op)
+	return o.Store.FinishOperation(ctx, op, nil)
 }
 
 // finishMoves completes flipped moves whose source could not be closed

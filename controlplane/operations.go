@@ -119,8 +119,14 @@ type OperationStore interface {
 	// StartOperation records a running operation of another kind, its
 	// progress holding what a recovery needs (a restore: backup_id).
 	StartOperation(ctx context.Context, kind OperationKind, t *Tenant, progress map[string]any) (*Operation, error)
-	// FinishOperation ends an operation (other than a backup).
-	FinishOperation(ctx context.Context, op *Operation) error
+	// FinishOperation ends an operation (other than a backup). release,
+	// if not nil, runs after the end is written and before it is
+	// committed: the runner lets go of the tenant's lock there (see
+	// Operations.background).
+	FinishOperation(ctx context.Context, op *Operation, release func()) error
+	// OperationRunning says whether operation id is still running,
+	// waiting for an end being committed.
+	OperationRunning(ctx context.Context, id int64) (bool, error)
 	// SetProgress replaces a finished operation's progress (a restore's,
 	// once the data it set aside is dropped).
 	SetProgress(ctx context.Context, id int64, progress map[string]any) error
@@ -129,7 +135,8 @@ type OperationStore interface {
 	ProgressOperation(ctx context.Context, id int64, phase string, progress map[string]any) (cancel bool, err error)
 	// FinishBackup ends a backup operation: state and error on the
 	// operation, and on its backup ready (with size and SHA-256) or failed.
-	FinishBackup(ctx context.Context, op *Operation, b *Backup) error
+	// release as FinishOperation's.
+	FinishBackup(ctx context.Context, op *Operation, b *Backup, release func()) error
 	Operation(ctx context.Context, id int64) (*Operation, error)
 	Operations(ctx context.Context, f OperationFilter) ([]Operation, error)
 	RunningOperations(ctx context.Context) ([]Operation, error)
@@ -277,7 +284,7 @@ func (o *Operations) startBackup(ctx context.Context, id int64, scheduled bool) 
 		unlock()
 		return nil, err
 	}
-	o.background(unlock, func(base context.Context) { o.runBackup(base, op, b, t) })
+	o.background(unlock, func(base context.Context, release func()) { o.runBackup(base, op, b, t, release) })
 	return op, nil
 }
 
@@ -289,26 +296,40 @@ func (o *Operations) BackupLocked(ctx context.Context, t *Tenant) error {
 	if err != nil {
 		return err
 	}
-	o.runBackup(ctx, op, b, t)
+	o.runBackup(ctx, op, b, t, nil) // the caller releases its lock
 	if op.State != OperationSucceeded {
 		return fmt.Errorf("final backup (operation %d): %s", op.ID, op.Error)
 	}
 	return nil
 }
 
-// background runs fn in the operations' context, then unlocks.
-func (o *Operations) background(unlock func(), fn func(base context.Context)) {
+// background runs fn in the operations' context, holding the tenant's
+// lock (unlock lets it go) for the operation's whole life.
+//
+// fn hands release to the store with the operation's end, which lets the
+// lock go inside the transaction recording that end, before its commit:
+//   - a client that reads the operation ended finds the tenant free, and
+//     its next lifecycle request is not refused as contended;
+//   - a Recover that takes the lock in between reads the operation FOR
+//     UPDATE (OperationRunning), so it waits for that commit and does not
+//     abandon an operation that has just ended (removing a finished
+//     backup's file).
+//
+// Should fn not record its end (the catalog unreachable), the lock is let
+// go when fn returns, and the next reconcile ends the operation.
+func (o *Operations) background(unlock func(), fn func(base context.Context, release func())) {
 	o.mu.Lock()
 	base := o.ctx
 	o.mu.Unlock()
 	if base == nil {
 		base = context.Background()
 	}
+	release := sync.OnceFunc(unlock)
 	o.running.Add(1)
 	go func() {
 		defer o.running.Done()
-		defer unlock()
-		fn(base)
+		defer release()
+		fn(base, release)
 	}()
 }
 
@@ -363,7 +384,7 @@ func (o *Operations) StartRestore(ctx context.Context, id, backupID int64) (*Ope
 		unlock()
 		return nil, err
 	}
-	o.background(unlock, func(base context.Context) { o.runRestore(base, op, b, t, latest) })
+	o.background(unlock, func(base context.Context, release func()) { o.runRestore(base, op, b, t, latest, release) })
 	return op, nil
 }
 
@@ -374,8 +395,9 @@ func online(t *Tenant) bool {
 	return t.Isolation == IsolationDatabase
 }
 
-// runRestore restores, migrates the tenant up to latest, and records it.
-func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, t *Tenant, latest uint) {
+// runRestore restores, migrates the tenant up to latest, and records it,
+// with release (see background).
+func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, t *Tenant, latest uint, release func()) {
 	ctx := base
 	progress := map[string]any{"backup_id": b.ID}
 	opts := RestoreOptions{Version: b.SchemaVersion, Latest: latest, Timeout: o.CutoverTimeout}
@@ -400,7 +422,7 @@ func (o *Operations) runRestore(base context.Context, op *Operation, b *Backup, 
 	if err != nil {
 		op.State, op.Error = OperationFailed, err.Error()
 	}
-	_ = o.record(ctx, op)
+	_ = o.record(ctx, op, release)
 	if o.Log != nil {
 		o.Log.Info("restore finished", "operation_id", op.ID, "backup_id", b.ID, "tenant_id", t.ID, "state", op.State, "previous", previous, "err", op.Error)
 	}
@@ -434,8 +456,9 @@ func (o *Operations) migrateRestored(ctx context.Context, t *Tenant, from, lates
 // runBackup dumps t into b's file: under a ".partial" name, synced,
 // hashed, then renamed, so that a file under the backup's name is always
 // complete. Progress (the file's size so far) is recorded every
-// ProgressEvery, and a cancel asked for meanwhile stops the dump.
-func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t *Tenant) {
+// ProgressEvery, and a cancel asked for meanwhile stops the dump. Its end
+// is recorded with release (see background).
+func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t *Tenant, release func()) {
 	ctx, cancel := context.WithCancel(base)
 	defer cancel()
 	var cancelled atomic.Bool
@@ -489,7 +512,7 @@ func (o *Operations) runBackup(base context.Context, op *Operation, b *Backup, t
 	fctx, fcancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer fcancel()
 	o.observe(op)
-	if ferr := o.Store.FinishBackup(fctx, op, b); ferr != nil && o.Log != nil {
+	if ferr := o.Store.FinishBackup(fctx, op, b, release); ferr != nil && o.Log != nil {
 		o.Log.Error("recording the end of a backup failed; the next reconcile records it", "operation_id", op.ID, "tenant_id", t.ID, "err", ferr)
 	}
 	if o.Log != nil {
@@ -717,6 +740,16 @@ func (o *Operations) Recover(ctx context.Context) (int, error) {
 			errs = append(errs, err)
 			continue
 		}
+		// Its runner may have ended it since the list was read: its end
+		// is committed (or being committed) once its lock is free.
+		running, err := o.Store.OperationRunning(ctx, op.ID)
+		if err != nil || !running {
+			unlock()
+			if err != nil {
+				errs = append(errs, err)
+			}
+			continue
+		}
 		err = o.abandon(ctx, op)
 		unlock()
 		if err != nil {
@@ -731,12 +764,13 @@ func (o *Operations) Recover(ctx context.Context) (int, error) {
 // record writes the end of op (other than a backup) and counts it, even
 // when ctx is cancelled (the process stopping): the catalog must say what
 // happened. A failed write is logged; the next reconcile records the
-// operation (Recover).
-func (o *Operations) record(ctx context.Context, op *Operation) error {
+// operation (Recover). release, if not nil, lets go of the tenant's lock
+// as the end is committed (see background).
+func (o *Operations) record(ctx context.Context, op *Operation, release func()) error {
 	fctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	o.observe(op)
-	err := o.Store.FinishOperation(fctx, op)
+	err := o.Store.FinishOperation(fctx, op, release)
 	if err != nil && o.Log != nil {
 		o.Log.Error("recording the end of an operation failed; the next reconcile records it", "operation_id", op.ID, "kind", op.Kind, "tenant_id", op.TenantID, "err", err)
 	}
@@ -772,7 +806,7 @@ func (o *Operations) abandon(ctx context.Context, op *Operation) error {
 		if o.Log != nil {
 			o.Log.Warn("an interrupted backup was recorded as failed and its partial file removed", "operation_id", op.ID, "backup_id", b.ID, "tenant_id", op.TenantID)
 		}
-		return o.Store.FinishBackup(ctx, op, b)
+		return o.Store.FinishBackup(ctx, op, b, nil)
 	case OperationMove:
 		return o.recoverMove(ctx, op)
 	case OperationRestore:
@@ -800,7 +834,7 @@ func (o *Operations) abandon(ctx context.Context, op *Operation) error {
 		if o.Log != nil {
 			o.Log.Warn("an interrupted restore was finished or undone", "operation_id", op.ID, "tenant_id", op.TenantID, "restored", restored)
 		}
-		return o.Store.FinishOperation(ctx, op)
+		return o.Store.FinishOperation(ctx, op, nil)
 	}
 	return fmt.Errorf("unknown operation kind %q", op.Kind)
 }

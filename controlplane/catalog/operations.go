@@ -120,11 +120,31 @@ func (s *Store) StartOperation(ctx context.Context, kind controlplane.OperationK
 	return &o, nil
 }
 
-// FinishOperation records the end of an operation, audited.
-func (s *Store) FinishOperation(ctx context.Context, op *controlplane.Operation) error {
+// FinishOperation records the end of an operation, audited. release, if
+// not nil, runs once the end is written and before it is committed (see
+// controlplane.OperationStore).
+func (s *Store) FinishOperation(ctx context.Context, op *controlplane.Operation, release func()) error {
 	return sqlerr.Translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		return finishOperation(ctx, tx, op, string(op.Kind)+".finish", op.TenantID, "operation "+strconv.FormatInt(op.ID, 10))
+		if err := finishOperation(ctx, tx, op, string(op.Kind)+".finish", op.TenantID, "operation "+strconv.FormatInt(op.ID, 10)); err != nil {
+			return err
+		}
+		if release != nil {
+			release()
+		}
+		return nil
 	}), nil)
+}
+
+// OperationRunning says whether operation id is still running. FOR
+// UPDATE waits for a transaction recording its end (which holds the row)
+// to commit or roll back, so the answer is never "running" for an
+// operation whose end is being committed.
+func (s *Store) OperationRunning(ctx context.Context, id int64) (bool, error) {
+	var running []bool
+	if err := s.db.WithContext(ctx).Raw(`SELECT state = 'running' FROM operations WHERE id = ? FOR UPDATE`, id).Scan(&running).Error; err != nil {
+		return false, sqlerr.Translate(err, nil)
+	}
+	return len(running) == 1 && running[0], nil
 }
 
 // finishOperation records op's end in tx (state, error, progress, finished
@@ -172,7 +192,7 @@ func (s *Store) ProgressOperation(ctx context.Context, id int64, phase string, p
 
 // FinishBackup records the end of a backup operation and its backup, and
 // audits it, in one transaction.
-func (s *Store) FinishBackup(ctx context.Context, op *controlplane.Operation, b *controlplane.Backup) error {
+func (s *Store) FinishBackup(ctx context.Context, op *controlplane.Operation, b *controlplane.Backup, release func()) error {
 	var sum *string
 	if b.SHA256 != "" {
 		sum = &b.SHA256
@@ -183,7 +203,13 @@ func (s *Store) FinishBackup(ctx context.Context, op *controlplane.Operation, b 
 		if err != nil {
 			return err
 		}
-		return finishOperation(ctx, tx, op, "backup.finish", b.TenantID, "backup "+strconv.FormatInt(b.ID, 10))
+		if err := finishOperation(ctx, tx, op, "backup.finish", b.TenantID, "backup "+strconv.FormatInt(b.ID, 10)); err != nil {
+			return err
+		}
+		if release != nil {
+			release()
+		}
+		return nil
 	}), nil)
 }
 
