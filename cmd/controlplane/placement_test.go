@@ -51,21 +51,8 @@ func sharedClusters(t *testing.T) map[string]*pgtest.Cluster {
 // for a test that stops one of them.
 func ownClusters(t *testing.T) map[string]*pgtest.Cluster {
 	t.Helper()
-	clusters := map[string]*pgtest.Cluster{}
-	var mu sync.Mutex
-	var wg sync.WaitGroup
-	for _, name := range []string{"pg-b", "pg-c"} {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			c := pgtest.NewCluster(t)
-			mu.Lock()
-			clusters[name] = c
-			mu.Unlock()
-		}()
-	}
-	wg.Wait()
-	return clusters
+	c := pgtest.NewClusters(t, 2)
+	return map[string]*pgtest.Cluster{"pg-b": c[0], "pg-c": c[1]}
 }
 
 // setupServersOn is setupThreeServers on clusters that several tests

@@ -41,16 +41,34 @@ func WalLevel(level string) ClusterOption { return func(c *Cluster) { c.walLevel
 // Shared one instead.
 func NewCluster(t testing.TB, opts ...ClusterOption) *Cluster {
 	t.Helper()
-	c, err := newCluster(opts...)
-	if err != nil {
-		t.Fatal(err)
+	return NewClusters(t, 1, opts...)[0]
+}
+
+// NewClusters is NewCluster for n clusters, started side by side (initdb
+// is mostly waiting on one core); it fails the test from the test's own
+// goroutine, as testing requires, if any of them does not start.
+func NewClusters(t testing.TB, n int, opts ...ClusterOption) []*Cluster {
+	t.Helper()
+	out := make([]*Cluster, n)
+	errs := make([]error, n)
+	var wg sync.WaitGroup
+	for i := range out {
+		c, err := newCluster(opts...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.t = t
+		t.Cleanup(func() { _ = c.destroy() })
+		out[i] = c
+		wg.Go(func() { errs[i] = c.start() })
 	}
-	c.t = t
-	t.Cleanup(func() { _ = c.destroy() })
-	if err := c.start(); err != nil {
-		t.Fatal(err)
+	wg.Wait()
+	for _, err := range errs {
+		if err != nil {
+			t.Fatal(err)
+		}
 	}
-	return c
+	return out
 }
 
 func newCluster(opts ...ClusterOption) (*Cluster, error) {
