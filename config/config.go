@@ -114,6 +114,11 @@ type Config struct {
 	// longer is abandoned and tried again (docs/OPERATIONS.md, "Moving a
 	// tenant").
 	MoveCutoverTimeout time.Duration `env:"MOVE_CUTOVER_TIMEOUT" envDefault:"5s" help:"longest pause of an online move's cutover before it is retried"`
+	// MoveSlotTimeout bounds how long an online move waits for its
+	// replication slot on the source, which waits for every transaction
+	// open there (docs/OPERATIONS.md, "Open transactions on the source");
+	// past it the move fails, undone, with that reason.
+	MoveSlotTimeout time.Duration `env:"MOVE_SLOT_TIMEOUT" envDefault:"10m" help:"longest an online move waits for the transactions open on its source server before it fails"`
 	// MoveSourceGrace is how long the source a move left is kept (closed,
 	// renamed) for a rollback by hand before the reconciler drops it.
 	MoveSourceGrace time.Duration `env:"MOVE_SOURCE_GRACE" envDefault:"24h" help:"how long a moved tenant's old database is kept for a rollback by hand"`
@@ -322,6 +327,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MoveCutoverTimeout < 100*time.Millisecond || c.MoveCutoverTimeout > 10*time.Minute {
 		return bad("MOVE_CUTOVER_TIMEOUT", "must be between 100ms and 10m, got %s", c.MoveCutoverTimeout)
+	}
+	if c.MoveSlotTimeout < time.Second || c.MoveSlotTimeout > 24*time.Hour {
+		return bad("MOVE_SLOT_TIMEOUT", "must be between 1s and 24h, got %s", c.MoveSlotTimeout)
 	}
 	if c.MoveSourceGrace < 0 {
 		return bad("MOVE_SOURCE_GRACE", "must be 0 (drop at the next reconcile) or more, got %s", c.MoveSourceGrace)

@@ -50,6 +50,9 @@ type MoveRequest struct {
 	Op             int64
 	Mode           MoveMode
 	CutoverTimeout time.Duration
+	// SlotTimeout bounds an online move's wait for its replication slot
+	// (0: no bound).
+	SlotTimeout time.Duration
 	// Scratch is the file an offline move writes its archive to.
 	Scratch string
 	Hooks   MoveHooks
@@ -191,7 +194,7 @@ func (o *Operations) runMove(ctx context.Context, op *Operation, t *Tenant, spec
 		return err
 	}
 	aside, flipped, err := o.Mover.Move(ctx, MoveRequest{Tenant: t, Target: spec.Server, Op: op.ID, Mode: spec.Mode,
-		CutoverTimeout: o.CutoverTimeout, Scratch: scratch, Hooks: hooks})
+		CutoverTimeout: o.CutoverTimeout, SlotTimeout: o.SlotTimeout, Scratch: scratch, Hooks: hooks})
 	if flipped {
 		progress["aside"] = aside
 		if err != nil {

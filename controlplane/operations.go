@@ -199,12 +199,15 @@ type Operations struct {
 	// Migrator brings a restored tenant to the binary's latest version.
 	Migrator Migrator
 	// Mover and Moves move tenants between servers; CutoverTimeout bounds
-	// an online move's held pause (MOVE_CUTOVER_TIMEOUT, default 5 s);
-	// MoveSourceGrace is how long the source a move left is kept
-	// (MOVE_SOURCE_GRACE) before DropAsides drops it.
+	// an online move's held pause (MOVE_CUTOVER_TIMEOUT, default 5 s),
+	// SlotTimeout its wait for the source's open transactions
+	// (MOVE_SLOT_TIMEOUT, default 10 min); MoveSourceGrace is how long the
+	// source a move left is kept (MOVE_SOURCE_GRACE) before DropAsides
+	// drops it.
 	Mover           Mover
 	Moves           MoveStore
 	CutoverTimeout  time.Duration
+	SlotTimeout     time.Duration
 	MoveSourceGrace time.Duration
 	// BackupDir is where archives are written (BACKUP_DIR).
 	BackupDir string

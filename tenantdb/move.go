@@ -56,8 +56,11 @@ type Move struct {
 	// removed from).
 	Scratch        string
 	CutoverTimeout time.Duration
-	Hooks          controlplane.MoveHooks
-	Log            *slog.Logger
+	// SlotTimeout bounds the wait for the replication slot on the source
+	// (makeSlot); 0 waits as long as PostgreSQL does.
+	SlotTimeout time.Duration
+	Hooks       controlplane.MoveHooks
+	Log         *slog.Logger
 	// Step, if set, is called at each named step (tests kill the process
 	// there).
 	Step func(name string)
@@ -96,6 +99,9 @@ func (m *Move) step(name string) {
 		m.Step(name)
 	}
 }
+
+// errSlotTimeout is a move that waited MOVE_SLOT_TIMEOUT for its slot.
+var errSlotTimeout = errors.New("the source server kept a transaction open too long")
 
 // errCutover is a cutover abandoned for time: the move tries again.
 var errCutover = errors.New("the cutover did not fit in MOVE_CUTOVER_TIMEOUT")
@@ -398,19 +404,29 @@ func buildIndexes(ctx context.Context, dst *sql.DB, indexes []deferredIndex) err
 
 // makeSlot makes the move's replication slot on the source, waiting, as
 // PostgreSQL does, for every transaction running there to end. A cancel of
-// the operation, looked for each second meanwhile, ends the wait: the
-// move is then undone like any cancelled one (a slot made at that very
-// moment with it).
+// the operation, looked for each second meanwhile, ends the wait, and so
+// does SlotTimeout: the move is then undone like any cancelled or failed
+// one (a slot made at that very moment with it).
 func (m *Move) makeSlot(ctx context.Context, src *sql.DB, name string) error {
 	sctx, stop := context.WithCancel(ctx)
 	defer stop()
-	var cancelled atomic.Bool
+	var cancelled, late atomic.Bool
 	go func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
+		var deadline <-chan time.Time
+		if m.SlotTimeout > 0 {
+			timer := time.NewTimer(m.SlotTimeout)
+			defer timer.Stop()
+			deadline = timer.C
+		}
 		for {
 			select {
 			case <-sctx.Done():
+				return
+			case <-deadline:
+				late.Store(true)
+				stop()
 				return
 			case <-tick.C:
 				if m.progress("preparing", nil) {
@@ -425,6 +441,8 @@ func (m *Move) makeSlot(ctx context.Context, src *sql.DB, name string) error {
 	switch {
 	case cancelled.Load():
 		return controlplane.ErrCancelled
+	case late.Load():
+		return fmt.Errorf("%w: waited %s (MOVE_SLOT_TIMEOUT) for the transactions open on the source server, which a move's replication slot must outlast; end the long one (docs/OPERATIONS.md, \"Open transactions on the source\"), or move the tenant offline", errSlotTimeout, m.SlotTimeout)
 	case err != nil && !isDuplicateObject(err):
 		return fmt.Errorf("replication slot on the source: %w", err)
 	}

@@ -884,3 +884,34 @@ func TestMoveWaitingForAnOpenTransactionIsCancelled(t *testing.T) {
 	require.Equal(t, "succeeded", op["state"], "%v", op)
 	require.Equal(t, []string{"1001"}, ts.extensionNumbers(host))
 }
+
+// A move that waits for a transaction left open on its source does not
+// wait forever: after MOVE_SLOT_TIMEOUT it fails, saying why and naming
+// the setting, undone (nothing on either server, the tenant served whole
+// from its source).
+func TestMoveWaitingForAnOpenTransactionTimesOut(t *testing.T) {
+	t.Parallel()
+	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "MOVE_SLOT_TIMEOUT=2s")
+	tn := ts.create(placed(1, "database", "pg-b"))
+	host := tn["domain"].(string)
+	ts.addExtensions(host, "1001")
+	other := ts.create(placed(2, "database", "pg-b"))
+
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.WithDatabase(t, ts.clusters["pg-b"].URL, other["db_name"].(string)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	tx, err := conn.Begin(ctx)
+	require.NoError(t, err)
+	_, err = tx.Exec(ctx, `SELECT pg_current_xact_id()`) // as a first write would
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+
+	op := ts.waitOperation(ts.startMove(tn["id"], map[string]any{"server": "pg-c"})["id"])
+	require.Equal(t, "failed", op["state"], "%v", op)
+	t.Log(op["error"])
+	require.Contains(t, op["error"], "MOVE_SLOT_TIMEOUT", "%v", op)
+	require.Contains(t, op["error"], "the tenant stays on pg-b", "%v", op)
+	require.Empty(t, ts.leftovers(tn)["pg-c"], "nothing left on the target")
+	require.Equal(t, []string{"1001"}, ts.extensionNumbers(host), "served whole from pg-b")
+}

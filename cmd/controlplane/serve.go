@@ -167,7 +167,7 @@ func openCore(ctx context.Context, cfg config.Config, log *slog.Logger, tenantMi
 	}
 	app.Operations = &controlplane.Operations{Store: store, Locks: store, Dumper: app.TenantServers, Restorer: app.TenantServers, Migrator: app.TenantServers,
 		BackupDir: cfg.BackupDir, Latest: app.LatestTenantSchema, Every: cfg.BackupSchedule, Keep: cfg.BackupKeep, Concurrency: 2, AsideGrace: cfg.TenantDeleteGrace, Log: log,
-		Mover: app.TenantServers, Moves: store, CutoverTimeout: cfg.MoveCutoverTimeout, MoveSourceGrace: cfg.MoveSourceGrace}
+		Mover: app.TenantServers, Moves: store, CutoverTimeout: cfg.MoveCutoverTimeout, SlotTimeout: cfg.MoveSlotTimeout, MoveSourceGrace: cfg.MoveSourceGrace}
 	app.Tenants = &controlplane.Tenants{
 		Catalog:          store,
 		Keys:             store,

@@ -41,7 +41,7 @@ func (s *Set) Move(ctx context.Context, r controlplane.MoveRequest) (string, boo
 	if err != nil {
 		return "", false, err
 	}
-	m.CutoverTimeout, m.Hooks = r.CutoverTimeout, r.Hooks
+	m.CutoverTimeout, m.SlotTimeout, m.Hooks = r.CutoverTimeout, r.SlotTimeout, r.Hooks
 	return m.Run(ctx)
 }
 
