@@ -195,6 +195,32 @@ func killedChild(t *testing.T, ctx context.Context, env []string, step, doing st
 	require.ErrorAs(t, err, &exit, "the child must die: %s", out)
 	ws, _ := exit.Sys().(syscall.WaitStatus)
 	require.True(t, ws.Signaled() && ws.Signal() == syscall.SIGKILL, "killed by SIGKILL at %s, got %v: %s", step, err, out)
+	waitTenantLocksGone(t, env)
+}
+
+// waitTenantLocksGone waits until no session holds a tenant lock in the
+// catalog of env's DATABASE_URL. A killed process's locks go with its
+// sessions, which the server ends only once it notices their sockets
+// closed; a process started at once (fast, on an idle machine) could
+// otherwise find the tenant still locked, take its work for alive, and
+// leave it, where the tests expect it recovered.
+func waitTenantLocksGone(t *testing.T, env []string) {
+	t.Helper()
+	url := ""
+	for _, kv := range env {
+		if v, ok := strings.CutPrefix(kv, "DATABASE_URL="); ok {
+			url = v
+		}
+	}
+	require.NotEmpty(t, url, "DATABASE_URL in the child's environment")
+	db := pgtest.Open(t, url)
+	defer db.Close()
+	require.Eventually(t, func() bool {
+		var held int
+		err := db.QueryRow(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND classid = $1
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, 0x4c43).Scan(&held) // catalog.lockClass
+		return err == nil && held == 0
+	}, 30*time.Second, 10*time.Millisecond, "the killed process's tenant locks outlived it")
 }
 
 // auditLeftovers fails on anything of this catalog's on the tenant server
