@@ -179,6 +179,18 @@ func TestBackupOfOneTenant(t *testing.T) {
 	}
 }
 
+// waitingDumper dumps once ctx has ended (30 s at most): a backup that
+// is cancelled while it dumps.
+type waitingDumper struct{ controlplane.Dumper }
+
+func (d waitingDumper) DumpFile(ctx context.Context, t *controlplane.Tenant, path string) error {
+	select {
+	case <-ctx.Done():
+	case <-time.After(30 * time.Second):
+	}
+	return d.Dumper.DumpFile(ctx, t, path)
+}
+
 // One operation per tenant at a time, and a cancel stops a running backup:
 // it ends cancelled, its backup failed, with no file left.
 func TestBackupOneAtATimeAndCancel(t *testing.T) {
@@ -194,6 +206,11 @@ func TestBackupOneAtATimeAndCancel(t *testing.T) {
 			<-release
 		}
 	}
+	// The dump waits for the backup's context to end, which only the
+	// cancel's progress tick does, then runs (and fails at once): the
+	// cancel stops the dump whatever the machine's speed. (A fixed pause
+	// before the dump raced pg_dump against the tick.)
+	b.app.Operations.Dumper = waitingDumper{b.app.Operations.Dumper}
 	tn := b.create(tenantBody("busy", controlplane.IsolationDatabase))
 	status, op := b.do("POST", fmt.Sprintf("/api/tenants/%v/backups", tn["id"]), nil)
 	require.Equal(t, http.StatusAccepted, status, "%v", op)
@@ -213,7 +230,6 @@ func TestBackupOneAtATimeAndCancel(t *testing.T) {
 		_, cur := b.do("GET", fmt.Sprintf("/api/operations/%v", op["id"]), nil)
 		return cur["cancel_requested"] == true
 	}, 5*time.Second, 10*time.Millisecond)
-	time.Sleep(100 * time.Millisecond) // a progress tick sees the cancel first
 	close(release)
 	op = b.waitOperation(op["id"])
 	require.Equal(t, "cancelled", op["state"], "%v", op)

@@ -152,12 +152,16 @@ func TestOnlineMoveUnderLoadWithTwoReplicas(t *testing.T) {
 			require.Equal(t, "succeeded", op["state"], "%v", op)
 			require.Empty(t, failures, "every request is answered, none failed (%d failed)", len(failures))
 
-			// Both replicas route to pg-c.
+			// Both replicas route to pg-c (the other replica hears of the
+			// flip by NOTIFY, on its own time).
 			for _, b := range []*bundle{ts.bundle, replica} {
-				got, ok := b.app.Store.Cache().ByID(int64(tn["id"].(float64)))
-				require.True(t, ok)
-				require.Equal(t, "pg-c", got.Server)
-				require.Nil(t, got.HeldUntil)
+				require.EventuallyWithT(t, func(c *assert.CollectT) {
+					got, ok := b.app.Store.Cache().ByID(int64(tn["id"].(float64)))
+					if assert.True(c, ok) {
+						assert.Equal(c, "pg-c", got.Server)
+						assert.Nil(c, got.HeldUntil)
+					}
+				}, 10*time.Second, 20*time.Millisecond)
 			}
 			// Every acknowledged write is there once; ids continue.
 			seen := ts.allExtensions(host)
