@@ -842,6 +842,30 @@ func TestCrossingOnlineMovesBothFinish(t *testing.T) {
 	}
 }
 
+// openTransactionBeside creates a tenant on pg-b with extension 1001 and
+// returns it, its host and a transaction left open, with a transaction
+// id (as a first write would take), in another tenant's database there:
+// what keeps a move's replication slot on pg-b waiting. The transaction
+// is rolled back when the test ends, if not before.
+func (ts *threeServers) openTransactionBeside() (tn map[string]any, host string, tx pgx.Tx) {
+	t := ts.t
+	t.Helper()
+	tn = ts.create(placed(1, "database", "pg-b"))
+	host = tn["domain"].(string)
+	ts.addExtensions(host, "1001")
+	other := ts.create(placed(2, "database", "pg-b"))
+	ctx := context.Background()
+	conn, err := pgx.Connect(ctx, pgtest.WithDatabase(t, ts.clusters["pg-b"].URL, other["db_name"].(string)))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close(context.Background()) })
+	tx, err = conn.Begin(ctx)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	_, err = tx.Exec(ctx, `SELECT pg_current_xact_id()`)
+	require.NoError(t, err)
+	return tn, host, tx
+}
+
 // An online move's replication slot waits for every transaction running
 // on the source server to end: here another tenant's, kept open after it
 // took a transaction id. The move stays in preparing meanwhile; a cancel
@@ -851,19 +875,8 @@ func TestCrossingOnlineMovesBothFinish(t *testing.T) {
 func TestMoveWaitingForAnOpenTransactionIsCancelled(t *testing.T) {
 	t.Parallel()
 	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10})
-	tn := ts.create(placed(1, "database", "pg-b"))
-	host := tn["domain"].(string)
-	ts.addExtensions(host, "1001")
-	other := ts.create(placed(2, "database", "pg-b"))
-
+	tn, host, tx := ts.openTransactionBeside()
 	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pgtest.WithDatabase(t, ts.clusters["pg-b"].URL, other["db_name"].(string)))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	tx, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	_, err = tx.Exec(ctx, `SELECT pg_current_xact_id()`) // as a first write would
-	require.NoError(t, err)
 
 	op := ts.startMove(tn["id"], map[string]any{"server": "pg-c"})
 	path := fmt.Sprintf("/api/operations/%v", op["id"])
@@ -896,20 +909,7 @@ func TestMoveWaitingForAnOpenTransactionIsCancelled(t *testing.T) {
 func TestMoveWaitingForAnOpenTransactionTimesOut(t *testing.T) {
 	t.Parallel()
 	ts := setupThreeServers(t, map[string]int{"default": 10, "pg-b": 10, "pg-c": 10}, "MOVE_SLOT_TIMEOUT=2s")
-	tn := ts.create(placed(1, "database", "pg-b"))
-	host := tn["domain"].(string)
-	ts.addExtensions(host, "1001")
-	other := ts.create(placed(2, "database", "pg-b"))
-
-	ctx := context.Background()
-	conn, err := pgx.Connect(ctx, pgtest.WithDatabase(t, ts.clusters["pg-b"].URL, other["db_name"].(string)))
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = conn.Close(context.Background()) })
-	tx, err := conn.Begin(ctx)
-	require.NoError(t, err)
-	_, err = tx.Exec(ctx, `SELECT pg_current_xact_id()`) // as a first write would
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = tx.Rollback(context.Background()) })
+	tn, host, _ := ts.openTransactionBeside() // rolled back when the test ends
 
 	op := ts.waitOperation(ts.startMove(tn["id"], map[string]any{"server": "pg-c"})["id"])
 	require.Equal(t, "failed", op["state"], "%v", op)
