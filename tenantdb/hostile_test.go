@@ -55,6 +55,10 @@ import (
 // suite made a few dozen databases, has been seen to take 15-30 s.
 const hostileOpTimeout = 45 * time.Second
 
+// hostileCaseTimeout bounds making, or running, one case: every operation
+// at its own bound, one after another, with room for the queue.
+const hostileCaseTimeout = 15 * time.Minute
+
 // hostilePlus and hostileBad are the later releases the migration operations run:
 // plus adds a file that also touches extensions (a data backfill, as real
 // migrations do: it fires the tenant's triggers on that table), bad adds a
@@ -776,7 +780,10 @@ func TestHostileTenants(t *testing.T) {
 
 // makeCase makes hc's victim and attackers.
 func (fx *hostileFixture) makeCase(hc *hostileCase, sem chan struct{}) {
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	// A bound for the whole case, waits for sem included; each operation
+	// has its own (hostileOpTimeout). It was two minutes, below what 12
+	// operations may take at their own bounds.
+	ctx, cancel := context.WithTimeout(context.Background(), hostileCaseTimeout)
 	defer cancel()
 	sem <- struct{}{}
 	hc.err = fx.victim(ctx, hc)
@@ -811,7 +818,7 @@ func (fx *hostileFixture) runCase(hc *hostileCase, sem chan struct{}) {
 	if hc.err != nil {
 		return
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	ctx, cancel := context.WithTimeout(context.Background(), hostileCaseTimeout)
 	defer cancel()
 	var broken string // why the victim can no longer be trusted
 	for i, op := range hostileOps {

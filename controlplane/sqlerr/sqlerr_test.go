@@ -131,10 +131,19 @@ func TestTranslateOutages(t *testing.T) {
 	}{{"closed", (*pgtest.Proxy).Cut, io.ErrUnexpectedEOF}, {"reset", (*pgtest.Proxy).Reset, syscall.ECONNRESET}} {
 		proxy := pgtest.NewProxy(t, db.URL)
 		extended, simple := connect(t, proxy.URL(db.URL)), connect(t, proxy.URL(db.URL))
+		pids := []uint32{extended.PgConn().PID(), simple.PgConn().PID()}
 		errc := make(chan error, 2)
 		go func() { var x any; errc <- extended.QueryRow(ctx, `SELECT pg_sleep($1)`, 10).Scan(&x) }()
 		go func() { _, err := simple.Exec(ctx, `SELECT pg_sleep(10)`); errc <- err }()
-		time.Sleep(300 * time.Millisecond)
+		// Cut once both queries run on the server (not after a pause,
+		// which a slow machine could outlast).
+		admin := pgtest.Open(t, db.URL)
+		require.Eventually(t, func() bool {
+			var n int
+			err := admin.QueryRow(`SELECT count(*) FROM pg_stat_activity WHERE pid IN ($1, $2) AND state = 'active' AND query LIKE 'SELECT pg_sleep%'`,
+				pids[0], pids[1]).Scan(&n)
+			return err == nil && n == 2
+		}, 10*time.Second, 10*time.Millisecond, "both queries running")
 		tc.cut(proxy)
 		for range 2 {
 			err := <-errc
