@@ -194,7 +194,6 @@ by --status.`,
 					return err
 				}
 				rep := newReporter(cmd.OutOrStdout(), os.Stderr, f.json, len(tenants), h.Versions())
-				rep.maxFailures = f.maxFailures
 				if args[0] == "status" {
 					var real []controlplane.VersionRead
 					if f.verify {
@@ -202,7 +201,7 @@ by --status.`,
 					}
 					return rep.status(tenants, real)
 				}
-				fleet := &controlplane.Fleet{Migrator: app.TenantServers, Catalog: app.Store, Latest: app.LatestTenantSchema, Concurrency: f.concurrency}
+				fleet := &controlplane.Fleet{Migrator: app.TenantServers, Catalog: app.Store, Latest: app.LatestTenantSchema, Concurrency: f.concurrency, MaxFailures: f.maxFailures}
 				if !f.noVerify {
 					fleet.Verifier = app.TenantServers
 				}

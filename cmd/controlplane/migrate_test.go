@@ -524,9 +524,9 @@ func TestMigrateStopsAfterMaxFailures(t *testing.T) {
 	// the failing migration (a few ms a tenant) run far ahead of them, as
 	// it did on a fast machine when the reporter, not the fleet, counted.
 	fleet.RecordDelay = 500 * time.Millisecond
+	fleet.MaxFailures = 2
 	var out bytes.Buffer
 	rep := newReporter(&out, io.Discard, false, 12, []uint{1, 2})
-	rep.maxFailures = 2
 	err := rep.run(context.Background(), fleet, tenantsOf(app), controlplane.MigrationOp{Kind: controlplane.MigrateUp})
 	require.Error(t, err)
 	require.Contains(t, out.String(), "stopped after 2 failures (--max-failures 2)", out.String())

@@ -28,9 +28,6 @@ type reporter struct {
 
 	start        time.Time
 	done, failed int
-	// maxFailures, if above 0, stops a run (no tenant started after it)
-	// once that many tenants failed: a bad migration stops the rollout.
-	maxFailures int
 }
 
 // newReporter reports on out (and errw, the terminal's progress line);
@@ -154,11 +151,11 @@ func (c runCounts) String() string {
 // of failures.
 func (r *reporter) run(ctx context.Context, fleet *controlplane.Fleet, tenants []*controlplane.Tenant, op controlplane.MigrationOp) error {
 	r.start = time.Now()
-	// The fleet stops the run: it counts failures as its workers finish,
-	// before their outcomes reach this reporter a batch later.
-	fleet.MaxFailures = r.maxFailures
+	// The fleet stops the run at --max-failures (Fleet.MaxFailures): it
+	// counts failures as its workers finish, before their outcomes reach
+	// this reporter a batch later.
 	results := fleet.Run(ctx, tenants, op, r.result)
-	stopped := r.maxFailures > 0 && r.failed >= r.maxFailures
+	stopped := fleet.MaxFailures > 0 && r.failed >= fleet.MaxFailures
 	if r.tty {
 		fmt.Fprintln(r.errw)
 	}
@@ -175,7 +172,7 @@ func (r *reporter) run(ctx context.Context, fleet *controlplane.Fleet, tenants [
 	names := slices.Sorted(maps.Keys(byServer))
 	summary := fmt.Sprintf("%d tenants in %s: %s", len(results), time.Since(r.start).Round(time.Millisecond), all)
 	if stopped {
-		summary += fmt.Sprintf("; stopped after %d failures (--max-failures %d): fix the migration, then run it again", r.failed, r.maxFailures)
+		summary += fmt.Sprintf("; stopped after %d failures (--max-failures %d): fix the migration, then run it again", r.failed, fleet.MaxFailures)
 	}
 	if r.json {
 		out := map[string]any{"summary": summary, "tenants": len(results), "migrated": all.Migrated, "skipped": all.Skipped, "failed": all.Failed, "interrupted": all.Interrupted, "servers": byServer}
