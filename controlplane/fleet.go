@@ -156,6 +156,11 @@ func (f *Fleet) Skip(t *Tenant, op MigrationOp) string {
 // run never started.
 const interrupted = "interrupted before it started"
 
+// notStarted is the result of a tenant a run never started: as it was.
+func notStarted(t *Tenant) MigrationResult {
+	return MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty, Skipped: interrupted}
+}
+
 // stopper is when a run stops starting tenants: when its ctx ends, or
 // once MaxFailures tenants have failed, on every server of the run.
 type stopper struct {
@@ -339,8 +344,7 @@ func (f *Fleet) runOn(ctx context.Context, stop *stopper, tenants []*Tenant, op 
 					// Handed out as the run stopped (the dispatcher's
 					// select may pick the job over the stop): not
 					// started, its lock released when "recorded".
-					t := tenants[j.i]
-					out <- finished{i: j.i, set: j.set, r: MigrationResult{Tenant: t, From: t.SchemaVersion, To: t.SchemaVersion, Dirty: t.SchemaDirty, Skipped: interrupted}}
+					out <- finished{i: j.i, set: j.set, r: notStarted(tenants[j.i])}
 					continue
 				}
 				fin := f.work(ctx, tenants[j.i], op, j)
@@ -367,7 +371,7 @@ func (f *Fleet) runOn(ctx context.Context, stop *stopper, tenants []*Tenant, op 
 
 	for i, ok := range started {
 		if !ok {
-			results[i] = MigrationResult{Tenant: tenants[i], From: tenants[i].SchemaVersion, To: tenants[i].SchemaVersion, Skipped: interrupted}
+			results[i] = notStarted(tenants[i])
 		}
 	}
 	return results
