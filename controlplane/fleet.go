@@ -95,6 +95,10 @@ type MigrationResult struct {
 	Err      error
 }
 
+// NotStarted says the run never started the tenant (it was cancelled, or
+// stopped at MaxFailures, first).
+func (r MigrationResult) NotStarted() bool { return r.Skipped == interrupted }
+
 // Fleet migrates many tenants with a bounded pool of workers per tenant
 // server. One tenant's failure never stops the others; each tenant's
 // outcome is recorded in the catalog (and its lock released) shortly after
@@ -321,7 +325,7 @@ func (f *Fleet) runOn(ctx context.Context, stop *stopper, tenants []*Tenant, op 
 	publish := func(i int, r MigrationResult) {
 		mu.Lock()
 		defer mu.Unlock()
-		if r.Skipped == interrupted {
+		if r.NotStarted() {
 			results[i] = r // declined by its worker: counted with those never started
 			return
 		}

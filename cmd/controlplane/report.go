@@ -128,7 +128,7 @@ func (c *runCounts) add(res controlplane.MigrationResult) {
 	switch {
 	case res.Err != nil:
 		c.Failed++
-	case res.Skipped == "interrupted before it started":
+	case res.NotStarted():
 		c.Interrupted++
 	case res.Skipped != "":
 		c.Skipped++
