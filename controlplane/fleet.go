@@ -649,22 +649,27 @@ type FleetSummary struct {
 func Summarize(tenants []*Tenant, latest uint) FleetSummary {
 	var s FleetSummary
 	for _, t := range tenants {
-		switch {
-		case t.Provisioning != ProvisionReady:
-			s.NotReady++
-		case t.SchemaDirty:
-			s.Dirty++
-		case t.MigrationError != "":
-			s.Failed++
-		case t.SchemaVersion == latest:
-			s.AtLatest++
-		case t.SchemaVersion < latest:
-			s.Behind++
-		default:
-			s.Ahead++
-		}
+		s.add(t, latest)
 	}
 	return s
+}
+
+// add counts t in s.
+func (s *FleetSummary) add(t *Tenant, latest uint) {
+	switch {
+	case t.Provisioning != ProvisionReady:
+		s.NotReady++
+	case t.SchemaDirty:
+		s.Dirty++
+	case t.MigrationError != "":
+		s.Failed++
+	case t.SchemaVersion == latest:
+		s.AtLatest++
+	case t.SchemaVersion < latest:
+		s.Behind++
+	default:
+		s.Ahead++
+	}
 }
 
 // Total is how many tenants s counts.
@@ -674,13 +679,11 @@ func (s FleetSummary) Total() int {
 
 // SummarizeByServer is Summarize for the tenants of each server.
 func SummarizeByServer(tenants []*Tenant, latest uint) map[string]FleetSummary {
-	byServer := map[string][]*Tenant{}
+	out := map[string]FleetSummary{}
 	for _, t := range tenants {
-		byServer[t.ServerName()] = append(byServer[t.ServerName()], t)
-	}
-	out := make(map[string]FleetSummary, len(byServer))
-	for name, ts := range byServer {
-		out[name] = Summarize(ts, latest)
+		s := out[t.ServerName()]
+		s.add(t, latest)
+		out[t.ServerName()] = s
 	}
 	return out
 }
