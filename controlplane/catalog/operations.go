@@ -125,13 +125,7 @@ func (s *Store) StartOperation(ctx context.Context, kind controlplane.OperationK
 // controlplane.OperationStore).
 func (s *Store) FinishOperation(ctx context.Context, op *controlplane.Operation, release func()) error {
 	return sqlerr.Translate(s.db.WithContext(ctx).Transaction(func(tx *gorm.DB) error {
-		if err := finishOperation(ctx, tx, op, string(op.Kind)+".finish", op.TenantID, "operation "+strconv.FormatInt(op.ID, 10)); err != nil {
-			return err
-		}
-		if release != nil {
-			release()
-		}
-		return nil
+		return finishOperation(ctx, tx, op, string(op.Kind)+".finish", op.TenantID, "operation "+strconv.FormatInt(op.ID, 10), release)
 	}), nil)
 }
 
@@ -148,8 +142,9 @@ func (s *Store) OperationRunning(ctx context.Context, id int64) (bool, error) {
 }
 
 // finishOperation records op's end in tx (state, error, progress, finished
-// at, while it is still running) and audits it as action on target.
-func finishOperation(ctx context.Context, tx *gorm.DB, op *controlplane.Operation, action string, tenantID int64, target string) error {
+// at, while it is still running) and audits it as action on target; then
+// release, if not nil, runs before tx commits (the row held meanwhile).
+func finishOperation(ctx context.Context, tx *gorm.DB, op *controlplane.Operation, action string, tenantID int64, target string, release func()) error {
 	progress, err := json.Marshal(op.Progress)
 	if err != nil || op.Progress == nil {
 		progress = []byte("{}")
@@ -163,7 +158,13 @@ func finishOperation(ctx context.Context, tx *gorm.DB, op *controlplane.Operatio
 	if op.Error != "" {
 		diff["error"] = controlplane.Change{After: op.Error}
 	}
-	return audit(ctx, tx, action, tenantID, target, diff)
+	if err := audit(ctx, tx, action, tenantID, target, diff); err != nil {
+		return err
+	}
+	if release != nil {
+		release()
+	}
+	return nil
 }
 
 // SetProgress replaces an operation's progress.
@@ -203,13 +204,7 @@ func (s *Store) FinishBackup(ctx context.Context, op *controlplane.Operation, b 
 		if err != nil {
 			return err
 		}
-		if err := finishOperation(ctx, tx, op, "backup.finish", b.TenantID, "backup "+strconv.FormatInt(b.ID, 10)); err != nil {
-			return err
-		}
-		if release != nil {
-			release()
-		}
-		return nil
+		return finishOperation(ctx, tx, op, "backup.finish", b.TenantID, "backup "+strconv.FormatInt(b.ID, 10), release)
 	}), nil)
 }
 
