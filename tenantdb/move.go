@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync/atomic"
 	"time"
 
 	"github.com/jackc/pgerrcode"
@@ -408,40 +407,35 @@ func buildIndexes(ctx context.Context, dst *sql.DB, indexes []deferredIndex) err
 // does SlotTimeout: the move is then undone like any cancelled or failed
 // one (a slot made at that very moment with it).
 func (m *Move) makeSlot(ctx context.Context, src *sql.DB, name string) error {
-	sctx, stop := context.WithCancel(ctx)
-	defer stop()
-	var cancelled, late atomic.Bool
+	sctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	if m.SlotTimeout > 0 {
+		var cancel context.CancelFunc
+		sctx, cancel = context.WithTimeoutCause(sctx, m.SlotTimeout, errSlotTimeout)
+		defer cancel()
+	}
 	go func() {
 		tick := time.NewTicker(time.Second)
 		defer tick.Stop()
-		var deadline <-chan time.Time
-		if m.SlotTimeout > 0 {
-			timer := time.NewTimer(m.SlotTimeout)
-			defer timer.Stop()
-			deadline = timer.C
-		}
 		for {
 			select {
 			case <-sctx.Done():
 				return
-			case <-deadline:
-				late.Store(true)
-				stop()
-				return
 			case <-tick.C:
 				if m.progress("preparing", nil) {
-					cancelled.Store(true)
-					stop()
+					stop(controlplane.ErrCancelled)
 					return
 				}
 			}
 		}
 	}()
 	_, err := src.ExecContext(sctx, `SELECT pg_create_logical_replication_slot($1, 'pgoutput')`, name)
-	switch {
-	case cancelled.Load():
+	// Why the wait ended first: the slot may have been made at that very
+	// moment, and the undo drops it.
+	switch cause := context.Cause(sctx); {
+	case errors.Is(cause, controlplane.ErrCancelled):
 		return controlplane.ErrCancelled
-	case late.Load():
+	case errors.Is(cause, errSlotTimeout):
 		return fmt.Errorf("%w: waited %s (MOVE_SLOT_TIMEOUT) for the transactions open on the source server, which a move's replication slot must outlast; end the long one (docs/OPERATIONS.md, \"Open transactions on the source\"), or move the tenant offline", errSlotTimeout, m.SlotTimeout)
 	case err != nil && !isDuplicateObject(err):
 		return fmt.Errorf("replication slot on the source: %w", err)
