@@ -22,10 +22,10 @@ func TestProvisionAfterTheConnectionsBroke(t *testing.T) {
 	t.Parallel()
 	db := pgtest.New(t)
 	proxy := pgtest.NewProxy(t, db.URL)
+	proxied := db
+	proxied.URL = proxy.URL(db.URL)
+	p := newTestProvisioner(t, proxied, migrations.Tenant)
 	ctx := context.Background()
-	p, err := NewProvisioner(ctx, ProvisionerConfig{URL: proxy.URL(db.URL), Prefix: db.Prefix, Owner: "provision-test", Migrations: migrations.Tenant, RoleSecret: RoleSecret("provision-test-secret")})
-	require.NoError(t, err)
-	t.Cleanup(func() { _ = p.Close() })
 
 	for _, isolation := range []controlplane.Isolation{controlplane.IsolationSchema, controlplane.IsolationDatabase} {
 		t.Run(string(isolation), func(t *testing.T) {
