@@ -17,6 +17,7 @@ import (
 
 	"github.com/laracopilot/controlplane/config"
 	"github.com/laracopilot/controlplane/controlplane"
+	"github.com/laracopilot/controlplane/controlplane/catalog"
 	"github.com/laracopilot/controlplane/tenantdb/pgtest"
 )
 
@@ -218,7 +219,7 @@ func waitTenantLocksGone(t *testing.T, env []string) {
 	require.Eventually(t, func() bool {
 		var held int
 		err := db.QueryRow(`SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND objsubid = 2 AND classid = $1
-			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, 0x4c43).Scan(&held) // catalog.lockClass
+			AND database = (SELECT oid FROM pg_database WHERE datname = current_database())`, catalog.TenantLockClass).Scan(&held)
 		return err == nil && held == 0
 	}, 30*time.Second, 10*time.Millisecond, "the killed process's tenant locks outlived it")
 }

@@ -145,7 +145,7 @@ func (s *Store) newTenantInsert(ctx context.Context, t *controlplane.Tenant, o c
 		lock:   &sessionLock{store: s, conn: conn},
 		server: server,
 		idem:   o.Idempotency,
-		args: []any{lockClass, t.Name, t.Slug, t.Domain, string(t.Status), t.Timezone, t.MaxExtensions, string(t.Settings),
+		args: []any{TenantLockClass, t.Name, t.Slug, t.Domain, string(t.Status), t.Timezone, t.MaxExtensions, string(t.Settings),
 			string(t.Isolation), controlplane.ActorFrom(ctx), string(diff), o.DBPrefix, server},
 	}, nil
 }
@@ -253,7 +253,7 @@ func (l *sessionLock) release(stmt string, args ...any) {
 
 // Unlock releases the lock.
 func (l *sessionLock) Unlock() {
-	l.release(`SELECT pg_advisory_unlock($1, $2)`, lockClass, int32(l.id))
+	l.release(`SELECT pg_advisory_unlock($1, $2)`, TenantLockClass, int32(l.id))
 }
 
 // FinishCreate marks the tenant ready at version with its first API key,
@@ -287,7 +287,7 @@ func (l *sessionLock) FinishCreate(ctx context.Context, version uint, key contro
 			SELECT `+tenantColumns("upd")+`, k.id, k.created_at FROM upd, k`,
 			l.id, int64(version), key.Name, key.Prefix, key.Hash[:], controlplane.ActorFrom(ctx))
 		b.Queue(`COMMIT`)
-		b.Queue(`SELECT pg_advisory_unlock($1, $2)`, lockClass, int32(l.id))
+		b.Queue(`SELECT pg_advisory_unlock($1, $2)`, TenantLockClass, int32(l.id))
 		br := c.SendBatch(ctx, b)
 		_, err := br.Exec()
 		if err == nil {

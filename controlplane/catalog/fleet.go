@@ -34,7 +34,7 @@ func (s *Store) TryLockTenants(ctx context.Context, ids []int64) (controlplane.T
 		return nil, nil, translate(err)
 	}
 	rows, err := conn.QueryContext(ctx, `SELECT pg_try_advisory_lock($1, k) FROM unnest($2::int[]) WITH ORDINALITY AS u(k, n) ORDER BY n`,
-		lockClass, lockKeys(ids))
+		TenantLockClass, lockKeys(ids))
 	if err != nil {
 		// Whether some locks were taken is unknown: drop the session,
 		// which releases whatever it holds.
@@ -106,7 +106,7 @@ func (l *tenantLocks) Unlock(ids []int64) {
 	// With a fresh context: the caller's may be done already.
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, k) FROM unnest($2::int[]) AS u(k)`, lockClass, keys); err != nil {
+	if _, err := l.conn.ExecContext(ctx, `SELECT pg_advisory_unlock($1, k) FROM unnest($2::int[]) AS u(k)`, TenantLockClass, keys); err != nil {
 		// Returning a session that may still hold locks to the pool
 		// would leak them: Close drops it instead, which releases them.
 		l.bad = true

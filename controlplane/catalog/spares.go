@@ -55,7 +55,7 @@ func (s *SpareStore) ReserveSpare(ctx context.Context, template, dbPrefix string
 				FROM (SELECT nextval(pg_get_serial_sequence('tenants', 'id')) AS id
 				      WHERE (SELECT count(*) FROM tenant_spares WHERE template = $3 AND server = $5) < $4) r
 				WHERE pg_try_advisory_lock($1, `+lockKeyOfID+`)
-				RETURNING id`, lockClass, dbPrefix, template, want, s.server).Scan(&id)
+				RETURNING id`, TenantLockClass, dbPrefix, template, want, s.server).Scan(&id)
 		})
 	})
 	if errors.Is(err, pgx.ErrNoRows) {

@@ -334,10 +334,12 @@ func (s *Store) TenantsByProvisioning(ctx context.Context, states ...controlplan
 	return out, nil
 }
 
-// lockClass is the first key of the two-key advisory locks on tenant
-// lifecycles. Two-key locks live apart from the one-key (bigint) locks that
-// golang-migrate takes, so the two can never collide.
-const lockClass = 0x4c43 // "LC"
+// TenantLockClass is the first key of the two-key advisory locks on
+// tenant lifecycles (the tenant's id is the second: classid and objid in
+// pg_locks, where the crash tests look for a killed process's). Two-key
+// locks live apart from the one-key (bigint) locks that golang-migrate
+// takes, so the two can never collide.
+const TenantLockClass = 0x4c43 // "LC"
 
 // LockTenant takes a session-level advisory lock on a dedicated connection:
 // it is held across the provisioning round trips and released when unlock
@@ -354,7 +356,7 @@ func (s *Store) LockTenantWait(ctx context.Context, id int64) (func(), error) {
 }
 
 func (s *Store) lockTenant(ctx context.Context, id int64, wait bool) (func(), error) {
-	unlock, ok, err := s.advisoryLock(ctx, lockClass, int32(id), wait) // ids stay far below 2^31; a wrap would only share a lock
+	unlock, ok, err := s.advisoryLock(ctx, TenantLockClass, int32(id), wait) // ids stay far below 2^31; a wrap would only share a lock
 	if err != nil {
 		return nil, err
 	}
